@@ -1,0 +1,107 @@
+//! `SelectorKey`, and the token that ties an OS event back to its registration.
+//!
+//! A token packs the registration's slab index (low half) with a generation number (high half).
+//! The generation changes with every registration, so an event that was queued for a source
+//! unregistered meanwhile can never be delivered to a new registration that reuses the same slab
+//! slot or the same fd number: its token no longer matches. The index is capped below the all-ones
+//! value, so a token is never `usize::MAX`, which `polling` reserves for itself.
+
+use crate::sys::RawSource;
+use crate::Events;
+use std::fmt;
+
+const INDEX_BITS: u32 = usize::BITS / 2;
+const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+
+/// The largest slab index a token can carry (all ones is left out, see the module docs).
+pub(crate) const MAX_INDEX: usize = INDEX_MASK - 1;
+
+/// Slab index + generation, as passed to and from the OS poller.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct Token(pub(crate) usize);
+
+impl Token {
+    /// Packs `index` (at most [`MAX_INDEX`]) with the low bits of `generation`.
+    pub(crate) fn new(index: usize, generation: usize) -> Token {
+        debug_assert!(index <= MAX_INDEX);
+        Token((generation << INDEX_BITS) | index)
+    }
+
+    /// The slab index.
+    pub(crate) fn index(self) -> usize {
+        self.0 & INDEX_MASK
+    }
+}
+
+/// What the selector knows of one registration: Python's `SelectorKey`, minus the parts Rust
+/// keeps elsewhere.
+///
+/// Python's key also carries `fileobj` and `data`; here the selector owns the source and the
+/// callback, and hands them to the callback as arguments instead. A key is a snapshot: after
+/// `modify` or `unregister`, earlier copies still show the old values.
+///
+/// A key is also a [`FileObj`](crate::FileObj), so it can be passed back to
+/// [`unregister`](crate::Selector::unregister), [`modify`](crate::Selector::modify) and the
+/// other lookups.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SelectorKey {
+    pub(crate) fd: RawSource,
+    pub(crate) events: Events,
+    pub(crate) token: Token,
+}
+
+impl SelectorKey {
+    /// The registered descriptor: a `RawFd` on Unix, a `RawSocket` on Windows.
+    pub fn fd(&self) -> RawSource {
+        self.fd
+    }
+
+    /// The events the registration waits for.
+    pub fn events(&self) -> Events {
+        self.events
+    }
+}
+
+impl fmt::Debug for SelectorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectorKey")
+            .field("fd", &self.fd)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for SelectorKey {
+    fn as_raw_fd(&self) -> RawSource {
+        self.fd
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawSocket for SelectorKey {
+    fn as_raw_socket(&self) -> RawSource {
+        self.fd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_never_usize_max() {
+        for generation in [0, 1, usize::MAX >> INDEX_BITS, usize::MAX] {
+            for index in [0, 1, MAX_INDEX] {
+                let token = Token::new(index, generation);
+                assert_ne!(token.0, usize::MAX, "index {index} generation {generation}");
+                assert_eq!(token.index(), index);
+            }
+        }
+    }
+
+    #[test]
+    fn generations_tell_slot_reuse_apart() {
+        assert_ne!(Token::new(7, 1), Token::new(7, 2));
+    }
+}

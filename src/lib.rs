@@ -1,0 +1,80 @@
+//! Python's `selectors` module as a callback reactor for Rust.
+//!
+//! Python programmers learn event-driven servers from one small program: register a listening
+//! socket with a callback, let that callback register each accepted connection with another,
+//! and loop over `select()` calling each ready key's callback. selectloop is that program's
+//! model, with nothing hidden: a [`DefaultSelector`] over the OS poller (epoll, kqueue or IOCP,
+//! through the `polling` crate), registrations that own their source and a boxed `FnMut`
+//! callback, and a `select()` that returns `(key, mask)` pairs to [`dispatch`](Selector::dispatch).
+//!
+//! ```
+//! use selectloop::{DefaultSelector, Events, Selector, EVENT_READ};
+//! use std::io::{self, Read, Write};
+//! use std::net::{TcpListener, TcpStream};
+//! use std::time::Duration;
+//!
+//! fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
+//!     let (conn, _addr) = sock.accept()?;
+//!     conn.set_nonblocking(true)?;
+//!     sel.register(conn, EVENT_READ, read)?;
+//!     Ok(())
+//! }
+//!
+//! fn read(sel: &mut Selector, conn: &mut TcpStream, _mask: Events) -> io::Result<()> {
+//!     let mut buf = [0u8; 1024];
+//!     match conn.read(&mut buf)? {
+//!         0 => { sel.unregister(conn)?; } // closed as soon as this callback returns
+//!         n => conn.write_all(&buf[..n])?,
+//!     }
+//!     Ok(())
+//! }
+//!
+//! let mut sel = DefaultSelector::new()?;
+//! let sock = TcpListener::bind("127.0.0.1:0")?;
+//! sock.set_nonblocking(true)?;
+//! let addr = sock.local_addr()?;
+//! sel.register(sock, EVENT_READ, accept)?;
+//!
+//! // A client on another thread, to show one round trip; a server would loop forever.
+//! let client = std::thread::spawn(move || -> io::Result<[u8; 5]> {
+//!     let mut conn = TcpStream::connect(addr)?;
+//!     conn.write_all(b"hello")?;
+//!     let mut echoed = [0u8; 5];
+//!     conn.read_exact(&mut echoed)?;
+//!     Ok(echoed)
+//! });
+//! while !client.is_finished() {
+//!     for (key, mask) in sel.select(Some(Duration::from_millis(10)))? {
+//!         sel.dispatch(&key, mask)?; // Python: key.data(key.fileobj, mask)
+//!     }
+//! }
+//! let echoed = client.join().expect("client thread")?;
+//! assert_eq!(&echoed, b"hello");
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! [`Selector::run`] is that loop in one call. Where selectloop differs from Python, it is
+//! because Rust can do better: the selector owns each source, so a descriptor is always removed
+//! from the OS poller before it is closed; callbacks receive `&mut Selector` and their own
+//! source; errors are `std::io::Error` with the kinds Python's exceptions map to
+//! (`KeyError` → `AlreadyExists`/`NotFound`, `ValueError` → `InvalidInput`).
+//!
+//! Logging goes through the `log` facade: registrations at `debug`, callback errors at `warn`.
+
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unsafe_op_in_unsafe_fn
+)]
+#![doc(test(attr(deny(warnings))))]
+
+mod events;
+mod key;
+mod selector;
+mod sys;
+
+pub use events::{Events, EVENT_READ, EVENT_WRITE};
+pub use key::SelectorKey;
+pub use selector::{DefaultSelector, ErrorAction, Selector, SelectorMap};
+pub use sys::{Backend, FileObj, PollingBackend, Source};

@@ -1,0 +1,795 @@
+//! The selector: registrations, `select`, and the dispatch loop.
+//!
+//! This file is the whole reactor. A registration is one slab entry holding the key, the owned
+//! source and its boxed callback; the OS poller reports a token (slab index + generation, see
+//! [`key`](crate::SelectorKey)) for each ready source. `select` turns those reports into
+//! `(key, mask)` pairs exactly as Python does — masked by the registered events, one pair per
+//! key — and `dispatch` calls the key's callback with the selector itself, so callbacks can
+//! register, modify and unregister anything, themselves included.
+//!
+//! Three rules keep that re-entrancy safe (Redis's `ae.c` follows the first two):
+//! 1. Before each callback the key is looked up again: an earlier callback of the same batch may
+//!    have unregistered it, or unregistered it and registered something new in its slot. The
+//!    token's generation tells the two apart, so a stale event is dropped, never misdelivered.
+//! 2. The callback is taken out of its slot while it runs and put back afterwards only if the
+//!    slot still holds the same registration. If the callback unregistered itself, the source it
+//!    holds is closed right after it returns — and the source was already removed from the OS
+//!    poller by `unregister`, so a descriptor is never closed while the poller still watches it.
+//! 3. A panicking callback is caught just long enough to remove its registration (poller first,
+//!    then the source), and the panic is resumed, so the selector stays consistent.
+
+use crate::key::{Token, MAX_INDEX};
+use crate::sys::{self, Backend, FileObj, PollingBackend, RawSource, Source};
+use crate::{Events, SelectorKey};
+use log::{debug, trace, warn};
+use slab::Slab;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::io::{self, ErrorKind};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+use std::{fmt, mem};
+
+/// The selector Python programs reach for first: `polling`'s epoll, kqueue or IOCP backend.
+///
+/// # Examples
+///
+/// ```
+/// use selectloop::DefaultSelector;
+///
+/// let sel = DefaultSelector::new()?;
+/// assert!(sel.is_empty());
+/// # std::io::Result::Ok(())
+/// ```
+pub type DefaultSelector = Selector<PollingBackend>;
+
+/// What to do with a registration whose callback returned an error.
+///
+/// Returned by the handler set with [`Selector::set_error_handler`]. The default handler logs
+/// the error at `warn` level with the fd and returns [`Close`](ErrorAction::Close).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorAction {
+    /// Keep the registration as it is.
+    Keep,
+    /// Unregister it and close its source; other registrations are unaffected.
+    Close,
+    /// Keep it, and make `dispatch` (and so `run_once` and `run`) return the error.
+    Stop,
+}
+
+type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
+type BoxedCallback<S, B> = Box<dyn FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()>>;
+
+/// A callback reactor over one OS poller: Python's `selectors.BaseSelector`, owning its sources.
+///
+/// Use [`DefaultSelector`]; the type parameter picks the OS backend and its default is the
+/// same, so callbacks can simply take `&mut Selector`.
+///
+/// A selector, its sources and its callbacks live on one thread.
+///
+/// # Examples
+///
+/// Python's accept/read echo server, line for line:
+///
+/// ```no_run
+/// use selectloop::{DefaultSelector, Events, Selector, EVENT_READ};
+/// use std::io::{self, Read, Write};
+/// use std::net::{TcpListener, TcpStream};
+///
+/// fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
+///     let (conn, _addr) = sock.accept()?;
+///     conn.set_nonblocking(true)?;
+///     sel.register(conn, EVENT_READ, read)?;
+///     Ok(())
+/// }
+///
+/// fn read(sel: &mut Selector, conn: &mut TcpStream, _mask: Events) -> io::Result<()> {
+///     let mut buf = [0u8; 1024];
+///     match conn.read(&mut buf)? {
+///         0 => { sel.unregister(conn)?; } // closed as soon as this callback returns
+///         n => conn.write_all(&buf[..n])?,
+///     }
+///     Ok(())
+/// }
+///
+/// fn main() -> io::Result<()> {
+///     let mut sel = DefaultSelector::new()?;
+///     let sock = TcpListener::bind("127.0.0.1:8088")?;
+///     sock.set_nonblocking(true)?;
+///     sel.register(sock, EVENT_READ, accept)?;
+///     loop {
+///         for (key, mask) in sel.select(None)? {
+///             sel.dispatch(&key, mask)?;
+///         }
+///     }
+/// }
+/// ```
+pub struct Selector<B: Backend = PollingBackend> {
+    backend: B,
+    entries: Slab<Entry<B>>,
+    fds: HashMap<RawSource, usize>,
+    generation: usize,
+    /// Numbers each poll, so that two reports for one key in one poll merge into one pair.
+    batch: u64,
+    /// The ready list `run_once` reuses, so a steady-state loop allocates nothing.
+    ready: Vec<(Token, Events)>,
+    stopping: bool,
+    on_error: ErrorHandler,
+}
+
+struct Entry<B: Backend> {
+    key: SelectorKey,
+    source_type: (TypeId, &'static str),
+    /// `None` while the callback runs (the dispatcher holds it).
+    handler: Option<Box<dyn Handler<B>>>,
+    /// A callback set while the old one was running, installed when it returns.
+    new_callback: Option<Box<dyn Any>>,
+    /// The poll that last reported this entry, and its place in that poll's ready list.
+    batch: u64,
+    slot: usize,
+}
+
+/// An owned source with its callback; boxed once per registration.
+trait Handler<B: Backend> {
+    fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()>;
+    fn into_source(self: Box<Self>) -> Box<dyn Any>;
+    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>>;
+}
+
+struct Registration<S, F> {
+    source: S,
+    callback: F,
+}
+
+impl<B, S, F> Handler<B> for Registration<S, F>
+where
+    B: Backend,
+    S: Source,
+    F: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
+{
+    fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()> {
+        (self.callback)(sel, &mut self.source, mask)
+    }
+
+    fn into_source(self: Box<Self>) -> Box<dyn Any> {
+        Box::new(self.source)
+    }
+
+    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>> {
+        match callback.downcast::<BoxedCallback<S, B>>() {
+            Ok(callback) => Box::new(Registration {
+                source: self.source,
+                callback: *callback,
+            }),
+            // `set_callback` checked the source type, so this keeps the old callback only if
+            // that check is ever broken.
+            Err(_) => self,
+        }
+    }
+}
+
+fn error(kind: ErrorKind, op: &str, fd: RawSource, what: impl fmt::Display) -> io::Error {
+    io::Error::new(kind, format!("{op}: fd {fd}: {what}"))
+}
+
+fn check_events(op: &str, fd: RawSource, events: Events) -> io::Result<()> {
+    if events.is_empty() {
+        return Err(error(
+            ErrorKind::InvalidInput,
+            op,
+            fd,
+            "invalid events: (empty)",
+        ));
+    }
+    Ok(())
+}
+
+fn log_and_close(key: &SelectorKey, err: &io::Error) -> ErrorAction {
+    warn!("callback for fd {} failed, closing it: {err}", key.fd);
+    ErrorAction::Close
+}
+
+impl<B: Backend> Selector<B> {
+    /// Creates a selector with its OS poller (an epoll or kqueue fd, an IOCP port, ...).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the OS returns when creating the poller, e.g. out of file descriptors.
+    pub fn new() -> io::Result<Self> {
+        Ok(Selector {
+            backend: B::new()?,
+            entries: Slab::new(),
+            fds: HashMap::new(),
+            generation: 0,
+            batch: 0,
+            ready: Vec::new(),
+            stopping: false,
+            on_error: Box::new(log_and_close),
+        })
+    }
+
+    /// Registers `fileobj` for `events`, taking ownership of it, and returns its key.
+    ///
+    /// When the source is ready, [`dispatch`](Self::dispatch) (or [`run`](Self::run)) calls
+    /// `callback(selector, &mut fileobj, mask)`. The callback may capture per-connection state.
+    /// The source stays open until it is unregistered, the selector is closed or dropped, or
+    /// [`detach`](Self::detach) hands it back. Sockets should be in non-blocking mode.
+    ///
+    /// # Errors
+    ///
+    /// - `InvalidInput` if `events` is empty (Python: `ValueError`);
+    /// - `AlreadyExists` if the fd is already registered (Python: `KeyError`);
+    /// - the OS error if the poller refuses the descriptor.
+    ///
+    /// On error the source is dropped, which closes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::{DefaultSelector, EVENT_READ};
+    /// use std::net::TcpListener;
+    ///
+    /// let mut sel = DefaultSelector::new()?;
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// listener.set_nonblocking(true)?;
+    /// let key = sel.register(listener, EVENT_READ, |_sel, sock, _mask| {
+    ///     let (_conn, _addr) = sock.accept()?;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(key.events(), EVENT_READ);
+    /// assert_eq!(sel.get_key(&key)?, key);
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn register<S, F>(
+        &mut self,
+        fileobj: S,
+        events: Events,
+        callback: F,
+    ) -> io::Result<SelectorKey>
+    where
+        S: Source,
+        F: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
+    {
+        let fd = sys::raw_source(&fileobj);
+        check_events("register", fd, events)?;
+        if self.fds.contains_key(&fd) {
+            return Err(error(
+                ErrorKind::AlreadyExists,
+                "register",
+                fd,
+                "already registered",
+            ));
+        }
+        let index = self.entries.vacant_key();
+        if index > MAX_INDEX {
+            return Err(error(
+                ErrorKind::OutOfMemory,
+                "register",
+                fd,
+                "too many registrations",
+            ));
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let key = SelectorKey {
+            fd,
+            events,
+            token: Token::new(index, self.generation),
+        };
+        self.backend.reserve(self.entries.len() + 1);
+        // SAFETY: `fileobj` moves into the entry below and is dropped only after `delete`
+        // (`remove`, the panic path of `dispatch`, and `clear` all delete before dropping).
+        unsafe { self.backend.add(fd, key.token.0, events) }
+            .map_err(|e| error(e.kind(), "register", fd, e))?;
+        self.entries.insert(Entry {
+            key,
+            source_type: (TypeId::of::<S>(), std::any::type_name::<S>()),
+            handler: Some(Box::new(Registration {
+                source: fileobj,
+                callback,
+            })),
+            new_callback: None,
+            batch: 0,
+            slot: 0,
+        });
+        self.fds.insert(fd, index);
+        debug!("register fd {fd} for {events:?}");
+        Ok(key)
+    }
+
+    /// Unregisters `fileobj` and returns its key; the source is closed.
+    ///
+    /// The descriptor is removed from the OS poller at once. The source is dropped (closed) at
+    /// once too — or, when a callback unregisters its own source, as soon as that callback
+    /// returns. No callback runs for it afterwards, even if an event for it is still pending in
+    /// the current batch. To keep the source open, use [`detach`](Self::detach) instead.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `fileobj` is not registered (Python: `KeyError`).
+    pub fn unregister<F: FileObj + ?Sized>(&mut self, fileobj: &F) -> io::Result<SelectorKey> {
+        let index = self.index_of("unregister", fileobj.fileno())?;
+        let (key, _closed_here) = self.remove(index);
+        Ok(key)
+    }
+
+    /// Unregisters `fileobj` and hands its source back, still open.
+    ///
+    /// `S` must be the type it was registered with.
+    ///
+    /// # Errors
+    ///
+    /// - `NotFound` if `fileobj` is not registered;
+    /// - `InvalidInput` if it was registered as another type than `S` (it stays registered);
+    /// - `ResourceBusy` if called from the source's own callback, which holds it (it stays
+    ///   registered; that callback already has the source).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use selectloop::{DefaultSelector, EVENT_READ};
+    /// # use std::net::TcpListener;
+    /// let mut sel = DefaultSelector::new()?;
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let key = sel.register(listener, EVENT_READ, |_, _, _| Ok(()))?;
+    /// let listener: TcpListener = sel.detach(&key)?;
+    /// assert_eq!(listener.local_addr()?, addr);
+    /// assert!(sel.is_empty());
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn detach<S: Source, F: FileObj + ?Sized>(&mut self, fileobj: &F) -> io::Result<S> {
+        let fd = fileobj.fileno();
+        let index = self.index_of("detach", fd)?;
+        self.check_type::<S>("detach", index)?;
+        let Some(handler) = self.entries[index].handler.take() else {
+            let why = "its own callback is running and holds the source";
+            return Err(error(ErrorKind::ResourceBusy, "detach", fd, why));
+        };
+        self.remove(index);
+        match handler.into_source().downcast::<S>() {
+            Ok(source) => Ok(*source),
+            Err(_) => Err(error(ErrorKind::InvalidInput, "detach", fd, "wrong type")),
+        }
+    }
+
+    /// Changes the events `fileobj` is registered for; takes effect on the next `select`.
+    ///
+    /// Nothing is asked of the OS if the events are unchanged.
+    ///
+    /// # Errors
+    ///
+    /// - `InvalidInput` if `events` is empty, `NotFound` if `fileobj` is not registered;
+    /// - the OS error if the poller refuses: then, as in Python, the registration is removed
+    ///   and its source closed.
+    pub fn modify<F: FileObj + ?Sized>(
+        &mut self,
+        fileobj: &F,
+        events: Events,
+    ) -> io::Result<SelectorKey> {
+        let fd = fileobj.fileno();
+        check_events("modify", fd, events)?;
+        let index = self.index_of("modify", fd)?;
+        let key = &mut self.entries[index].key;
+        if key.events != events {
+            // SAFETY: `fd` is registered, so its source is still open.
+            if let Err(e) = unsafe { self.backend.modify(fd, key.token.0, events) } {
+                self.remove(index);
+                return Err(error(e.kind(), "modify", fd, e));
+            }
+            trace!("modify fd {fd}: {:?} -> {events:?}", key.events);
+            key.events = events;
+        }
+        Ok(*key)
+    }
+
+    /// Replaces the callback of `fileobj` (Python: `modify(fileobj, events, data)`).
+    ///
+    /// Takes effect from the next dispatch; when a callback replaces itself, the call in
+    /// progress finishes first. `S` is the source type the callback receives and must be the
+    /// type `fileobj` was registered with.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `fileobj` is not registered; `InvalidInput` if it was registered as
+    /// another type than `S`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use selectloop::{DefaultSelector, EVENT_READ, Events, Selector};
+    /// # use std::io;
+    /// # use std::net::TcpListener;
+    /// fn closed(_: &mut Selector, _: &mut TcpListener, _: Events) -> io::Result<()> {
+    ///     Ok(())
+    /// }
+    /// let mut sel = DefaultSelector::new()?;
+    /// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+    /// sel.set_callback(&key, closed)?;
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn set_callback<S, C, F>(&mut self, fileobj: &F, callback: C) -> io::Result<SelectorKey>
+    where
+        S: Source,
+        C: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
+        F: FileObj + ?Sized,
+    {
+        let index = self.index_of("set_callback", fileobj.fileno())?;
+        self.check_type::<S>("set_callback", index)?;
+        let callback: Box<dyn Any> = Box::new(Box::new(callback) as BoxedCallback<S, B>);
+        let entry = &mut self.entries[index];
+        match entry.handler.take() {
+            Some(handler) => entry.handler = Some(handler.with_callback(callback)),
+            None => entry.new_callback = Some(callback),
+        }
+        Ok(entry.key)
+    }
+
+    /// Returns the key of `fileobj`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `fileobj` is not registered (Python: `KeyError`).
+    pub fn get_key<F: FileObj + ?Sized>(&self, fileobj: &F) -> io::Result<SelectorKey> {
+        let index = self.index_of("get_key", fileobj.fileno())?;
+        Ok(self.entries[index].key)
+    }
+
+    /// All registrations (Python: `get_map()`), as a read-only view.
+    pub fn get_map(&self) -> SelectorMap<'_, B> {
+        SelectorMap { sel: self }
+    }
+
+    /// The number of registrations.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Waits until some registered source is ready, or `timeout` passes, and returns the ready
+    /// `(key, mask)` pairs (Python: `select(timeout)`).
+    ///
+    /// - `None` blocks until at least one pair can be returned; `Some(Duration::ZERO)` polls
+    ///   without blocking; `Some(d)` returns an empty list only once `d` has passed, never
+    ///   earlier (interrupted or spurious wake-ups wait again for the time left).
+    /// - Level-triggered: a source is reported again by every call while it stays ready.
+    /// - One pair per key; `mask` is never empty and always within `key.events()`. A hang-up
+    ///   or error is reported as whichever of READ and WRITE the key waits for.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of the wait itself (not `EINTR`, which is retried).
+    pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Vec<(SelectorKey, Events)>> {
+        let mut ready = Vec::new();
+        self.poll(timeout, &mut ready)?;
+        let entries = &self.entries;
+        Ok(ready
+            .into_iter()
+            .map(|(token, mask)| (entries[token.index()].key, mask))
+            .collect())
+    }
+
+    /// Calls the callback of `key` with `mask` (Python: `key.data(key.fileobj, mask)`).
+    ///
+    /// Does nothing if `key` was unregistered since `select` returned it (even if its fd or
+    /// slot was reused by a new registration), if `mask` no longer meets its events, or if it
+    /// is the registration whose callback is running now.
+    ///
+    /// A callback error of kind `WouldBlock` is ignored (spurious readiness). Any other error
+    /// goes to the error handler ([`set_error_handler`](Self::set_error_handler)), which by
+    /// default logs it and closes that registration only.
+    ///
+    /// # Errors
+    ///
+    /// The callback's error, if the error handler returned [`ErrorAction::Stop`].
+    ///
+    /// # Panics
+    ///
+    /// If the callback panics, the panic propagates — after the registration has been removed
+    /// and its source closed. The selector stays usable for every other registration.
+    pub fn dispatch(&mut self, key: &SelectorKey, mask: Events) -> io::Result<()> {
+        self.dispatch_token(key.token, mask).map(|_| ())
+    }
+
+    /// One loop iteration: `select(timeout)`, then `dispatch` each pair. Returns the number of
+    /// callbacks run.
+    ///
+    /// Allocates nothing in steady state (the ready list is reused).
+    ///
+    /// # Errors
+    ///
+    /// As for [`select`](Self::select) and [`dispatch`](Self::dispatch); the rest of the batch is
+    /// then not dispatched.
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let mut ready = mem::take(&mut self.ready);
+        let result = self.poll(timeout, &mut ready).and_then(|()| {
+            let mut called = 0;
+            for &(token, mask) in &ready {
+                called += usize::from(self.dispatch_token(token, mask)?);
+            }
+            Ok(called)
+        });
+        self.ready = ready;
+        result
+    }
+
+    /// Runs the loop until [`stop`](Self::stop) is called or nothing is registered.
+    ///
+    /// A `stop()` takes effect once the current batch is dispatched. If `stop()` was called
+    /// before `run()`, `run()` returns at once; either way the request is then cleared.
+    ///
+    /// # Errors
+    ///
+    /// As for [`run_once`](Self::run_once).
+    pub fn run(&mut self) -> io::Result<()> {
+        while !mem::take(&mut self.stopping) && !self.entries.is_empty() {
+            self.run_once(None)?;
+        }
+        Ok(())
+    }
+
+    /// Asks [`run`](Self::run) to return after the current batch. Callable from callbacks.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Sets what happens when a callback returns an error other than `WouldBlock`.
+    ///
+    /// The handler receives the key and the error and returns an [`ErrorAction`]. The default
+    /// logs a warning naming the fd and returns `Close`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::{DefaultSelector, ErrorAction};
+    ///
+    /// let mut sel = DefaultSelector::new()?;
+    /// sel.set_error_handler(|key, err| {
+    ///     eprintln!("fd {}: {err}", key.fd());
+    ///     ErrorAction::Stop
+    /// });
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn set_error_handler(
+        &mut self,
+        handler: impl FnMut(&SelectorKey, &io::Error) -> ErrorAction + 'static,
+    ) {
+        self.on_error = Box::new(handler);
+    }
+
+    /// Unregisters and closes every source, then closes the OS poller.
+    ///
+    /// Dropping the selector does the same and ignores errors. Unlike Python, which does not
+    /// own them, this closes the registered sources.
+    ///
+    /// # Errors
+    ///
+    /// The first OS error met while removing sources from the poller; every source is closed
+    /// regardless.
+    pub fn close(mut self) -> io::Result<()> {
+        self.clear()
+    }
+
+    fn clear(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for (_, entry) in mem::take(&mut self.entries) {
+            // SAFETY: the entry's source is open: it is dropped only at the end of this loop.
+            if let Err(e) = unsafe { self.backend.delete(entry.key.fd) } {
+                if result.is_ok() {
+                    result = Err(error(e.kind(), "close", entry.key.fd, e));
+                }
+            }
+            debug!("close fd {}", entry.key.fd);
+        }
+        self.fds.clear();
+        result
+    }
+
+    fn index_of(&self, op: &str, fd: RawSource) -> io::Result<usize> {
+        match self.fds.get(&fd) {
+            Some(&index) => Ok(index),
+            None => Err(error(ErrorKind::NotFound, op, fd, "not registered")),
+        }
+    }
+
+    fn check_type<S: 'static>(&self, op: &str, index: usize) -> io::Result<()> {
+        let entry = &self.entries[index];
+        let (registered, name) = entry.source_type;
+        if registered != TypeId::of::<S>() {
+            let what = format!("registered as {name}, not {}", std::any::type_name::<S>());
+            return Err(error(ErrorKind::InvalidInput, op, entry.key.fd, what));
+        }
+        Ok(())
+    }
+
+    /// The slab index of `token` if it is still the registration it was issued for.
+    fn current(&self, token: Token) -> Option<usize> {
+        let entry = self.entries.get(token.index())?;
+        (entry.key.token == token).then_some(token.index())
+    }
+
+    /// Removes a registration from the poller, then from the tables. The returned handler (if
+    /// the callback is not running) closes the source when dropped.
+    fn remove(&mut self, index: usize) -> (SelectorKey, Option<Box<dyn Handler<B>>>) {
+        let entry = self.entries.remove(index);
+        let fd = entry.key.fd;
+        self.fds.remove(&fd);
+        // SAFETY: the source is still open: it is owned by `entry.handler`, or by `dispatch`
+        // while its callback runs, and both drop it only after this.
+        if let Err(e) = unsafe { self.backend.delete(fd) } {
+            // As in Python, the registration is gone whatever the OS says.
+            warn!("unregister fd {fd}: removing it from the poller failed: {e}");
+        }
+        debug!("unregister fd {fd}");
+        (entry.key, entry.handler)
+    }
+
+    /// Waits for readiness and fills `ready` with one `(token, mask)` per ready key.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Vec<(Token, Events)>,
+    ) -> io::Result<()> {
+        ready.clear();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut wait = timeout;
+        loop {
+            self.batch += 1;
+            let batch = self.batch;
+            let entries = &mut self.entries;
+            let waited = self.backend.wait(wait, |token, readiness| {
+                let token = Token(token);
+                let Some(entry) = entries.get_mut(token.index()) else {
+                    return;
+                };
+                let mask = readiness & entry.key.events;
+                if entry.key.token != token || mask.is_empty() {
+                    return; // unregistered meanwhile, or a hang-up outside its interest
+                }
+                if entry.batch == batch {
+                    ready[entry.slot].1 |= mask; // kqueue: READ and WRITE come separately
+                } else {
+                    entry.batch = batch;
+                    entry.slot = ready.len();
+                    ready.push((token, mask));
+                }
+            });
+            match waited {
+                Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
+                _ if !ready.is_empty() => return Ok(()),
+                _ => {}
+            }
+            // Nothing for the caller: the timeout, or a wake-up that carried no event of ours.
+            // Python never returns an empty list before the timeout, so wait for the rest.
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(());
+                }
+                wait = Some(deadline - now);
+            }
+        }
+    }
+
+    /// Runs the callback of `token`; returns whether it ran.
+    fn dispatch_token(&mut self, token: Token, mask: Events) -> io::Result<bool> {
+        let Some(index) = self.current(token) else {
+            return Ok(false); // unregistered since it was reported
+        };
+        let entry = &mut self.entries[index];
+        let key = entry.key;
+        let mask = mask & key.events;
+        if mask.is_empty() {
+            return Ok(false); // modified since it was reported
+        }
+        let Some(mut handler) = entry.handler.take() else {
+            return Ok(false); // its own callback is running: no re-entry
+        };
+        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                if let Some(index) = self.current(token) {
+                    self.remove(index);
+                }
+                drop(handler); // after `remove`: the poller no longer watches the fd
+                warn!("callback for fd {} panicked; it was unregistered", key.fd);
+                panic::resume_unwind(panic);
+            }
+        };
+        match self.current(token) {
+            Some(index) => {
+                let entry = &mut self.entries[index];
+                if let Some(callback) = entry.new_callback.take() {
+                    handler = handler.with_callback(callback);
+                }
+                entry.handler = Some(handler);
+            }
+            None => debug!("close fd {} after its callback", key.fd),
+        }
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(true),
+            Err(e) => match (self.on_error)(&key, &e) {
+                ErrorAction::Keep => Ok(true),
+                ErrorAction::Close => {
+                    if let Some(index) = self.current(token) {
+                        self.remove(index);
+                    }
+                    Ok(true)
+                }
+                ErrorAction::Stop => Err(e),
+            },
+        }
+    }
+}
+
+impl<B: Backend> Drop for Selector<B> {
+    fn drop(&mut self) {
+        let _ = self.clear();
+    }
+}
+
+impl<B: Backend + fmt::Debug> fmt::Debug for Selector<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Selector")
+            .field("backend", &self.backend)
+            .field("keys", &self.get_map())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read-only view of a selector's registrations, from [`Selector::get_map`].
+///
+/// # Examples
+///
+/// ```
+/// # use selectloop::{DefaultSelector, EVENT_READ};
+/// # use std::net::TcpListener;
+/// let mut sel = DefaultSelector::new()?;
+/// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+/// let map = sel.get_map();
+/// assert_eq!(map.len(), 1);
+/// assert_eq!(map.get(&key), Some(key));
+/// assert_eq!(map.iter().collect::<Vec<_>>(), [key]);
+/// # std::io::Result::Ok(())
+/// ```
+pub struct SelectorMap<'a, B: Backend = PollingBackend> {
+    sel: &'a Selector<B>,
+}
+
+impl<'a, B: Backend> SelectorMap<'a, B> {
+    /// The number of registrations.
+    pub fn len(&self) -> usize {
+        self.sel.len()
+    }
+
+    /// True if nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.sel.is_empty()
+    }
+
+    /// The key of `fileobj`, if it is registered.
+    pub fn get<F: FileObj + ?Sized>(&self, fileobj: &F) -> Option<SelectorKey> {
+        self.sel.get_key(fileobj).ok()
+    }
+
+    /// True if `fileobj` is registered.
+    pub fn contains<F: FileObj + ?Sized>(&self, fileobj: &F) -> bool {
+        self.sel.fds.contains_key(&fileobj.fileno())
+    }
+
+    /// Every key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = SelectorKey> + 'a {
+        self.sel.entries.iter().map(|(_, entry)| entry.key)
+    }
+}
+
+impl<B: Backend> fmt::Debug for SelectorMap<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}

@@ -1,0 +1,116 @@
+//! The OS side: raw descriptor types and the readiness backends.
+//!
+//! Everything that differs between Unix and Windows, and every `unsafe` block of the crate,
+//! lives below this module; the selector itself is platform-neutral.
+//!
+//! A backend is one file here, a struct implementing [`Backend`] with five operations:
+//!
+//! - `new()` — create the OS object (epoll/kqueue fd, IOCP port, ...).
+//! - `add(fd, token, interest)` — start watching `fd`, level-triggered, reporting `token`.
+//!   It is `unsafe` because the backend keeps using `fd` until `delete`: the caller promises the
+//!   descriptor stays open until then. The selector keeps that promise by owning every source.
+//! - `modify(fd, token, interest)` — change what `fd` is watched for.
+//! - `delete(fd)` — stop watching `fd`; called before the source is closed, always. Both are
+//!   `unsafe` for the same reason as `add`: they may only name a descriptor added and not yet
+//!   deleted, which is therefore still open.
+//! - `wait(timeout, on_event)` — block up to `timeout` (`None`: forever) and call
+//!   `on_event(token, readiness)` for each ready descriptor. Hang-ups and errors are reported as
+//!   both read and write readiness (Python's rule); the selector masks them with the registered
+//!   interest, merges duplicates and retries wake-ups that delivered nothing. The backend must
+//!   retry `EINTR` itself or return `ErrorKind::Interrupted`.
+//!
+//! Tokens are chosen by the selector and never equal `usize::MAX` (which `polling` reserves).
+
+use crate::Events;
+use std::io;
+use std::time::Duration;
+
+mod polling;
+
+pub use self::polling::PollingBackend;
+
+#[cfg(unix)]
+pub(crate) use std::os::fd::{AsFd as AsSource, AsRawFd as AsRaw, RawFd as RawSource};
+#[cfg(windows)]
+pub(crate) use std::os::windows::io::{
+    AsRawSocket as AsRaw, AsSocket as AsSource, RawSocket as RawSource,
+};
+
+/// Anything that has an OS descriptor: Python's "file object with a `fileno()`".
+///
+/// Lookups ([`unregister`](crate::Selector::unregister), [`modify`](crate::Selector::modify),
+/// [`get_key`](crate::Selector::get_key), ...) take any such value: the registered source itself,
+/// a reference to it, a `BorrowedFd`, or a [`SelectorKey`](crate::SelectorKey). It is implemented
+/// for every type with `AsRawFd` (Unix) or `AsRawSocket` (Windows); there is no need to
+/// implement it yourself.
+pub trait FileObj {
+    /// The raw descriptor: a `RawFd` on Unix, a `RawSocket` on Windows.
+    fn fileno(&self) -> RawSource;
+}
+
+impl<T: AsRaw + ?Sized> FileObj for T {
+    fn fileno(&self) -> RawSource {
+        #[cfg(unix)]
+        return self.as_raw_fd();
+        #[cfg(windows)]
+        return self.as_raw_socket();
+    }
+}
+
+/// A source the selector can own: any type with `AsFd` (Unix) or `AsSocket` (Windows).
+///
+/// Sockets of every kind (`TcpListener`, `TcpStream`, `UdpSocket`, `UnixStream`, ...), pipes
+/// (`ChildStdout`, ...), `OwnedFd` and `File` all qualify. It is implemented for every such type;
+/// there is no need to implement it yourself.
+pub trait Source: AsSource + 'static {}
+
+impl<T: AsSource + 'static> Source for T {}
+
+/// The OS readiness mechanism behind a [`Selector`](crate::Selector).
+///
+/// [`PollingBackend`] (epoll, kqueue, IOCP through the `polling` crate) is the default and the one
+/// [`DefaultSelector`](crate::DefaultSelector) uses. The trait is sealed: its methods are the
+/// crate's internal contract with the OS (see the module source), not an extension point.
+pub trait Backend: sealed::Sealed + Sized + 'static {
+    #[doc(hidden)]
+    fn new() -> io::Result<Self>;
+
+    /// # Safety
+    /// `fd` must stay open until it is passed to `delete`.
+    #[doc(hidden)]
+    unsafe fn add(&mut self, fd: RawSource, token: usize, interest: Events) -> io::Result<()>;
+
+    /// # Safety
+    /// `fd` must have been passed to `add` and not yet to `delete`, so it is still open.
+    #[doc(hidden)]
+    unsafe fn modify(&mut self, fd: RawSource, token: usize, interest: Events) -> io::Result<()>;
+
+    /// # Safety
+    /// As for `modify`.
+    #[doc(hidden)]
+    unsafe fn delete(&mut self, fd: RawSource) -> io::Result<()>;
+
+    #[doc(hidden)]
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        on_event: impl FnMut(usize, Events),
+    ) -> io::Result<()>;
+
+    /// Make room to report `registrations` ready descriptors in one `wait`.
+    #[doc(hidden)]
+    fn reserve(&mut self, registrations: usize);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::PollingBackend {}
+}
+
+/// The raw descriptor of an owned source.
+pub(crate) fn raw_source<S: Source>(source: &S) -> RawSource {
+    #[cfg(unix)]
+    return source.as_fd().fileno();
+    #[cfg(windows)]
+    return source.as_socket().fileno();
+}

@@ -1,0 +1,109 @@
+//! The default backend: epoll (Linux, Android), kqueue (macOS, BSD), IOCP (Windows), event ports
+//! (illumos) — whichever the `polling` crate picks for the platform.
+//!
+//! What `polling` implies, and how it is handled here:
+//! - its default mode is oneshot, so every registration asks for `PollMode::Level` (Python's
+//!   selectors are level-triggered);
+//! - `wait` appends to its `Events` buffer, so the buffer is cleared before each call;
+//! - `wait` already retries `EINTR` against its deadline, and may return with no events after a
+//!   `notify()` or spuriously — the selector handles the latter;
+//! - the buffer holds at most its capacity; `reserve` grows it with the number of registrations
+//!   so that one `select` reports every ready registration, as Python's `max_events` does;
+//! - on kqueue readable and writable readiness arrive as two events for one key; the selector
+//!   merges them.
+
+use super::{Backend, RawSource};
+use crate::Events;
+use polling::{Event, PollMode, Poller};
+use std::io;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+#[cfg(unix)]
+use std::os::fd::BorrowedFd as Borrowed;
+#[cfg(windows)]
+use std::os::windows::io::BorrowedSocket as Borrowed;
+
+/// The `polling` crate's poller: the backend of [`DefaultSelector`](crate::DefaultSelector).
+#[derive(Debug)]
+pub struct PollingBackend {
+    poller: Poller,
+    events: polling::Events,
+}
+
+fn interest(token: usize, events: Events) -> Event {
+    Event::new(token, events.is_readable(), events.is_writable())
+}
+
+/// Borrows a raw descriptor for `polling`'s safe `modify`/`delete`.
+///
+/// # Safety
+/// `fd` must be open for the returned lifetime.
+unsafe fn borrow<'a>(fd: RawSource) -> Borrowed<'a> {
+    // SAFETY: forwarded to the caller.
+    #[cfg(unix)]
+    return unsafe { Borrowed::borrow_raw(fd) };
+    #[cfg(windows)]
+    return unsafe { Borrowed::borrow_raw(fd) };
+}
+
+impl Backend for PollingBackend {
+    fn new() -> io::Result<Self> {
+        Ok(PollingBackend {
+            poller: Poller::new()?,
+            events: polling::Events::new(),
+        })
+    }
+
+    unsafe fn add(&mut self, fd: RawSource, token: usize, events: Events) -> io::Result<()> {
+        // SAFETY: the caller keeps `fd` open until `delete` (this trait's contract).
+        unsafe {
+            self.poller
+                .add_with_mode(fd, interest(token, events), PollMode::Level)
+        }
+    }
+
+    unsafe fn modify(&mut self, fd: RawSource, token: usize, events: Events) -> io::Result<()> {
+        // SAFETY: `fd` was added and not deleted, so it is open (this trait's contract).
+        let fd = unsafe { borrow(fd) };
+        self.poller
+            .modify_with_mode(fd, interest(token, events), PollMode::Level)
+    }
+
+    unsafe fn delete(&mut self, fd: RawSource) -> io::Result<()> {
+        // SAFETY: as in `modify`.
+        let fd = unsafe { borrow(fd) };
+        self.poller.delete(fd)
+    }
+
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        mut on_event: impl FnMut(usize, Events),
+    ) -> io::Result<()> {
+        self.events.clear();
+        self.poller.wait(&mut self.events, timeout)?;
+        for ev in self.events.iter() {
+            let mut ready = Events::NONE;
+            if ev.readable {
+                ready |= Events::READ;
+            }
+            if ev.writable {
+                ready |= Events::WRITE;
+            }
+            on_event(ev.key, ready);
+        }
+        Ok(())
+    }
+
+    fn reserve(&mut self, registrations: usize) {
+        // kqueue reports readable and writable as two events: room for both.
+        let needed = registrations.saturating_mul(2);
+        if needed > self.events.capacity().get() {
+            let capacity = needed.checked_next_power_of_two().unwrap_or(needed);
+            if let Some(capacity) = NonZeroUsize::new(capacity) {
+                self.events = polling::Events::with_capacity(capacity);
+            }
+        }
+    }
+}
