@@ -78,3 +78,8 @@ pub use events::{Events, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
 pub use selector::{DefaultSelector, ErrorAction, Selector, SelectorMap};
 pub use sys::{Backend, FileObj, PollingBackend, Source};
+
+/// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
