@@ -1,4 +1,4 @@
-//! `SelectorKey`, and the token that ties an OS event back to its registration.
+//! `SelectorKey`, the map of keys, and the token that ties an OS event back to its registration.
 //!
 //! A token packs the registration's slab index (low half) with a generation number (high half).
 //! The generation changes with every registration, so an event that was queued for a source
@@ -6,8 +6,8 @@
 //! slot or the same fd number: its token no longer matches. The index is capped below the all-ones
 //! value, so a token is never `usize::MAX`, which `polling` reserves for itself.
 
-use crate::sys::RawSource;
-use crate::Events;
+use crate::sys::{Backend, FileObj, PollingBackend, RawSource};
+use crate::{Events, Selector};
 use std::fmt;
 
 const INDEX_BITS: u32 = usize::BITS / 2;
@@ -82,6 +82,58 @@ impl std::os::fd::AsRawFd for SelectorKey {
 impl std::os::windows::io::AsRawSocket for SelectorKey {
     fn as_raw_socket(&self) -> RawSource {
         self.fd
+    }
+}
+
+/// A read-only view of a selector's registrations, from [`Selector::get_map`].
+///
+/// # Examples
+///
+/// ```
+/// # use selectloop::{DefaultSelector, EVENT_READ};
+/// # use std::net::TcpListener;
+/// let mut sel = DefaultSelector::new()?;
+/// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+/// let map = sel.get_map();
+/// assert_eq!(map.len(), 1);
+/// assert_eq!(map.get(&key), Some(key));
+/// assert_eq!(map.iter().collect::<Vec<_>>(), [key]);
+/// # std::io::Result::Ok(())
+/// ```
+pub struct SelectorMap<'a, B: Backend = PollingBackend> {
+    pub(crate) sel: &'a Selector<B>,
+}
+
+impl<'a, B: Backend> SelectorMap<'a, B> {
+    /// The number of registrations.
+    pub fn len(&self) -> usize {
+        self.sel.len()
+    }
+
+    /// True if nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.sel.is_empty()
+    }
+
+    /// The key of `fileobj`, if it is registered.
+    pub fn get<F: FileObj + ?Sized>(&self, fileobj: &F) -> Option<SelectorKey> {
+        self.sel.get_key(fileobj).ok()
+    }
+
+    /// True if `fileobj` is registered.
+    pub fn contains<F: FileObj + ?Sized>(&self, fileobj: &F) -> bool {
+        self.sel.get_key(fileobj).is_ok()
+    }
+
+    /// Every key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = SelectorKey> + 'a {
+        self.sel.keys()
+    }
+}
+
+impl<B: Backend> fmt::Debug for SelectorMap<'_, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 

@@ -71,12 +71,14 @@
 
 mod events;
 mod key;
+mod registration;
 mod selector;
 mod sys;
 
 pub use events::{Events, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
-pub use selector::{DefaultSelector, ErrorAction, Selector, SelectorMap};
+pub use key::SelectorMap;
+pub use selector::{DefaultSelector, ErrorAction, Selector};
 pub use sys::{Backend, FileObj, PollingBackend, Source};
 
 /// The README's Rust examples, compiled as doc tests so they cannot drift from the API.

@@ -18,7 +18,8 @@
 //! 3. A panicking callback is caught just long enough to remove its registration (poller first,
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
-use crate::key::{Token, MAX_INDEX};
+use crate::key::{SelectorMap, Token, MAX_INDEX};
+use crate::registration::{BoxedCallback, Handler, Registration};
 use crate::sys::{self, Backend, FileObj, PollingBackend, RawSource, Source};
 use crate::{Events, SelectorKey};
 use log::{debug, trace, warn};
@@ -58,7 +59,6 @@ pub enum ErrorAction {
 }
 
 type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
-type BoxedCallback<S, B> = Box<dyn FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()>>;
 
 /// A callback reactor over one OS poller: Python's `selectors.BaseSelector`, owning its sources.
 ///
@@ -127,45 +127,6 @@ struct Entry<B: Backend> {
     /// The poll that last reported this entry, and its place in that poll's ready list.
     batch: u64,
     slot: usize,
-}
-
-/// An owned source with its callback; boxed once per registration.
-trait Handler<B: Backend> {
-    fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()>;
-    fn into_source(self: Box<Self>) -> Box<dyn Any>;
-    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>>;
-}
-
-struct Registration<S, F> {
-    source: S,
-    callback: F,
-}
-
-impl<B, S, F> Handler<B> for Registration<S, F>
-where
-    B: Backend,
-    S: Source,
-    F: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
-{
-    fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()> {
-        (self.callback)(sel, &mut self.source, mask)
-    }
-
-    fn into_source(self: Box<Self>) -> Box<dyn Any> {
-        Box::new(self.source)
-    }
-
-    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>> {
-        match callback.downcast::<BoxedCallback<S, B>>() {
-            Ok(callback) => Box::new(Registration {
-                source: self.source,
-                callback: *callback,
-            }),
-            // `set_callback` checked the source type, so this keeps the old callback only if
-            // that check is ever broken.
-            Err(_) => self,
-        }
-    }
 }
 
 fn error(kind: ErrorKind, op: &str, fd: RawSource, what: impl fmt::Display) -> io::Error {
@@ -437,6 +398,11 @@ impl<B: Backend> Selector<B> {
     /// All registrations (Python: `get_map()`), as a read-only view.
     pub fn get_map(&self) -> SelectorMap<'_, B> {
         SelectorMap { sel: self }
+    }
+
+    /// Every key, in slab order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = SelectorKey> + '_ {
+        self.entries.iter().map(|(_, entry)| entry.key)
     }
 
     /// The number of registrations.
@@ -739,57 +705,5 @@ impl<B: Backend + fmt::Debug> fmt::Debug for Selector<B> {
             .field("backend", &self.backend)
             .field("keys", &self.get_map())
             .finish_non_exhaustive()
-    }
-}
-
-/// A read-only view of a selector's registrations, from [`Selector::get_map`].
-///
-/// # Examples
-///
-/// ```
-/// # use selectloop::{DefaultSelector, EVENT_READ};
-/// # use std::net::TcpListener;
-/// let mut sel = DefaultSelector::new()?;
-/// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
-/// let map = sel.get_map();
-/// assert_eq!(map.len(), 1);
-/// assert_eq!(map.get(&key), Some(key));
-/// assert_eq!(map.iter().collect::<Vec<_>>(), [key]);
-/// # std::io::Result::Ok(())
-/// ```
-pub struct SelectorMap<'a, B: Backend = PollingBackend> {
-    sel: &'a Selector<B>,
-}
-
-impl<'a, B: Backend> SelectorMap<'a, B> {
-    /// The number of registrations.
-    pub fn len(&self) -> usize {
-        self.sel.len()
-    }
-
-    /// True if nothing is registered.
-    pub fn is_empty(&self) -> bool {
-        self.sel.is_empty()
-    }
-
-    /// The key of `fileobj`, if it is registered.
-    pub fn get<F: FileObj + ?Sized>(&self, fileobj: &F) -> Option<SelectorKey> {
-        self.sel.get_key(fileobj).ok()
-    }
-
-    /// True if `fileobj` is registered.
-    pub fn contains<F: FileObj + ?Sized>(&self, fileobj: &F) -> bool {
-        self.sel.fds.contains_key(&fileobj.fileno())
-    }
-
-    /// Every key, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = SelectorKey> + 'a {
-        self.sel.entries.iter().map(|(_, entry)| entry.key)
-    }
-}
-
-impl<B: Backend> fmt::Debug for SelectorMap<'_, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
     }
 }
