@@ -26,6 +26,8 @@ use std::io;
 use std::time::Duration;
 
 mod polling;
+#[cfg(test)]
+pub(crate) mod scripted;
 
 pub use self::polling::PollingBackend;
 
@@ -105,6 +107,8 @@ pub trait Backend: sealed::Sealed + Sized + 'static {
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::PollingBackend {}
+    #[cfg(test)]
+    impl Sealed for super::scripted::Scripted {}
 }
 
 /// The raw descriptor of an owned source.
