@@ -819,4 +819,17 @@ mod tests {
         assert_eq!(sel.backend.waits, 3);
         Ok(())
     }
+
+    #[test]
+    fn interrupted_waits_are_retried() -> io::Result<()> {
+        let mut sel = selector();
+        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        sel.backend.interrupts = 2;
+        script(&mut sel, &[&[(key, EVENT_READ)]]);
+        assert_eq!(sel.select(None)?, [(key, EVENT_READ)]);
+        assert_eq!(sel.backend.waits, 3);
+        sel.backend.interrupts = 1;
+        assert!(sel.select(Some(Duration::from_millis(5)))?.is_empty());
+        Ok(())
+    }
 }

@@ -17,6 +17,8 @@ pub(crate) struct Scripted {
     pub(crate) batches: VecDeque<Vec<(usize, Events)>>,
     /// How many times `wait` was called.
     pub(crate) waits: usize,
+    /// How many of the next `wait` calls fail with `Interrupted` (EINTR) before reporting.
+    pub(crate) interrupts: usize,
 }
 
 impl Backend for Scripted {
@@ -42,6 +44,10 @@ impl Backend for Scripted {
         mut on_event: impl FnMut(usize, Events),
     ) -> io::Result<()> {
         self.waits += 1;
+        if self.interrupts > 0 {
+            self.interrupts -= 1;
+            return Err(io::ErrorKind::Interrupted.into());
+        }
         for (token, readiness) in self.batches.pop_front().unwrap_or_default() {
             on_event(token, readiness);
         }
