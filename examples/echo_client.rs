@@ -58,7 +58,10 @@ fn interactive(addr: &str) -> io::Result<()> {
         writeln!(conn, "{line}")?;
         let mut echo = String::new();
         if reader.read_line(&mut echo)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed",
+            ));
         }
         print!("received: {echo}");
     }

@@ -76,7 +76,10 @@ fn main() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let sock = TcpListener::bind(&addr)?;
     sock.set_nonblocking(true)?;
-    eprintln!("echo server on {}; try: cargo run --example echo_client {addr}", sock.local_addr()?);
+    eprintln!(
+        "echo server on {}; try: cargo run --example echo_client {addr}",
+        sock.local_addr()?
+    );
     sel.register(sock, EVENT_READ, accept)?;
     loop {
         for (key, mask) in sel.select(None)? {

@@ -563,7 +563,9 @@ fn would_block_is_not_an_error<B: Backend>() -> io::Result<()> {
         let mut buf = [0u8; 1];
         s.read_exact(&mut buf)?;
         let n = s.read(&mut buf)?;
-        Err(io::Error::other(format!("read {n} more bytes, expected WouldBlock")))
+        Err(io::Error::other(format!(
+            "read {n} more bytes, expected WouldBlock"
+        )))
     })?;
     peer.write_all(b"x")?;
     run_until(&mut sel, "the first call", || calls.get() == 1)?;
