@@ -42,7 +42,8 @@ impl Token {
 ///
 /// A key is also a [`FileObj`](crate::FileObj), so it can be passed back to
 /// [`unregister`](crate::Selector::unregister), [`modify`](crate::Selector::modify) and the
-/// other lookups.
+/// other lookups. It names its registration only: once that is unregistered, lookups by the key
+/// fail with `NotFound`, even if a new registration reuses the fd number.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SelectorKey {
     pub(crate) fd: RawSource,
@@ -71,17 +72,13 @@ impl fmt::Debug for SelectorKey {
     }
 }
 
-#[cfg(unix)]
-impl std::os::fd::AsRawFd for SelectorKey {
-    fn as_raw_fd(&self) -> RawSource {
+impl FileObj for SelectorKey {
+    fn fileno(&self) -> RawSource {
         self.fd
     }
-}
 
-#[cfg(windows)]
-impl std::os::windows::io::AsRawSocket for SelectorKey {
-    fn as_raw_socket(&self) -> RawSource {
-        self.fd
+    fn registration(&self) -> Option<usize> {
+        Some(self.token.0)
     }
 }
 

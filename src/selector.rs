@@ -268,7 +268,7 @@ impl<B: Backend> Selector<B> {
     ///
     /// `NotFound` if `fileobj` is not registered (Python: `KeyError`).
     pub fn unregister<F: FileObj + ?Sized>(&mut self, fileobj: &F) -> io::Result<SelectorKey> {
-        let index = self.index_of("unregister", fileobj.fileno())?;
+        let index = self.index_of("unregister", fileobj)?;
         let (key, _closed_here) = self.remove(index);
         Ok(key)
     }
@@ -300,7 +300,7 @@ impl<B: Backend> Selector<B> {
     /// ```
     pub fn detach<S: Source, F: FileObj + ?Sized>(&mut self, fileobj: &F) -> io::Result<S> {
         let fd = fileobj.fileno();
-        let index = self.index_of("detach", fd)?;
+        let index = self.index_of("detach", fileobj)?;
         self.check_type::<S>("detach", index)?;
         let Some(handler) = self.entries[index].handler.take() else {
             let why = "its own callback is running and holds the source";
@@ -329,7 +329,7 @@ impl<B: Backend> Selector<B> {
     ) -> io::Result<SelectorKey> {
         let fd = fileobj.fileno();
         check_events("modify", fd, events)?;
-        let index = self.index_of("modify", fd)?;
+        let index = self.index_of("modify", fileobj)?;
         let key = &mut self.entries[index].key;
         if key.events != events {
             // SAFETY: `fd` is registered, so its source is still open.
@@ -374,7 +374,7 @@ impl<B: Backend> Selector<B> {
         C: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
         F: FileObj + ?Sized,
     {
-        let index = self.index_of("set_callback", fileobj.fileno())?;
+        let index = self.index_of("set_callback", fileobj)?;
         self.check_type::<S>("set_callback", index)?;
         let callback: Box<dyn Any> = Box::new(Box::new(callback) as BoxedCallback<S, B>);
         let entry = &mut self.entries[index];
@@ -391,7 +391,7 @@ impl<B: Backend> Selector<B> {
     ///
     /// `NotFound` if `fileobj` is not registered (Python: `KeyError`).
     pub fn get_key<F: FileObj + ?Sized>(&self, fileobj: &F) -> io::Result<SelectorKey> {
-        let index = self.index_of("get_key", fileobj.fileno())?;
+        let index = self.index_of("get_key", fileobj)?;
         Ok(self.entries[index].key)
     }
 
@@ -554,10 +554,18 @@ impl<B: Backend> Selector<B> {
         result
     }
 
-    fn index_of(&self, op: &str, fd: RawSource) -> io::Result<usize> {
-        match self.fds.get(&fd) {
-            Some(&index) => Ok(index),
-            None => Err(error(ErrorKind::NotFound, op, fd, "not registered")),
+    /// The slab index of `fileobj`'s registration.
+    fn index_of<F: FileObj + ?Sized>(&self, op: &str, fileobj: &F) -> io::Result<usize> {
+        let fd = fileobj.fileno();
+        let Some(&index) = self.fds.get(&fd) else {
+            return Err(error(ErrorKind::NotFound, op, fd, "not registered"));
+        };
+        match fileobj.registration() {
+            Some(token) if token != self.entries[index].key.token.0 => {
+                let why = "this key's registration is gone (the fd was registered again since)";
+                Err(error(ErrorKind::NotFound, op, fd, why))
+            }
+            _ => Ok(index),
         }
     }
 
@@ -830,6 +838,33 @@ mod tests {
         assert_eq!(sel.backend.waits, 3);
         sel.backend.interrupts = 1;
         assert!(sel.select(Some(Duration::from_millis(5)))?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn failed_os_modify_unregisters_and_closes() -> io::Result<()> {
+        struct DropFlag(std::rc::Rc<std::cell::Cell<bool>>);
+        impl Drop for DropFlag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let mut sel = selector();
+        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = DropFlag(dropped.clone());
+        let key = sel.register(listener(), EVENT_READ, move |_, _, _| {
+            let _ = &flag;
+            Ok(())
+        })?;
+        sel.backend.refuse_modify = true;
+        let err = sel.modify(&key, EVENT_WRITE).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(
+            err.to_string().contains(&format!("modify: fd {}", key.fd)),
+            "{err}"
+        );
+        assert!(sel.is_empty(), "the registration survived a failed modify");
+        assert!(dropped.get(), "its source and callback were not dropped");
         Ok(())
     }
 }

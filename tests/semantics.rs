@@ -766,6 +766,35 @@ fn map_and_keys<B: Backend>() -> io::Result<()> {
     Ok(())
 }
 
+// A key names its registration: once that is gone, lookups by the key fail, even when the same
+// fd is registered again.
+fn stale_key_lookups_fail<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?;
+    let old = sel.register(a, EVENT_READ, |_, _, _| Ok(()))?;
+    let a: Stream = sel.detach(&old)?;
+    let new = sel.register(a, EVENT_WRITE, |_, _, _| Ok(()))?;
+    assert_eq!(old.fd(), new.fd());
+    assert_eq!(sel.get_key(&old).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        sel.modify(&old, EVENT_READ).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        sel.unregister(&old).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(!sel.get_map().contains(&old));
+    assert_eq!(sel.get_key(&new)?, new);
+    #[cfg(unix)]
+    assert_eq!(
+        sel.get_key(&new.fd())?,
+        new,
+        "a raw fd looks up whatever is registered"
+    );
+    Ok(())
+}
+
 // Registrations and removals are logged at debug with the fd.
 fn registrations_are_logged<B: Backend>() -> io::Result<()> {
     let mut sel = selector::<B>()?;
@@ -821,6 +850,7 @@ instantiate! {
         hangup_is_cut_to_interest,
         run_stops,
         map_and_keys,
+        stale_key_lookups_fail,
         registrations_are_logged,
     ]
 }

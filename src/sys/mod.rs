@@ -42,12 +42,21 @@ pub(crate) use std::os::windows::io::{
 ///
 /// Lookups ([`unregister`](crate::Selector::unregister), [`modify`](crate::Selector::modify),
 /// [`get_key`](crate::Selector::get_key), ...) take any such value: the registered source itself,
-/// a reference to it, a `BorrowedFd`, or a [`SelectorKey`](crate::SelectorKey). It is implemented
-/// for every type with `AsRawFd` (Unix) or `AsRawSocket` (Windows); there is no need to
-/// implement it yourself.
+/// a reference to it, a `BorrowedFd`, a raw fd number on Unix (as Python takes an `int`), or a
+/// [`SelectorKey`](crate::SelectorKey). It is implemented for every type with `AsRawFd` (Unix)
+/// or `AsRawSocket` (Windows), and for keys; there is no need to implement it yourself.
+///
+/// A key names one registration, not just a descriptor: once that registration is gone, a
+/// lookup by its key fails with `NotFound` even if the fd number was registered again since.
 pub trait FileObj {
     /// The raw descriptor: a `RawFd` on Unix, a `RawSocket` on Windows.
     fn fileno(&self) -> RawSource;
+
+    /// The registration this names, if it names one (keys do): its token.
+    #[doc(hidden)]
+    fn registration(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<T: AsRaw + ?Sized> FileObj for T {

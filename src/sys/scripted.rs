@@ -19,6 +19,8 @@ pub(crate) struct Scripted {
     pub(crate) waits: usize,
     /// How many of the next `wait` calls fail with `Interrupted` (EINTR) before reporting.
     pub(crate) interrupts: usize,
+    /// Make `modify` fail, as the OS may (Python's issue 30014).
+    pub(crate) refuse_modify: bool,
 }
 
 impl Backend for Scripted {
@@ -31,7 +33,10 @@ impl Backend for Scripted {
     }
 
     unsafe fn modify(&mut self, _: RawSource, _: usize, _: Events) -> io::Result<()> {
-        Ok(())
+        match self.refuse_modify {
+            true => Err(io::ErrorKind::PermissionDenied.into()),
+            false => Ok(()),
+        }
     }
 
     unsafe fn delete(&mut self, _: RawSource) -> io::Result<()> {
