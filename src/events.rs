@@ -117,6 +117,29 @@ impl fmt::Debug for Events {
     }
 }
 
+/// How a registration reports readiness. [`Level`](Mode::Level), Python's only mode, is the
+/// default; the others trade convenience for fewer wake-ups.
+///
+/// | mode | reported | use it when |
+/// |---|---|---|
+/// | `Level` | on every `select` while the source stays ready | almost always: a callback may read a little and be called again |
+/// | `Edge` | once per change from not ready to ready | the callback drains the source — reads (or accepts, or writes) until `WouldBlock` — every time; otherwise data left behind is never reported again |
+/// | `Oneshot` | once, then the registration is disarmed until [`modify`](crate::Selector::modify) re-arms it | the source is handed to other work (a thread pool) and must not fire meanwhile |
+///
+/// Only [`DefaultSelector`](crate::DefaultSelector) and `EpollSelector` support `Edge` and
+/// `Oneshot` (and on Windows, where `DefaultSelector` uses IOCP, only `Oneshot`); the others
+/// refuse them with `Unsupported`: poll and select are level-triggered by nature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Reported while ready (Python's behaviour).
+    #[default]
+    Level,
+    /// Reported when it becomes ready.
+    Edge,
+    /// Reported once, then disarmed until `modify` re-arms it.
+    Oneshot,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

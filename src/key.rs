@@ -7,7 +7,7 @@
 //! value, so a token is never `usize::MAX`, which `polling` reserves for itself.
 
 use crate::sys::{Backend, FileObj, PollingBackend, RawSource};
-use crate::{Events, Selector};
+use crate::{Events, Mode, Selector};
 use std::fmt;
 
 const INDEX_BITS: u32 = usize::BITS / 2;
@@ -48,6 +48,7 @@ impl Token {
 pub struct SelectorKey {
     pub(crate) fd: RawSource,
     pub(crate) events: Events,
+    pub(crate) mode: Mode,
     pub(crate) token: Token,
 }
 
@@ -61,6 +62,11 @@ impl SelectorKey {
     pub fn events(&self) -> Events {
         self.events
     }
+
+    /// How the registration reports readiness ([`Mode::Level`] unless registered otherwise).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
 }
 
 impl fmt::Debug for SelectorKey {
@@ -68,6 +74,7 @@ impl fmt::Debug for SelectorKey {
         f.debug_struct("SelectorKey")
             .field("fd", &self.fd)
             .field("events", &self.events)
+            .field("mode", &self.mode)
             .finish()
     }
 }

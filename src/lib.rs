@@ -75,11 +75,15 @@ mod registration;
 mod selector;
 mod sys;
 
-pub use events::{Events, EVENT_READ, EVENT_WRITE};
+pub use events::{Events, Mode, EVENT_READ, EVENT_WRITE};
 pub use key::SelectorKey;
 pub use key::SelectorMap;
-pub use selector::{DefaultSelector, ErrorAction, Selector};
-pub use sys::{Backend, FileObj, PollingBackend, Source};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use selector::EpollSelector;
+pub use selector::{DefaultSelector, ErrorAction, PollSelector, SelectSelector, Selector};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use sys::EpollBackend;
+pub use sys::{Backend, FileObj, PollBackend, PollingBackend, SelectBackend, Source};
 
 /// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
 #[cfg(doctest)]

@@ -575,8 +575,9 @@ fn test_timeout<B: Backend>() -> io::Result<()> {
 /// `BaseSelectorTestCase.test_select_interrupt_noraise`: a wait interrupted by a signal whose
 /// handler returns is retried for the time left, so `select` still returns nothing only after
 /// its timeout. Python uses SIGALRM with a no-op handler; std has no handler API, so a child
-/// shell stops and continues this process once this thread blocks in epoll, which on Linux makes
-/// the wait fail with EINTR even without handlers (signal(7)).
+/// shell stops and continues this process once this thread blocks in epoll_wait, poll or select
+/// (its wchan), which on Linux makes epoll_wait fail with EINTR even without handlers
+/// (signal(7)); poll and select are restarted by the kernel for the time left.
 #[cfg(target_os = "linux")]
 fn test_select_interrupt_noraise<B: Backend>() -> io::Result<()> {
     // $1 is this thread's wchan file, $2 this process; gives up (exit 3) after 20,000 looks.
@@ -584,7 +585,7 @@ fn test_select_interrupt_noraise<B: Backend>() -> io::Result<()> {
         i=0
         while [ "$i" -lt 20000 ]; do
             read -r w < "$1"
-            case "$w" in *epoll* | ep_poll*) kill -STOP "$2"; kill -CONT "$2"; exit 0 ;; esac
+            case "$w" in *poll* | *select*) kill -STOP "$2"; kill -CONT "$2"; exit 0 ;; esac
             i=$((i + 1))
         done
         exit 3
@@ -610,7 +611,7 @@ fn test_select_interrupt_noraise<B: Backend>() -> io::Result<()> {
     assert!(dt >= timeout, "{dt:?}");
     assert!(
         status.success(),
-        "the child never saw this thread wait in epoll ({status}, {})",
+        "the child never saw this thread wait in the kernel ({status}, {})",
         wchan.display()
     );
     Ok(())
@@ -729,3 +730,16 @@ cpython_tests!(default_selector: PollingBackend;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     test_register_file,
 );
+
+// `EpollSelectorTestCase` (with `ScalableSelectorMixIn`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+cpython_tests!(epoll_selector: selectloop::EpollBackend;
+    test_above_fd_setsize,
+    test_register_file,
+);
+
+// `PollSelectorTestCase` (with `ScalableSelectorMixIn`).
+cpython_tests!(poll_selector: selectloop::PollBackend; test_above_fd_setsize);
+
+// `SelectSelectorTestCase`: not scalable, as in Python.
+cpython_tests!(select_selector: selectloop::SelectBackend);

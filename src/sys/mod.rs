@@ -6,10 +6,12 @@
 //! A backend is one file here, a struct implementing [`Backend`] with five operations:
 //!
 //! - `new()` — create the OS object (epoll/kqueue fd, IOCP port, ...).
-//! - `add(fd, token, interest)` — start watching `fd`, level-triggered, reporting `token`.
+//! - `add(fd, token, interest, mode)` — start watching `fd` in `mode` (level, edge or oneshot;
+//!   a backend that cannot do a mode returns `ErrorKind::Unsupported`), reporting `token`.
 //!   It is `unsafe` because the backend keeps using `fd` until `delete`: the caller promises the
 //!   descriptor stays open until then. The selector keeps that promise by owning every source.
-//! - `modify(fd, token, interest)` — change what `fd` is watched for.
+//! - `modify(fd, token, interest, mode)` — change what `fd` is watched for (and re-arm a
+//!   oneshot registration).
 //! - `delete(fd)` — stop watching `fd`; called before the source is closed, always. Both are
 //!   `unsafe` for the same reason as `add`: they may only name a descriptor added and not yet
 //!   deleted, which is therefore still open.
@@ -21,15 +23,23 @@
 //!
 //! Tokens are chosen by the selector and never equal `usize::MAX` (which `polling` reserves).
 
-use crate::Events;
+use crate::{Events, Mode};
 use std::io;
 use std::time::Duration;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod epoll;
+mod poll;
 mod polling;
 #[cfg(test)]
 pub(crate) mod scripted;
+mod select;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use self::epoll::EpollBackend;
+pub use self::poll::PollBackend;
 pub use self::polling::PollingBackend;
+pub use self::select::SelectBackend;
 
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd as AsSource, AsRawFd as AsRaw, RawFd as RawSource};
@@ -79,9 +89,17 @@ impl<T: AsSource + 'static> Source for T {}
 
 /// The OS readiness mechanism behind a [`Selector`](crate::Selector).
 ///
-/// [`PollingBackend`] (epoll, kqueue, IOCP through the `polling` crate) is the default and the one
-/// [`DefaultSelector`](crate::DefaultSelector) uses. The trait is sealed: its methods are the
-/// crate's internal contract with the OS (see the module source), not an extension point.
+/// One per selector type, as in Python:
+///
+/// | backend | selector | system call |
+/// |---|---|---|
+/// | [`PollingBackend`] | [`DefaultSelector`](crate::DefaultSelector) | epoll, kqueue or IOCP, through the `polling` crate |
+/// | `EpollBackend` | `EpollSelector` (Linux, Android) | epoll directly: fewer system calls per wait |
+/// | [`PollBackend`] | [`PollSelector`](crate::PollSelector) | poll(2); `WSAPoll` on Windows |
+/// | [`SelectBackend`] | [`SelectSelector`](crate::SelectSelector) | select(2); Winsock `select` on Windows |
+///
+/// The trait is sealed: its methods are the crate's internal contract with the OS (see the
+/// module source), not an extension point.
 pub trait Backend: sealed::Sealed + Sized + 'static {
     #[doc(hidden)]
     fn new() -> io::Result<Self>;
@@ -89,12 +107,24 @@ pub trait Backend: sealed::Sealed + Sized + 'static {
     /// # Safety
     /// `fd` must stay open until it is passed to `delete`.
     #[doc(hidden)]
-    unsafe fn add(&mut self, fd: RawSource, token: usize, interest: Events) -> io::Result<()>;
+    unsafe fn add(
+        &mut self,
+        fd: RawSource,
+        token: usize,
+        interest: Events,
+        mode: Mode,
+    ) -> io::Result<()>;
 
     /// # Safety
     /// `fd` must have been passed to `add` and not yet to `delete`, so it is still open.
     #[doc(hidden)]
-    unsafe fn modify(&mut self, fd: RawSource, token: usize, interest: Events) -> io::Result<()>;
+    unsafe fn modify(
+        &mut self,
+        fd: RawSource,
+        token: usize,
+        interest: Events,
+        mode: Mode,
+    ) -> io::Result<()>;
 
     /// # Safety
     /// As for `modify`.
@@ -116,6 +146,10 @@ pub trait Backend: sealed::Sealed + Sized + 'static {
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::PollingBackend {}
+    impl Sealed for super::PollBackend {}
+    impl Sealed for super::SelectBackend {}
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    impl Sealed for super::EpollBackend {}
     #[cfg(test)]
     impl Sealed for super::scripted::Scripted {}
 }

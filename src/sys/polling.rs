@@ -2,18 +2,21 @@
 //! (illumos) — whichever the `polling` crate picks for the platform.
 //!
 //! What `polling` implies, and how it is handled here:
-//! - its default mode is oneshot, so every registration asks for `PollMode::Level` (Python's
-//!   selectors are level-triggered);
+//! - its default mode is oneshot, so every registration names its mode explicitly (`Level`
+//!   unless asked otherwise: Python's selectors are level-triggered);
 //! - `wait` appends to its `Events` buffer, so the buffer is cleared before each call;
 //! - `wait` already retries `EINTR` against its deadline, and may return with no events after a
 //!   `notify()` or spuriously — the selector handles the latter;
 //! - the buffer holds at most its capacity; `reserve` grows it with the number of registrations
 //!   so that one `select` reports every ready registration, as Python's `max_events` does;
 //! - on kqueue readable and writable readiness arrive as two events for one key; the selector
-//!   merges them.
+//!   merges them;
+//! - on Windows (IOCP), a `modify` of a socket whose poll is in flight only takes effect on the
+//!   wait after next (the first collects the cancelled poll), so a zero-timeout wait right after
+//!   a `modify` is made twice: Python's `select(0)` sees the new interest at once.
 
 use super::{Backend, RawSource};
-use crate::Events;
+use crate::{Events, Mode};
 use polling::{Event, PollMode, Poller};
 use std::io;
 use std::num::NonZeroUsize;
@@ -29,10 +32,20 @@ use std::os::windows::io::BorrowedSocket as Borrowed;
 pub struct PollingBackend {
     poller: Poller,
     events: polling::Events,
+    /// A `modify` was made since the last wait (only acted on under IOCP, see the module docs).
+    modified: bool,
 }
 
 fn interest(token: usize, events: Events) -> Event {
     Event::new(token, events.is_readable(), events.is_writable())
+}
+
+fn poll_mode(mode: Mode) -> PollMode {
+    match mode {
+        Mode::Level => PollMode::Level,
+        Mode::Edge => PollMode::Edge,
+        Mode::Oneshot => PollMode::Oneshot,
+    }
 }
 
 /// Borrows a raw descriptor for `polling`'s safe `modify`/`delete`.
@@ -52,22 +65,40 @@ impl Backend for PollingBackend {
         Ok(PollingBackend {
             poller: Poller::new()?,
             events: polling::Events::new(),
+            modified: false,
         })
     }
 
-    unsafe fn add(&mut self, fd: RawSource, token: usize, events: Events) -> io::Result<()> {
+    unsafe fn add(
+        &mut self,
+        fd: RawSource,
+        token: usize,
+        events: Events,
+        mode: Mode,
+    ) -> io::Result<()> {
+        if mode == Mode::Edge && !self.poller.supports_edge() {
+            let msg = "edge-triggered mode is not available here (IOCP); use Level or Oneshot";
+            return Err(io::Error::new(io::ErrorKind::Unsupported, msg));
+        }
         // SAFETY: the caller keeps `fd` open until `delete` (this trait's contract).
         unsafe {
             self.poller
-                .add_with_mode(fd, interest(token, events), PollMode::Level)
+                .add_with_mode(fd, interest(token, events), poll_mode(mode))
         }
     }
 
-    unsafe fn modify(&mut self, fd: RawSource, token: usize, events: Events) -> io::Result<()> {
+    unsafe fn modify(
+        &mut self,
+        fd: RawSource,
+        token: usize,
+        events: Events,
+        mode: Mode,
+    ) -> io::Result<()> {
         // SAFETY: `fd` was added and not deleted, so it is open (this trait's contract).
         let fd = unsafe { borrow(fd) };
+        self.modified = true;
         self.poller
-            .modify_with_mode(fd, interest(token, events), PollMode::Level)
+            .modify_with_mode(fd, interest(token, events), poll_mode(mode))
     }
 
     unsafe fn delete(&mut self, fd: RawSource) -> io::Result<()> {
@@ -83,6 +114,9 @@ impl Backend for PollingBackend {
     ) -> io::Result<()> {
         self.events.clear();
         self.poller.wait(&mut self.events, timeout)?;
+        if std::mem::take(&mut self.modified) && cfg!(windows) && timeout == Some(Duration::ZERO) {
+            self.poller.wait(&mut self.events, timeout)?; // appends; the selector merges
+        }
         for ev in self.events.iter() {
             let mut ready = Events::NONE;
             if ev.readable {

@@ -6,7 +6,7 @@
 //! on every platform. Each `wait` returns at once with the next scripted batch, or with nothing.
 
 use super::{Backend, RawSource};
-use crate::Events;
+use crate::{Events, Mode};
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
@@ -28,11 +28,11 @@ impl Backend for Scripted {
         Ok(Scripted::default())
     }
 
-    unsafe fn add(&mut self, _: RawSource, _: usize, _: Events) -> io::Result<()> {
+    unsafe fn add(&mut self, _: RawSource, _: usize, _: Events, _: Mode) -> io::Result<()> {
         Ok(())
     }
 
-    unsafe fn modify(&mut self, _: RawSource, _: usize, _: Events) -> io::Result<()> {
+    unsafe fn modify(&mut self, _: RawSource, _: usize, _: Events, _: Mode) -> io::Result<()> {
         match self.refuse_modify {
             true => Err(io::ErrorKind::PermissionDenied.into()),
             false => Ok(()),
