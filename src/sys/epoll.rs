@@ -10,18 +10,21 @@
 //! error, priority) counts as READ, any flag other than `EPOLLIN` as WRITE; the selector then
 //! masks both with the registered events.
 
-use super::{Backend, RawSource};
+use super::{Backend, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::Timespec;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// epoll itself, level-triggered by default: the backend of `EpollSelector`.
 pub struct EpollBackend {
     epoll: OwnedFd,
     events: Vec<epoll::Event>,
+    /// An eventfd watched under [`WAKE`], once a waker was asked for; read only when it fired.
+    wake: Option<Arc<OwnedFd>>,
 }
 
 impl std::fmt::Debug for EpollBackend {
@@ -55,6 +58,7 @@ impl Backend for EpollBackend {
         Ok(EpollBackend {
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
             events: Vec::with_capacity(64),
+            wake: None,
         })
     }
 
@@ -107,6 +111,12 @@ impl Backend for EpollBackend {
         epoll::wait(&self.epoll, buffer, timeout.as_ref())?;
         for event in &self.events {
             let (flags, token) = (event.flags, event.data.u64() as usize);
+            if token == WAKE {
+                if let Some(wake) = &self.wake {
+                    let _ = rustix::io::read(wake.as_fd(), &mut [0u8; 8]); // reset the counter
+                }
+                continue;
+            }
             let mut ready = Events::NONE;
             if !(flags - EventFlags::OUT).is_empty() {
                 ready |= Events::READ;
@@ -125,5 +135,26 @@ impl Backend for EpollBackend {
             self.events
                 .reserve(registrations.next_power_of_two() - self.events.len());
         }
+    }
+
+    fn waker(&mut self) -> io::Result<Waker> {
+        let wake = match &self.wake {
+            Some(wake) => wake.clone(),
+            None => {
+                use rustix::event::{eventfd, EventfdFlags};
+                let fd = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+                let data = EventData::new_u64(WAKE as u64);
+                epoll::add(&self.epoll, fd.as_fd(), data, EventFlags::IN)?;
+                self.wake = Some(fd.clone());
+                fd
+            }
+        };
+        Ok(Arc::new(move || {
+            match rustix::io::write(wake.as_fd(), &1u64.to_ne_bytes()) {
+                // The counter is saturated: a wake-up is pending already.
+                Err(e) if e != rustix::io::Errno::AGAIN => Err(e.into()),
+                _ => Ok(()),
+            }
+        }))
     }
 }

@@ -21,10 +21,15 @@
 //!   interest, merges duplicates and retries wake-ups that delivered nothing. The backend must
 //!   retry `EINTR` itself or return `ErrorKind::Interrupted`.
 //!
-//! Tokens are chosen by the selector and never equal `usize::MAX` (which `polling` reserves).
+//! - `waker()` — make `wait` wakeable from any thread, and return the function that wakes it.
+//!   A wake-up makes `wait` return (with or without events) and reports nothing itself.
+//!
+//! Tokens are chosen by the selector and never equal `usize::MAX` (which `polling` reserves, and
+//! the other backends use for their own wake-up descriptor, [`WAKE`]).
 
 use crate::{Events, Mode};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -34,6 +39,7 @@ mod polling;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod select;
+mod wake;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use self::epoll::EpollBackend;
@@ -47,6 +53,12 @@ pub(crate) use std::os::fd::{AsFd as AsSource, AsRawFd as AsRaw, RawFd as RawSou
 pub(crate) use std::os::windows::io::{
     AsRawSocket as AsRaw, AsSocket as AsSource, RawSocket as RawSource,
 };
+
+/// Wakes a backend blocked in `wait`, from any thread.
+pub(crate) type Waker = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// The token a backend uses for its own wake-up descriptor; the selector never issues it.
+pub(crate) const WAKE: usize = usize::MAX;
 
 /// Anything that has an OS descriptor: Python's "file object with a `fileno()`".
 ///
@@ -141,6 +153,10 @@ pub trait Backend: sealed::Sealed + Sized + 'static {
     /// Make room to report `registrations` ready descriptors in one `wait`.
     #[doc(hidden)]
     fn reserve(&mut self, registrations: usize);
+
+    /// Make `wait` wakeable from other threads (set up on the first call) and return the waker.
+    #[doc(hidden)]
+    fn waker(&mut self) -> io::Result<Waker>;
 }
 
 mod sealed {

@@ -9,7 +9,8 @@
 //! error, invalid) counts as READ, any flag other than `POLLIN` as WRITE; the selector then
 //! masks both with the registered events.
 
-use super::{Backend, RawSource};
+use super::wake::WakePipe;
+use super::{Backend, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
 use std::collections::HashMap;
 use std::io;
@@ -24,6 +25,8 @@ pub struct PollBackend {
     tokens: Vec<usize>,
     /// Where each descriptor sits in `fds`.
     index: HashMap<RawSource, usize>,
+    /// The self-pipe watched under [`WAKE`], once a waker was asked for.
+    wake: Option<WakePipe>,
 }
 
 /// The longest timeout passed down at once (about 24 days); longer waits wait again.
@@ -107,14 +110,31 @@ impl Backend for PollBackend {
         }
         for (pollfd, &token) in self.fds.iter().zip(&self.tokens) {
             let ready = os::readiness(pollfd);
-            if !ready.is_empty() {
-                on_event(token, ready);
+            match &self.wake {
+                Some(wake) if token == WAKE && !ready.is_empty() => wake.drain(),
+                _ if !ready.is_empty() => on_event(token, ready),
+                _ => {}
             }
         }
         Ok(())
     }
 
     fn reserve(&mut self, _registrations: usize) {}
+
+    fn waker(&mut self) -> io::Result<Waker> {
+        let wake = match self.wake.take() {
+            Some(wake) => wake,
+            None => {
+                let wake = WakePipe::new()?;
+                // SAFETY: the pipe is owned by `self`, so it outlives its entry in `fds`.
+                unsafe { self.add(wake.fd(), WAKE, Events::READ, Mode::Level)? };
+                wake
+            }
+        };
+        let waker = wake.waker();
+        self.wake = Some(wake);
+        Ok(waker)
+    }
 }
 
 #[cfg(unix)]

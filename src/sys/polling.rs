@@ -15,11 +15,12 @@
 //!   wait after next (the first collects the cancelled poll), so a zero-timeout wait right after
 //!   a `modify` is made twice: Python's `select(0)` sees the new interest at once.
 
-use super::{Backend, RawSource};
+use super::{Backend, RawSource, Waker};
 use crate::{Events, Mode};
 use polling::{Event, PollMode, Poller};
 use std::io;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(unix)]
@@ -30,7 +31,8 @@ use std::os::windows::io::BorrowedSocket as Borrowed;
 /// The `polling` crate's poller: the backend of [`DefaultSelector`](crate::DefaultSelector).
 #[derive(Debug)]
 pub struct PollingBackend {
-    poller: Poller,
+    /// Shared with the wakers, which call `notify()` from other threads.
+    poller: Arc<Poller>,
     events: polling::Events,
     /// A `modify` was made since the last wait (only acted on under IOCP, see the module docs).
     modified: bool,
@@ -63,7 +65,7 @@ unsafe fn borrow<'a>(fd: RawSource) -> Borrowed<'a> {
 impl Backend for PollingBackend {
     fn new() -> io::Result<Self> {
         Ok(PollingBackend {
-            poller: Poller::new()?,
+            poller: Arc::new(Poller::new()?),
             events: polling::Events::new(),
             modified: false,
         })
@@ -139,5 +141,10 @@ impl Backend for PollingBackend {
                 self.events = polling::Events::with_capacity(capacity);
             }
         }
+    }
+
+    fn waker(&mut self) -> io::Result<Waker> {
+        let poller = self.poller.clone();
+        Ok(Arc::new(move || poller.notify()))
     }
 }

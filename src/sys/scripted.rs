@@ -5,7 +5,7 @@
 //! with no event at all. This backend replays them, so the selector's handling of each is tested
 //! on every platform. Each `wait` returns at once with the next scripted batch, or with nothing.
 
-use super::{Backend, RawSource};
+use super::{Backend, RawSource, Waker};
 use crate::{Events, Mode};
 use std::collections::VecDeque;
 use std::io;
@@ -60,4 +60,8 @@ impl Backend for Scripted {
     }
 
     fn reserve(&mut self, _: usize) {}
+
+    fn waker(&mut self) -> io::Result<Waker> {
+        Ok(std::sync::Arc::new(|| Ok(())))
+    }
 }

@@ -12,7 +12,8 @@
 //! non-blocking `connect` is reported as writable.
 
 use super::poll::level_only;
-use super::{Backend, RawSource};
+use super::wake::WakePipe;
+use super::{Backend, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +28,8 @@ pub struct SelectBackend {
     index: HashMap<RawSource, usize>,
     /// The sets, kept between calls so a steady loop does not allocate.
     sets: os::Sets,
+    /// The self-pipe watched under [`WAKE`], once a waker was asked for.
+    wake: Option<WakePipe>,
 }
 
 /// The longest timeout passed down at once (about 24 days); longer waits wait again.
@@ -82,16 +85,31 @@ impl Backend for SelectBackend {
         let timeout = timeout.map(|t| t.min(MAX_TIMEOUT));
         // SAFETY: every descriptor in `registered` was added and not deleted, so it is open.
         unsafe { self.sets.select(&self.registered, timeout)? };
-        let (registered, index) = (&self.registered, &self.index);
-        self.sets.for_each_ready(|fd, ready| {
-            if let Some(&i) = index.get(&fd) {
-                on_event(registered[i].1, ready);
-            }
+        let (registered, index, wake) = (&self.registered, &self.index, &self.wake);
+        self.sets.for_each_ready(|fd, ready| match (index.get(&fd), wake) {
+            (Some(&i), Some(wake)) if registered[i].1 == WAKE => wake.drain(),
+            (Some(&i), _) => on_event(registered[i].1, ready),
+            (None, _) => {}
         });
         Ok(())
     }
 
     fn reserve(&mut self, _registrations: usize) {}
+
+    fn waker(&mut self) -> io::Result<Waker> {
+        let wake = match self.wake.take() {
+            Some(wake) => wake,
+            None => {
+                let wake = WakePipe::new()?;
+                // SAFETY: the pipe is owned by `self`, so it outlives its registration.
+                unsafe { self.add(wake.fd(), WAKE, Events::READ, Mode::Level)? };
+                wake
+            }
+        };
+        let waker = wake.waker();
+        self.wake = Some(wake);
+        Ok(waker)
+    }
 }
 
 #[cfg(unix)]

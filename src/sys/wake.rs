@@ -1,0 +1,64 @@
+//! A self-pipe, for the backends whose system call has no wake-up of its own (poll, select).
+//!
+//! The read end sits in the backend's watch list under the token [`WAKE`](super::WAKE); the
+//! waker writes one byte to the other end from any thread. The backend drains the read end when
+//! it is reported and reports nothing for it: a wake-up only makes `wait` return. Bytes written
+//! while earlier ones are unread add nothing, so wake-ups coalesce.
+//!
+//! Unix uses a socket pair; Windows, whose `select` and `WSAPoll` take sockets only, a UDP socket
+//! on the loopback address connected to itself.
+
+use super::{RawSource, Waker};
+use std::io::{self, ErrorKind};
+use std::sync::Arc;
+
+#[cfg(unix)]
+type Socket = std::os::unix::net::UnixDatagram;
+#[cfg(windows)]
+type Socket = std::net::UdpSocket;
+
+#[derive(Debug)]
+pub(crate) struct WakePipe {
+    read: Socket,
+    write: Arc<Socket>,
+}
+
+impl WakePipe {
+    pub(crate) fn new() -> io::Result<WakePipe> {
+        #[cfg(unix)]
+        let (read, write) = Socket::pair()?;
+        #[cfg(windows)]
+        let (read, write) = {
+            let socket = Socket::bind("127.0.0.1:0")?;
+            socket.connect(socket.local_addr()?)?;
+            let write = socket.try_clone()?;
+            (socket, write)
+        };
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        Ok(WakePipe {
+            read,
+            write: Arc::new(write),
+        })
+    }
+
+    /// The descriptor to watch for READ.
+    pub(crate) fn fd(&self) -> RawSource {
+        super::raw_source(&self.read)
+    }
+
+    /// Reads every pending wake-up byte.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(self.read.recv(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    pub(crate) fn waker(&self) -> Waker {
+        let write = self.write.clone();
+        Arc::new(move || match write.send(&[1]) {
+            // A full buffer already holds a wake-up.
+            Err(e) if e.kind() != ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        })
+    }
+}
