@@ -70,20 +70,30 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod events;
+mod executor;
 mod key;
 mod registration;
+mod remote;
 mod selector;
+#[cfg(unix)]
+mod signal;
 mod sys;
+mod timer;
 
 pub use events::{Events, Mode, EVENT_READ, EVENT_WRITE};
+pub use executor::WorkHandle;
 pub use key::SelectorKey;
 pub use key::SelectorMap;
+pub use remote::Handle;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use selector::EpollSelector;
 pub use selector::{DefaultSelector, ErrorAction, PollSelector, SelectSelector, Selector};
+#[cfg(unix)]
+pub use signal::signals;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use sys::EpollBackend;
 pub use sys::{Backend, FileObj, PollBackend, PollingBackend, SelectBackend, Source};
+pub use timer::TimerHandle;
 
 /// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
 #[cfg(doctest)]

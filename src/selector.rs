@@ -18,16 +18,19 @@
 //! 3. A panicking callback is caught just long enough to remove its registration (poller first,
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
+use crate::executor::{Done, Pool};
 use crate::key::{SelectorMap, Token, MAX_INDEX};
 use crate::registration::{BoxedCallback, Handler, Registration};
+use crate::remote::{Handle, Remote};
 use crate::sys::{
     self, Backend, FileObj, PollBackend, PollingBackend, RawSource, SelectBackend, Source,
 };
+use crate::timer::{Once, TimerQueue};
 use crate::{Events, Mode, SelectorKey};
 use log::{debug, trace, warn};
 use slab::Slab;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -135,6 +138,14 @@ pub struct Selector<B: Backend = PollingBackend> {
     ready: Vec<(Token, Events)>,
     stopping: bool,
     on_error: ErrorHandler,
+    // The loop's services (see `run_once`): timers, deferred calls, calls from other threads,
+    // and the executor's jobs in flight (their `done` callbacks) and pool.
+    pub(crate) timers: TimerQueue<B>,
+    soon: VecDeque<Once<B>>,
+    remote: Remote<B>,
+    pub(crate) jobs: Slab<Done<B>>,
+    pub(crate) pool: Option<Pool>,
+    pub(crate) pool_threads: usize,
 }
 
 struct Entry<B: Backend> {
@@ -186,6 +197,12 @@ impl<B: Backend> Selector<B> {
             ready: Vec::new(),
             stopping: false,
             on_error: Box::new(log_and_close),
+            timers: TimerQueue::new(),
+            soon: VecDeque::new(),
+            remote: Remote::new(),
+            jobs: Slab::new(),
+            pool: None,
+            pool_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
     }
 
@@ -499,7 +516,7 @@ impl<B: Backend> Selector<B> {
     /// The OS error of the wait itself (not `EINTR`, which is retried).
     pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Vec<(SelectorKey, Events)>> {
         let mut ready = Vec::new();
-        self.poll(timeout, &mut ready)?;
+        self.poll(timeout, &mut ready, false)?;
         let entries = &self.entries;
         Ok(ready
             .into_iter()
@@ -529,18 +546,39 @@ impl<B: Backend> Selector<B> {
         self.dispatch_token(key.token, mask).map(|_| ())
     }
 
-    /// One loop iteration: `select(timeout)`, then `dispatch` each pair. Returns the number of
-    /// callbacks run.
+    /// One loop iteration: wait for I/O, dispatch it, then run the loop's services. Returns the
+    /// number of callbacks run.
+    ///
+    /// In order:
+    /// 1. Wait, as [`select`](Self::select) does, but no longer than `timeout` nor past the
+    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it.
+    /// 2. Dispatch each ready `(key, mask)`, as [`dispatch`](Self::dispatch) does.
+    /// 3. Fire the timers due now (those scheduled by step 3 itself wait for the next
+    ///    iteration).
+    /// 4. Run the [`call_soon`](Self::call_soon) calls queued before this step, in order, then
+    ///    the calls queued from other threads through a [`Handle`]. Calls queued by these
+    ///    callbacks run in the next iteration, so they cannot starve I/O.
     ///
     /// Allocates nothing in steady state (the ready list is reused).
     ///
     /// # Errors
     ///
     /// As for [`select`](Self::select) and [`dispatch`](Self::dispatch); the rest of the batch is
-    /// then not dispatched.
+    /// then not dispatched, and the services wait for the next iteration.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let timeout = if !self.soon.is_empty() || self.remote.pending() {
+            Some(Duration::ZERO)
+        } else {
+            match self.timers.next_deadline() {
+                Some(when) => {
+                    let until = when.saturating_duration_since(Instant::now());
+                    Some(timeout.map_or(until, |t| t.min(until)))
+                }
+                None => timeout,
+            }
+        };
         let mut ready = mem::take(&mut self.ready);
-        let result = self.poll(timeout, &mut ready).and_then(|()| {
+        let result = self.poll(timeout, &mut ready, true).and_then(|()| {
             let mut called = 0;
             for &(token, mask) in &ready {
                 called += usize::from(self.dispatch_token(token, mask)?);
@@ -548,27 +586,85 @@ impl<B: Backend> Selector<B> {
             Ok(called)
         });
         self.ready = ready;
-        result
+        Ok(result? + self.run_timers() + self.run_calls())
     }
 
-    /// Runs the loop until [`stop`](Self::stop) is called or nothing is registered.
+    /// Runs the calls queued before now: `call_soon`'s, then those from other threads.
+    fn run_calls(&mut self) -> usize {
+        let mut called = 0;
+        for _ in 0..self.soon.len() {
+            if let Some(call) = self.soon.pop_front() {
+                call(self);
+                called += 1;
+            }
+        }
+        for _ in 0..self.remote.calls.len() {
+            match self.remote.calls.try_recv() {
+                Ok(call) => call(self),
+                Err(_) => break,
+            }
+            called += 1;
+        }
+        called
+    }
+
+    /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`]), or
+    /// there is nothing left to wait for: no registration, timer, queued call or executor job.
     ///
-    /// A `stop()` takes effect once the current batch is dispatched. If `stop()` was called
+    /// A `stop()` takes effect once the current iteration is done. If `stop()` was called
     /// before `run()`, `run()` returns at once; either way the request is then cleared.
     ///
     /// # Errors
     ///
     /// As for [`run_once`](Self::run_once).
     pub fn run(&mut self) -> io::Result<()> {
-        while !mem::take(&mut self.stopping) && !self.entries.is_empty() {
+        loop {
+            if mem::take(&mut self.stopping) | self.remote.take_stop() {
+                return Ok(());
+            }
+            let idle = self.entries.is_empty() && self.soon.is_empty() && self.jobs.is_empty();
+            if idle && !self.remote.pending() && !self.timers.is_pending() {
+                return Ok(());
+            }
             self.run_once(None)?;
         }
-        Ok(())
     }
 
-    /// Asks [`run`](Self::run) to return after the current batch. Callable from callbacks.
+    /// Asks [`run`](Self::run) to return after the current iteration. Callable from callbacks.
     pub fn stop(&mut self) {
         self.stopping = true;
+    }
+
+    /// Calls `callback` in the next loop iteration, after I/O and timers (asyncio:
+    /// `loop.call_soon`). Calls run in the order they were made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::DefaultSelector;
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// let mut sel = DefaultSelector::new()?;
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// for i in 0..3 {
+    ///     let log = log.clone();
+    ///     sel.call_soon(move |_sel| log.borrow_mut().push(i));
+    /// }
+    /// sel.run()?;
+    /// assert_eq!(*log.borrow(), [0, 1, 2]);
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn call_soon(&mut self, callback: impl FnOnce(&mut Selector<B>) + 'static) {
+        self.soon.push_back(Box::new(callback));
+    }
+
+    /// A handle for other threads: [`Handle::call_soon_threadsafe`] and [`Handle::stop`].
+    ///
+    /// # Errors
+    ///
+    /// If the backend's wake-up cannot be set up (the first time; e.g. out of descriptors).
+    pub fn handle(&mut self) -> io::Result<Handle<B>> {
+        self.remote.handle(&mut self.backend)
     }
 
     /// Sets what happens when a callback returns an error other than `WouldBlock`.
@@ -670,11 +766,13 @@ impl<B: Backend> Selector<B> {
         (entry.key, entry.handler)
     }
 
-    /// Waits for readiness and fills `ready` with one `(token, mask)` per ready key.
+    /// Waits for readiness and fills `ready` with one `(token, mask)` per ready key. With
+    /// `services`, a queued call or stop request from a [`Handle`] also ends the wait.
     fn poll(
         &mut self,
         timeout: Option<Duration>,
         ready: &mut Vec<(Token, Events)>,
+        services: bool,
     ) -> io::Result<()> {
         ready.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -703,6 +801,7 @@ impl<B: Backend> Selector<B> {
             match waited {
                 Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
                 _ if !ready.is_empty() => return Ok(()),
+                _ if services && self.remote.pending() => return Ok(()),
                 _ => {}
             }
             // Nothing for the caller: the timeout, or a wake-up that carried no event of ours.
