@@ -1,0 +1,448 @@
+//! The loop's services: timers, deferred calls, cross-thread calls, the executor, signals.
+//!
+//! Tests that depend on the backend (wake-ups from other threads use each backend's own
+//! mechanism) are generic and run against every selector type; the others use the default.
+
+mod common;
+
+use common::{selector, socketpair, TIMEOUT};
+use selectloop::{Backend, DefaultSelector, Selector, EVENT_READ};
+use std::cell::{Cell, RefCell};
+use std::io::{self, ErrorKind, Write};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+type Log = Rc<RefCell<Vec<&'static str>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+/// Makes a `run()` that is never woken fail with `what` instead of hanging.
+fn watchdog<B: Backend>(sel: &mut Selector<B>, what: &'static str) -> selectloop::TimerHandle {
+    sel.call_later(TIMEOUT, move |_| panic!("timed out: {what}"))
+}
+
+/// Runs the loop until `done()`, failing after the common timeout with `what`.
+#[track_caller]
+fn run_until<B: Backend>(sel: &mut Selector<B>, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sel.run_once(Some(Duration::from_millis(50)))
+            .expect("run_once");
+    }
+}
+
+#[test]
+fn timers_fire_in_deadline_then_scheduling_order() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let order = log();
+    let now = Instant::now();
+    let at = |ms| now + Duration::from_millis(ms);
+    for (when, name) in [
+        (30, "30ms"),
+        (10, "10ms a"),
+        (20, "20ms"),
+        (10, "10ms b"),
+        (0, "now"),
+    ] {
+        let order = order.clone();
+        sel.call_at(at(when), move |_| order.borrow_mut().push(name));
+    }
+    let o = order.clone();
+    let cancelled = sel.call_at(at(15), move |_| o.borrow_mut().push("cancelled"));
+    cancelled.cancel();
+    cancelled.cancel(); // twice: harmless
+    sel.run()?; // returns once every live timer fired
+    assert_eq!(*order.borrow(), ["now", "10ms a", "10ms b", "20ms", "30ms"]);
+    assert!(cancelled.is_cancelled());
+    Ok(())
+}
+
+#[test]
+fn timers_never_fire_early() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let late = Rc::new(Cell::new(0));
+    for ms in [1u64, 2, 5, 13, 20, 33] {
+        let (delay, late) = (Duration::from_millis(ms), late.clone());
+        let scheduled = Instant::now();
+        sel.call_later(delay, move |_| {
+            assert!(
+                scheduled.elapsed() >= delay,
+                "a {delay:?} timer fired early"
+            );
+            late.set(late.get() + 1);
+        });
+    }
+    sel.run()?;
+    assert_eq!(late.get(), 6);
+    Ok(())
+}
+
+#[test]
+fn timer_scheduled_from_a_timer_fires_in_a_later_iteration() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let order = log();
+    let o = order.clone();
+    sel.call_later(Duration::ZERO, move |sel| {
+        o.borrow_mut().push("outer");
+        let o = o.clone();
+        sel.call_later(Duration::ZERO, move |_| o.borrow_mut().push("inner"));
+    });
+    sel.run_once(Some(Duration::ZERO))?;
+    assert_eq!(
+        *order.borrow(),
+        ["outer"],
+        "a timer due now ran in the pass that scheduled it"
+    );
+    sel.run()?;
+    assert_eq!(*order.borrow(), ["outer", "inner"]);
+    Ok(())
+}
+
+#[test]
+fn repeating_timer_runs_until_it_cancels_itself() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let ticks = Rc::new(Cell::new(0));
+    let handle = Rc::new(RefCell::new(None));
+    let (t, h) = (ticks.clone(), handle.clone());
+    let start = Instant::now();
+    let timer = sel.call_repeating(Duration::from_millis(5), move |_| {
+        t.set(t.get() + 1);
+        if t.get() == 4 {
+            h.borrow().as_ref().map(selectloop::TimerHandle::cancel);
+        }
+    });
+    *handle.borrow_mut() = Some(timer);
+    sel.run()?; // returns when the timer cancelled itself
+    assert_eq!(ticks.get(), 4);
+    assert!(
+        start.elapsed() >= Duration::from_millis(20),
+        "ticks came early"
+    );
+    Ok(())
+}
+
+#[test]
+fn huge_delay_neither_panics_nor_fires() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let timer = sel.call_later(Duration::MAX, |_| panic!("a Duration::MAX timer fired"));
+    assert_eq!(sel.run_once(Some(Duration::from_millis(5)))?, 0);
+    timer.cancel();
+    sel.run()?; // nothing left
+    Ok(())
+}
+
+#[test]
+fn call_soon_runs_in_order_and_does_not_starve_io() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let order = log();
+    for name in ["first", "second", "third"] {
+        let order = order.clone();
+        sel.call_soon(move |_| order.borrow_mut().push(name));
+    }
+    sel.run_once(Some(Duration::ZERO))?;
+    assert_eq!(*order.borrow(), ["first", "second", "third"]);
+
+    // A call that re-queues itself forever still lets I/O through.
+    fn again(count: Rc<Cell<u32>>) -> impl FnOnce(&mut Selector) + 'static {
+        move |sel| {
+            count.set(count.get() + 1);
+            let next = again(count.clone());
+            sel.call_soon(next);
+        }
+    }
+    let spins = Rc::new(Cell::new(0));
+    sel.call_soon(again(spins.clone()));
+    let (a, mut peer) = socketpair()?;
+    let read = Rc::new(Cell::new(false));
+    let r = read.clone();
+    sel.register(a, EVENT_READ, move |_, _, _| {
+        r.set(true);
+        Ok(())
+    })?;
+    peer.write_all(b"x")?;
+    run_until(&mut sel, "the I/O callback", || read.get());
+    assert!(
+        spins.get() < 1_000,
+        "I/O waited for {} deferred calls",
+        spins.get()
+    );
+    Ok(())
+}
+
+// A loop blocked with nothing due is woken at once by a call from another thread.
+fn threadsafe_call_wakes_a_blocked_loop<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?; // something registered, never ready: run_once(None) blocks
+    sel.register(a, EVENT_READ, |_, _, _| Ok(()))?;
+    let handle = sel.handle()?;
+    let loop_thread = thread::current().id();
+    let ran_on = Rc::new(Cell::new(None));
+    let (tx, rx) = mpsc::channel();
+    let sender = thread::spawn(move || {
+        rx.recv().expect("the loop is about to block");
+        handle.call_soon_threadsafe(move |sel| {
+            sel.stop();
+        })
+    });
+    let r = ran_on.clone();
+    sel.call_soon(move |_| r.set(Some(thread::current().id())));
+    tx.send(()).expect("the sender thread is alive");
+    let start = Instant::now();
+    sel.run()?; // blocks in the backend until the call arrives
+    assert!(
+        start.elapsed() < TIMEOUT,
+        "the wake-up took {:?}",
+        start.elapsed()
+    );
+    sender.join().expect("sender panicked")?;
+    assert_eq!(ran_on.get(), Some(loop_thread));
+    Ok(())
+}
+
+// 10 threads x 10,000 calls: every call runs exactly once, each thread's in its order.
+fn many_threads_many_calls_all_delivered_in_order<B: Backend>() -> io::Result<()> {
+    const THREADS: usize = 10;
+    const CALLS: usize = 10_000;
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?;
+    sel.register(a, EVENT_READ, |_, _, _| Ok(()))?;
+    let seen = Rc::new(RefCell::new(vec![Vec::with_capacity(CALLS); THREADS]));
+    let total = Rc::new(Cell::new(0));
+    // The calls are `Send`; they report through a channel drained on the loop thread.
+    let (report, reports) = mpsc::channel::<(usize, usize)>();
+    let mut senders = Vec::new();
+    for t in 0..THREADS {
+        let (handle, report) = (sel.handle()?, report.clone());
+        senders.push(thread::spawn(move || -> io::Result<()> {
+            for i in 0..CALLS {
+                let report = report.clone();
+                handle.call_soon_threadsafe(move |_| report.send((t, i)).expect("receiver"))?;
+            }
+            Ok(())
+        }));
+    }
+    let deadline = Instant::now() + TIMEOUT * 3;
+    while total.get() < THREADS * CALLS {
+        assert!(
+            Instant::now() < deadline,
+            "only {} calls arrived",
+            total.get()
+        );
+        sel.run_once(Some(Duration::from_millis(100)))?;
+        for (t, i) in reports.try_iter() {
+            seen.borrow_mut()[t].push(i);
+            total.set(total.get() + 1);
+        }
+    }
+    for sender in senders {
+        sender.join().expect("sender panicked")?;
+    }
+    sel.run_once(Some(Duration::ZERO))?;
+    assert!(reports.try_recv().is_err(), "a call ran twice");
+    for (t, calls) in seen.borrow().iter().enumerate() {
+        assert!(
+            calls.iter().copied().eq(0..CALLS),
+            "thread {t}: out of order or missing"
+        );
+    }
+    Ok(())
+}
+
+// Handle::stop from another thread ends run() blocked on I/O.
+fn handle_stop_ends_run<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?;
+    sel.register(a, EVENT_READ, |_, _, _| Ok(()))?;
+    let handle = sel.handle()?;
+    let stopper = thread::spawn(move || handle.stop());
+    let dog = watchdog(&mut sel, "Handle::stop never woke the loop");
+    sel.run()?;
+    dog.cancel();
+    stopper.join().expect("stopper panicked")?;
+    assert_eq!(sel.len(), 1, "stop closed something");
+    Ok(())
+}
+
+#[test]
+fn calls_after_close_are_refused() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let handle = sel.handle()?;
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    handle.call_soon_threadsafe(move |_| r.store(true, std::sync::atomic::Ordering::SeqCst))?;
+    sel.close()?; // the queued call is dropped unrun
+    let err = handle.call_soon_threadsafe(|_| {}).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BrokenPipe);
+    assert_eq!(handle.stop().unwrap_err().kind(), ErrorKind::BrokenPipe);
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "a call ran after close()"
+    );
+    Ok(())
+}
+
+#[test]
+fn executor_done_runs_on_the_loop_thread() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let loop_thread = thread::current().id();
+    let results = Rc::new(RefCell::new(Vec::new()));
+    for i in 0..8u64 {
+        let results = results.clone();
+        sel.run_in_executor(
+            move || (i * i, thread::current().id()),
+            move |_, result| {
+                assert_eq!(
+                    thread::current().id(),
+                    loop_thread,
+                    "done ran off the loop thread"
+                );
+                let (square, worker) = result.expect("work ran");
+                assert_ne!(worker, loop_thread, "work ran on the loop thread");
+                results.borrow_mut().push(square);
+            },
+        )?;
+    }
+    sel.run()?; // keeps running while jobs are in flight
+    let mut got = results.borrow().clone();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 4, 9, 16, 25, 36, 49]);
+    Ok(())
+}
+
+#[test]
+fn executor_reports_panics_and_cancellation() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    sel.set_executor_threads(1)?;
+    let outcomes = Rc::new(RefCell::new(Vec::new()));
+    // The only worker is held by the first job, so the second cannot start before it is
+    // cancelled.
+    let (release, gate) = mpsc::channel::<()>();
+    let o = outcomes.clone();
+    sel.run_in_executor(
+        move || gate.recv_timeout(TIMEOUT).is_ok(),
+        move |_, r: io::Result<bool>| o.borrow_mut().push(format!("first: {:?}", r.ok())),
+    )?;
+    let o = outcomes.clone();
+    let second = sel.run_in_executor(
+        || unreachable!("cancelled work ran"),
+        move |_, r: io::Result<()>| {
+            let e = r.unwrap_err();
+            o.borrow_mut().push(format!("second: {:?} {e}", e.kind()));
+        },
+    )?;
+    assert!(second.cancel());
+    assert!(!second.cancel(), "cancelled twice");
+    release.send(()).expect("worker alive");
+    let o = outcomes.clone();
+    sel.run_in_executor(
+        || -> u8 { panic!("work panic (expected by the test)") },
+        move |_, r| {
+            let e = r.unwrap_err();
+            o.borrow_mut().push(format!("third: {:?} {e}", e.kind()));
+        },
+    )?;
+    sel.run()?;
+    let mut got = outcomes.borrow().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "first: Some(true)",
+            "second: Interrupted cancelled before it started",
+            "third: Other work panicked: work panic (expected by the test)",
+        ]
+    );
+    assert_eq!(
+        sel.set_executor_threads(4).unwrap_err().kind(),
+        ErrorKind::ResourceBusy
+    );
+    Ok(())
+}
+
+#[test]
+fn dropping_the_selector_runs_no_done_callback() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    sel.set_executor_threads(1)?;
+    let (started, wait_started) = mpsc::channel();
+    let (release, gate) = mpsc::channel::<()>();
+    let done_ran = Rc::new(Cell::new(false));
+    let d = done_ran.clone();
+    sel.run_in_executor(
+        move || {
+            started.send(()).expect("test alive");
+            gate.recv_timeout(TIMEOUT).is_ok()
+        },
+        move |_, _| d.set(true),
+    )?;
+    let d = done_ran.clone();
+    sel.run_in_executor(
+        || unreachable!("queued work ran after drop"),
+        move |_, _| d.set(true),
+    )?;
+    wait_started
+        .recv_timeout(TIMEOUT)
+        .expect("the first job started");
+    release.send(()).expect("worker alive");
+    drop(sel); // waits for the running job; the queued one never runs
+    assert!(!done_ran.get());
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
+    use selectloop::signals::SIGUSR2;
+    let mut sel = DefaultSelector::new()?;
+    let got = Rc::new(Cell::new(0));
+    let g = got.clone();
+    let loop_thread = thread::current().id();
+    let key = sel.add_signal_handler(SIGUSR2, move |_, signal| {
+        assert_eq!(signal, SIGUSR2);
+        assert_eq!(thread::current().id(), loop_thread);
+        g.set(g.get() + 1);
+    })?;
+    signal_hook::low_level::raise(SIGUSR2)?;
+    run_until(&mut sel, "the SIGUSR2 handler", || got.get() >= 1);
+    let err = sel
+        .add_signal_handler(signal_hook::consts::SIGKILL, |_, _| {})
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    sel.unregister(&key)?; // the handler is a registration like any other
+    assert!(sel.is_empty());
+    Ok(())
+}
+
+macro_rules! instantiate {
+    ($($(#[$attr:meta])* $module:ident = $backend:ty),* $(,)?) => {
+        $(
+            $(#[$attr])*
+            mod $module {
+                #[test]
+                fn threadsafe_call_wakes_a_blocked_loop() -> std::io::Result<()> {
+                    super::threadsafe_call_wakes_a_blocked_loop::<$backend>()
+                }
+                #[test]
+                fn many_threads_many_calls_all_delivered_in_order() -> std::io::Result<()> {
+                    super::many_threads_many_calls_all_delivered_in_order::<$backend>()
+                }
+                #[test]
+                fn handle_stop_ends_run() -> std::io::Result<()> {
+                    super::handle_stop_ends_run::<$backend>()
+                }
+            }
+        )*
+    };
+}
+
+instantiate! {
+    default_selector = selectloop::PollingBackend,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    epoll_selector = selectloop::EpollBackend,
+    poll_selector = selectloop::PollBackend,
+    select_selector = selectloop::SelectBackend,
+}
