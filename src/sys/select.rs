@@ -86,11 +86,12 @@ impl Backend for SelectBackend {
         // SAFETY: every descriptor in `registered` was added and not deleted, so it is open.
         unsafe { self.sets.select(&self.registered, timeout)? };
         let (registered, index, wake) = (&self.registered, &self.index, &self.wake);
-        self.sets.for_each_ready(|fd, ready| match (index.get(&fd), wake) {
-            (Some(&i), Some(wake)) if registered[i].1 == WAKE => wake.drain(),
-            (Some(&i), _) => on_event(registered[i].1, ready),
-            (None, _) => {}
-        });
+        self.sets
+            .for_each_ready(|fd, ready| match (index.get(&fd), wake) {
+                (Some(&i), Some(wake)) if registered[i].1 == WAKE => wake.drain(),
+                (Some(&i), _) => on_event(registered[i].1, ready),
+                (None, _) => {}
+            });
         Ok(())
     }
 
