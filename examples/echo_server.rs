@@ -5,6 +5,9 @@
 //! cargo run --example echo_client [ADDR]        # then type lines
 //! ```
 //!
+//! Ctrl-C (SIGINT) stops it cleanly on Unix: the loop ends, and dropping the selector closes
+//! every connection. `idle_echo_server` adds idle timeouts on top of this program.
+//!
 //! Python's version, for comparison:
 //!
 //! ```python
@@ -31,7 +34,9 @@
 
 use selectloop::{DefaultSelector, Events, Selector, EVENT_READ};
 use std::io::{self, ErrorKind, Read, Write};
+use std::cell::Cell;
 use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
 
 fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
     let (conn, addr) = match sock.accept() {
@@ -81,9 +86,24 @@ fn main() -> io::Result<()> {
         sock.local_addr()?
     );
     sel.register(sock, EVENT_READ, accept)?;
-    loop {
+
+    // Python's KeyboardInterrupt: the handler is a registration like the others, so the
+    // select/dispatch loop below runs it on this thread.
+    let running = Rc::new(Cell::new(true));
+    #[cfg(unix)]
+    {
+        let running = running.clone();
+        sel.add_signal_handler(selectloop::signals::SIGINT, move |_, _| running.set(false))?;
+    }
+    let others = sel.len(); // the listener (and the signal handler): not connections
+
+    while running.get() {
         for (key, mask) in sel.select(None)? {
             sel.dispatch(&key, mask)?;
         }
     }
+    let connections = sel.len() - others;
+    sel.close()?; // closes the listener and every connection
+    eprintln!("interrupted: closed {connections} connection(s)");
+    Ok(())
 }

@@ -53,7 +53,11 @@
 //! # std::io::Result::Ok(())
 //! ```
 //!
-//! [`Selector::run`] is that loop in one call. Where selectloop differs from Python, it is
+//! [`Selector::run`] is that loop in one call, and runs the loop's services besides: timers
+//! ([`call_later`](Selector::call_later)), deferred calls ([`call_soon`](Selector::call_soon)),
+//! calls from other threads ([`Handle`]), blocking work on a thread pool
+//! ([`run_in_executor`](Selector::run_in_executor)) and, on Unix, signals
+//! ([`add_signal_handler`](Selector::add_signal_handler)). Where selectloop differs from Python, it is
 //! because Rust can do better: the selector owns each source, so a descriptor is always removed
 //! from the OS poller before it is closed; callbacks receive `&mut Selector` and their own
 //! source; errors are `std::io::Error` with the kinds Python's exceptions map to

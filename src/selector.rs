@@ -510,6 +510,9 @@ impl<B: Backend> Selector<B> {
     /// - Level-triggered: a source is reported again by every call while it stays ready.
     /// - One pair per key; `mask` is never empty and always within `key.events()`. A hang-up
     ///   or error is reported as whichever of READ and WRITE the key waits for.
+    /// - I/O only, as in Python: timers, [`call_soon`](Self::call_soon) and calls from a
+    ///   [`Handle`] are run by [`run_once`](Self::run_once) and [`run`](Self::run), and do not
+    ///   end a `select` early. (Signal handlers are registrations, so they are reported here.)
     ///
     /// # Errors
     ///
