@@ -33,8 +33,8 @@
 //! ```
 
 use selectloop::{DefaultSelector, Events, Selector, EVENT_READ};
-use std::io::{self, ErrorKind, Read, Write};
 use std::cell::Cell;
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 

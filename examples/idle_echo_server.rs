@@ -11,8 +11,8 @@
 //! because timers are the loop's service (a bare `select()` reports I/O only).
 
 use selectloop::{DefaultSelector, Events, Selector, SelectorKey, TimerHandle, EVENT_READ};
-use std::io::{self, ErrorKind, Read, Write};
 use std::cell::RefCell;
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
@@ -38,22 +38,26 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, timeout: Duration) -> io::
     // this function (which arms the first one, once the key is known).
     let idle: Rc<RefCell<Option<TimerHandle>>> = Rc::default();
     let timer = idle.clone();
-    let key = sel.register(conn, EVENT_READ, move |sel, conn: &mut TcpStream, _: Events| {
-        let mut buf = [0u8; 1024];
-        match conn.read(&mut buf)? {
-            0 => {
-                sel.unregister(conn)?;
+    let key = sel.register(
+        conn,
+        EVENT_READ,
+        move |sel, conn: &mut TcpStream, _: Events| {
+            let mut buf = [0u8; 1024];
+            match conn.read(&mut buf)? {
+                0 => {
+                    sel.unregister(conn)?;
+                }
+                n => conn.write_all(&buf[..n])?,
             }
-            n => conn.write_all(&buf[..n])?,
-        }
-        if let Some(old) = timer.borrow_mut().take() {
-            old.cancel();
-        }
-        if let Ok(key) = sel.get_key(conn) {
-            *timer.borrow_mut() = Some(arm(sel, key, timeout)); // still open: re-arm
-        }
-        Ok(())
-    })?;
+            if let Some(old) = timer.borrow_mut().take() {
+                old.cancel();
+            }
+            if let Ok(key) = sel.get_key(conn) {
+                *timer.borrow_mut() = Some(arm(sel, key, timeout)); // still open: re-arm
+            }
+            Ok(())
+        },
+    )?;
     *idle.borrow_mut() = Some(arm(sel, key, timeout));
     Ok(())
 }
@@ -81,6 +85,8 @@ fn main() -> io::Result<()> {
     let sock = TcpListener::bind(&addr)?;
     sock.set_nonblocking(true)?;
     eprintln!("echo server on {addr}, closing connections idle for {timeout:?}");
-    sel.register(sock, EVENT_READ, move |sel, sock, _| accept(sel, sock, timeout))?;
+    sel.register(sock, EVENT_READ, move |sel, sock, _| {
+        accept(sel, sock, timeout)
+    })?;
     sel.run()
 }
