@@ -73,6 +73,8 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod buffered;
+mod codec;
 mod events;
 mod executor;
 mod key;
@@ -84,6 +86,8 @@ mod signal;
 mod sys;
 mod timer;
 
+pub use buffered::{ByteStream, ConnEvent, Connection, Limits};
+pub use codec::{Bytes, Codec, LengthPrefixed, LineCodec};
 pub use events::{Events, Mode, EVENT_READ, EVENT_WRITE};
 pub use executor::WorkHandle;
 pub use key::SelectorKey;

@@ -18,6 +18,7 @@ pub(crate) type BoxedCallback<S, B> =
 pub(crate) trait Handler<B: Backend> {
     fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()>;
     fn into_source(self: Box<Self>) -> Box<dyn Any>;
+    fn source_mut(&mut self) -> &mut dyn Any;
     fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>>;
 }
 
@@ -38,6 +39,10 @@ where
 
     fn into_source(self: Box<Self>) -> Box<dyn Any> {
         Box::new(self.source)
+    }
+
+    fn source_mut(&mut self) -> &mut dyn Any {
+        &mut self.source
     }
 
     fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>> {

@@ -398,6 +398,40 @@ impl<B: Backend> Selector<B> {
         }
     }
 
+    /// The registered source of `fileobj`, to use it outside its callback (from a timer, say,
+    /// or another connection's callback). `S` must be the type it was registered with.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if `fileobj` is not registered; `InvalidInput` if it was registered as another
+    /// type than `S`; `ResourceBusy` from the source's own callback, which has it already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use selectloop::{DefaultSelector, EVENT_READ};
+    /// # use std::net::TcpListener;
+    /// let mut sel = DefaultSelector::new()?;
+    /// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+    /// let listener: &mut TcpListener = sel.source_mut(&key)?;
+    /// assert!(listener.local_addr()?.ip().is_loopback());
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn source_mut<S: Source, F: FileObj + ?Sized>(
+        &mut self,
+        fileobj: &F,
+    ) -> io::Result<&mut S> {
+        let fd = fileobj.fileno();
+        let index = self.index_of("source_mut", fileobj)?;
+        self.check_type::<S>("source_mut", index)?;
+        let busy = || {
+            let why = "its own callback is running and holds the source";
+            error(ErrorKind::ResourceBusy, "source_mut", fd, why)
+        };
+        let handler = self.entries[index].handler.as_mut().ok_or_else(busy)?;
+        handler.source_mut().downcast_mut::<S>().ok_or_else(busy)
+    }
+
     /// Changes the events `fileobj` is registered for; takes effect on the next `select`.
     ///
     /// Nothing is asked of the OS if the events are unchanged — except for a
