@@ -79,6 +79,7 @@ mod events;
 mod executor;
 mod key;
 mod registration;
+mod registry;
 mod remote;
 mod selector;
 #[cfg(unix)]

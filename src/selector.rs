@@ -1,6 +1,8 @@
-//! The selector: registrations, `select`, and the dispatch loop.
+//! The selector: `select`, `dispatch` and the loop (`run_once`, `run`).
 //!
-//! This file is the whole reactor. A registration is one slab entry holding the key, the owned
+//! This file is the reactor's loop; `registry.rs` adds and removes registrations, and
+//! `timer.rs`, `remote.rs` and `executor.rs` provide the services `run_once` runs after I/O.
+//! A registration is one slab entry holding the key, the owned
 //! source and its boxed callback; the OS poller reports a token (slab index + generation, see
 //! [`key`](crate::SelectorKey)) for each ready source. `select` turns those reports into
 //! `(key, mask)` pairs exactly as Python does — masked by the registered events, one pair per
@@ -19,15 +21,13 @@
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
 use crate::executor::{Done, Pool};
-use crate::key::{SelectorMap, Token, MAX_INDEX};
-use crate::registration::{BoxedCallback, Handler, Registration};
+use crate::key::Token;
+use crate::registration::Handler;
 use crate::remote::{Handle, Remote};
-use crate::sys::{
-    self, Backend, FileObj, PollBackend, PollingBackend, RawSource, SelectBackend, Source,
-};
+use crate::sys::{Backend, PollBackend, PollingBackend, RawSource, SelectBackend};
 use crate::timer::{Once, TimerQueue};
-use crate::{Events, Mode, SelectorKey};
-use log::{debug, trace, warn};
+use crate::{Events, SelectorKey};
+use log::{debug, warn};
 use slab::Slab;
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
@@ -63,7 +63,7 @@ pub type SelectSelector = Selector<SelectBackend>;
 /// Pick it over [`DefaultSelector`] on Linux when system calls per event matter: one
 /// `epoll_wait` per `select` where `polling` makes five (it re-arms a timer and a notifier
 /// around each wait), so an echo costs 3 system calls per message instead of 7. Its timeouts
-/// have millisecond resolution (rounded up, never early). Supports every [`Mode`].
+/// have millisecond resolution (rounded up, never early). Supports every [`Mode`](crate::Mode).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub type EpollSelector = Selector<crate::sys::EpollBackend>;
 
@@ -128,10 +128,13 @@ type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
 /// }
 /// ```
 pub struct Selector<B: Backend = PollingBackend> {
-    backend: B,
-    entries: Slab<Entry<B>>,
-    fds: HashMap<RawSource, usize>,
-    generation: usize,
+    pub(crate) backend: B,
+    /// The registrations; `registry.rs` adds and removes them.
+    pub(crate) entries: Slab<Entry<B>>,
+    /// Descriptor to slab index, for lookups by file object.
+    pub(crate) fds: HashMap<RawSource, usize>,
+    /// Bumped by every registration, so tokens of reused slots differ (see `key.rs`).
+    pub(crate) generation: usize,
     /// Numbers each poll, so that two reports for one key in one poll merge into one pair.
     batch: u64,
     /// The ready list `run_once` reuses, so a steady-state loop allocates nothing.
@@ -148,23 +151,28 @@ pub struct Selector<B: Backend = PollingBackend> {
     pub(crate) pool_threads: usize,
 }
 
-struct Entry<B: Backend> {
-    key: SelectorKey,
-    source_type: (TypeId, &'static str),
+pub(crate) struct Entry<B: Backend> {
+    pub(crate) key: SelectorKey,
+    pub(crate) source_type: (TypeId, &'static str),
     /// `None` while the callback runs (the dispatcher holds it).
-    handler: Option<Box<dyn Handler<B>>>,
+    pub(crate) handler: Option<Box<dyn Handler<B>>>,
     /// A callback set while the old one was running, installed when it returns.
-    new_callback: Option<Box<dyn Any>>,
+    pub(crate) new_callback: Option<Box<dyn Any>>,
     /// The poll that last reported this entry, and its place in that poll's ready list.
-    batch: u64,
-    slot: usize,
+    pub(crate) batch: u64,
+    pub(crate) slot: usize,
 }
 
-fn error(kind: ErrorKind, op: &str, fd: RawSource, what: impl fmt::Display) -> io::Error {
+pub(crate) fn error(
+    kind: ErrorKind,
+    op: &str,
+    fd: RawSource,
+    what: impl fmt::Display,
+) -> io::Error {
     io::Error::new(kind, format!("{op}: fd {fd}: {what}"))
 }
 
-fn check_events(op: &str, fd: RawSource, events: Events) -> io::Result<()> {
+pub(crate) fn check_events(op: &str, fd: RawSource, events: Events) -> io::Result<()> {
     if events.is_empty() {
         return Err(error(
             ErrorKind::InvalidInput,
@@ -204,335 +212,6 @@ impl<B: Backend> Selector<B> {
             pool: None,
             pool_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
-    }
-
-    /// Registers `fileobj` for `events`, taking ownership of it, and returns its key.
-    ///
-    /// When the source is ready, [`dispatch`](Self::dispatch) (or [`run`](Self::run)) calls
-    /// `callback(selector, &mut fileobj, mask)`. The callback may capture per-connection state.
-    /// The source stays open until it is unregistered, the selector is closed or dropped, or
-    /// [`detach`](Self::detach) hands it back. Sockets should be in non-blocking mode.
-    ///
-    /// # Errors
-    ///
-    /// - `InvalidInput` if `events` is empty (Python: `ValueError`);
-    /// - `AlreadyExists` if the fd is already registered (Python: `KeyError`);
-    /// - the OS error if the poller refuses the descriptor.
-    ///
-    /// On error the source is dropped, which closes it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::{DefaultSelector, EVENT_READ};
-    /// use std::net::TcpListener;
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// listener.set_nonblocking(true)?;
-    /// let key = sel.register(listener, EVENT_READ, |_sel, sock, _mask| {
-    ///     let (_conn, _addr) = sock.accept()?;
-    ///     Ok(())
-    /// })?;
-    /// assert_eq!(key.events(), EVENT_READ);
-    /// assert_eq!(sel.get_key(&key)?, key);
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn register<S, F>(
-        &mut self,
-        fileobj: S,
-        events: Events,
-        callback: F,
-    ) -> io::Result<SelectorKey>
-    where
-        S: Source,
-        F: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
-    {
-        self.register_with_mode(fileobj, events, Mode::Level, callback)
-    }
-
-    /// Registers `fileobj` like [`register`](Self::register), reporting readiness in `mode`
-    /// (edge-triggered or oneshot instead of Python's level-triggered; see [`Mode`]).
-    ///
-    /// # Errors
-    ///
-    /// As for `register`, and `Unsupported` if the backend cannot do `mode` (the poll and
-    /// select backends are level-triggered only).
-    ///
-    /// # Examples
-    ///
-    /// An edge-triggered callback drains its source every time:
-    ///
-    /// ```
-    /// use selectloop::{DefaultSelector, Mode, EVENT_READ};
-    /// use std::io::ErrorKind;
-    /// use std::net::TcpListener;
-    ///
-    /// # if cfg!(windows) { return Ok(()); } // IOCP has no edge mode
-    /// let mut sel = DefaultSelector::new()?;
-    /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// listener.set_nonblocking(true)?;
-    /// let key = sel.register_with_mode(listener, EVENT_READ, Mode::Edge, |_sel, sock, _mask| {
-    ///     loop {
-    ///         match sock.accept() {
-    ///             Ok((_conn, _addr)) => {} // register it, ...
-    ///             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-    ///             Err(e) => return Err(e),
-    ///         }
-    ///     }
-    /// })?;
-    /// assert_eq!(key.mode(), Mode::Edge);
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn register_with_mode<S, F>(
-        &mut self,
-        fileobj: S,
-        events: Events,
-        mode: Mode,
-        callback: F,
-    ) -> io::Result<SelectorKey>
-    where
-        S: Source,
-        F: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
-    {
-        let fd = sys::raw_source(&fileobj);
-        check_events("register", fd, events)?;
-        if self.fds.contains_key(&fd) {
-            return Err(error(
-                ErrorKind::AlreadyExists,
-                "register",
-                fd,
-                "already registered",
-            ));
-        }
-        let index = self.entries.vacant_key();
-        if index > MAX_INDEX {
-            return Err(error(
-                ErrorKind::OutOfMemory,
-                "register",
-                fd,
-                "too many registrations",
-            ));
-        }
-        self.generation = self.generation.wrapping_add(1);
-        let key = SelectorKey {
-            fd,
-            events,
-            mode,
-            token: Token::new(index, self.generation),
-        };
-        self.backend.reserve(self.entries.len() + 1);
-        // SAFETY: `fileobj` moves into the entry below and is dropped only after `delete`
-        // (`remove`, the panic path of `dispatch`, and `clear` all delete before dropping).
-        unsafe { self.backend.add(fd, key.token.0, events, mode) }
-            .map_err(|e| error(e.kind(), "register", fd, e))?;
-        self.entries.insert(Entry {
-            key,
-            source_type: (TypeId::of::<S>(), std::any::type_name::<S>()),
-            handler: Some(Box::new(Registration {
-                source: fileobj,
-                callback,
-            })),
-            new_callback: None,
-            batch: 0,
-            slot: 0,
-        });
-        self.fds.insert(fd, index);
-        debug!("register fd {fd} for {events:?} ({mode:?})");
-        Ok(key)
-    }
-
-    /// Unregisters `fileobj` and returns its key; the source is closed.
-    ///
-    /// The descriptor is removed from the OS poller at once. The source is dropped (closed) at
-    /// once too — or, when a callback unregisters its own source, as soon as that callback
-    /// returns. No callback runs for it afterwards, even if an event for it is still pending in
-    /// the current batch. To keep the source open, use [`detach`](Self::detach) instead.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if `fileobj` is not registered (Python: `KeyError`).
-    pub fn unregister<F: FileObj + ?Sized>(&mut self, fileobj: &F) -> io::Result<SelectorKey> {
-        let index = self.index_of("unregister", fileobj)?;
-        let (key, _closed_here) = self.remove(index);
-        Ok(key)
-    }
-
-    /// Unregisters `fileobj` and hands its source back, still open.
-    ///
-    /// `S` must be the type it was registered with.
-    ///
-    /// # Errors
-    ///
-    /// - `NotFound` if `fileobj` is not registered;
-    /// - `InvalidInput` if it was registered as another type than `S` (it stays registered);
-    /// - `ResourceBusy` if called from the source's own callback, which holds it (it stays
-    ///   registered; that callback already has the source).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use selectloop::{DefaultSelector, EVENT_READ};
-    /// # use std::net::TcpListener;
-    /// let mut sel = DefaultSelector::new()?;
-    /// let listener = TcpListener::bind("127.0.0.1:0")?;
-    /// let addr = listener.local_addr()?;
-    /// let key = sel.register(listener, EVENT_READ, |_, _, _| Ok(()))?;
-    /// let listener: TcpListener = sel.detach(&key)?;
-    /// assert_eq!(listener.local_addr()?, addr);
-    /// assert!(sel.is_empty());
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn detach<S: Source, F: FileObj + ?Sized>(&mut self, fileobj: &F) -> io::Result<S> {
-        let fd = fileobj.fileno();
-        let index = self.index_of("detach", fileobj)?;
-        self.check_type::<S>("detach", index)?;
-        let Some(handler) = self.entries[index].handler.take() else {
-            let why = "its own callback is running and holds the source";
-            return Err(error(ErrorKind::ResourceBusy, "detach", fd, why));
-        };
-        self.remove(index);
-        match handler.into_source().downcast::<S>() {
-            Ok(source) => Ok(*source),
-            Err(_) => Err(error(ErrorKind::InvalidInput, "detach", fd, "wrong type")),
-        }
-    }
-
-    /// The registered source of `fileobj`, to use it outside its callback (from a timer, say,
-    /// or another connection's callback). `S` must be the type it was registered with.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if `fileobj` is not registered; `InvalidInput` if it was registered as another
-    /// type than `S`; `ResourceBusy` from the source's own callback, which has it already.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use selectloop::{DefaultSelector, EVENT_READ};
-    /// # use std::net::TcpListener;
-    /// let mut sel = DefaultSelector::new()?;
-    /// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
-    /// let listener: &mut TcpListener = sel.source_mut(&key)?;
-    /// assert!(listener.local_addr()?.ip().is_loopback());
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn source_mut<S: Source, F: FileObj + ?Sized>(
-        &mut self,
-        fileobj: &F,
-    ) -> io::Result<&mut S> {
-        let fd = fileobj.fileno();
-        let index = self.index_of("source_mut", fileobj)?;
-        self.check_type::<S>("source_mut", index)?;
-        let busy = || {
-            let why = "its own callback is running and holds the source";
-            error(ErrorKind::ResourceBusy, "source_mut", fd, why)
-        };
-        let handler = self.entries[index].handler.as_mut().ok_or_else(busy)?;
-        handler.source_mut().downcast_mut::<S>().ok_or_else(busy)
-    }
-
-    /// Changes the events `fileobj` is registered for; takes effect on the next `select`.
-    ///
-    /// Nothing is asked of the OS if the events are unchanged — except for a
-    /// [`Mode::Oneshot`] registration, which this re-arms.
-    ///
-    /// # Errors
-    ///
-    /// - `InvalidInput` if `events` is empty, `NotFound` if `fileobj` is not registered;
-    /// - the OS error if the poller refuses: then, as in Python, the registration is removed
-    ///   and its source closed.
-    pub fn modify<F: FileObj + ?Sized>(
-        &mut self,
-        fileobj: &F,
-        events: Events,
-    ) -> io::Result<SelectorKey> {
-        let fd = fileobj.fileno();
-        check_events("modify", fd, events)?;
-        let index = self.index_of("modify", fileobj)?;
-        let key = &mut self.entries[index].key;
-        if key.events != events || key.mode == Mode::Oneshot {
-            // SAFETY: `fd` is registered, so its source is still open.
-            if let Err(e) = unsafe { self.backend.modify(fd, key.token.0, events, key.mode) } {
-                self.remove(index);
-                return Err(error(e.kind(), "modify", fd, e));
-            }
-            trace!("modify fd {fd}: {:?} -> {events:?}", key.events);
-            key.events = events;
-        }
-        Ok(*key)
-    }
-
-    /// Replaces the callback of `fileobj` (Python: `modify(fileobj, events, data)`).
-    ///
-    /// Takes effect from the next dispatch; when a callback replaces itself, the call in
-    /// progress finishes first. `S` is the source type the callback receives and must be the
-    /// type `fileobj` was registered with.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if `fileobj` is not registered; `InvalidInput` if it was registered as
-    /// another type than `S`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use selectloop::{DefaultSelector, EVENT_READ, Events, Selector};
-    /// # use std::io;
-    /// # use std::net::TcpListener;
-    /// fn closed(_: &mut Selector, _: &mut TcpListener, _: Events) -> io::Result<()> {
-    ///     Ok(())
-    /// }
-    /// let mut sel = DefaultSelector::new()?;
-    /// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
-    /// sel.set_callback(&key, closed)?;
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn set_callback<S, C, F>(&mut self, fileobj: &F, callback: C) -> io::Result<SelectorKey>
-    where
-        S: Source,
-        C: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
-        F: FileObj + ?Sized,
-    {
-        let index = self.index_of("set_callback", fileobj)?;
-        self.check_type::<S>("set_callback", index)?;
-        let callback: Box<dyn Any> = Box::new(Box::new(callback) as BoxedCallback<S, B>);
-        let entry = &mut self.entries[index];
-        match entry.handler.take() {
-            Some(handler) => entry.handler = Some(handler.with_callback(callback)),
-            None => entry.new_callback = Some(callback),
-        }
-        Ok(entry.key)
-    }
-
-    /// Returns the key of `fileobj`.
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if `fileobj` is not registered (Python: `KeyError`).
-    pub fn get_key<F: FileObj + ?Sized>(&self, fileobj: &F) -> io::Result<SelectorKey> {
-        let index = self.index_of("get_key", fileobj)?;
-        Ok(self.entries[index].key)
-    }
-
-    /// All registrations (Python: `get_map()`), as a read-only view.
-    pub fn get_map(&self) -> SelectorMap<'_, B> {
-        SelectorMap { sel: self }
-    }
-
-    /// Every key, in slab order.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = SelectorKey> + '_ {
-        self.entries.iter().map(|(_, entry)| entry.key)
-    }
-
-    /// The number of registrations.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True if nothing is registered.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Waits until some registered source is ready, or `timeout` passes, and returns the ready
@@ -756,51 +435,10 @@ impl<B: Backend> Selector<B> {
         result
     }
 
-    /// The slab index of `fileobj`'s registration.
-    fn index_of<F: FileObj + ?Sized>(&self, op: &str, fileobj: &F) -> io::Result<usize> {
-        let fd = fileobj.fileno();
-        let Some(&index) = self.fds.get(&fd) else {
-            return Err(error(ErrorKind::NotFound, op, fd, "not registered"));
-        };
-        match fileobj.registration() {
-            Some(token) if token != self.entries[index].key.token.0 => {
-                let why = "this key's registration is gone (the fd was registered again since)";
-                Err(error(ErrorKind::NotFound, op, fd, why))
-            }
-            _ => Ok(index),
-        }
-    }
-
-    fn check_type<S: 'static>(&self, op: &str, index: usize) -> io::Result<()> {
-        let entry = &self.entries[index];
-        let (registered, name) = entry.source_type;
-        if registered != TypeId::of::<S>() {
-            let what = format!("registered as {name}, not {}", std::any::type_name::<S>());
-            return Err(error(ErrorKind::InvalidInput, op, entry.key.fd, what));
-        }
-        Ok(())
-    }
-
     /// The slab index of `token` if it is still the registration it was issued for.
     fn current(&self, token: Token) -> Option<usize> {
         let entry = self.entries.get(token.index())?;
         (entry.key.token == token).then_some(token.index())
-    }
-
-    /// Removes a registration from the poller, then from the tables. The returned handler (if
-    /// the callback is not running) closes the source when dropped.
-    fn remove(&mut self, index: usize) -> (SelectorKey, Option<Box<dyn Handler<B>>>) {
-        let entry = self.entries.remove(index);
-        let fd = entry.key.fd;
-        self.fds.remove(&fd);
-        // SAFETY: the source is still open: it is owned by `entry.handler`, or by `dispatch`
-        // while its callback runs, and both drop it only after this.
-        if let Err(e) = unsafe { self.backend.delete(fd) } {
-            // As in Python, the registration is gone whatever the OS says.
-            warn!("unregister fd {fd}: removing it from the poller failed: {e}");
-        }
-        debug!("unregister fd {fd}");
-        (entry.key, entry.handler)
     }
 
     /// Waits for readiness and fills `ready` with one `(token, mask)` per ready key. With
@@ -918,158 +556,5 @@ impl<B: Backend + fmt::Debug> fmt::Debug for Selector<B> {
             .field("backend", &self.backend)
             .field("keys", &self.get_map())
             .finish_non_exhaustive()
-    }
-}
-
-/// Cases real pollers cannot produce on demand, through a backend that replays a script.
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sys::scripted::Scripted;
-    use crate::{EVENT_READ, EVENT_WRITE};
-    use std::net::TcpListener;
-
-    fn listener() -> TcpListener {
-        TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener")
-    }
-
-    fn selector() -> Selector<Scripted> {
-        Selector::new().unwrap()
-    }
-
-    fn script(sel: &mut Selector<Scripted>, batches: &[&[(SelectorKey, Events)]]) {
-        for batch in batches {
-            let batch = batch.iter().map(|(key, e)| (key.token.0, *e)).collect();
-            sel.backend.batches.push_back(batch);
-        }
-    }
-
-    #[test]
-    fn split_read_and_write_reports_merge_into_one_pair() -> io::Result<()> {
-        let mut sel = selector();
-        let key = sel.register(listener(), EVENT_READ | EVENT_WRITE, |_, _, _| Ok(()))?;
-        let other = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        script(
-            &mut sel,
-            &[&[(key, EVENT_READ), (other, EVENT_READ), (key, EVENT_WRITE)]],
-        );
-        let ready = sel.select(Some(Duration::ZERO))?;
-        assert_eq!(
-            ready,
-            [(key, EVENT_READ | EVENT_WRITE), (other, EVENT_READ)]
-        );
-        // The next poll starts afresh: no merging across polls.
-        script(&mut sel, &[&[(key, EVENT_WRITE)]]);
-        assert_eq!(sel.select(Some(Duration::ZERO))?, [(key, EVENT_WRITE)]);
-        Ok(())
-    }
-
-    #[test]
-    fn readiness_outside_the_interest_is_dropped() -> io::Result<()> {
-        let mut sel = selector();
-        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        script(
-            &mut sel,
-            &[&[(key, EVENT_WRITE)], &[(key, EVENT_READ | EVENT_WRITE)]],
-        );
-        assert!(sel.select(Some(Duration::ZERO))?.is_empty());
-        assert_eq!(sel.select(Some(Duration::ZERO))?, [(key, EVENT_READ)]);
-        Ok(())
-    }
-
-    #[test]
-    fn stale_token_of_a_reused_slot_is_dropped() -> io::Result<()> {
-        let mut sel = selector();
-        let old = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        sel.unregister(&old)?;
-        let new = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        assert_eq!(
-            old.token.index(),
-            new.token.index(),
-            "the slot was not reused"
-        );
-        script(
-            &mut sel,
-            &[
-                &[(old, EVENT_READ)],
-                &[(old, EVENT_READ), (new, EVENT_READ)],
-            ],
-        );
-        assert!(sel.select(Some(Duration::ZERO))?.is_empty());
-        assert_eq!(sel.select(Some(Duration::ZERO))?, [(new, EVENT_READ)]);
-        // dispatch() of the stale key does nothing either.
-        let called = std::rc::Rc::new(std::cell::Cell::new(false));
-        let flag = called.clone();
-        sel.set_callback(&new, move |_, _: &mut TcpListener, _| {
-            flag.set(true);
-            Ok(())
-        })?;
-        sel.dispatch(&old, EVENT_READ)?;
-        assert!(!called.get(), "a stale key reached the new registration");
-        sel.dispatch(&new, EVENT_READ)?;
-        assert!(called.get());
-        Ok(())
-    }
-
-    #[test]
-    fn empty_wake_ups_never_end_a_timed_select_early() -> io::Result<()> {
-        let mut sel = selector();
-        sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        let d = Duration::from_millis(30);
-        let start = Instant::now();
-        assert!(sel.select(Some(d))?.is_empty()); // every wait returns at once, empty
-        assert!(start.elapsed() >= d, "returned after {:?}", start.elapsed());
-        assert!(sel.backend.waits > 1, "it did not wait again");
-        Ok(())
-    }
-
-    #[test]
-    fn empty_wake_ups_never_end_a_blocking_select() -> io::Result<()> {
-        let mut sel = selector();
-        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        script(&mut sel, &[&[], &[], &[(key, EVENT_READ)]]);
-        assert_eq!(sel.select(None)?, [(key, EVENT_READ)]);
-        assert_eq!(sel.backend.waits, 3);
-        Ok(())
-    }
-
-    #[test]
-    fn interrupted_waits_are_retried() -> io::Result<()> {
-        let mut sel = selector();
-        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
-        sel.backend.interrupts = 2;
-        script(&mut sel, &[&[(key, EVENT_READ)]]);
-        assert_eq!(sel.select(None)?, [(key, EVENT_READ)]);
-        assert_eq!(sel.backend.waits, 3);
-        sel.backend.interrupts = 1;
-        assert!(sel.select(Some(Duration::from_millis(5)))?.is_empty());
-        Ok(())
-    }
-
-    #[test]
-    fn failed_os_modify_unregisters_and_closes() -> io::Result<()> {
-        struct DropFlag(std::rc::Rc<std::cell::Cell<bool>>);
-        impl Drop for DropFlag {
-            fn drop(&mut self) {
-                self.0.set(true);
-            }
-        }
-        let mut sel = selector();
-        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
-        let flag = DropFlag(dropped.clone());
-        let key = sel.register(listener(), EVENT_READ, move |_, _, _| {
-            let _ = &flag;
-            Ok(())
-        })?;
-        sel.backend.refuse_modify = true;
-        let err = sel.modify(&key, EVENT_WRITE).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
-        assert!(
-            err.to_string().contains(&format!("modify: fd {}", key.fd)),
-            "{err}"
-        );
-        assert!(sel.is_empty(), "the registration survived a failed modify");
-        assert!(dropped.get(), "its source and callback were not dropped");
-        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! A backend for unit tests that reports exactly what the test scripts.
+//! A backend for unit tests that reports exactly what the test scripts, and those tests.
 //!
 //! Real pollers cannot be made to produce some cases on demand: READ and WRITE reported as two
 //! events (kqueue always does), an event carrying a token whose registration is gone, a wake-up
@@ -63,5 +63,160 @@ impl Backend for Scripted {
 
     fn waker(&mut self) -> io::Result<Waker> {
         Ok(std::sync::Arc::new(|| Ok(())))
+    }
+}
+
+/// Cases real pollers cannot produce on demand, replayed through this backend.
+#[cfg(test)]
+mod tests {
+    use super::Scripted;
+    use crate::{Events, Selector, SelectorKey};
+    use crate::{EVENT_READ, EVENT_WRITE};
+    use std::io::{self, ErrorKind};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    fn listener() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener")
+    }
+
+    fn selector() -> Selector<Scripted> {
+        Selector::new().unwrap()
+    }
+
+    fn script(sel: &mut Selector<Scripted>, batches: &[&[(SelectorKey, Events)]]) {
+        for batch in batches {
+            let batch = batch.iter().map(|(key, e)| (key.token.0, *e)).collect();
+            sel.backend.batches.push_back(batch);
+        }
+    }
+
+    #[test]
+    fn split_read_and_write_reports_merge_into_one_pair() -> io::Result<()> {
+        let mut sel = selector();
+        let key = sel.register(listener(), EVENT_READ | EVENT_WRITE, |_, _, _| Ok(()))?;
+        let other = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        script(
+            &mut sel,
+            &[&[(key, EVENT_READ), (other, EVENT_READ), (key, EVENT_WRITE)]],
+        );
+        let ready = sel.select(Some(Duration::ZERO))?;
+        assert_eq!(
+            ready,
+            [(key, EVENT_READ | EVENT_WRITE), (other, EVENT_READ)]
+        );
+        // The next poll starts afresh: no merging across polls.
+        script(&mut sel, &[&[(key, EVENT_WRITE)]]);
+        assert_eq!(sel.select(Some(Duration::ZERO))?, [(key, EVENT_WRITE)]);
+        Ok(())
+    }
+
+    #[test]
+    fn readiness_outside_the_interest_is_dropped() -> io::Result<()> {
+        let mut sel = selector();
+        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        script(
+            &mut sel,
+            &[&[(key, EVENT_WRITE)], &[(key, EVENT_READ | EVENT_WRITE)]],
+        );
+        assert!(sel.select(Some(Duration::ZERO))?.is_empty());
+        assert_eq!(sel.select(Some(Duration::ZERO))?, [(key, EVENT_READ)]);
+        Ok(())
+    }
+
+    #[test]
+    fn stale_token_of_a_reused_slot_is_dropped() -> io::Result<()> {
+        let mut sel = selector();
+        let old = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        sel.unregister(&old)?;
+        let new = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        assert_eq!(
+            old.token.index(),
+            new.token.index(),
+            "the slot was not reused"
+        );
+        script(
+            &mut sel,
+            &[
+                &[(old, EVENT_READ)],
+                &[(old, EVENT_READ), (new, EVENT_READ)],
+            ],
+        );
+        assert!(sel.select(Some(Duration::ZERO))?.is_empty());
+        assert_eq!(sel.select(Some(Duration::ZERO))?, [(new, EVENT_READ)]);
+        // dispatch() of the stale key does nothing either.
+        let called = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = called.clone();
+        sel.set_callback(&new, move |_, _: &mut TcpListener, _| {
+            flag.set(true);
+            Ok(())
+        })?;
+        sel.dispatch(&old, EVENT_READ)?;
+        assert!(!called.get(), "a stale key reached the new registration");
+        sel.dispatch(&new, EVENT_READ)?;
+        assert!(called.get());
+        Ok(())
+    }
+
+    #[test]
+    fn empty_wake_ups_never_end_a_timed_select_early() -> io::Result<()> {
+        let mut sel = selector();
+        sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        let d = Duration::from_millis(30);
+        let start = Instant::now();
+        assert!(sel.select(Some(d))?.is_empty()); // every wait returns at once, empty
+        assert!(start.elapsed() >= d, "returned after {:?}", start.elapsed());
+        assert!(sel.backend.waits > 1, "it did not wait again");
+        Ok(())
+    }
+
+    #[test]
+    fn empty_wake_ups_never_end_a_blocking_select() -> io::Result<()> {
+        let mut sel = selector();
+        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        script(&mut sel, &[&[], &[], &[(key, EVENT_READ)]]);
+        assert_eq!(sel.select(None)?, [(key, EVENT_READ)]);
+        assert_eq!(sel.backend.waits, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn interrupted_waits_are_retried() -> io::Result<()> {
+        let mut sel = selector();
+        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        sel.backend.interrupts = 2;
+        script(&mut sel, &[&[(key, EVENT_READ)]]);
+        assert_eq!(sel.select(None)?, [(key, EVENT_READ)]);
+        assert_eq!(sel.backend.waits, 3);
+        sel.backend.interrupts = 1;
+        assert!(sel.select(Some(Duration::from_millis(5)))?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn failed_os_modify_unregisters_and_closes() -> io::Result<()> {
+        struct DropFlag(std::rc::Rc<std::cell::Cell<bool>>);
+        impl Drop for DropFlag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let mut sel = selector();
+        let dropped = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = DropFlag(dropped.clone());
+        let key = sel.register(listener(), EVENT_READ, move |_, _, _| {
+            let _ = &flag;
+            Ok(())
+        })?;
+        sel.backend.refuse_modify = true;
+        let err = sel.modify(&key, EVENT_WRITE).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(
+            err.to_string().contains(&format!("modify: fd {}", key.fd)),
+            "{err}"
+        );
+        assert!(sel.is_empty(), "the registration survived a failed modify");
+        assert!(dropped.get(), "its source and callback were not dropped");
+        Ok(())
     }
 }
