@@ -122,6 +122,8 @@ pub struct Connection<S, C: Codec> {
     paused: bool,
     /// Closing: flush, then shut down the write half and close.
     closing: bool,
+    /// The peer sent end of file: no more reading; flush, then close.
+    eof: bool,
     /// Why the connection must end now (reset, protocol error, abort), if it must.
     failed: Option<io::Error>,
 }
@@ -133,6 +135,7 @@ impl<S, C: Codec> fmt::Debug for Connection<S, C> {
             .field("queued_out", &(self.wbuf.len() - self.wstart))
             .field("paused", &self.paused)
             .field("closing", &self.closing)
+            .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +186,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             wstart: 0,
             paused: false,
             closing: false,
+            eof: false,
             failed: None,
         }
     }
@@ -313,7 +317,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.paused = false;
         }
         let mut events = Events::NONE;
-        if !self.paused && !self.closing && self.failed.is_none() {
+        if !self.paused && !self.closing && !self.eof && self.failed.is_none() {
             events |= EVENT_READ;
         }
         if queued > 0 || self.done() {
@@ -325,7 +329,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// True when the connection should end now: it failed, or it is closing with nothing left
     /// to write.
     fn done(&self) -> bool {
-        self.failed.is_some() || (self.closing && self.queued() == 0)
+        self.failed.is_some() || ((self.closing || self.eof) && self.queued() == 0)
     }
 
     /// Writes queued bytes until the socket is full; a write error fails the connection.
@@ -373,7 +377,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.flush();
         }
         // READ may be in the mask while reading is paused or over: a report from before.
-        if mask.is_readable() && !self.paused && !self.closing && self.failed.is_none() {
+        if mask.is_readable() && !self.paused && !self.closing && !self.eof && self.failed.is_none()
+        {
             let mut eof = false;
             match self.fill() {
                 Ok(more) => eof = !more,
@@ -394,7 +399,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
                 }
             }
             if eof && self.failed.is_none() {
-                self.closing = true; // after the frames that came before the end of file
+                self.eof = true; // after the frames that came before the end of file
                 callback(sel, self, ConnEvent::PeerClosed)?;
             }
             self.flush();

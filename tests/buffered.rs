@@ -335,7 +335,10 @@ fn peer_half_close_is_reported_and_pending_writes_still_arrive() -> io::Result<(
         match event {
             // A request: answer with more than the socket buffers hold.
             ConnEvent::Frame(_) => conn.send(&pattern(LEN))?,
-            ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
+            ConnEvent::PeerClosed => {
+                conn.send(b"bye")?; // the peer only half-closed: it still reads
+                log.borrow_mut().push(Seen::PeerClosed);
+            }
             ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
         }
         Ok(())
@@ -345,7 +348,7 @@ fn peer_half_close_is_reported_and_pending_writes_still_arrive() -> io::Result<(
     let reader = thread::spawn(move || -> io::Result<bool> {
         let mut got = Vec::new();
         peer.read_to_end(&mut got)?;
-        Ok(got == pattern(LEN))
+        Ok(got.strip_suffix(b"bye") == Some(&pattern(LEN)[..]))
     });
     run_until(&mut sel, "the connection to close", || {
         seen.borrow().len() == 2
