@@ -77,6 +77,7 @@ mod buffered;
 mod codec;
 mod events;
 mod executor;
+pub mod guide;
 mod key;
 mod registration;
 mod registry;

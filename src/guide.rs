@@ -1,0 +1,107 @@
+//! From Python's `selectors` to selectloop, step by step (documentation only).
+//!
+//! # 1. The selector
+//!
+//! ```python
+//! sel = selectors.DefaultSelector()
+//! ```
+//!
+//! ```
+//! let sel = selectloop::DefaultSelector::new()?;
+//! # drop(sel);
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! `DefaultSelector` is epoll, kqueue or IOCP through the `polling` crate. `PollSelector`,
+//! `SelectSelector` and (on Linux) `EpollSelector` have the same API.
+//!
+//! # 2. Registering: the selector owns the source
+//!
+//! ```python
+//! sel.register(sock, selectors.EVENT_READ, accept)
+//! ```
+//!
+//! ```
+//! # use selectloop::{DefaultSelector, EVENT_READ};
+//! # use std::net::TcpListener;
+//! # let mut sel = DefaultSelector::new()?;
+//! let sock = TcpListener::bind("127.0.0.1:0")?;
+//! sock.set_nonblocking(true)?;
+//! let key = sel.register(sock, EVENT_READ, |_sel, sock, mask| {
+//!     // `_sel`: the selector; `sock`: &mut TcpListener, the source itself; `mask`: what is ready
+//!     assert!(mask.is_readable());
+//!     let (_conn, _addr) = sock.accept()?;
+//!     Ok(())
+//! })?;
+//! assert_eq!(sel.get_key(&key)?.events(), EVENT_READ);
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! Python's `data` is whatever you like; here it is the callback, a closure that can capture
+//! per-connection state. `register` takes the socket: from now on the selector owns it, so it
+//! can always remove it from the OS poller before closing it. The returned [`SelectorKey`]
+//! (also from `get_key`) has `fd()` and `events()`, and works as a lookup for `unregister`,
+//! `modify` and the others.
+//!
+//! # 3. The loop
+//!
+//! ```python
+//! while True:
+//!     for key, mask in sel.select():
+//!         key.data(key.fileobj, mask)
+//! ```
+//!
+//! ```no_run
+//! # let mut sel = selectloop::DefaultSelector::new()?;
+//! loop {
+//!     for (key, mask) in sel.select(None)? {
+//!         sel.dispatch(&key, mask)?;
+//!     }
+//! }
+//! # #[allow(unreachable_code)] std::io::Result::Ok(())
+//! ```
+//!
+//! or `sel.run()?`, which also runs timers, `call_soon` and calls from other threads, and
+//! returns on `sel.stop()` or when nothing is left to wait for.
+//!
+//! # 4. Closing a connection
+//!
+//! ```python
+//! sel.unregister(conn)
+//! conn.close()
+//! ```
+//!
+//! ```
+//! # use selectloop::{Events, Selector};
+//! # use std::io::{self, Read};
+//! # use std::net::TcpStream;
+//! fn read(sel: &mut Selector, conn: &mut TcpStream, _mask: Events) -> io::Result<()> {
+//!     let mut buf = [0u8; 1024];
+//!     if conn.read(&mut buf)? == 0 {
+//!         sel.unregister(conn)?; // and closed when this callback returns
+//!     }
+//!     Ok(())
+//! }
+//! # let _ = read;
+//! ```
+//!
+//! To keep the socket instead, `detach::<TcpStream>(&key)` unregisters it and hands it back.
+//!
+//! # 5. Errors
+//!
+//! Python raises `KeyError` and `ValueError`; selectloop returns `io::Error` with kinds
+//! `AlreadyExists`, `NotFound` and `InvalidInput`, naming the operation and the fd. An exception
+//! in a Python callback ends the loop; here a callback's `Err` is logged and closes only its own
+//! registration (`WouldBlock` is ignored), and [`Selector::set_error_handler`] can keep it or
+//! stop the loop instead.
+//!
+//! # 6. What Python's module leaves to you
+//!
+//! Partial sends, unbounded queues and message framing are handled by [`Connection`] and its
+//! [`Codec`]s; timers, deferred and cross-thread calls, a thread pool and signals by the
+//! selector itself. The README has a section on each.
+//!
+//! [`SelectorKey`]: crate::SelectorKey
+//! [`Selector::set_error_handler`]: crate::Selector::set_error_handler
+//! [`Connection`]: crate::Connection
+//! [`Codec`]: crate::Codec
