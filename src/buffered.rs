@@ -112,9 +112,11 @@ pub struct Connection<S, C: Codec> {
     stream: S,
     codec: C,
     limits: Limits,
-    /// Received bytes not yet decoded: `rbuf[rstart..]`.
+    /// Received bytes not yet decoded: `rbuf[rstart..rend]`. The rest of `rbuf` is zeroed
+    /// once, when it grows, and reused: not zeroed again before every read.
     rbuf: Vec<u8>,
     rstart: usize,
+    rend: usize,
     /// Bytes queued for the peer: `wbuf[wstart..]`.
     wbuf: Vec<u8>,
     wstart: usize,
@@ -131,7 +133,7 @@ pub struct Connection<S, C: Codec> {
 impl<S, C: Codec> fmt::Debug for Connection<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("buffered_in", &(self.rbuf.len() - self.rstart))
+            .field("buffered_in", &(self.rend - self.rstart))
             .field("queued_out", &(self.wbuf.len() - self.wstart))
             .field("paused", &self.paused)
             .field("closing", &self.closing)
@@ -182,6 +184,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             limits: Limits::default(),
             rbuf: Vec::new(),
             rstart: 0,
+            rend: 0,
             wbuf: Vec::new(),
             wstart: 0,
             paused: false,
@@ -266,9 +269,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// The codec's error (e.g. the frame is over its limit: nothing is sent), or as for `send`.
     pub fn send_frame(&mut self, frame: &C::Frame) -> io::Result<()> {
         self.check_open()?;
-        let mut out = Vec::new();
-        self.codec.encode(frame, &mut out)?;
-        self.send(&out)
+        let len = self.wbuf.len();
+        let result = self.codec.encode(frame, &mut self.wbuf);
+        if result.is_err() {
+            self.wbuf.truncate(len); // a codec may fail after appending part of the frame
+        }
+        result
     }
 
     /// Closes the connection once everything queued is written: then shuts down the write half
@@ -352,17 +358,18 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// Reads one chunk. Returns false at end of file.
     fn fill(&mut self) -> io::Result<bool> {
-        if self.rstart > 0 && self.rstart == self.rbuf.len() {
-            self.rbuf.clear();
-            self.rstart = 0;
-        } else if self.rstart > self.rbuf.len() / 2 {
-            self.rbuf.drain(..self.rstart);
-            self.rstart = 0;
+        if self.rstart == self.rend {
+            (self.rstart, self.rend) = (0, 0);
+        } else if self.rstart > self.rend / 2 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            (self.rstart, self.rend) = (0, self.rend - self.rstart);
         }
-        let len = self.rbuf.len();
-        self.rbuf.resize(len + self.limits.read_chunk, 0);
-        let result = self.stream.read(&mut self.rbuf[len..]);
-        self.rbuf.truncate(len + *result.as_ref().unwrap_or(&0));
+        let end = self.rend + self.limits.read_chunk;
+        if self.rbuf.len() < end {
+            self.rbuf.resize(end, 0);
+        }
+        let result = self.stream.read(&mut self.rbuf[self.rend..end]);
+        self.rend += *result.as_ref().unwrap_or(&0);
         Ok(result? > 0)
     }
 
@@ -386,7 +393,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
                 Err(e) => self.failed = Some(e),
             }
             while self.failed.is_none() {
-                match self.codec.decode(&self.rbuf[self.rstart..]) {
+                match self.codec.decode(&self.rbuf[self.rstart..self.rend]) {
                     Ok(Some((frame, used))) => {
                         self.rstart += used;
                         callback(sel, self, ConnEvent::Frame(frame))?;

@@ -44,6 +44,7 @@ pub(crate) struct Shared<B: Backend> {
     waker: Waker,
     stop: AtomicBool,
     closed: AtomicBool,
+    notified: AtomicBool,
 }
 
 /// The loop's side: the receiving end, and the shared part once a handle was made.
@@ -76,6 +77,9 @@ impl<B: Backend> Handle<B> {
             return Err(closed());
         }
         self.shared.calls.send(call).map_err(|_| closed())?;
+        if self.shared.notified.swap(true, Ordering::AcqRel) {
+            return Ok(()); // a wake-up is on its way; the loop drains the whole queue
+        }
         (self.shared.waker)()
     }
 
@@ -127,6 +131,7 @@ impl<B: Backend> Remote<B> {
                 waker: backend.waker()?,
                 stop: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                notified: AtomicBool::new(false),
             }));
         }
         let shared = self.shared.clone().ok_or_else(closed)?;
@@ -140,6 +145,16 @@ impl<B: Backend> Remote<B> {
                 .shared
                 .as_ref()
                 .is_some_and(|s| s.stop.load(Ordering::Acquire))
+    }
+
+    /// Called after every wait, before the queue is looked at: calls sent from now on wake the
+    /// loop again. (Clearing only when draining would leave the flag set after a wake-up that
+    /// found the queue already drained, and `poll` waits again without draining: every later
+    /// call would then skip its wake-up.)
+    pub(crate) fn clear_notified(&self) {
+        if let Some(shared) = &self.shared {
+            shared.notified.swap(false, Ordering::AcqRel);
+        }
     }
 
     /// Takes a stop request made through a handle.

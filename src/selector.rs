@@ -473,6 +473,11 @@ impl<B: Backend> Selector<B> {
                     ready.push((token, mask));
                 }
             });
+            if services {
+                // Every wake-up clears the flag before the queue is looked at: a call sent
+                // from now on wakes the next wait.
+                self.remote.clear_notified();
+            }
             match waited {
                 Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
                 _ if !ready.is_empty() => return Ok(()),

@@ -156,6 +156,7 @@ impl<B: Backend> TimerQueue<B> {
 
     /// Drops cancelled timers from the top of the heap.
     fn skip_cancelled(&mut self) {
+        self.compact_if_mostly_cancelled();
         while self.heap.peek().is_some_and(|e| e.state.cancelled.get()) {
             self.heap.pop();
             self.cancelled.set(self.cancelled.get().saturating_sub(1));
