@@ -9,7 +9,7 @@
 //! error, invalid) counts as READ, any flag other than `POLLIN` as WRITE; the selector then
 //! masks both with the registered events.
 
-use super::wake::WakePipe;
+use super::wake::{self, WakePipe};
 use super::{Backend, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
 use std::collections::HashMap;
@@ -122,18 +122,7 @@ impl Backend for PollBackend {
     fn reserve(&mut self, _registrations: usize) {}
 
     fn waker(&mut self) -> io::Result<Waker> {
-        let wake = match self.wake.take() {
-            Some(wake) => wake,
-            None => {
-                let wake = WakePipe::new()?;
-                // SAFETY: the pipe is owned by `self`, so it outlives its entry in `fds`.
-                unsafe { self.add(wake.fd(), WAKE, Events::READ, Mode::Level)? };
-                wake
-            }
-        };
-        let waker = wake.waker();
-        self.wake = Some(wake);
-        Ok(waker)
+        wake::waker(self, |backend| &mut backend.wake)
     }
 }
 

@@ -12,7 +12,7 @@
 //! non-blocking `connect` is reported as writable.
 
 use super::poll::level_only;
-use super::wake::WakePipe;
+use super::wake::{self, WakePipe};
 use super::{Backend, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
 use std::collections::HashMap;
@@ -98,18 +98,7 @@ impl Backend for SelectBackend {
     fn reserve(&mut self, _registrations: usize) {}
 
     fn waker(&mut self) -> io::Result<Waker> {
-        let wake = match self.wake.take() {
-            Some(wake) => wake,
-            None => {
-                let wake = WakePipe::new()?;
-                // SAFETY: the pipe is owned by `self`, so it outlives its registration.
-                unsafe { self.add(wake.fd(), WAKE, Events::READ, Mode::Level)? };
-                wake
-            }
-        };
-        let waker = wake.waker();
-        self.wake = Some(wake);
-        Ok(waker)
+        wake::waker(self, |backend| &mut backend.wake)
     }
 }
 

@@ -8,7 +8,8 @@
 //! Unix uses a socket pair; Windows, whose `select` and `WSAPoll` take sockets only, a UDP socket
 //! on the loopback address connected to itself.
 
-use super::{RawSource, Waker};
+use super::{Backend, RawSource, Waker, WAKE};
+use crate::{Events, Mode};
 use std::io::{self, ErrorKind};
 use std::sync::Arc;
 
@@ -61,4 +62,20 @@ impl WakePipe {
             _ => Ok(()),
         })
     }
+}
+
+/// The waker of a backend's self-pipe (kept in the slot `pipe` returns), which is created and
+/// watched under [`WAKE`] the first time.
+pub(crate) fn waker<B: Backend>(
+    backend: &mut B,
+    pipe: fn(&mut B) -> &mut Option<WakePipe>,
+) -> io::Result<Waker> {
+    if let Some(pipe) = pipe(backend) {
+        return Ok(pipe.waker());
+    }
+    let new = WakePipe::new()?;
+    // SAFETY: the pipe is stored in the backend just below, so it stays open as long as the
+    // backend watches it.
+    unsafe { backend.add(new.fd(), WAKE, Events::READ, Mode::Level)? };
+    Ok(pipe(backend).insert(new).waker())
 }
