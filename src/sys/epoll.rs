@@ -10,7 +10,7 @@
 //! error, priority) counts as READ, any flag other than `EPOLLIN` as WRITE; the selector then
 //! masks both with the registered events.
 
-use super::{Backend, RawSource, Waker, WAKE};
+use super::{readiness, Backend, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::Timespec;
@@ -117,14 +117,9 @@ impl Backend for EpollBackend {
                 }
                 continue;
             }
-            let mut ready = Events::NONE;
-            if !(flags - EventFlags::OUT).is_empty() {
-                ready |= Events::READ;
-            }
-            if !(flags - EventFlags::IN).is_empty() {
-                ready |= Events::WRITE;
-            }
-            on_event(token, ready);
+            let readable = !(flags - EventFlags::OUT).is_empty();
+            let writable = !(flags - EventFlags::IN).is_empty();
+            on_event(token, readiness(readable, writable));
         }
         Ok(())
     }

@@ -54,6 +54,20 @@ pub(crate) use std::os::windows::io::{
     AsRawSocket as AsRaw, AsSocket as AsSource, RawSocket as RawSource,
 };
 
+/// The readiness a backend reports: `readable` and `writable` as the OS flags say, after
+/// Python's rule that any flag other than "out" (input, hang-up, error...) counts as readable
+/// and any other than "in" as writable. The selector then masks it with the registered events.
+pub(crate) fn readiness(readable: bool, writable: bool) -> Events {
+    let mut ready = Events::NONE;
+    if readable {
+        ready |= Events::READ;
+    }
+    if writable {
+        ready |= Events::WRITE;
+    }
+    ready
+}
+
 /// Wakes a backend blocked in `wait`, from any thread.
 pub(crate) type Waker = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 

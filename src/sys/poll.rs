@@ -109,7 +109,7 @@ impl Backend for PollBackend {
             return Ok(());
         }
         for (pollfd, &token) in self.fds.iter().zip(&self.tokens) {
-            let ready = os::readiness(pollfd);
+            let ready = os::revents(pollfd);
             match &self.wake {
                 Some(wake) if token == WAKE && !ready.is_empty() => wake.drain(),
                 _ if !ready.is_empty() => on_event(token, ready),
@@ -128,6 +128,7 @@ impl Backend for PollBackend {
 
 #[cfg(unix)]
 mod os {
+    use crate::sys::readiness;
     use crate::Events;
     use rustix::event::{PollFlags, Timespec};
     use std::io;
@@ -154,16 +155,12 @@ mod os {
         pollfd.as_fd().as_raw_fd()
     }
 
-    pub(super) fn readiness(pollfd: &PollFd) -> Events {
+    pub(super) fn revents(pollfd: &PollFd) -> Events {
         let flags = pollfd.revents();
-        let mut ready = Events::NONE;
-        if !(flags - PollFlags::OUT).is_empty() {
-            ready |= Events::READ;
-        }
-        if !(flags - PollFlags::IN).is_empty() {
-            ready |= Events::WRITE;
-        }
-        ready
+        readiness(
+            !(flags - PollFlags::OUT).is_empty(),
+            !(flags - PollFlags::IN).is_empty(),
+        )
     }
 
     pub(super) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
@@ -177,6 +174,7 @@ mod os {
 
 #[cfg(windows)]
 mod os {
+    use crate::sys::readiness;
     use crate::Events;
     use std::io;
     use std::os::windows::io::RawSocket;
@@ -208,16 +206,9 @@ mod os {
         pollfd.fd as RawSocket
     }
 
-    pub(super) fn readiness(pollfd: &PollFd) -> Events {
+    pub(super) fn revents(pollfd: &PollFd) -> Events {
         let flags = pollfd.revents;
-        let mut ready = Events::NONE;
-        if flags & !POLLWRNORM != 0 {
-            ready |= Events::READ;
-        }
-        if flags & !POLLRDNORM != 0 {
-            ready |= Events::WRITE;
-        }
-        ready
+        readiness(flags & !POLLWRNORM != 0, flags & !POLLRDNORM != 0)
     }
 
     pub(super) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {

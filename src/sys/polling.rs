@@ -15,7 +15,7 @@
 //!   wait after next (the first collects the cancelled poll), so a zero-timeout wait right after
 //!   a `modify` is made twice: Python's `select(0)` sees the new interest at once.
 
-use super::{Backend, RawSource, Waker};
+use super::{readiness, Backend, RawSource, Waker};
 use crate::{Events, Mode};
 use polling::{Event, PollMode, Poller};
 use std::io;
@@ -120,14 +120,7 @@ impl Backend for PollingBackend {
             self.poller.wait(&mut self.events, timeout)?; // appends; the selector merges
         }
         for ev in self.events.iter() {
-            let mut ready = Events::NONE;
-            if ev.readable {
-                ready |= Events::READ;
-            }
-            if ev.writable {
-                ready |= Events::WRITE;
-            }
-            on_event(ev.key, ready);
+            on_event(ev.key, readiness(ev.readable, ev.writable));
         }
         Ok(())
     }
