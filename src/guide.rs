@@ -87,15 +87,54 @@
 //!
 //! To keep the socket instead, `detach::<TcpStream>(&key)` unregisters it and hands it back.
 //!
-//! # 5. Errors
+//! # 5. Sending: the trap in Python's program
+//!
+//! ```python
+//! conn.send(data)  # may send only part of data: the rest is silently dropped
+//! ```
+//!
+//! On a non-blocking socket, `send` takes what fits in the socket's buffer and returns how much
+//! that was; the tutorial ignores the count. The Rust spelling of the same mistake is
+//! `conn.write_all(&data)?`: once the buffer is full, `write_all` stops with `WouldBlock`,
+//! which the selector cannot tell from spurious readiness (the same OS error), so the rest of
+//! the data is lost without an error. A client that reads slowly is enough to trigger it. (For a
+//! level-triggered registration the selector logs the first `WouldBlock` of each callback at
+//! `warn`, with this hint.)
+//!
+//! The cure is the tutorials' poll server: keep what the socket did not take in a queue,
+//! register for WRITE while the queue is not empty, and stop reading while it is too long.
+//! [`Connection`] is that, once:
+//!
+//! ```
+//! # use selectloop::{Bytes, ConnEvent, Connection, Selector};
+//! # use std::io;
+//! # use std::net::TcpStream;
+//! fn read(
+//!     _sel: &mut Selector,
+//!     conn: &mut Connection<TcpStream, Bytes>,
+//!     event: ConnEvent<Vec<u8>>,
+//! ) -> io::Result<()> {
+//!     if let ConnEvent::Frame(data) = event {
+//!         conn.send(&data)?; // queued; written as the client reads
+//!     }
+//!     Ok(()) // end of file: what is queued is sent, then the connection closes
+//! }
+//! # let _ = read;
+//! ```
+//!
+//! registered from `accept` with `Connection::new(conn, Bytes).register(sel, read)?`.
+//!
+//! # 6. Errors
 //!
 //! Python raises `KeyError` and `ValueError`; selectloop returns `io::Error` with kinds
 //! `AlreadyExists`, `NotFound` and `InvalidInput`, naming the operation and the fd. An exception
-//! in a Python callback ends the loop; here a callback's `Err` is logged and closes only its own
-//! registration (`WouldBlock` is ignored), and [`Selector::set_error_handler`] can keep it or
-//! stop the loop instead.
+//! in a Python callback ends the loop; here a callback's `Err` goes to an error handler. By
+//! default ([`ErrorAction::default_for`]) a broken connection is logged and closes only its own
+//! registration; a listener that runs out of file descriptors is paused and retried with
+//! backoff (never closed, never spinning); `WouldBlock` is ignored. [`Selector::set_error_handler`]
+//! can keep, pause, close or stop the loop instead.
 //!
-//! # 6. What Python's module leaves to you
+//! # 7. What Python's module leaves to you
 //!
 //! Partial sends, unbounded queues and message framing are handled by [`Connection`] and its
 //! [`Codec`]s; timers, deferred and cross-thread calls, a thread pool and signals by the
@@ -103,5 +142,6 @@
 //!
 //! [`SelectorKey`]: crate::SelectorKey
 //! [`Selector::set_error_handler`]: crate::Selector::set_error_handler
+//! [`ErrorAction::default_for`]: crate::ErrorAction::default_for
 //! [`Connection`]: crate::Connection
 //! [`Codec`]: crate::Codec

@@ -17,7 +17,7 @@ const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
 pub(crate) const MAX_INDEX: usize = INDEX_MASK - 1;
 
 /// Slab index + generation, as passed to and from the OS poller.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub(crate) struct Token(pub(crate) usize);
 
 impl Token {
@@ -50,6 +50,8 @@ pub struct SelectorKey {
     pub(crate) events: Events,
     pub(crate) mode: Mode,
     pub(crate) token: Token,
+    /// The source is a `TcpListener` or `UnixListener` (see `ErrorAction::default_for`).
+    pub(crate) listener: bool,
 }
 
 impl SelectorKey {

@@ -8,7 +8,7 @@
 //! callback, and a `select()` that returns `(key, mask)` pairs to [`dispatch`](Selector::dispatch).
 //!
 //! ```
-//! use selectloop::{DefaultSelector, Events, Selector, EVENT_READ};
+//! use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
 //! use std::io::{self, Read, Write};
 //! use std::net::{TcpListener, TcpStream};
 //! use std::time::Duration;
@@ -16,17 +16,17 @@
 //! fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
 //!     let (conn, _addr) = sock.accept()?;
 //!     conn.set_nonblocking(true)?;
-//!     sel.register(conn, EVENT_READ, read)?;
+//!     Connection::new(conn, Bytes).register(sel, read)?;
 //!     Ok(())
 //! }
 //!
-//! fn read(sel: &mut Selector, conn: &mut TcpStream, _mask: Events) -> io::Result<()> {
-//!     let mut buf = [0u8; 1024];
-//!     match conn.read(&mut buf)? {
-//!         0 => { sel.unregister(conn)?; } // closed as soon as this callback returns
-//!         n => conn.write_all(&buf[..n])?,
+//! type Conn = Connection<TcpStream, Bytes>;
+//!
+//! fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<Vec<u8>>) -> io::Result<()> {
+//!     if let ConnEvent::Frame(data) = event {
+//!         conn.send(&data)?; // queued, and written as fast as the client reads: never lost
 //!     }
-//!     Ok(())
+//!     Ok(()) // at end of file the connection sends what is queued, then closes itself
 //! }
 //!
 //! let mut sel = DefaultSelector::new()?;
@@ -53,6 +53,12 @@
 //! # std::io::Result::Ok(())
 //! ```
 //!
+//! Python's `read` would call `conn.send(data)` — and on a non-blocking socket, `send` may take
+//! only part of `data` (`write_all` stops half-way with `WouldBlock`), silently losing the rest
+//! when the client reads slowly. A [`Connection`] queues what the socket does not take and
+//! writes it as the socket drains, stops reading from a client that does not read its replies,
+//! and can cut the stream into messages with a [`Codec`].
+//!
 //! [`Selector::run`] is that loop in one call, and runs the loop's services besides: timers
 //! ([`call_later`](Selector::call_later)), deferred calls ([`call_soon`](Selector::call_soon)),
 //! calls from other threads ([`Handle`]), blocking work on a thread pool
@@ -77,6 +83,7 @@ mod buffered;
 mod codec;
 mod events;
 mod executor;
+mod failure;
 pub mod guide;
 mod key;
 mod registration;
@@ -92,12 +99,13 @@ pub use buffered::{ByteStream, ConnEvent, Connection, Limits};
 pub use codec::{Bytes, Codec, LengthPrefixed, LineCodec};
 pub use events::{Events, Mode, EVENT_READ, EVENT_WRITE};
 pub use executor::WorkHandle;
+pub use failure::ErrorAction;
 pub use key::SelectorKey;
 pub use key::SelectorMap;
 pub use remote::Handle;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use selector::EpollSelector;
-pub use selector::{DefaultSelector, ErrorAction, PollSelector, SelectSelector, Selector};
+pub use selector::{DefaultSelector, PollSelector, SelectSelector, Selector};
 #[cfg(unix)]
 pub use signal::signals;
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -5,6 +5,7 @@
 //! all-or-nothing: the OS poller accepts the descriptor before the tables change. Removal is the
 //! other way round: the poller forgets the descriptor before its source can be closed.
 
+use crate::failure::{self, Failures};
 use crate::key::{SelectorMap, Token, MAX_INDEX};
 use crate::registration::{BoxedCallback, Handler, Registration};
 use crate::selector::{check_events, error, Entry};
@@ -20,7 +21,11 @@ impl<B: Backend> Selector<B> {
     /// When the source is ready, [`dispatch`](Self::dispatch) (or [`run`](Self::run)) calls
     /// `callback(selector, &mut fileobj, mask)`. The callback may capture per-connection state.
     /// The source stays open until it is unregistered, the selector is closed or dropped, or
-    /// [`detach`](Self::detach) hands it back. Sockets should be in non-blocking mode.
+    /// [`detach`](Self::detach) hands it back. Sockets should be in non-blocking mode — and then
+    /// a callback must not count on `write_all`: once the socket's buffer is full it stops
+    /// half-way with `WouldBlock`, the selector takes that for spurious readiness, and the rest
+    /// of the data is lost. Queue what the socket does not take (a
+    /// [`Connection`](crate::Connection) does), as explained under [`dispatch`](Self::dispatch).
     ///
     /// # Errors
     ///
@@ -124,12 +129,17 @@ impl<B: Backend> Selector<B> {
             ));
         }
         self.generation = self.generation.wrapping_add(1);
+        let listener = failure::is_listener::<S>();
         let key = SelectorKey {
             fd,
             events,
             mode,
             token: Token::new(index, self.generation),
+            listener,
         };
+        if listener && self.reserve.is_none() {
+            self.reserve = sys::reserve_descriptor(); // for shedding at the descriptor limit
+        }
         self.backend.reserve(self.entries.len() + 1);
         // SAFETY: `fileobj` moves into the entry below and is dropped only after `delete`
         // (`remove`, the panic path of `dispatch`, and `clear` all delete before dropping).
@@ -145,6 +155,7 @@ impl<B: Backend> Selector<B> {
             new_callback: None,
             batch: 0,
             slot: 0,
+            failures: Failures::default(),
         });
         self.fds.insert(fd, index);
         debug!("register fd {fd} for {events:?} ({mode:?})");
@@ -259,8 +270,11 @@ impl<B: Backend> Selector<B> {
         let fd = fileobj.fileno();
         check_events("modify", fd, events)?;
         let index = self.index_of("modify", fileobj)?;
-        let key = &mut self.entries[index].key;
-        if key.events != events || key.mode == Mode::Oneshot {
+        let entry = &mut self.entries[index];
+        let key = &mut entry.key;
+        if entry.failures.resume_at.is_some() {
+            key.events = events; // paused: it goes back to the poller with these events
+        } else if key.events != events || key.mode == Mode::Oneshot {
             // SAFETY: `fd` is registered, so its source is still open.
             if let Err(e) = unsafe { self.backend.modify(fd, key.token.0, events, key.mode) } {
                 self.remove(index);
@@ -345,7 +359,7 @@ impl<B: Backend> Selector<B> {
     }
 
     /// The slab index of `fileobj`'s registration.
-    fn index_of<F: FileObj + ?Sized>(&self, op: &str, fileobj: &F) -> io::Result<usize> {
+    pub(crate) fn index_of<F: FileObj + ?Sized>(&self, op: &str, fileobj: &F) -> io::Result<usize> {
         let fd = fileobj.fileno();
         let Some(&index) = self.fds.get(&fd) else {
             return Err(error(ErrorKind::NotFound, op, fd, "not registered"));
@@ -375,9 +389,11 @@ impl<B: Backend> Selector<B> {
         let entry = self.entries.remove(index);
         let fd = entry.key.fd;
         self.fds.remove(&fd);
+        // A paused registration is out of the poller already.
+        let in_poller = entry.failures.resume_at.is_none();
         // SAFETY: the source is still open: it is owned by `entry.handler`, or by `dispatch`
         // while its callback runs, and both drop it only after this.
-        if let Err(e) = unsafe { self.backend.delete(fd) } {
+        if let Some(Err(e)) = in_poller.then(|| unsafe { self.backend.delete(fd) }) {
             // As in Python, the registration is gone whatever the OS says.
             warn!("unregister fd {fd}: removing it from the poller failed: {e}");
         }

@@ -21,16 +21,18 @@
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
 use crate::executor::{Done, Pool};
+use crate::failure::{ErrorAction, Failures};
 use crate::key::Token;
 use crate::registration::Handler;
 use crate::remote::{Handle, Remote};
-use crate::sys::{Backend, PollBackend, PollingBackend, RawSource, SelectBackend};
+use crate::sys::{Backend, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
 use crate::timer::{Once, TimerQueue};
 use crate::{Events, SelectorKey};
 use log::{debug, warn};
 use slab::Slab;
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -67,20 +69,6 @@ pub type SelectSelector = Selector<SelectBackend>;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub type EpollSelector = Selector<crate::sys::EpollBackend>;
 
-/// What to do with a registration whose callback returned an error.
-///
-/// Returned by the handler set with [`Selector::set_error_handler`]. The default handler logs
-/// the error at `warn` level with the fd and returns [`Close`](ErrorAction::Close).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorAction {
-    /// Keep the registration as it is.
-    Keep,
-    /// Unregister it and close its source; other registrations are unaffected.
-    Close,
-    /// Keep it, and make `dispatch` (and so `run_once` and `run`) return the error.
-    Stop,
-}
-
 type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
 
 /// A callback reactor over one OS poller: Python's `selectors.BaseSelector`, owning its sources.
@@ -92,25 +80,27 @@ type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
 ///
 /// # Examples
 ///
-/// Python's accept/read echo server, line for line:
+/// Python's accept/read echo server, with its writes made safe by a [`Connection`]
+/// (`conn.send(data)` on a non-blocking socket may send only part of `data`: see
+/// [`dispatch`](Self::dispatch)):
 ///
 /// ```no_run
-/// use selectloop::{DefaultSelector, Events, Selector, EVENT_READ};
-/// use std::io::{self, Read, Write};
+/// use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
+/// use std::io;
 /// use std::net::{TcpListener, TcpStream};
 ///
 /// fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
 ///     let (conn, _addr) = sock.accept()?;
 ///     conn.set_nonblocking(true)?;
-///     sel.register(conn, EVENT_READ, read)?;
+///     Connection::new(conn, Bytes).register(sel, read)?;
 ///     Ok(())
 /// }
 ///
-/// fn read(sel: &mut Selector, conn: &mut TcpStream, _mask: Events) -> io::Result<()> {
-///     let mut buf = [0u8; 1024];
-///     match conn.read(&mut buf)? {
-///         0 => { sel.unregister(conn)?; } // closed as soon as this callback returns
-///         n => conn.write_all(&buf[..n])?,
+/// type Conn = Connection<TcpStream, Bytes>;
+///
+/// fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<Vec<u8>>) -> io::Result<()> {
+///     if let ConnEvent::Frame(data) = event {
+///         conn.send(&data)?; // queued: written as the client reads, never lost
 ///     }
 ///     Ok(())
 /// }
@@ -127,6 +117,8 @@ type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
 ///     }
 /// }
 /// ```
+///
+/// [`Connection`]: crate::Connection
 pub struct Selector<B: Backend = PollingBackend> {
     pub(crate) backend: B,
     /// The registrations; `registry.rs` adds and removes them.
@@ -137,10 +129,20 @@ pub struct Selector<B: Backend = PollingBackend> {
     pub(crate) generation: usize,
     /// Numbers each poll, so that two reports for one key in one poll merge into one pair.
     batch: u64,
-    /// The ready list `run_once` reuses, so a steady-state loop allocates nothing.
+    /// The reports of the last poll, one per ready key, reused so that a steady-state loop
+    /// allocates nothing. A report's mask is emptied once its callback has run.
     ready: Vec<(Token, Events)>,
+    /// Set when a dispatch stopped early (a panic, or `ErrorAction::Stop`): the reports from
+    /// `ready[owed..]` were not dispatched, and the next `select`/`run_once` delivers them first.
+    owed: Option<usize>,
     stopping: bool,
     on_error: ErrorHandler,
+    /// Registrations out of the poller after failing (`ErrorAction::Pause`), by resume time.
+    pub(crate) paused: BinaryHeap<Reverse<(Instant, Token)>>,
+    /// Pause episodes so far (`pauses()`).
+    pub(crate) pauses: u64,
+    /// A descriptor kept to be freed when a listener runs out of them (see `failure.rs`).
+    pub(crate) reserve: Option<Reserve>,
     // The loop's services (see `run_once`): timers, deferred calls, calls from other threads,
     // and the executor's jobs in flight (their `done` callbacks) and pool.
     pub(crate) timers: TimerQueue<B>,
@@ -161,6 +163,8 @@ pub(crate) struct Entry<B: Backend> {
     /// The poll that last reported this entry, and its place in that poll's ready list.
     pub(crate) batch: u64,
     pub(crate) slot: usize,
+    /// Consecutive failures of its callback, and its pause, if paused (see `failure.rs`).
+    pub(crate) failures: Failures,
 }
 
 pub(crate) fn error(
@@ -184,11 +188,6 @@ pub(crate) fn check_events(op: &str, fd: RawSource, events: Events) -> io::Resul
     Ok(())
 }
 
-fn log_and_close(key: &SelectorKey, err: &io::Error) -> ErrorAction {
-    warn!("callback for fd {} failed, closing it: {err}", key.fd);
-    ErrorAction::Close
-}
-
 impl<B: Backend> Selector<B> {
     /// Creates a selector with its OS poller (an epoll or kqueue fd, an IOCP port, ...).
     ///
@@ -203,8 +202,12 @@ impl<B: Backend> Selector<B> {
             generation: 0,
             batch: 0,
             ready: Vec::new(),
+            owed: None,
             stopping: false,
-            on_error: Box::new(log_and_close),
+            on_error: Box::new(ErrorAction::default_for),
+            paused: BinaryHeap::new(),
+            pauses: 0,
+            reserve: None,
             timers: TimerQueue::new(),
             soon: VecDeque::new(),
             remote: Remote::new(),
@@ -223,6 +226,10 @@ impl<B: Backend> Selector<B> {
     /// - Level-triggered: a source is reported again by every call while it stays ready.
     /// - One pair per key; `mask` is never empty and always within `key.events()`. A hang-up
     ///   or error is reported as whichever of READ and WRITE the key waits for.
+    /// - Every report is delivered once: if dispatching the previous list stopped early (a
+    ///   callback panicked, or the error handler said [`Stop`](ErrorAction::Stop)), the pairs
+    ///   after that one are returned first, without waiting — an edge-triggered source would
+    ///   otherwise never be reported again. Pairs whose registration is gone are left out.
     /// - I/O only, as in Python: timers, [`call_soon`](Self::call_soon) and calls from a
     ///   [`Handle`] are run by [`run_once`](Self::run_once) and [`run`](Self::run), and do not
     ///   end a `select` early. (Signal handlers are registrations, so they are reported here.)
@@ -231,12 +238,20 @@ impl<B: Backend> Selector<B> {
     ///
     /// The OS error of the wait itself (not `EINTR`, which is retried).
     pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Vec<(SelectorKey, Events)>> {
-        let mut ready = Vec::new();
-        self.poll(timeout, &mut ready, false)?;
-        let entries = &self.entries;
-        Ok(ready
-            .into_iter()
-            .map(|(token, mask)| (entries[token.index()].key, mask))
+        let from = match self.take_owed() {
+            Some(from) => from,
+            None => {
+                self.poll(timeout, false)?;
+                0
+            }
+        };
+        Ok(self.ready[from..]
+            .iter()
+            .filter_map(|&(token, mask)| {
+                let key = self.entries[self.current(token)?].key;
+                let mask = mask & key.events;
+                (!mask.is_empty()).then_some((key, mask))
+            })
             .collect())
     }
 
@@ -246,18 +261,29 @@ impl<B: Backend> Selector<B> {
     /// slot was reused by a new registration), if `mask` no longer meets its events, or if it
     /// is the registration whose callback is running now.
     ///
-    /// A callback error of kind `WouldBlock` is ignored (spurious readiness). Any other error
-    /// goes to the error handler ([`set_error_handler`](Self::set_error_handler)), which by
-    /// default logs it and closes that registration only.
+    /// When the callback returns an error:
+    /// - `WouldBlock` or `Interrupted` means the source was not ready after all (spurious
+    ///   readiness): ignored. **Beware `write_all`**: on a non-blocking socket it stops with
+    ///   `WouldBlock` once the socket's buffer is full, and the rest of the data is lost — the
+    ///   selector cannot tell that from spurious readiness. Queue what the socket does not take
+    ///   and write it on WRITE readiness, as [`Connection`](crate::Connection) does. (For a
+    ///   level-triggered registration, the first `WouldBlock` is logged at `warn` with this
+    ///   hint.)
+    /// - Any other error goes to the error handler ([`set_error_handler`](Self::set_error_handler));
+    ///   by default ([`ErrorAction::default_for`]) a registration out of descriptors, buffers
+    ///   or memory is paused and retried with backoff, a listener's failed accept is retried,
+    ///   and anything else closes that registration only.
     ///
     /// # Errors
     ///
-    /// The callback's error, if the error handler returned [`ErrorAction::Stop`].
+    /// The callback's error, if the error handler returned [`ErrorAction::Stop`]. The pairs of
+    /// the same `select` not dispatched yet are kept: the next `select` returns them first.
     ///
     /// # Panics
     ///
     /// If the callback panics, the panic propagates — after the registration has been removed
-    /// and its source closed. The selector stays usable for every other registration.
+    /// and its source closed. The selector stays usable for every other registration, and the
+    /// pairs of the same `select` not dispatched yet are kept, as for an error.
     pub fn dispatch(&mut self, key: &SelectorKey, mask: Events) -> io::Result<()> {
         self.dispatch_token(key.token, mask).map(|_| ())
     }
@@ -267,7 +293,9 @@ impl<B: Backend> Selector<B> {
     ///
     /// In order:
     /// 1. Wait, as [`select`](Self::select) does, but no longer than `timeout` nor past the
-    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it.
+    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it. If the
+    ///    previous dispatch stopped early, its undelivered reports are taken instead, without
+    ///    waiting.
     /// 2. Dispatch each ready `(key, mask)`, as [`dispatch`](Self::dispatch) does.
     /// 3. Fire the timers due now (those scheduled by step 3 itself wait for the next
     ///    iteration).
@@ -279,30 +307,34 @@ impl<B: Backend> Selector<B> {
     ///
     /// # Errors
     ///
-    /// As for [`select`](Self::select) and [`dispatch`](Self::dispatch); the rest of the batch is
-    /// then not dispatched, and the services wait for the next iteration.
+    /// As for [`select`](Self::select) and [`dispatch`](Self::dispatch). The reports after the
+    /// one whose callback failed are kept for the next `run_once` (or `select`), and the
+    /// services wait for the next iteration.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
-        let timeout = if !self.soon.is_empty() || self.remote.pending() {
-            Some(Duration::ZERO)
-        } else {
-            match self.timers.next_deadline() {
-                Some(when) => {
-                    let until = when.saturating_duration_since(Instant::now());
-                    Some(timeout.map_or(until, |t| t.min(until)))
-                }
-                None => timeout,
+        let from = match self.take_owed() {
+            Some(from) => from,
+            None => {
+                let timeout = if !self.soon.is_empty() || self.remote.pending() {
+                    Some(Duration::ZERO)
+                } else {
+                    match self.timers.next_deadline() {
+                        Some(when) => {
+                            let until = when.saturating_duration_since(Instant::now());
+                            Some(timeout.map_or(until, |t| t.min(until)))
+                        }
+                        None => timeout,
+                    }
+                };
+                self.poll(timeout, true)?;
+                0
             }
         };
-        let mut ready = mem::take(&mut self.ready);
-        let result = self.poll(timeout, &mut ready, true).and_then(|()| {
-            let mut called = 0;
-            for &(token, mask) in &ready {
-                called += usize::from(self.dispatch_token(token, mask)?);
-            }
-            Ok(called)
-        });
-        self.ready = ready;
-        Ok(result? + self.run_timers() + self.run_calls())
+        let mut called = 0;
+        for i in from..self.ready.len() {
+            let (token, mask) = self.ready[i];
+            called += usize::from(self.dispatch_token(token, mask)?);
+        }
+        Ok(called + self.run_timers() + self.run_calls())
     }
 
     /// Runs the calls queued before now: `call_soon`'s, then those from other threads.
@@ -423,8 +455,10 @@ impl<B: Backend> Selector<B> {
     fn clear(&mut self) -> io::Result<()> {
         let mut result = Ok(());
         for (_, entry) in mem::take(&mut self.entries) {
+            // A paused registration is out of the poller already.
+            let in_poller = entry.failures.resume_at.is_none();
             // SAFETY: the entry's source is open: it is dropped only at the end of this loop.
-            if let Err(e) = unsafe { self.backend.delete(entry.key.fd) } {
+            if let Some(Err(e)) = in_poller.then(|| unsafe { self.backend.delete(entry.key.fd) }) {
                 if result.is_ok() {
                     result = Err(error(e.kind(), "close", entry.key.fd, e));
                 }
@@ -436,27 +470,40 @@ impl<B: Backend> Selector<B> {
     }
 
     /// The slab index of `token` if it is still the registration it was issued for.
-    fn current(&self, token: Token) -> Option<usize> {
+    pub(crate) fn current(&self, token: Token) -> Option<usize> {
         let entry = self.entries.get(token.index())?;
         (entry.key.token == token).then_some(token.index())
     }
 
+    /// Where the reports a stopped dispatch left undelivered start in `ready`, if any of them
+    /// is still deliverable (its registration alive and still waiting for those events).
+    fn take_owed(&mut self) -> Option<usize> {
+        let from = self.owed.take()?;
+        let owed = self.ready.get(from..)?;
+        let live = |&(token, mask): &(Token, Events)| {
+            self.current(token)
+                .is_some_and(|i| !(mask & self.entries[i].key.events).is_empty())
+        };
+        owed.iter().any(live).then_some(from)
+    }
+
     /// Waits for readiness and fills `ready` with one `(token, mask)` per ready key. With
     /// `services`, a queued call or stop request from a [`Handle`] also ends the wait.
-    fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        ready: &mut Vec<(Token, Events)>,
-        services: bool,
-    ) -> io::Result<()> {
-        ready.clear();
+    fn poll(&mut self, timeout: Option<Duration>, services: bool) -> io::Result<()> {
+        self.ready.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut wait = timeout;
         loop {
+            // Registrations paused after failing go back to the poller once their delay is
+            // over, so the wait must end in time for the next of them.
+            let wait_now = match self.paused.is_empty() {
+                true => wait,
+                false => self.resume_due(wait),
+            };
             self.batch += 1;
             let batch = self.batch;
-            let entries = &mut self.entries;
-            let waited = self.backend.wait(wait, |token, readiness| {
+            let (entries, ready) = (&mut self.entries, &mut self.ready);
+            let waited = self.backend.wait(wait_now, |token, readiness| {
                 let token = Token(token);
                 let Some(entry) = entries.get_mut(token.index()) else {
                     return;
@@ -480,7 +527,7 @@ impl<B: Backend> Selector<B> {
             }
             match waited {
                 Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
-                _ if !ready.is_empty() => return Ok(()),
+                _ if !self.ready.is_empty() => return Ok(()),
                 _ if services && self.remote.pending() => return Ok(()),
                 _ => {}
             }
@@ -510,6 +557,13 @@ impl<B: Backend> Selector<B> {
         let Some(mut handler) = entry.handler.take() else {
             return Ok(false); // its own callback is running: no re-entry
         };
+        // Delivered: a report of the last poll is not delivered again. If this call stops
+        // the batch (a panic, or `Stop`), the reports after it are owed.
+        let slot = (entry.batch == self.batch).then_some(entry.slot);
+        if let Some(report) = slot.and_then(|slot| self.ready.get_mut(slot)) {
+            report.1 = Events::NONE;
+        }
+        let owe_the_rest = slot.map(|slot| slot + 1);
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
         let result = match result {
             Ok(result) => result,
@@ -519,34 +573,49 @@ impl<B: Backend> Selector<B> {
                 }
                 drop(handler); // after `remove`: the poller no longer watches the fd
                 warn!("callback for fd {} panicked; it was unregistered", key.fd);
+                self.owed = owe_the_rest.or(self.owed);
                 panic::resume_unwind(panic);
             }
         };
-        match self.current(token) {
+        let index = match self.current(token) {
             Some(index) => {
                 let entry = &mut self.entries[index];
                 if let Some(callback) = entry.new_callback.take() {
                     handler = handler.with_callback(callback);
                 }
                 entry.handler = Some(handler);
+                Some(index)
             }
-            None => debug!("close fd {} after its callback", key.fd),
+            None => {
+                debug!("close fd {} after its callback", key.fd);
+                None
+            }
+        };
+        let err = match (result, index) {
+            (Ok(()), Some(index)) => {
+                self.succeeded(index);
+                return Ok(true);
+            }
+            (Ok(()), None) => return Ok(true),
+            (Err(e), Some(index)) if is_spurious(&e) => {
+                self.would_block(index);
+                return Ok(true);
+            }
+            (Err(e), None) if is_spurious(&e) => return Ok(true),
+            (Err(e), _) => e,
+        };
+        let action = (self.on_error)(&key, &err);
+        if let Err(err) = self.failed(token, action, err) {
+            self.owed = owe_the_rest.or(self.owed); // `Stop`: the rest of the batch waits
+            return Err(err);
         }
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(true),
-            Err(e) => match (self.on_error)(&key, &e) {
-                ErrorAction::Keep => Ok(true),
-                ErrorAction::Close => {
-                    if let Some(index) = self.current(token) {
-                        self.remove(index);
-                    }
-                    Ok(true)
-                }
-                ErrorAction::Stop => Err(e),
-            },
-        }
+        Ok(true)
     }
+}
+
+/// A callback error that only means "not ready after all".
+fn is_spurious(err: &io::Error) -> bool {
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
 }
 
 impl<B: Backend> Drop for Selector<B> {

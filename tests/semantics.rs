@@ -3,6 +3,7 @@
 //! Each test is a function generic over the [`Backend`]; the `instantiate!` macro at the bottom
 //! runs the whole list against each backend, so a new backend is one line there.
 
+#[macro_use]
 mod common;
 
 use common::{expect_eof, is_open, logged, run_until, select_some, selector, socketpair, Stream};
@@ -577,7 +578,12 @@ fn would_block_is_not_an_error<B: Backend>() -> io::Result<()> {
 
 // 8. The error handler can keep, close, or stop run() with the error.
 fn error_handler_actions<B: Backend>() -> io::Result<()> {
-    for action in [ErrorAction::Keep, ErrorAction::Close, ErrorAction::Stop] {
+    for action in [
+        ErrorAction::Keep,
+        ErrorAction::Pause,
+        ErrorAction::Close,
+        ErrorAction::Stop,
+    ] {
         let mut sel = selector::<B>()?;
         let (a, mut peer) = socketpair()?;
         let seen = Rc::new(RefCell::new(Vec::new()));
@@ -597,6 +603,13 @@ fn error_handler_actions<B: Backend>() -> io::Result<()> {
             ErrorAction::Keep => {
                 result?;
                 assert_eq!(sel.get_key(&key)?, key);
+                assert!(!sel.is_paused(&key)?, "kept, but paused after one failure");
+            }
+            ErrorAction::Pause => {
+                result?;
+                assert_eq!(sel.get_key(&key)?, key);
+                assert!(sel.is_paused(&key)?, "not paused");
+                assert_eq!(sel.pauses(), 1);
             }
             ErrorAction::Close => {
                 result?;
@@ -837,21 +850,6 @@ fn registrations_are_logged<B: Backend>() -> io::Result<()> {
     sel.unregister(&key)?;
     assert!(logged(&["DEBUG", &format!("unregister fd {}", key.fd())]));
     Ok(())
-}
-
-/// Instantiates every generic test above for each listed backend, one module per backend.
-macro_rules! instantiate {
-    (backends: [$($(#[$attr:meta])* $module:ident = $backend:ty),* $(,)?], tests: $tests:tt) => {
-        $( $(#[$attr])* mod $module { instantiate!(@tests $backend, $tests); } )*
-    };
-    (@tests $backend:ty, [$($test:ident),* $(,)?]) => {
-        $(
-            #[test]
-            fn $test() -> std::io::Result<()> {
-                super::$test::<$backend>()
-            }
-        )*
-    };
 }
 
 instantiate! {

@@ -191,3 +191,76 @@ pub(crate) fn raw_source<S: Source>(source: &S) -> RawSource {
     #[cfg(windows)]
     return source.as_socket().fileno();
 }
+
+/// Errors that say the process or the system is out of a resource for now — descriptors,
+/// socket buffers, memory — rather than that the source is broken: `EMFILE`, `ENFILE`,
+/// `ENOBUFS`, `ENOMEM` (`WSAEMFILE`, `WSAENOBUFS` on Windows), and kind `OutOfMemory`.
+pub(crate) fn is_exhaustion(err: &io::Error) -> bool {
+    if err.kind() == io::ErrorKind::OutOfMemory || is_out_of_descriptors(err) {
+        return true;
+    }
+    #[cfg(unix)]
+    return matches!(
+        rustix::io::Errno::from_io_error(err),
+        Some(rustix::io::Errno::NOBUFS | rustix::io::Errno::NOMEM)
+    );
+    #[cfg(windows)]
+    return err.raw_os_error() == Some(windows_sys::Win32::Networking::WinSock::WSAENOBUFS);
+}
+
+/// `EMFILE` (this process) or `ENFILE` (the whole system): no descriptor for a new socket.
+pub(crate) fn is_out_of_descriptors(err: &io::Error) -> bool {
+    #[cfg(unix)]
+    return matches!(
+        rustix::io::Errno::from_io_error(err),
+        Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)
+    );
+    #[cfg(windows)]
+    return err.raw_os_error() == Some(windows_sys::Win32::Networking::WinSock::WSAEMFILE);
+}
+
+/// Errors of `accept` about the one connection it was taking, not the listener: the client
+/// aborted or reset it, or (Linux's `accept(2)` lists these as "retry") a network error or a
+/// firewall rule ended it before `accept` returned.
+pub(crate) fn is_lost_connection(err: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionReset | NetworkDown | NetworkUnreachable | HostUnreachable
+    ) {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use rustix::io::Errno;
+        let errno = Errno::from_io_error(err);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if errno == Some(Errno::NONET) {
+            return true;
+        }
+        matches!(
+            errno,
+            Some(
+                Errno::PROTO | Errno::NOPROTOOPT | Errno::HOSTDOWN | Errno::OPNOTSUPP | Errno::PERM
+            )
+        )
+    }
+    #[cfg(windows)]
+    false
+}
+
+/// A descriptor held in reserve, to be freed when the process runs out (see `failure.rs`).
+#[cfg(unix)]
+pub(crate) type Reserve = std::fs::File;
+/// A descriptor held in reserve; on Windows there is none (sockets are handles, and Winsock
+/// has no spare to free), so a listener out of them is paused but sheds nothing.
+#[cfg(windows)]
+pub(crate) type Reserve = std::convert::Infallible;
+
+/// Opens the reserve descriptor (`/dev/null`), if the process has one to spare.
+pub(crate) fn reserve_descriptor() -> Option<Reserve> {
+    #[cfg(unix)]
+    return std::fs::File::open("/dev/null").ok();
+    #[cfg(windows)]
+    return None;
+}

@@ -10,6 +10,31 @@ use std::io::{self, Read};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
+/// Instantiates each listed generic test (`fn name<B: Backend>() -> io::Result<()>`, defined in
+/// the test file) for each listed backend, one module per backend:
+///
+/// ```text
+/// instantiate! {
+///     backends: [default_selector = selectloop::PollingBackend, ...],
+///     tests: [level_triggered, ...]
+/// }
+/// ```
+#[allow(unused_macros)] // each test file uses its own subset
+macro_rules! instantiate {
+    (backends: [$($(#[$attr:meta])* $module:ident = $backend:ty),* $(,)?], tests: $tests:tt) => {
+        $( $(#[$attr])* mod $module { instantiate!(@tests $backend, $tests); } )*
+    };
+    (@tests $backend:ty, [$($(#[$tattr:meta])* $test:ident),* $(,)?]) => {
+        $(
+            $(#[$tattr])*
+            #[test]
+            fn $test() -> std::io::Result<()> {
+                super::$test::<$backend>()
+            }
+        )*
+    };
+}
+
 /// How long any bounded wait in the tests may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -97,7 +122,10 @@ pub fn is_open(peer: &Stream) -> bool {
     open
 }
 
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Every log line so far, with the thread that logged it: each test runs on a thread of its
+/// own, and its selector logs on that thread, so a test sees its own lines only (fd numbers are
+/// reused by tests running in parallel).
+static LOGS: Mutex<Vec<(std::thread::ThreadId, String)>> = Mutex::new(Vec::new());
 
 struct Capture;
 
@@ -107,7 +135,9 @@ impl log::Log for Capture {
     }
     fn log(&self, record: &log::Record<'_>) {
         let line = format!("{} {}", record.level(), record.args());
-        LOGS.lock().unwrap().push(line);
+        LOGS.lock()
+            .unwrap()
+            .push((std::thread::current().id(), line));
     }
     fn flush(&self) {}
 }
@@ -121,10 +151,17 @@ pub fn init_logging() {
     });
 }
 
-/// True if some log line so far contains every one of `parts`.
+/// True if some log line of this thread so far contains every one of `parts`.
 pub fn logged(parts: &[&str]) -> bool {
+    logged_count(parts) > 0
+}
+
+/// The number of log lines of this thread so far that contain every one of `parts`.
+pub fn logged_count(parts: &[&str]) -> usize {
+    let me = std::thread::current().id();
     LOGS.lock()
         .unwrap()
         .iter()
-        .any(|line| parts.iter().all(|p| line.contains(p)))
+        .filter(|(thread, line)| *thread == me && parts.iter().all(|p| line.contains(p)))
+        .count()
 }
