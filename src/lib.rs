@@ -62,12 +62,14 @@
 //! [`Selector::run`] is that loop in one call, and runs the loop's services besides: timers
 //! ([`call_later`](Selector::call_later)), deferred calls ([`call_soon`](Selector::call_soon)),
 //! calls from other threads ([`Handle`]), blocking work on a thread pool
-//! ([`run_in_executor`](Selector::run_in_executor)) and, on Unix, signals
-//! ([`add_signal_handler`](Selector::add_signal_handler)). Where selectloop differs from Python, it is
-//! because Rust can do better: the selector owns each source, so a descriptor is always removed
-//! from the OS poller before it is closed; callbacks receive `&mut Selector` and their own
-//! source; errors are `std::io::Error` with the kinds Python's exceptions map to
-//! (`KeyError` → `AlreadyExists`/`NotFound`, `ValueError` → `InvalidInput`).
+//! ([`run_in_executor`](Selector::run_in_executor)) and signals
+//! ([`add_signal_handler`](Selector::add_signal_handler): Unix signals, and console control
+//! events such as Ctrl-C on Windows; a signal handler is a registration, so the loop above
+//! runs it too). Where selectloop differs from Python, it is because Rust can do better: the
+//! selector owns each source, so a descriptor is always removed from the OS poller before it
+//! is closed; callbacks receive `&mut Selector` and their own source; errors are
+//! `std::io::Error` with the kinds Python's exceptions map to (`KeyError` →
+//! `AlreadyExists`/`NotFound`, `ValueError` → `InvalidInput`).
 //!
 //! Logging goes through the `log` facade: registrations at `debug`, callback errors at `warn`.
 
@@ -90,7 +92,6 @@ mod registration;
 mod registry;
 mod remote;
 mod selector;
-#[cfg(unix)]
 mod signal;
 mod sys;
 mod timer;
@@ -106,7 +107,6 @@ pub use remote::Handle;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use selector::EpollSelector;
 pub use selector::{DefaultSelector, PollSelector, SelectSelector, Selector};
-#[cfg(unix)]
 pub use signal::signals;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use sys::EpollBackend;

@@ -1,70 +1,95 @@
-//! Unix signals, delivered to callbacks on the loop thread.
+//! Signals — Unix signals, and Windows console control events — delivered to callbacks on the
+//! loop thread.
 //!
-//! A signal handler may do almost nothing safely, so the handler only writes a byte to a
-//! socket pair (the self-pipe trick, through `signal-hook`'s well-tested registration); the read
-//! end is registered with the selector like any other source, and its callback runs the user's
-//! callback on the loop thread with `&mut Selector`. Signals that arrive while the callback is
-//! pending coalesce into one call, as in asyncio. Windows has no such signals: there, stop the
-//! loop from a console-control handler through [`Handle::stop`](crate::Handle::stop).
+//! The OS-level handler runs at a moment the program does not choose (in a signal handler on
+//! Unix, on a thread the system creates on Windows), so it only writes a byte to a self-pipe
+//! (`sys::signal`). The read end is registered with the selector like any other source, and its
+//! callback runs the user's callback on the loop thread with `&mut Selector`: a bare
+//! `select()`/`dispatch()` loop sees signals too. Arrivals while the callback is pending
+//! coalesce into one call, as in asyncio.
 
+use crate::sys::signal::SignalPipe;
 use crate::sys::Backend;
 use crate::{Selector, SelectorKey, EVENT_READ};
-use signal_hook::SigId;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
+use std::io;
 
-/// Signal numbers for [`Selector::add_signal_handler`] (re-exported from `signal-hook`).
+/// Signal numbers for [`Selector::add_signal_handler`], and [`raise`](signals::raise).
+///
+/// `SIGINT` and `SIGTERM` exist everywhere, so a program that stops on them is portable.
+///
+/// - **Unix**: the usual signals (re-exported from `signal-hook`); any other signal number
+///   works too, except those that cannot be handled.
+/// - **Windows** has console control events instead, delivered as the signal numbers of the C
+///   runtime (as Python's `signal` module does): `SIGINT` for Ctrl-C, `SIGBREAK` for Ctrl-Break,
+///   and `SIGTERM` when the console window is closed, the user logs off or the system shuts
+///   down. The system ends the process soon after those three (5 seconds after a close, 20
+///   after a log-off or shut-down) and at once if the handler returns, so selectloop holds the
+///   system's call until the program exits: the handler gets that long to close down.
 pub mod signals {
+    #[cfg(windows)]
+    pub use crate::sys::signal::{SIGBREAK, SIGINT, SIGTERM};
+    #[cfg(unix)]
     pub use signal_hook::consts::signal::{
         SIGALRM, SIGCHLD, SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH,
     };
-}
 
-/// The read end of a signal's self-pipe. Dropping it (when its registration goes) removes the
-/// signal handler, which closes the write end.
-struct SignalPipe {
-    read: UnixStream,
-    id: SigId,
-}
-
-impl AsFd for SignalPipe {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.read.as_fd()
-    }
-}
-
-impl Drop for SignalPipe {
-    fn drop(&mut self) {
-        signal_hook::low_level::unregister(self.id);
+    /// Delivers `signal` to this process, as if it had come from outside.
+    ///
+    /// On Unix this is `raise(3)`: a signal with a handler from
+    /// [`add_signal_handler`](crate::Selector::add_signal_handler) wakes its selector, any other
+    /// has its default effect (`SIGINT` and `SIGTERM` end the process). On Windows it delivers
+    /// the console control event to this process's handlers, on a new thread as the system
+    /// does; the real event (`GenerateConsoleCtrlEvent`) would reach every process attached to
+    /// the console, the program's parent shell included.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an invalid signal number (on Windows: anything but `SIGINT`,
+    /// `SIGBREAK` and `SIGTERM`). On Windows, `NotFound` if no handler is registered for
+    /// `signal`: the system would have run its default action, ending the process.
+    pub fn raise(signal: i32) -> std::io::Result<()> {
+        crate::sys::signal::raise(signal)
     }
 }
 
 impl<B: Backend> Selector<B> {
     /// Calls `callback(selector, signal)` on the loop thread whenever `signal` arrives
-    /// (asyncio: `loop.add_signal_handler`). Unix only.
+    /// (asyncio: `loop.add_signal_handler`). On Windows, signals are console control events:
+    /// see [`signals`](crate::signals).
     ///
-    /// The handler is a registration like any other (READ on a self-pipe): its key is returned,
-    /// and [`unregister`](Self::unregister) removes the handler. Several arrivals before the
-    /// callback runs make one call. Several handlers for one signal all run.
+    /// The handler is a registration like any other (READ on a self-pipe), so a bare
+    /// [`select`](Self::select)/[`dispatch`](Self::dispatch) loop runs it too: the way to end
+    /// such a loop on Ctrl-C, on every platform. Its key is returned, and
+    /// [`unregister`](Self::unregister) removes the handler. Several arrivals before the
+    /// callback runs make one call. Several handlers for one signal all run. On Windows, an
+    /// event with no handler left goes on to the system's default (ending the process), as if
+    /// selectloop were not there.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a signal that cannot be handled (`SIGKILL`, `SIGSTOP`, `SIGSEGV`,
-    /// `SIGILL`, `SIGFPE`) or an invalid number.
+    /// `InvalidInput` for a signal that cannot be handled (Unix: `SIGKILL`, `SIGSTOP`,
+    /// `SIGSEGV`, `SIGILL`, `SIGFPE`; Windows: anything but `SIGINT`, `SIGBREAK` and `SIGTERM`)
+    /// or an invalid number.
     ///
     /// # Examples
     ///
     /// ```
-    /// use selectloop::{signals::SIGUSR1, DefaultSelector};
+    /// use selectloop::{signals::{self, SIGINT}, DefaultSelector};
+    /// use std::{cell::Cell, rc::Rc};
     ///
     /// let mut sel = DefaultSelector::new()?;
-    /// sel.add_signal_handler(SIGUSR1, |sel, signal| {
-    ///     assert_eq!(signal, SIGUSR1);
-    ///     sel.stop();
+    /// let running = Rc::new(Cell::new(true));
+    /// let r = running.clone();
+    /// sel.add_signal_handler(SIGINT, move |_sel, signal| {
+    ///     assert_eq!(signal, SIGINT);
+    ///     r.set(false);
     /// })?;
-    /// signal_hook::low_level::raise(SIGUSR1)?;
-    /// sel.run()?; // until the handler ran
+    /// signals::raise(SIGINT)?; // as if the user pressed Ctrl-C
+    /// while running.get() {
+    ///     for (key, mask) in sel.select(None)? {
+    ///         sel.dispatch(&key, mask)?; // runs the handler
+    ///     }
+    /// }
     /// # std::io::Result::Ok(())
     /// ```
     pub fn add_signal_handler(
@@ -72,21 +97,11 @@ impl<B: Backend> Selector<B> {
         signal: i32,
         mut callback: impl FnMut(&mut Selector<B>, i32) + 'static,
     ) -> io::Result<SelectorKey> {
-        if signal_hook::consts::FORBIDDEN.contains(&signal) {
-            let msg = format!("add_signal_handler: signal {signal} cannot be handled");
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
-        }
-        let (read, write) = UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        let id = signal_hook::low_level::pipe::register(signal, write).map_err(|e| {
-            let msg = format!("add_signal_handler: signal {signal}: {e}");
-            io::Error::new(io::ErrorKind::InvalidInput, msg)
-        })?;
-        let pipe = SignalPipe { read, id };
+        let pipe = SignalPipe::new(signal)?;
         self.register(pipe, EVENT_READ, move |sel, pipe, _| {
-            let mut buf = [0u8; 64];
-            while matches!(pipe.read.read(&mut buf), Ok(n) if n > 0) {}
-            callback(sel, signal);
+            if pipe.drain() {
+                callback(sel, signal);
+            }
             Ok(())
         })
     }

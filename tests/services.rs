@@ -417,6 +417,259 @@ fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
     Ok(())
 }
 
+/// Signal handlers are process-wide (on Windows, one table of console handlers for the whole
+/// process): the tests that raise signals run one at a time.
+fn signals_serialised() -> std::sync::MutexGuard<'static, ()> {
+    static SIGNALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SIGNALS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Bounds a bare `select()`/`dispatch()` loop, which neither a timer nor `Handle::stop` can end
+/// (Python's `select()` is I/O only): registers a socket whose callback fails the test with
+/// `what`, and which a thread makes readable if the loop is still running after the common
+/// timeout. Dropping the guard (once the loop has returned) ends that thread.
+struct BareLoopWatchdog {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl BareLoopWatchdog {
+    fn new(sel: &mut Selector, what: &'static str) -> io::Result<BareLoopWatchdog> {
+        let (alarm, mut peer) = socketpair()?;
+        sel.register(alarm, EVENT_READ, move |_, _, _| {
+            panic!("timed out: {what}")
+        })?;
+        let (done, wait) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            if wait.recv_timeout(TIMEOUT) == Err(mpsc::RecvTimeoutError::Timeout) {
+                peer.write_all(b"!").expect("the watchdog's socket is open");
+            }
+        });
+        Ok(BareLoopWatchdog {
+            done: Some(done),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for BareLoopWatchdog {
+    fn drop(&mut self) {
+        drop(self.done.take()); // the thread's wait ends at once
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("watchdog thread");
+        }
+    }
+}
+
+/// The signal the portable tests raise: Ctrl-C on Windows. On Unix a signal nobody sends by
+/// hand, since `signal-hook` keeps its handler installed after the test (SIGINT would stay
+/// caught in this test binary).
+#[cfg(unix)]
+const SIGNAL: i32 = selectloop::signals::SIGUSR1;
+#[cfg(windows)]
+const SIGNAL: i32 = selectloop::signals::SIGINT;
+
+// echo_server's shape: a hand-written select()/dispatch() loop, ended by a signal handler.
+#[test]
+fn signal_ends_a_bare_select_loop() -> io::Result<()> {
+    let _serial = signals_serialised();
+    let mut sel = DefaultSelector::new()?;
+    let (listener, _peer) = socketpair()?; // the echo server's listener: registered, never ready
+    sel.register(listener, EVENT_READ, |_, _, _| Ok(()))?;
+    let running = Rc::new(Cell::new(true));
+    let r = running.clone();
+    let handler = sel.add_signal_handler(SIGNAL, move |_, signal| {
+        assert_eq!(signal, SIGNAL);
+        r.set(false);
+    })?;
+    let watchdog = BareLoopWatchdog::new(&mut sel, "the signal never ended the select() loop")?;
+    selectloop::signals::raise(SIGNAL)?;
+    while running.get() {
+        for (key, mask) in sel.select(None)? {
+            sel.dispatch(&key, mask)?;
+        }
+    }
+    drop(watchdog);
+    sel.unregister(&handler)?;
+    Ok(())
+}
+
+// Below what the OS does: the console handler routine, called as the system would, through
+// `signals::raise`. (The real Ctrl-C is raised in `console` below.)
+#[cfg(windows)]
+#[test]
+fn console_events_reach_every_handler_until_unregistered() -> io::Result<()> {
+    use selectloop::signals::{raise, SIGBREAK, SIGINT, SIGTERM};
+    let _serial = signals_serialised();
+    let mut sel = DefaultSelector::new()?;
+    let calls: Rc<RefCell<Vec<(&'static str, i32)>>> = Rc::default();
+    let add = |sel: &mut Selector, name: &'static str, signal: i32| {
+        let calls = calls.clone();
+        sel.add_signal_handler(signal, move |_, signal| {
+            calls.borrow_mut().push((name, signal))
+        })
+    };
+    let first = add(&mut sel, "first", SIGINT)?;
+    let second = add(&mut sel, "second", SIGINT)?;
+    let close = add(&mut sel, "close", SIGTERM)?;
+    let dispatch_until = |sel: &mut Selector, what: &str, n: usize| -> io::Result<()> {
+        let deadline = Instant::now() + TIMEOUT;
+        while calls.borrow().len() < n {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            for (key, mask) in sel.select(Some(Duration::from_millis(50)))? {
+                sel.dispatch(&key, mask)?;
+            }
+        }
+        Ok(())
+    };
+
+    // No handler for Ctrl-Break: the routine says "not handled", for the system's default.
+    assert_eq!(raise(SIGBREAK).unwrap_err().kind(), ErrorKind::NotFound);
+
+    raise(SIGINT)?;
+    raise(SIGINT)?; // before the loop ran: one call per handler
+    dispatch_until(&mut sel, "both SIGINT handlers", 2)?;
+    assert!(
+        sel.select(Some(Duration::ZERO))?.is_empty(),
+        "an arrival left"
+    );
+    let mut got = calls.borrow_mut().drain(..).collect::<Vec<_>>();
+    got.sort_unstable();
+    assert_eq!(got, [("first", SIGINT), ("second", SIGINT)]);
+
+    raise(SIGTERM)?; // a closed console, log-off or shut-down
+    dispatch_until(&mut sel, "the SIGTERM handler", 1)?;
+    assert_eq!(
+        calls.borrow_mut().drain(..).collect::<Vec<_>>(),
+        [("close", SIGTERM)]
+    );
+
+    sel.unregister(&first)?;
+    raise(SIGINT)?;
+    dispatch_until(&mut sel, "the remaining SIGINT handler", 1)?;
+    assert_eq!(
+        calls.borrow_mut().drain(..).collect::<Vec<_>>(),
+        [("second", SIGINT)]
+    );
+
+    sel.unregister(&second)?;
+    sel.unregister(&close)?;
+    assert_eq!(raise(SIGINT).unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(raise(SIGTERM).unwrap_err().kind(), ErrorKind::NotFound);
+    let sigabrt = 22; // a C runtime signal that is no console event
+    let err = add(&mut sel, "abort", sigabrt).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(raise(sigabrt).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(sel.is_empty());
+    Ok(())
+}
+
+/// A real Ctrl-C, from `GenerateConsoleCtrlEvent`, in a child process (this test binary again)
+/// with a console of its own: the event goes to every process attached to the console, which
+/// must not include cargo or the shell. Under Wine 8 this works for Ctrl-C only (Ctrl-Break is
+/// not implemented there), and only in a process with a console, which `wine` does not give a
+/// process whose output is piped.
+#[cfg(windows)]
+mod console {
+    use super::{common::socketpair, BareLoopWatchdog, TIMEOUT};
+    use selectloop::{signals::SIGINT, DefaultSelector, EVENT_READ};
+    use std::cell::Cell;
+    use std::io;
+    use std::os::windows::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::rc::Rc;
+    use std::sync::mpsc;
+    use windows_sys::Win32::System::Console::{
+        GenerateConsoleCtrlEvent, SetConsoleCtrlHandler, CTRL_C_EVENT,
+    };
+    use windows_sys::Win32::System::Threading::CREATE_NEW_CONSOLE;
+
+    /// Set in the child's environment.
+    const CHILD: &str = "SELECTLOOP_TEST_CONSOLE_CHILD";
+    const NAME: &str = "console::ctrl_c_ends_a_bare_select_loop_then_the_process";
+    /// What the default handler ends a process with on Windows; Wine 8's exits with 0.
+    const STATUS_CONTROL_C_EXIT: i32 = 0xC000_013A_u32 as i32;
+
+    #[test]
+    fn ctrl_c_ends_a_bare_select_loop_then_the_process() -> io::Result<()> {
+        if std::env::var_os(CHILD).is_some() {
+            return child();
+        }
+        let out = Command::new(std::env::current_exe()?)
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .creation_flags(CREATE_NEW_CONSOLE)
+            .stdin(Stdio::null())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report = format!(
+            "child {}\n--- stdout\n{stdout}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("handler ran; loop ended"),
+            "Ctrl-C did not end the child's select() loop: {report}"
+        );
+        assert!(
+            stdout.contains("raising Ctrl-C with no handler"),
+            "the child failed after its loop ended: {report}"
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | STATUS_CONTROL_C_EXIT))
+                && !stdout.contains("survived"),
+            "with no handler left, Ctrl-C did not end the process: {report}"
+        );
+        Ok(())
+    }
+
+    fn ctrl_c() {
+        // SAFETY: plain calls with constant arguments. Group 0 is every process attached to this
+        // console: only this one, which the parent started with a console of its own.
+        let sent = unsafe {
+            SetConsoleCtrlHandler(None, 0); // take Ctrl-C even if the parent ignored it
+            GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0)
+        };
+        let err = io::Error::last_os_error();
+        assert_ne!(sent, 0, "GenerateConsoleCtrlEvent(CTRL_C_EVENT): {err}");
+    }
+
+    fn child() -> io::Result<()> {
+        let mut sel = DefaultSelector::new()?;
+        let (listener, _peer) = socketpair()?;
+        sel.register(listener, EVENT_READ, |_, _, _| Ok(()))?;
+        let running = Rc::new(Cell::new(true));
+        let r = running.clone();
+        let loop_thread = std::thread::current().id();
+        let handler = sel.add_signal_handler(SIGINT, move |_, signal| {
+            assert_eq!(signal, SIGINT);
+            assert_eq!(std::thread::current().id(), loop_thread);
+            r.set(false);
+        })?;
+        let watchdog = BareLoopWatchdog::new(&mut sel, "Ctrl-C never ended the select() loop")?;
+        ctrl_c();
+        while running.get() {
+            for (key, mask) in sel.select(None)? {
+                sel.dispatch(&key, mask)?;
+            }
+        }
+        drop(watchdog);
+        println!("handler ran; loop ended");
+
+        // Without a handler, the routine passes Ctrl-C on to the system's, which ends the
+        // process: this waits for that, and reports surviving it.
+        sel.unregister(&handler)?;
+        println!("raising Ctrl-C with no handler");
+        ctrl_c();
+        let (_keep, never) = mpsc::channel::<()>();
+        let _ = never.recv_timeout(TIMEOUT);
+        println!("survived");
+        std::process::exit(3);
+    }
+}
+
 macro_rules! instantiate {
     ($($(#[$attr:meta])* $module:ident = $backend:ty),* $(,)?) => {
         $(

@@ -1,7 +1,8 @@
 //! The OS side: raw descriptor types and the readiness backends.
 //!
 //! Everything that differs between Unix and Windows, and every `unsafe` block of the crate,
-//! lives below this module; the selector itself is platform-neutral.
+//! lives below this module; the selector itself is platform-neutral. Besides the backends,
+//! `signal.rs` is the OS half of signal handlers (Unix signals, Windows console control events).
 //!
 //! A backend is one file here, a struct implementing [`Backend`] with five operations:
 //!
@@ -39,6 +40,7 @@ mod polling;
 #[cfg(test)]
 pub(crate) mod scripted;
 mod select;
+pub(crate) mod signal;
 mod wake;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -14,9 +14,9 @@ use std::io::{self, ErrorKind};
 use std::sync::Arc;
 
 #[cfg(unix)]
-type Socket = std::os::unix::net::UnixDatagram;
+pub(crate) type Socket = std::os::unix::net::UnixDatagram;
 #[cfg(windows)]
-type Socket = std::net::UdpSocket;
+pub(crate) type Socket = std::net::UdpSocket;
 
 #[derive(Debug)]
 pub(crate) struct WakePipe {
@@ -26,17 +26,7 @@ pub(crate) struct WakePipe {
 
 impl WakePipe {
     pub(crate) fn new() -> io::Result<WakePipe> {
-        #[cfg(unix)]
-        let (read, write) = Socket::pair()?;
-        #[cfg(windows)]
-        let (read, write) = {
-            let socket = Socket::bind("127.0.0.1:0")?;
-            socket.connect(socket.local_addr()?)?;
-            let write = socket.try_clone()?;
-            (socket, write)
-        };
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
+        let (read, write) = socket_pair()?;
         Ok(WakePipe {
             read,
             write: Arc::new(write),
@@ -50,8 +40,7 @@ impl WakePipe {
 
     /// Reads every pending wake-up byte.
     pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 64];
-        while matches!(self.read.recv(&mut buf), Ok(n) if n > 0) {}
+        drain(&self.read);
     }
 
     pub(crate) fn waker(&self) -> Waker {
@@ -62,6 +51,33 @@ impl WakePipe {
             _ => Ok(()),
         })
     }
+}
+
+/// A connected pair of non-blocking datagram sockets, `(read, write)`: one byte sent on `write`
+/// makes `read` readable. Also the self-pipe of each signal handler (`sys::signal`).
+pub(crate) fn socket_pair() -> io::Result<(Socket, Socket)> {
+    #[cfg(unix)]
+    let (read, write) = Socket::pair()?;
+    #[cfg(windows)]
+    let (read, write) = {
+        let socket = Socket::bind("127.0.0.1:0")?;
+        socket.connect(socket.local_addr()?)?;
+        let write = socket.try_clone()?;
+        (socket, write)
+    };
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    Ok((read, write))
+}
+
+/// Reads every byte pending on the read end of a [`socket_pair`]; false if there was none.
+pub(crate) fn drain(read: &Socket) -> bool {
+    let mut buf = [0u8; 64];
+    let mut any = false;
+    while matches!(read.recv(&mut buf), Ok(n) if n > 0) {
+        any = true;
+    }
+    any
 }
 
 /// The waker of a backend's self-pipe (kept in the slot `pipe` returns), which is created and
