@@ -84,7 +84,10 @@ fn main() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let sock = TcpListener::bind(&addr)?;
     sock.set_nonblocking(true)?;
-    eprintln!("echo server on {addr}, closing connections idle for {timeout:?}");
+    eprintln!(
+        "echo server on {}, closing connections idle for {timeout:?}",
+        sock.local_addr()?
+    );
     sel.register(sock, EVENT_READ, move |sel, sock, _| {
         accept(sel, sock, timeout)
     })?;

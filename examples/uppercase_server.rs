@@ -42,6 +42,7 @@ fn main() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let sock = TcpListener::bind(&addr)?;
     sock.set_nonblocking(true)?;
+    let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
     sel.register(sock, EVENT_READ, accept)?;
     sel.run()
