@@ -78,7 +78,12 @@ fn round_trip(ex: &Example, mut conn: &TcpStream, i: usize) -> io::Result<()> {
     conn.write_all(line.as_bytes())?;
     let expected = (ex.reply)(line.as_bytes());
     let mut reply = vec![0u8; expected.len()];
-    conn.read_exact(&mut reply)?;
+    conn.read_exact(&mut reply).map_err(|e| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            io::Error::new(ErrorKind::TimedOut, format!("no reply within {TIMEOUT:?}"))
+        }
+        _ => e,
+    })?;
     if reply != expected {
         let msg = format!("sent {line:?}, got {:?}", String::from_utf8_lossy(&reply));
         return Err(io::Error::new(ErrorKind::InvalidData, msg));
@@ -86,10 +91,21 @@ fn round_trip(ex: &Example, mut conn: &TcpStream, i: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// The last `n` lines of `text`, for failure messages.
+/// A server's stderr, for failure messages: its last warnings and errors (the per-connection
+/// lines would bury them), then its last `n` lines.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    let alarms: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .collect();
+    let last = |lines: &[&str]| lines[lines.len().saturating_sub(n)..].join("\n");
+    format!(
+        "(warnings and errors)\n{}\n(last lines)\n{}",
+        last(&alarms),
+        last(&lines)
+    )
 }
 
 /// Checks that the server still runs and that a new client gets one round trip.
@@ -226,7 +242,11 @@ fn descriptor_limit(ex: &Example) {
         match client {
             Ok(conn) => clients.push(conn),
             Err(e) => {
-                failures.push(format!("client {i} of {CLIENTS} (room for {room}): {e}"));
+                let why = match e.kind() {
+                    ErrorKind::ConnectionRefused => ": the listener is closed",
+                    _ => "",
+                };
+                failures.push(format!("client {i} of {CLIENTS}: {e}{why}"));
                 break;
             }
         }
@@ -388,6 +408,52 @@ fn ctrl_c(ex: &Example) {
         tail(&stderr, 10)
     );
     drop(clients);
+}
+
+// --- idle_echo_server's own job ------------------------------------------------------------------
+
+/// With `--idle-timeout 0.3`: a quiet client gets end of file; a client that sends without
+/// reading (its replies stay queued, so a graceful close cannot finish) is cut off.
+#[test]
+fn idle_echo_server_closes_quiet_and_stuck_clients() {
+    let args = ["127.0.0.1:0", "--idle-timeout", "0.3"];
+    let server = ExampleServer::start(IDLE_ECHO.name, &args);
+    let quiet = connect(server.addr()).expect("connect");
+    round_trip(&IDLE_ECHO, &quiet, 0).expect("a round trip");
+    let start = Instant::now();
+    match (&quiet).read(&mut [0u8; 1]) {
+        Ok(0) => eprintln!(
+            "quiet client closed after {:.2} s",
+            start.elapsed().as_secs_f64()
+        ),
+        other => panic!("expected end of file on the quiet client, got {other:?}"),
+    }
+
+    let mut hog = connect(server.addr()).expect("connect");
+    hog.set_write_timeout(None).expect("blocking writes");
+    let (done, is_done) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    thread::spawn(move || {
+        let chunk = lines(64 << 10);
+        let error = loop {
+            if let Err(e) = hog.write_all(&chunk) {
+                break e;
+            }
+        };
+        let _ = done.send(error);
+    });
+    let error = is_done
+        .recv_timeout(TIMEOUT)
+        .expect("the client that never reads is cut off");
+    let cut = start.elapsed().as_secs_f64();
+    assert!(
+        matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the client that never reads: {error}"
+    );
+    eprintln!("a client that never reads was cut off after {cut:.2} s: {error}");
 }
 
 // --- Each fault, each server --------------------------------------------------------------------
