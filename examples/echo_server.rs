@@ -33,15 +33,16 @@
 //! The trap in that program: on a non-blocking socket, `conn.send(data)` may take only part of
 //! `data` (it returns how much), and the rest is dropped. Rust's `conn.write_all(&data)` fails
 //! the same way: when the client reads slower than it sends, the socket's buffer fills,
-//! `write_all` stops half-way with `WouldBlock`, and the rest of `data` is gone (16 MiB sent to a
-//! slow reader, about 6 MiB echoed back). So here each connection is a [`Connection`] with the
+//! `write_all` stops half-way with `WouldBlock`, which the selector takes for spurious readiness,
+//! and the rest of `data` is gone (16 MiB sent to a slow reader, about 6 MiB echoed back). So here each connection is a [`Connection`] with the
 //! [`Bytes`] codec (no framing): `send` queues what the socket cannot take yet and writes it as
 //! the client reads, never dropping it; above 1 MiB queued it stops reading from that client, so
 //! one that never reads costs bounded memory; at end of file it flushes, then closes itself.
 //!
-//! `accept` stays Python's: an error (out of file descriptors, say) goes to the selector's error
-//! handler, which logs it. Ctrl-C is Python's `KeyboardInterrupt`: the loop ends, and closing the
-//! selector closes every connection.
+//! `accept` stays Python's: its errors (out of file descriptors, say) go to the selector's error
+//! handler, which logs them; what becomes of the listener then is the library's policy (see
+//! `Selector::set_error_handler`). Ctrl-C is Python's `KeyboardInterrupt`: the loop ends, and
+//! closing the selector closes every connection.
 
 use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
 use std::cell::Cell;
