@@ -1,4 +1,5 @@
 //! A client for the echo server: interactive, or `--count N` to send N lines and check each echo.
+//! Plain blocking sockets, on any platform.
 //!
 //! ```text
 //! cargo run --example echo_client [ADDR]              # type lines, see them echoed
@@ -10,25 +11,34 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-fn usage() -> ExitCode {
-    eprintln!("usage: echo_client [ADDR] [--count N]   (ADDR defaults to 127.0.0.1:8088)");
-    ExitCode::from(2)
+fn parse_args() -> Result<(String, Option<u64>), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut addr, mut count) = ("127.0.0.1:8088".to_string(), None);
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("count") => count = Some(parser.value()?.parse()?),
+            Short('h') | Long("help") => {
+                println!(
+                    "usage: echo_client [ADDR] [--count N]   (ADDR defaults to 127.0.0.1:8088)"
+                );
+                std::process::exit(0);
+            }
+            Value(value) => addr = value.string()?,
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((addr, count))
 }
 
 fn main() -> ExitCode {
-    let mut addr = "127.0.0.1:8088".to_string();
-    let mut count = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--count" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
-                Some(n) => count = Some(n),
-                None => return usage(),
-            },
-            "-h" | "--help" => return usage(),
-            _ => addr = arg,
+    let (addr, count) = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("echo_client: {e}; try --help");
+            return ExitCode::from(2);
         }
-    }
+    };
     let result = match count {
         Some(n) => check_echoes(&addr, n),
         None => interactive(&addr),

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: socket pairs, bounded waits, captured logs.
+//! Helpers shared by the integration tests: socket pairs, bounded waits, captured logs, and
+//! example servers run as processes.
 //!
 //! Every wait here is bounded by [`TIMEOUT`] and fails with a message that says what it waited
 //! for; nothing sleeps to synchronise.
@@ -7,7 +8,10 @@
 
 use selectloop::{Backend, Events, Selector, SelectorKey};
 use std::io::{self, Read};
-use std::sync::{Mutex, Once};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// Instantiates each listed generic test (`fn name<B: Backend>() -> io::Result<()>`, defined in
@@ -164,4 +168,231 @@ pub fn logged_count(parts: &[&str]) -> usize {
         .iter()
         .filter(|(thread, line)| *thread == me && parts.iter().all(|p| line.contains(p)))
         .count()
+}
+
+// --- Example servers as processes (tests/examples.rs) ---------------------------------------
+
+/// The built binary of example `name`.
+///
+/// This test executable is `target/<profile>/deps/NAME-HASH`; the examples are in
+/// `target/<profile>/examples/`. A plain `cargo test` builds them first; `cargo test --test
+/// examples` alone does not, hence the message. A binary older than its sources is refused too:
+/// it would test yesterday's code.
+#[track_caller]
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable is in target/<profile>/deps/");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let bin = profile_dir.join("examples").join(file);
+    let rebuild = "build the examples first: `cargo build --examples` (a plain `cargo test` \
+                   builds them; `cargo test --test examples` alone does not)";
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let built = built.unwrap_or_else(|e| {
+        panic!(
+            "example {name}: no binary at {} ({e}): {rebuild}",
+            bin.display()
+        )
+    });
+    // Best effort: sources that cannot be read (a cross build run elsewhere) are not compared.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("examples").join(format!("{name}.rs"))];
+    rust_files(&root.join("src"), &mut sources);
+    for source in sources {
+        let changed = std::fs::metadata(&source).and_then(|m| m.modified());
+        if changed.is_ok_and(|changed| changed > built) {
+            panic!(
+                "example {name}: {} is older than {}: {rebuild}",
+                bin.display(),
+                source.display()
+            );
+        }
+    }
+    bin
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// What a child process wrote to its stderr so far, and whether it closed it (exited).
+#[derive(Default)]
+struct Captured {
+    state: Mutex<(String, bool)>,
+    changed: Condvar,
+}
+
+/// An example server running as a child process, killed when this is dropped.
+///
+/// Its stderr is read all along by a thread (so the pipe never fills and blocks the server)
+/// into a buffer the test can search: [`stderr`](Self::stderr), [`wait_for_stderr`](Self::wait_for_stderr).
+pub struct ExampleServer {
+    pub name: String,
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Captured>,
+}
+
+impl ExampleServer {
+    /// Starts example `name` with `args` (one of them the address, `127.0.0.1:0`), and waits
+    /// for the address it is bound to: the first line of its stderr must contain it.
+    #[track_caller]
+    pub fn start(name: &str, args: &[&str]) -> ExampleServer {
+        let mut command = Command::new(example_binary(name));
+        command.args(args);
+        Self::spawn(name, command)
+    }
+
+    /// As [`start`](Self::start), under `ulimit -n fd_limit`: at most that many descriptors.
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn start_with_fd_limit(name: &str, fd_limit: u32, args: &[&str]) -> ExampleServer {
+        let mut command = Command::new("sh");
+        let script = format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\"");
+        command
+            .arg("-c")
+            .arg(script)
+            .arg(example_binary(name))
+            .args(args);
+        Self::spawn(name, command)
+    }
+
+    #[track_caller]
+    fn spawn(name: &str, mut command: Command) -> ExampleServer {
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        let mut child = command
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start {command:?}: {e}"));
+        let stderr = Arc::new(Captured::default());
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let captured = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match pipe.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    result => result.unwrap_or(0), // an error ends it as end of file does
+                };
+                let mut state = captured.state.lock().unwrap();
+                state.0.push_str(&String::from_utf8_lossy(&buf[..n]));
+                state.1 = n == 0;
+                captured.changed.notify_all();
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        let mut server = ExampleServer {
+            name: name.to_string(),
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stderr,
+        };
+        let text = server.wait_for_stderr("its first line (with its address)", |text| {
+            text.contains('\n')
+        });
+        let first = text.lines().next().unwrap_or("");
+        server.addr = first
+            .split_whitespace()
+            .find_map(|word| word.trim_matches(|c: char| ",;()".contains(c)).parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no address in its first line: {first:?}"));
+        server
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.state.lock().unwrap().0.clone()
+    }
+
+    /// Waits until `done(stderr so far)` holds, and returns that text. Fails after
+    /// [`TIMEOUT`], or if the server closed its stderr (exited) first, saying `what` it waited for.
+    #[track_caller]
+    pub fn wait_for_stderr(&self, what: &str, mut done: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut state = self.stderr.state.lock().unwrap();
+        loop {
+            let (text, closed) = &*state;
+            if done(text) {
+                return text.clone();
+            }
+            let name = &self.name;
+            assert!(!closed, "{name} exited before {what}; its stderr:\n{text}");
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "{name}: timed out waiting for {what}; its stderr:\n{text}"
+            );
+            state = self
+                .stderr
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// `None` while the server runs, else how it exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait on the server")
+    }
+
+    /// Waits for the server to exit (it closes its stderr then), failing after [`TIMEOUT`].
+    #[track_caller]
+    pub fn wait_for_exit(&mut self, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut state = self.stderr.state.lock().unwrap();
+        while !state.1 {
+            let now = Instant::now();
+            if now >= deadline {
+                let text = &state.0;
+                panic!(
+                    "{}: timed out waiting for {what}; its stderr:\n{text}",
+                    self.name
+                );
+            }
+            state = self
+                .stderr
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap()
+                .0;
+        }
+        drop(state);
+        self.child.wait().expect("wait for the server")
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // harmless if it has exited
+        let _ = self.child.wait();
+    }
+}
+
+/// A client of a server at `addr`, its reads and writes bounded by [`TIMEOUT`].
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let conn = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    conn.set_read_timeout(Some(TIMEOUT))?;
+    conn.set_write_timeout(Some(TIMEOUT))?;
+    Ok(conn)
 }

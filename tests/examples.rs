@@ -1,0 +1,543 @@
+//! The example servers, run as processes and put through the faults a real server meets: a
+//! client that reads slowly and half-closes, the descriptor limit, a reset, garbage, a client
+//! that never reads, and Ctrl-C. Users copy these programs, so they must survive all of it.
+//!
+//! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
+//! `cargo build --examples && cargo test --test examples`. Each fault is one generic function
+//! below, and each server one line per fault at the end.
+
+mod common;
+
+use common::{connect, ExampleServer, TIMEOUT};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// An example server, and what it replies to the whole lines it receives.
+struct Example {
+    name: &'static str,
+    args: &'static [&'static str],
+    reply: fn(&[u8]) -> Vec<u8>,
+}
+
+const ECHO: Example = Example {
+    name: "echo_server",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+
+const IDLE_ECHO: Example = Example {
+    name: "idle_echo_server",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+
+/// Line-based, lines of at most 4096 bytes; replies in upper case.
+const UPPERCASE: Example = Example {
+    name: "uppercase_server",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_ascii_uppercase,
+};
+
+impl Example {
+    fn start(&self) -> ExampleServer {
+        ExampleServer::start(self.name, self.args)
+    }
+}
+
+/// `total / 64` numbered lines of 64 bytes (a multiple of 64): a loss, a duplicate or a
+/// reordering shows, and tells where.
+fn lines(total: usize) -> Vec<u8> {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::with_capacity(total);
+    for i in 0..total / 64 {
+        out.extend_from_slice(format!("{i:09} ").as_bytes());
+        out.extend((0..53).map(|j| LETTERS[(i + j) % LETTERS.len()]));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// `len` pseudo-random bytes (xorshift64, fixed seed: the same bytes every run).
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+/// Sends one line on `conn` and checks the server's reply.
+fn round_trip(ex: &Example, mut conn: &TcpStream, i: usize) -> io::Result<()> {
+    let line = format!("round trip {i}\n");
+    conn.write_all(line.as_bytes())?;
+    let expected = (ex.reply)(line.as_bytes());
+    let mut reply = vec![0u8; expected.len()];
+    conn.read_exact(&mut reply).map_err(|e| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+            io::Error::new(ErrorKind::TimedOut, format!("no reply within {TIMEOUT:?}"))
+        }
+        _ => e,
+    })?;
+    if reply != expected {
+        let msg = format!("sent {line:?}, got {:?}", String::from_utf8_lossy(&reply));
+        return Err(io::Error::new(ErrorKind::InvalidData, msg));
+    }
+    Ok(())
+}
+
+/// A server's stderr, for failure messages: its last warnings and errors (the per-connection
+/// lines would bury them), then its last `n` lines.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let alarms: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .collect();
+    let last = |lines: &[&str]| lines[lines.len().saturating_sub(n)..].join("\n");
+    format!(
+        "(warnings and errors)\n{}\n(last lines)\n{}",
+        last(&alarms),
+        last(&lines)
+    )
+}
+
+/// Checks that the server still runs and that a new client gets one round trip.
+#[track_caller]
+fn assert_serves(ex: &Example, server: &mut ExampleServer, after: &str) {
+    let name = ex.name;
+    if let Some(status) = server.exited() {
+        panic!(
+            "{name} exited {after} ({status}); stderr:\n{}",
+            server.stderr()
+        );
+    }
+    let result = connect(server.addr()).and_then(|conn| round_trip(ex, &conn, 0));
+    if let Err(e) = result {
+        let stderr = tail(&server.stderr(), 20);
+        panic!("{name} does not serve a new client {after}: {e}; stderr (end):\n{stderr}");
+    }
+}
+
+// --- Slow reader, then half-close ------------------------------------------------------------
+
+/// 16 MiB through the server to a client that reads slowly, the client half-closing once it
+/// has sent everything: every byte must come back, in order, before end of file. A server
+/// writing with `write_all` on its non-blocking socket loses what `WouldBlock` interrupted.
+fn slow_reader_then_half_close(ex: &Example) {
+    const TOTAL: usize = 16 << 20;
+    let server = ex.start();
+    let payload = lines(TOTAL);
+    let expected = (ex.reply)(&payload);
+    let mut conn = connect(server.addr()).expect("connect");
+    let mut sender = conn.try_clone().expect("clone the client socket");
+    let writer = thread::spawn(move || -> io::Result<()> {
+        sender.write_all(&payload)?;
+        sender.shutdown(Shutdown::Write) // half-close: the replies must still all arrive
+    });
+
+    let start = Instant::now();
+    let deadline = start + 6 * TIMEOUT; // about 2 s here; the reads are paced, not the wait
+    let mut received = Vec::with_capacity(expected.len());
+    let mut buf = vec![0u8; 16 << 10];
+    let end = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break "end of file".to_string(),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                break format!("a read error ({e}; a timeout means nothing came for {TIMEOUT:?})")
+            }
+        }
+        if Instant::now() > deadline {
+            break format!("the deadline ({:?})", deadline - start);
+        }
+        thread::sleep(Duration::from_millis(1)); // the slow reader: the fault simulated
+    };
+    let took = start.elapsed().as_secs_f64();
+    let sent = writer.join().expect("the writer thread");
+    let name = ex.name;
+    if received != expected {
+        let lost = expected.len() as i64 - received.len() as i64;
+        let at = expected.iter().zip(&received).position(|(a, b)| a != b);
+        let at = at.unwrap_or(expected.len().min(received.len()));
+        panic!(
+            "{name}: sent {TOTAL} bytes, got {} back before {end}: {lost} bytes lost \
+             ({:.1}% of the reply); first difference at byte {at} (line {}); the client's \
+             writes: {sent:?}; took {took:.1} s; stderr (end):\n{}",
+            received.len(),
+            lost as f64 * 100.0 / expected.len() as f64,
+            at / 64,
+            tail(&server.stderr(), 10),
+        );
+    }
+    sent.expect("the client sent everything");
+    eprintln!(
+        "{name}: the reply to {TOTAL} bytes came back intact to a slow reader in {took:.1} s"
+    );
+}
+
+// --- Descriptor limit (Linux: /proc) ---------------------------------------------------------
+
+/// The server's CPU time so far, in clock ticks: utime + stime, fields 14 and 15 of
+/// `/proc/PID/stat` (counted after the command name, which may contain spaces).
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let after_name = &stat[stat.rfind(')').expect("(comm) in /proc/PID/stat") + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect(); // field 3 is fields[0]
+    let field = |n: usize| fields[n - 3].parse::<u64>().expect("a number of ticks");
+    field(14) + field(15)
+}
+
+/// Clock ticks per second, from `getconf CLK_TCK` (100 if that fails: Linux's usual value).
+#[cfg(target_os = "linux")]
+fn clock_ticks_per_second() -> f64 {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    text.ok().and_then(|t| t.parse().ok()).unwrap_or(100.0)
+}
+
+/// Under `ulimit -n 64`, 100 clients: the server accepts what its descriptors allow (each of
+/// those gets a round trip), the others wait in the listen queue. It must stay alive, not spin
+/// (the listener stays readable while connections wait), and once the clients leave it must
+/// serve a new one: the listener must not have been closed on `EMFILE`.
+#[cfg(target_os = "linux")]
+fn descriptor_limit(ex: &Example) {
+    const LIMIT: usize = 64;
+    const CLIENTS: usize = 100;
+    const HOLD: Duration = Duration::from_secs(1);
+    const MAX_CPU_PERCENT: f64 = 30.0; // a spinning server takes about 100
+    let name = ex.name;
+    let mut server = ExampleServer::start_with_fd_limit(name, LIMIT as u32, ex.args);
+    let pid = server.pid();
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("/proc/PID/fd")
+            .count()
+    };
+
+    // After the first round trip the loop is running: every descriptor but this connection
+    // is the server's own (stdio, the poller, the listener, the signal pipe...).
+    let first = connect(server.addr()).expect("the first client connects");
+    round_trip(ex, &first, 0).expect("the first client is served");
+    let room = LIMIT - (open_fds() - 1);
+    let mut clients = vec![first];
+    let mut failures = Vec::new();
+    for i in 1..CLIENTS {
+        let client = connect(server.addr()).and_then(|conn| {
+            if i < room {
+                round_trip(ex, &conn, i)?; // the server has a descriptor for this one
+            }
+            Ok(conn)
+        });
+        match client {
+            Ok(conn) => clients.push(conn),
+            Err(e) => {
+                let why = match e.kind() {
+                    ErrorKind::ConnectionRefused => ": the listener is closed",
+                    _ => "",
+                };
+                failures.push(format!("client {i} of {CLIENTS}: {e}{why}"));
+                break;
+            }
+        }
+    }
+
+    if let Some(status) = server.exited() {
+        failures.push(format!("the server exited at the limit: {status}"));
+    } else {
+        let ticks = cpu_ticks(pid);
+        let start = Instant::now();
+        thread::sleep(HOLD); // a measurement period, not a synchronisation
+        let seconds = (cpu_ticks(pid) - ticks) as f64 / clock_ticks_per_second();
+        let percent = seconds * 100.0 / start.elapsed().as_secs_f64();
+        eprintln!("{name}: {percent:.0}% of one core while at the limit with {CLIENTS} clients");
+        if percent > MAX_CPU_PERCENT {
+            failures.push(format!(
+                "{percent:.0}% of one core while at the limit (over {MAX_CPU_PERCENT}%): it spins"
+            ));
+        }
+    }
+
+    drop(clients);
+    let start = Instant::now();
+    match connect(server.addr()).and_then(|conn| round_trip(ex, &conn, CLIENTS)) {
+        Ok(()) => eprintln!(
+            "{name}: a new client served {:.2} s after the {CLIENTS} others left",
+            start.elapsed().as_secs_f64()
+        ),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => failures.push(format!(
+            "a new client after the others left: {e}: the listener is closed"
+        )),
+        Err(e) => failures.push(format!("a new client after the others left: {e}")),
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} under `ulimit -n {LIMIT}` with {CLIENTS} clients (room for {room}):\n  {}\n\
+         stderr (end):\n{}",
+        failures.join("\n  "),
+        tail(&server.stderr(), 10)
+    );
+}
+
+// --- Reset, garbage, a client that never reads -----------------------------------------------
+
+/// A client sends, starts receiving, then resets (`SO_LINGER` 0, then close: an RST).
+fn reset_mid_transfer(ex: &Example) {
+    let mut server = ex.start();
+    let mut conn = connect(server.addr()).expect("connect");
+    conn.write_all(&lines(256 << 10)).expect("send 256 KiB");
+    let mut some = [0u8; 4096];
+    conn.read_exact(&mut some).expect("the reply starts");
+    socket2::SockRef::from(&conn)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(conn); // reset, with most of the reply still to come
+    assert_serves(
+        ex,
+        &mut server,
+        "after a client reset its connection mid-transfer",
+    );
+}
+
+/// Random binary bytes, then a 64 KiB line (over `uppercase_server`'s 4096-byte limit), then a
+/// half-close. The server may reply or close the connection, but must close it in the end,
+/// and go on serving.
+fn garbage(ex: &Example) {
+    let mut server = ex.start();
+    let conn = connect(server.addr()).expect("connect");
+    let mut junk = random_bytes(256 << 10);
+    junk.extend(std::iter::repeat_n(b'x', 64 << 10));
+    let mut sender = conn.try_clone().expect("clone the client socket");
+    let writer = thread::spawn(move || {
+        sender.write_all(&junk)?;
+        sender.shutdown(Shutdown::Write)
+    });
+    let mut buf = vec![0u8; 64 << 10];
+    let end = loop {
+        match (&conn).read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {} // whatever the server makes of it
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let name = ex.name;
+    end.unwrap_or_else(|e| panic!("{name} did not close the garbage connection: {e}"));
+    match writer.join().expect("the writer thread") {
+        Ok(()) => {}
+        // The server closed the connection before taking it all (the line over the limit).
+        Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+        Err(e) => panic!("{name}: sending the garbage: {e}"),
+    }
+    assert_serves(ex, &mut server, "after a client sent garbage");
+}
+
+/// One client sends without ever reading the replies; meanwhile another must be served.
+fn client_that_never_reads(ex: &Example) {
+    const FIRST: usize = 1 << 20; // sent before the other client starts
+    let mut server = ex.start();
+    let hog = connect(server.addr()).expect("connect");
+    let mut sender = hog.try_clone().expect("clone the client socket");
+    let (started, has_started) = std::sync::mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = lines(64 << 10);
+        let mut sent = 0;
+        while sent < 64 << 20 && sender.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+            if sent == FIRST {
+                let _ = started.send(());
+            }
+        }
+        sent
+    });
+    let name = ex.name;
+    has_started.recv_timeout(TIMEOUT).unwrap_or_else(|e| {
+        panic!("{name}: the client that never reads could not send {FIRST} bytes: {e}")
+    });
+    for i in 0..10 {
+        let other = connect(server.addr()).and_then(|conn| round_trip(ex, &conn, i));
+        if let Err(e) = other {
+            let stderr = tail(&server.stderr(), 10);
+            panic!(
+                "{name}: a client is not served while another never reads: {e}; stderr:\n{stderr}"
+            );
+        }
+    }
+    hog.shutdown(Shutdown::Both).expect("shut the hog down"); // its blocked write fails
+    let sent = writer.join().expect("the writer thread");
+    eprintln!("{name}: served 10 clients while another had sent {sent} bytes without reading");
+    assert_serves(ex, &mut server, "after a client that never read left");
+}
+
+// --- Ctrl-C (Unix: SIGINT) ---------------------------------------------------------------------
+
+/// SIGINT with three clients connected: exit status 0, and the server says it closed them.
+#[cfg(unix)]
+fn ctrl_c(ex: &Example) {
+    let mut server = ex.start();
+    let clients: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let conn = connect(server.addr()).expect("connect");
+            round_trip(ex, &conn, i).expect("a round trip (the server accepted it)");
+            conn
+        })
+        .collect();
+    let pid = server.pid().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(kill.expect("run kill").success(), "kill -INT {pid}");
+    let status = server.wait_for_exit("its exit after SIGINT");
+    let stderr = server.stderr();
+    let name = ex.name;
+    assert!(
+        status.success() && stderr.contains("closed 3 connection(s)"),
+        "{name} on SIGINT with 3 clients: {status}, expected success and \"closed 3 \
+         connection(s)\"; stderr (end):\n{}",
+        tail(&stderr, 10)
+    );
+    drop(clients);
+}
+
+// --- idle_echo_server's own job ------------------------------------------------------------------
+
+/// With `--idle-timeout 0.3`: a quiet client gets end of file; a client that sends without
+/// reading (its replies stay queued, so a graceful close cannot finish) is cut off.
+#[test]
+fn idle_echo_server_closes_quiet_and_stuck_clients() {
+    let args = ["127.0.0.1:0", "--idle-timeout", "0.3"];
+    let server = ExampleServer::start(IDLE_ECHO.name, &args);
+    let quiet = connect(server.addr()).expect("connect");
+    round_trip(&IDLE_ECHO, &quiet, 0).expect("a round trip");
+    let start = Instant::now();
+    match (&quiet).read(&mut [0u8; 1]) {
+        Ok(0) => eprintln!(
+            "quiet client closed after {:.2} s",
+            start.elapsed().as_secs_f64()
+        ),
+        other => panic!("expected end of file on the quiet client, got {other:?}"),
+    }
+
+    let mut hog = connect(server.addr()).expect("connect");
+    hog.set_write_timeout(None).expect("blocking writes");
+    let (done, is_done) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    thread::spawn(move || {
+        let chunk = lines(64 << 10);
+        let error = loop {
+            if let Err(e) = hog.write_all(&chunk) {
+                break e;
+            }
+        };
+        let _ = done.send(error);
+    });
+    let error = is_done
+        .recv_timeout(TIMEOUT)
+        .expect("the client that never reads is cut off");
+    let cut = start.elapsed().as_secs_f64();
+    assert!(
+        matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the client that never reads: {error}"
+    );
+    eprintln!("a client that never reads was cut off after {cut:.2} s: {error}");
+}
+
+// --- Each fault, each server --------------------------------------------------------------------
+
+#[test]
+fn echo_server_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&ECHO);
+}
+#[test]
+fn idle_echo_server_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&IDLE_ECHO);
+}
+#[test]
+fn uppercase_server_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&UPPERCASE);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn echo_server_descriptor_limit() {
+    descriptor_limit(&ECHO);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_echo_server_descriptor_limit() {
+    descriptor_limit(&IDLE_ECHO);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn uppercase_server_descriptor_limit() {
+    descriptor_limit(&UPPERCASE);
+}
+
+#[test]
+fn echo_server_reset_mid_transfer() {
+    reset_mid_transfer(&ECHO);
+}
+#[test]
+fn idle_echo_server_reset_mid_transfer() {
+    reset_mid_transfer(&IDLE_ECHO);
+}
+#[test]
+fn uppercase_server_reset_mid_transfer() {
+    reset_mid_transfer(&UPPERCASE);
+}
+
+#[test]
+fn echo_server_garbage() {
+    garbage(&ECHO);
+}
+#[test]
+fn idle_echo_server_garbage() {
+    garbage(&IDLE_ECHO);
+}
+#[test]
+fn uppercase_server_garbage() {
+    garbage(&UPPERCASE);
+}
+
+#[test]
+fn echo_server_client_that_never_reads() {
+    client_that_never_reads(&ECHO);
+}
+#[test]
+fn idle_echo_server_client_that_never_reads() {
+    client_that_never_reads(&IDLE_ECHO);
+}
+#[test]
+fn uppercase_server_client_that_never_reads() {
+    client_that_never_reads(&UPPERCASE);
+}
+
+#[cfg(unix)]
+#[test]
+fn echo_server_ctrl_c() {
+    ctrl_c(&ECHO);
+}
+#[cfg(unix)]
+#[test]
+fn idle_echo_server_ctrl_c() {
+    ctrl_c(&IDLE_ECHO);
+}
+#[cfg(unix)]
+#[test]
+fn uppercase_server_ctrl_c() {
+    ctrl_c(&UPPERCASE);
+}
