@@ -1,5 +1,6 @@
 //! The echo server from Python's `selectors` documentation, with writes that lose nothing.
-//! Runs wherever selectloop does; Ctrl-C stops it cleanly on Unix (signals are Unix-only here).
+//! Runs wherever selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the console's Ctrl-C
+//! on Windows).
 //!
 //! ```text
 //! cargo run --example echo_server [ADDR]        # default 127.0.0.1:8088
@@ -34,15 +35,18 @@
 //! `data` (it returns how much), and the rest is dropped. Rust's `conn.write_all(&data)` fails
 //! the same way: when the client reads slower than it sends, the socket's buffer fills,
 //! `write_all` stops half-way with `WouldBlock`, which the selector takes for spurious readiness,
-//! and the rest of `data` is gone (16 MiB sent to a slow reader, about 6 MiB echoed back). So here each connection is a [`Connection`] with the
-//! [`Bytes`] codec (no framing): `send` queues what the socket cannot take yet and writes it as
-//! the client reads, never dropping it; above 1 MiB queued it stops reading from that client, so
-//! one that never reads costs bounded memory; at end of file it flushes, then closes itself.
+//! and the rest of `data` is gone (16 MiB sent to a slow reader, about 6 MiB echoed back). So
+//! here each connection is a [`Connection`] with the [`Bytes`] codec (no framing): `send` queues
+//! what the socket cannot take yet and writes it as the client reads, never dropping it; above
+//! 1 MiB queued it stops reading from that client, so one that never reads costs bounded
+//! memory; at end of file it flushes, then closes itself.
 //!
-//! `accept` stays Python's: its errors (out of file descriptors, say) go to the selector's error
-//! handler, which logs them; what becomes of the listener then is the library's policy (see
-//! `Selector::set_error_handler`). Ctrl-C is Python's `KeyboardInterrupt`: the loop ends, and
-//! closing the selector closes every connection.
+//! `accept` stays Python's, `sock.accept()?`: its errors go to the selector's error handler,
+//! whose default policy keeps a server alive — out of file descriptors, the listener is paused
+//! and retried with backoff (logged once, no spinning), and clients still waiting after a
+//! second are refused; a connection that died before it was accepted is skipped. Ctrl-C is
+//! Python's `KeyboardInterrupt`: the loop ends, and closing the selector closes every
+//! connection.
 
 use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
 use std::cell::Cell;
@@ -88,7 +92,6 @@ fn main() -> io::Result<()> {
     // Python's KeyboardInterrupt: the handler is a registration like the others, so the
     // select/dispatch loop below runs it on this thread.
     let running = Rc::new(Cell::new(true));
-    #[cfg(unix)]
     {
         let running = running.clone();
         sel.add_signal_handler(selectloop::signals::SIGINT, move |_, _| running.set(false))?;

@@ -1,6 +1,6 @@
 //! The echo server with idle timeouts: a connection that sends nothing for `--idle-timeout`
 //! seconds is closed. A worked example of timers. Runs wherever selectloop does; Ctrl-C stops
-//! it cleanly on Unix (signals are Unix-only here).
+//! it cleanly (SIGINT on Unix, the console's Ctrl-C on Windows).
 //!
 //! ```text
 //! cargo run --example idle_echo_server -- [ADDR] [--idle-timeout SECS]   # default 127.0.0.1:8088, 10 s
@@ -111,7 +111,6 @@ fn main() -> io::Result<()> {
     sel.register(sock, EVENT_READ, move |sel, sock, _| {
         accept(sel, sock, timeout)
     })?;
-    #[cfg(unix)]
     sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
     let others = sel.len(); // the listener (and the signal handler): not connections
 

@@ -1,5 +1,5 @@
 //! The tutorials' upper-casing server, on a buffered line-based connection. Runs wherever
-//! selectloop does; Ctrl-C stops it cleanly on Unix (signals are Unix-only here).
+//! selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the console's Ctrl-C on Windows).
 //!
 //! ```text
 //! cargo run --example uppercase_server [ADDR]   # default 127.0.0.1:8089
@@ -49,7 +49,6 @@ fn main() -> io::Result<()> {
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
     sel.register(sock, EVENT_READ, accept)?;
-    #[cfg(unix)]
     sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
     let others = sel.len(); // the listener (and the signal handler): not connections
 
