@@ -172,4 +172,19 @@ mod tests {
         assert!(Events::READ_WRITE.contains(Events::NONE));
         assert!(!EVENT_READ.contains(EVENT_WRITE));
     }
+
+    #[test]
+    fn or_of_overlapping_sets_keeps_every_event() {
+        assert_eq!(Events::READ_WRITE | EVENT_READ, Events::READ_WRITE);
+        assert_eq!(EVENT_WRITE | Events::READ_WRITE, Events::READ_WRITE);
+        let mut e = Events::READ_WRITE;
+        e |= EVENT_WRITE;
+        assert_eq!(e, Events::READ_WRITE);
+        assert_eq!(Events::READ_WRITE & Events::READ_WRITE, Events::READ_WRITE);
+        let mut e = Events::READ_WRITE;
+        e &= Events::READ_WRITE;
+        assert_eq!(e, Events::READ_WRITE);
+        assert_eq!(Events::READ_WRITE.bits(), 3);
+        assert_eq!(EVENT_WRITE.bits(), 2);
+    }
 }

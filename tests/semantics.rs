@@ -841,6 +841,56 @@ fn stale_key_lookups_fail<B: Backend>() -> io::Result<()> {
     Ok(())
 }
 
+// dispatch() calls a callback only for events its key still waits for: not for WRITE on a
+// READ-only key, nor for an event that modify() removed after select() reported it.
+fn dispatch_respects_the_registered_events<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, mut peer) = socketpair()?;
+    let calls = count();
+    let key = sel.register(a, EVENT_READ, counting(&calls))?;
+    sel.dispatch(&key, EVENT_WRITE)?;
+    assert_eq!(calls.get(), 0, "called for WRITE on a READ-only key");
+    peer.write_all(b"x")?;
+    let ready = select_some(&mut sel, "READ")?;
+    assert_eq!(ready, [(key, EVENT_READ)]);
+    sel.modify(&key, EVENT_WRITE)?; // READ no longer wanted since the select
+    for (key, mask) in ready {
+        sel.dispatch(&key, mask)?;
+    }
+    assert_eq!(calls.get(), 0, "called for an event modify() removed");
+    sel.dispatch(&key, EVENT_READ | EVENT_WRITE)?; // the WRITE part still counts
+    assert_eq!(calls.get(), 1);
+    Ok(())
+}
+
+/// Registers `n` sources that are all writable at once and expects one `select` to report all
+/// of them: the backend's event buffer must grow past its first size.
+fn n_ready_in_one_select<B: Backend>(n: usize) -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let mut peers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (a, peer) = socketpair()?;
+        sel.register(a, EVENT_WRITE, |_, _, _| Ok(()))?;
+        peers.push(peer);
+    }
+    let ready = select_n(&mut sel, n)?;
+    assert_eq!(ready.len(), n);
+    Ok(())
+}
+
+// Just past each backend's first event-buffer size, one select still reports every ready key:
+// EpollSelector starts with room for 64 events; polling's buffer holds 1,024.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn epoll_reports_65_ready_in_one_select() -> io::Result<()> {
+    n_ready_in_one_select::<selectloop::EpollBackend>(65)
+}
+
+#[test]
+fn default_reports_1025_ready_in_one_select() -> io::Result<()> {
+    n_ready_in_one_select::<selectloop::PollingBackend>(1025)
+}
+
 // Registrations and removals are logged at debug with the fd.
 fn registrations_are_logged<B: Backend>() -> io::Result<()> {
     let mut sel = selector::<B>()?;
@@ -889,5 +939,6 @@ instantiate! {
         map_and_keys,
         stale_key_lookups_fail,
         registrations_are_logged,
+        dispatch_respects_the_registered_events,
     ]
 }

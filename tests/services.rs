@@ -3,10 +3,11 @@
 //! Tests that depend on the backend (wake-ups from other threads use each backend's own
 //! mechanism) are generic and run against every selector type; the others use the default.
 
+#[macro_use]
 mod common;
 
-use common::{selector, socketpair, TIMEOUT};
-use selectloop::{Backend, DefaultSelector, Selector, EVENT_READ};
+use common::{run_until, selector, socketpair, TIMEOUT};
+use selectloop::{Backend, DefaultSelector, Selector, EVENT_READ, EVENT_WRITE};
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Write};
 use std::rc::Rc;
@@ -23,17 +24,6 @@ fn log() -> Log {
 /// Makes a `run()` that is never woken fail with `what` instead of hanging.
 fn watchdog<B: Backend>(sel: &mut Selector<B>, what: &'static str) -> selectloop::TimerHandle {
     sel.call_later(TIMEOUT, move |_| panic!("timed out: {what}"))
-}
-
-/// Runs the loop until `done()`, failing after the common timeout with `what`.
-#[track_caller]
-fn run_until<B: Backend>(sel: &mut Selector<B>, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        sel.run_once(Some(Duration::from_millis(50)))
-            .expect("run_once");
-    }
 }
 
 #[test]
@@ -165,7 +155,7 @@ fn call_soon_runs_in_order_and_does_not_starve_io() -> io::Result<()> {
         Ok(())
     })?;
     peer.write_all(b"x")?;
-    run_until(&mut sel, "the I/O callback", || read.get());
+    run_until(&mut sel, "the I/O callback", || read.get())?;
     assert!(
         spins.get() < 1_000,
         "I/O waited for {} deferred calls",
@@ -265,6 +255,73 @@ fn handle_stop_ends_run<B: Backend>() -> io::Result<()> {
     dog.cancel();
     stopper.join().expect("stopper panicked")?;
     assert_eq!(sel.len(), 1, "stop closed something");
+    Ok(())
+}
+
+// select() is Python's: I/O only. A call queued from another thread neither runs in it nor
+// ends it early; run_once() then runs it.
+fn select_is_io_only<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?;
+    sel.register(a, EVENT_READ, |_, _, _| Ok(()))?; // never ready
+    let ran = Rc::new(Cell::new(false));
+    let handle = sel.handle()?;
+    thread::spawn(move || handle.call_soon_threadsafe(|_| {}))
+        .join()
+        .expect("sender panicked")?;
+    let r = ran.clone();
+    sel.call_soon(move |_| r.set(true));
+    let wait = Duration::from_millis(50);
+    let start = Instant::now();
+    assert!(sel.select(Some(wait))?.is_empty());
+    assert!(
+        start.elapsed() >= wait,
+        "select ended early: {:?}",
+        start.elapsed()
+    );
+    assert!(!ran.get(), "select ran a queued call");
+    assert_eq!(sel.run_once(Some(TIMEOUT))?, 2, "the two queued calls");
+    assert!(ran.get());
+    Ok(())
+}
+
+// run_once returns how many callbacks it ran, whatever their kind.
+fn run_once_counts_each_kind_of_callback<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?;
+    sel.register(a, EVENT_READ, |_, _, _| Ok(()))?; // never ready
+    sel.call_later(Duration::ZERO, |_| {});
+    assert_eq!(sel.run_once(Some(TIMEOUT))?, 1, "a due timer alone");
+    sel.call_soon(|_| {});
+    assert_eq!(sel.run_once(Some(TIMEOUT))?, 1, "one call_soon alone");
+    let handle = sel.handle()?;
+    thread::spawn(move || handle.call_soon_threadsafe(|_| {}))
+        .join()
+        .expect("sender panicked")?;
+    assert_eq!(
+        sel.run_once(Some(TIMEOUT))?,
+        1,
+        "one call from another thread alone"
+    );
+    let (w, _peer_w) = socketpair()?;
+    sel.register(w, EVENT_WRITE, |_, _, _| Ok(()))?;
+    assert_eq!(sel.run_once(Some(TIMEOUT))?, 1, "one I/O callback alone");
+    Ok(())
+}
+
+// stop() and Handle::stop() both before run(): it returns at once, and both requests are
+// spent — the next run() runs until there is nothing left to wait for.
+fn both_stops_before_run<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    sel.call_later(Duration::from_millis(1), move |_| f.set(true));
+    sel.stop();
+    sel.handle()?.stop()?;
+    sel.run()?;
+    assert!(!fired.get(), "run() did not return at once");
+    sel.run()?; // until the timer has fired: nothing left then
+    assert!(fired.get(), "a stop request outlived its run()");
     Ok(())
 }
 
@@ -407,7 +464,7 @@ fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
         g.set(g.get() + 1);
     })?;
     signal_hook::low_level::raise(SIGUSR2)?;
-    run_until(&mut sel, "the SIGUSR2 handler", || got.get() >= 1);
+    run_until(&mut sel, "the SIGUSR2 handler", || got.get() >= 1)?;
     let err = sel
         .add_signal_handler(signal_hook::consts::SIGKILL, |_, _| {})
         .unwrap_err();
@@ -670,32 +727,20 @@ mod console {
     }
 }
 
-macro_rules! instantiate {
-    ($($(#[$attr:meta])* $module:ident = $backend:ty),* $(,)?) => {
-        $(
-            $(#[$attr])*
-            mod $module {
-                #[test]
-                fn threadsafe_call_wakes_a_blocked_loop() -> std::io::Result<()> {
-                    super::threadsafe_call_wakes_a_blocked_loop::<$backend>()
-                }
-                #[test]
-                fn many_threads_many_calls_all_delivered_in_order() -> std::io::Result<()> {
-                    super::many_threads_many_calls_all_delivered_in_order::<$backend>()
-                }
-                #[test]
-                fn handle_stop_ends_run() -> std::io::Result<()> {
-                    super::handle_stop_ends_run::<$backend>()
-                }
-            }
-        )*
-    };
-}
-
 instantiate! {
-    default_selector = selectloop::PollingBackend,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    epoll_selector = selectloop::EpollBackend,
-    poll_selector = selectloop::PollBackend,
-    select_selector = selectloop::SelectBackend,
+    backends: [
+        default_selector = selectloop::PollingBackend,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        epoll_selector = selectloop::EpollBackend,
+        poll_selector = selectloop::PollBackend,
+        select_selector = selectloop::SelectBackend,
+    ],
+    tests: [
+        threadsafe_call_wakes_a_blocked_loop,
+        many_threads_many_calls_all_delivered_in_order,
+        handle_stop_ends_run,
+        select_is_io_only,
+        run_once_counts_each_kind_of_callback,
+        both_stops_before_run,
+    ]
 }

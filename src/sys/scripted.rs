@@ -21,6 +21,13 @@ pub(crate) struct Scripted {
     pub(crate) interrupts: usize,
     /// Make `modify` fail, as the OS may (Python's issue 30014).
     pub(crate) refuse_modify: bool,
+    /// Make `delete` fail.
+    pub(crate) refuse_delete: bool,
+    /// Make the next `wait` fail with this error (other than `Interrupted`).
+    pub(crate) fail_wait: Option<io::ErrorKind>,
+    /// Every `add` and `delete`, in order, as `("add" | "delete", fd)`; shared, so a test can
+    /// read it after the selector is gone.
+    pub(crate) calls: std::rc::Rc<std::cell::RefCell<Vec<(&'static str, RawSource)>>>,
 }
 
 impl Backend for Scripted {
@@ -28,7 +35,8 @@ impl Backend for Scripted {
         Ok(Scripted::default())
     }
 
-    unsafe fn add(&mut self, _: RawSource, _: usize, _: Events, _: Mode) -> io::Result<()> {
+    unsafe fn add(&mut self, fd: RawSource, _: usize, _: Events, _: Mode) -> io::Result<()> {
+        self.calls.borrow_mut().push(("add", fd));
         Ok(())
     }
 
@@ -39,8 +47,12 @@ impl Backend for Scripted {
         }
     }
 
-    unsafe fn delete(&mut self, _: RawSource) -> io::Result<()> {
-        Ok(())
+    unsafe fn delete(&mut self, fd: RawSource) -> io::Result<()> {
+        self.calls.borrow_mut().push(("delete", fd));
+        match self.refuse_delete {
+            true => Err(io::ErrorKind::PermissionDenied.into()),
+            false => Ok(()),
+        }
     }
 
     fn wait(
@@ -49,6 +61,9 @@ impl Backend for Scripted {
         mut on_event: impl FnMut(usize, Events),
     ) -> io::Result<()> {
         self.waits += 1;
+        if let Some(kind) = self.fail_wait.take() {
+            return Err(kind.into());
+        }
         if self.interrupts > 0 {
             self.interrupts -= 1;
             return Err(io::ErrorKind::Interrupted.into());
@@ -74,6 +89,10 @@ mod tests {
     use crate::{EVENT_READ, EVENT_WRITE};
     use std::io::{self, ErrorKind};
     use std::net::TcpListener;
+    #[cfg(unix)]
+    use std::os::fd::AsFd;
+    #[cfg(windows)]
+    use std::os::windows::io::AsSocket;
     use std::time::{Duration, Instant};
 
     fn listener() -> TcpListener {
@@ -190,6 +209,102 @@ mod tests {
         assert_eq!(sel.backend.waits, 3);
         sel.backend.interrupts = 1;
         assert!(sel.select(Some(Duration::from_millis(5)))?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_wait_is_returned_not_retried() -> io::Result<()> {
+        let mut sel = selector();
+        let key = sel.register(listener(), EVENT_READ, |_, _, _| Ok(()))?;
+        sel.backend.fail_wait = Some(ErrorKind::PermissionDenied);
+        script(&mut sel, &[&[(key, EVENT_READ)]]);
+        let err = sel.select(None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(sel.backend.waits, 1, "the failed wait was retried");
+        sel.backend.fail_wait = Some(ErrorKind::PermissionDenied);
+        assert_eq!(
+            sel.run_once(None).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(sel.select(None)?, [(key, EVENT_READ)]); // the next wait works
+        Ok(())
+    }
+
+    /// A source that records when it is closed (dropped) in the backend's call log.
+    struct Recorded {
+        listener: TcpListener,
+        calls: std::rc::Rc<std::cell::RefCell<Vec<(&'static str, crate::sys::RawSource)>>>,
+    }
+
+    impl crate::sys::AsSource for Recorded {
+        #[cfg(unix)]
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.listener.as_fd()
+        }
+        #[cfg(windows)]
+        fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+            self.listener.as_socket()
+        }
+    }
+
+    impl Drop for Recorded {
+        fn drop(&mut self) {
+            let fd = crate::sys::raw_source(&self.listener);
+            self.calls.borrow_mut().push(("close", fd));
+        }
+    }
+
+    fn recorded(sel: &mut Selector<Scripted>) -> io::Result<SelectorKey> {
+        let calls = sel.backend.calls.clone();
+        sel.register(
+            Recorded {
+                listener: listener(),
+                calls,
+            },
+            EVENT_READ,
+            |_, _, _| Ok(()),
+        )
+    }
+
+    #[test]
+    fn close_and_drop_remove_each_source_from_the_poller_before_closing_it() -> io::Result<()> {
+        for close in [true, false] {
+            let mut sel = selector();
+            let calls = sel.backend.calls.clone();
+            let keys = [recorded(&mut sel)?, recorded(&mut sel)?];
+            calls.borrow_mut().clear();
+            match close {
+                true => sel.close()?,
+                false => drop(sel),
+            }
+            let mut expected = Vec::new();
+            for key in keys {
+                expected.extend([("delete", key.fd), ("close", key.fd)]);
+            }
+            assert_eq!(*calls.borrow(), expected, "close: {close}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn close_returns_the_first_poller_error_and_closes_everything() -> io::Result<()> {
+        let mut sel = selector();
+        let calls = sel.backend.calls.clone();
+        let keys = [recorded(&mut sel)?, recorded(&mut sel)?];
+        sel.backend.refuse_delete = true;
+        let err = sel.close().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(
+            err.to_string()
+                .contains(&format!("close: fd {}", keys[0].fd)),
+            "not the first error: {err}"
+        );
+        let closed = calls
+            .borrow()
+            .iter()
+            .filter(|(op, _)| *op == "close")
+            .count();
+        assert_eq!(closed, 2, "a source was left open");
         Ok(())
     }
 
