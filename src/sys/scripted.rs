@@ -89,10 +89,6 @@ mod tests {
     use crate::{EVENT_READ, EVENT_WRITE};
     use std::io::{self, ErrorKind};
     use std::net::TcpListener;
-    #[cfg(unix)]
-    use std::os::fd::AsFd;
-    #[cfg(windows)]
-    use std::os::windows::io::AsSocket;
     use std::time::{Duration, Instant};
 
     fn listener() -> TcpListener {
