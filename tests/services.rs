@@ -365,6 +365,52 @@ fn executor_reports_panics_and_cancellation() -> io::Result<()> {
 }
 
 #[test]
+fn executor_thread_counts_out_of_range_are_refused() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    sel.set_executor_threads(2)?;
+    for threads in [0, 1025, usize::MAX] {
+        let err = sel.set_executor_threads(threads).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{threads}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("set_executor_threads") && msg.contains(&threads.to_string()),
+            "{msg}"
+        );
+    }
+    sel.set_executor_threads(1024)?; // the largest accepted (not started: no job yet)
+    sel.set_executor_threads(2)?;
+    // The refused values changed nothing: the pool starts with 2 threads, and works.
+    let (started, wait_started) = mpsc::channel();
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
+    let done = Rc::new(Cell::new(0));
+    for _ in 0..2 {
+        let (started, gate, done) = (started.clone(), gate.clone(), done.clone());
+        sel.run_in_executor(
+            move || {
+                started.send(()).expect("test alive");
+                let _ = gate.lock().expect("gate").recv_timeout(TIMEOUT);
+            },
+            move |_, r| {
+                r.expect("work ran");
+                done.set(done.get() + 1);
+            },
+        )?;
+    }
+    for _ in 0..2 {
+        // Both jobs start while neither has finished: two workers.
+        wait_started
+            .recv_timeout(TIMEOUT)
+            .expect("two jobs running at once");
+    }
+    release.send(()).expect("worker alive");
+    release.send(()).expect("worker alive");
+    sel.run()?;
+    assert_eq!(done.get(), 2);
+    Ok(())
+}
+
+#[test]
 fn dropping_the_selector_runs_no_done_callback() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     sel.set_executor_threads(1)?;
