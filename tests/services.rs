@@ -137,6 +137,54 @@ fn huge_delay_neither_panics_nor_fires() -> io::Result<()> {
 }
 
 #[test]
+fn zero_interval_repeating_timer_does_not_spin_the_loop() -> io::Result<()> {
+    // Intervals below 1 ms are raised to 1 ms: deadlines at least 1 ms apart, never early, so
+    // in E ms at most E + 1 ticks, and the loop waits between them instead of spinning.
+    let mut sel = DefaultSelector::new()?;
+    let ticks = Rc::new(Cell::new(0u64));
+    let t = ticks.clone();
+    let start = Instant::now();
+    let timer = sel.call_repeating(Duration::ZERO, move |_| t.set(t.get() + 1));
+    let mut iterations = 0u64;
+    while start.elapsed() < Duration::from_millis(50) {
+        sel.run_once(Some(Duration::from_millis(50)))?;
+        iterations += 1;
+    }
+    let elapsed_ms = start.elapsed().as_millis() as u64;
+    timer.cancel();
+    assert!(
+        ticks.get() >= 2,
+        "the timer did not repeat: {} ticks",
+        ticks.get()
+    );
+    assert!(
+        ticks.get() <= elapsed_ms + 1,
+        "{} ticks in {elapsed_ms} ms: more than one a millisecond",
+        ticks.get()
+    );
+    // Each iteration waits for the next tick; a spinning loop makes thousands per ms.
+    assert!(
+        iterations <= 2 * elapsed_ms + 10,
+        "{iterations} loop iterations in {elapsed_ms} ms: the loop did not wait"
+    );
+    Ok(())
+}
+
+#[test]
+fn call_at_in_the_past_fires_in_the_next_iteration() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    let long_ago = Instant::now()
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or_else(Instant::now);
+    sel.call_at(long_ago, move |_| f.set(true));
+    assert_eq!(sel.run_once(Some(Duration::from_secs(5)))?, 1);
+    assert!(fired.get());
+    Ok(())
+}
+
+#[test]
 fn call_soon_runs_in_order_and_does_not_starve_io() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let order = log();
@@ -265,6 +313,69 @@ fn handle_stop_ends_run<B: Backend>() -> io::Result<()> {
     dog.cancel();
     stopper.join().expect("stopper panicked")?;
     assert_eq!(sel.len(), 1, "stop closed something");
+    Ok(())
+}
+
+// Timers that never fire, and timeouts too large for the clock or the system call, make every
+// backend wait (without error, and without returning early) until something happens.
+fn huge_timeouts_wait_without_error<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let never = sel.call_later(Duration::MAX, |_| panic!("a Duration::MAX timer fired"));
+    let never_again = sel.call_repeating(Duration::MAX, |_| panic!("a Duration::MAX timer fired"));
+    let (a, mut peer) = socketpair()?;
+    let readable = Rc::new(Cell::new(0));
+    let r = readable.clone();
+    let key = sel.register(a, EVENT_READ, move |_, a, _| {
+        let mut buf = [0u8; 16];
+        let _ = io::Read::read(a, &mut buf)?;
+        r.set(r.get() + 1);
+        Ok(())
+    })?;
+    let handle = sel.handle()?;
+    // A bounded helper: a few calls from another thread, 30 ms apart, until one is seen.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = {
+        let seen = seen.clone();
+        thread::spawn(move || -> io::Result<()> {
+            let deadline = Instant::now() + TIMEOUT;
+            while !seen.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(30));
+                let seen = seen.clone();
+                handle.call_soon_threadsafe(move |_| {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst)
+                })?;
+            }
+            Ok(())
+        })
+    };
+    // run_once(None) and run_once(Some(Duration::MAX)): the only deadline is the "never" one.
+    for timeout in [None, Some(Duration::MAX)] {
+        seen.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (start, mut iterations) = (Instant::now(), 0);
+        while !seen.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(start.elapsed() < TIMEOUT, "the call never arrived");
+            sel.run_once(timeout)?;
+            iterations += 1;
+        }
+        // Woken by the call, not returning at once on a timeout read as 0.
+        assert!(
+            iterations <= 3,
+            "{timeout:?}: {iterations} iterations: no real wait"
+        );
+    }
+    seen.store(true, std::sync::atomic::Ordering::SeqCst); // ends the helper
+    calls.join().expect("helper panicked")?;
+    // select(Some(Duration::MAX)) waits for I/O.
+    let writer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(30));
+        peer.write_all(b"x").map(|()| peer)
+    });
+    let ready = sel.select(Some(Duration::MAX))?;
+    assert_eq!(ready, [(key, EVENT_READ)]);
+    let _peer = writer.join().expect("writer panicked")?;
+    assert!(!never.is_cancelled() && !never_again.is_cancelled());
+    never.cancel();
+    never_again.cancel();
     Ok(())
 }
 
@@ -479,6 +590,10 @@ macro_rules! instantiate {
                 #[test]
                 fn handle_stop_ends_run() -> std::io::Result<()> {
                     super::handle_stop_ends_run::<$backend>()
+                }
+                #[test]
+                fn huge_timeouts_wait_without_error() -> std::io::Result<()> {
+                    super::huge_timeouts_wait_without_error::<$backend>()
                 }
             }
         )*
