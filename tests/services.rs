@@ -574,6 +574,23 @@ fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(unix)]
+#[test]
+fn invalid_signal_numbers_are_refused_with_invalid_input() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    for signal in [0, -1, i32::MIN, 65, 1000, i32::MAX] {
+        let err = sel.add_signal_handler(signal, |_, _| {}).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{signal}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("add_signal_handler") && msg.contains(&signal.to_string()),
+            "{msg}"
+        );
+    }
+    assert!(sel.is_empty(), "a refused handler stayed registered");
+    Ok(())
+}
+
 macro_rules! instantiate {
     ($($(#[$attr:meta])* $module:ident = $backend:ty),* $(,)?) => {
         $(
