@@ -98,7 +98,9 @@ impl Codec for Bytes {
 }
 
 /// Lines ended by `\n` (a `\r` before it is kept), at most `max_len` bytes each, newline
-/// excluded. Items are the lines without their `\n`; `encode` appends one.
+/// excluded. Items are the lines without their `\n`; `encode` appends one, and refuses a line
+/// over the limit (kind `InvalidData`) or with a `\n` of its own (kind `InvalidInput`: the peer
+/// would read two lines), appending nothing.
 ///
 /// A line longer than `max_len` is a protocol error as soon as that many bytes arrive without a
 /// newline: memory stays bounded by the limit. The error (kind `InvalidData`) is the same
@@ -172,6 +174,11 @@ impl Codec for LineCodec {
     fn encode(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         if line.len() > self.max_len {
             return Err(too_long("line", line.len(), self.max_len));
+        }
+        if let Some(at) = line.iter().position(|&b| b == b'\n') {
+            // The peer would decode two lines: refuse rather than send something else.
+            let msg = format!("LineCodec::encode: the line has a newline at byte {at}");
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
         }
         out.extend_from_slice(line);
         out.push(b'\n');
@@ -314,6 +321,19 @@ mod tests {
             Some((b"12345678".to_vec(), 9))
         );
         assert!(LineCodec::new(2).encode(b"abc", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_line_with_a_newline_is_not_encoded() {
+        let mut out = Vec::new();
+        let err = LineCodec::new(64)
+            .encode(b"two\nlines", &mut out)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("newline at byte 3"), "{err}");
+        assert!(out.is_empty());
+        LineCodec::new(64).encode(b"a\r", &mut out).unwrap(); // a \r is just a byte
+        assert_eq!(out, b"a\r\n");
     }
 
     #[test]
