@@ -5,8 +5,15 @@
 #
 # On Windows, polling (and so selectloop) uses IOCP/AFD instead of epoll: that is the backend
 # this runs. Needs: the rustup target, the mingw-w64 linker and Wine, all installed here when
-# missing (apt-get, as root: Debian 12's Wine 8.0). .cargo/config.toml names the linker and the
-# runner (`wine`), so plain `cargo test --target x86_64-pc-windows-gnu` works once this has run.
+# missing (apt-get, as root: Debian 12's Wine 8.0). This script, not .cargo/config.toml, names
+# the linker and the runner (`wine`), in environment variables for its own cargo commands: a
+# [target.x86_64-pc-windows-gnu] section in the config would also apply to a build *on* a
+# windows-gnu host, whose `cargo test` would then try to run every test under Wine. To run one
+# test by hand after this script has run once (the shim is installed, the prefix exists):
+#
+#     CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+#     CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine WINEDEBUG=-all \
+#         cargo test --target x86_64-pc-windows-gnu --test services
 #
 # Exit status: 0 when every test passed; non-zero when a build or a test failed. If the target
 # or Wine cannot be installed at all, it prints a loud WARNING and exits 0: the leg is skipped
@@ -47,7 +54,11 @@ if ! command -v x86_64-w64-mingw32-gcc >/dev/null || ! command -v wine >/dev/nul
     command -v x86_64-w64-mingw32-gcc >/dev/null && command -v wine >/dev/null ||
         skip "gcc-mingw-w64-x86-64 or wine installed but not on PATH"
 fi
-# Debian's `wine` picks its 32- or 64-bit loader and runs 64-bit executables through wine64.
+# The linker (from Debian's gcc-mingw-w64-x86-64) and the runner: cargo starts each test
+# executable, and each doc test, as `wine EXE`. Debian's `wine` picks its 32- or 64-bit loader
+# and runs 64-bit executables through wine64. Values already set in the environment are kept.
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc}
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER:-wine}
 # WINEDEBUG=-all: no Wine diagnostics (fixme:..., and the "wine32 is missing" hint) in the log.
 export WINEDEBUG=-all
 
@@ -78,8 +89,8 @@ fi
 install -m 644 "$shim" "$prefix/drive_c/windows/system32/bcryptprimitives.dll"
 
 # --- 3. Build the tests (lib unit tests, integration tests, examples), then run them, and the
-# doc tests, under Wine: the runner in .cargo/config.toml starts each test executable with
-# `wine`. Building first keeps compile errors apart from test failures in the log.
+# doc tests, under Wine: the runner set above starts each test executable with `wine`.
+# Building first keeps compile errors apart from test failures in the log.
 # --no-fail-fast: every test executable runs, and all failures are reported at once.
 step "cargo test --target $target --no-run"
 cargo test --target "$target" --no-run
