@@ -191,18 +191,19 @@ mod bench {
     type Echo = fn(usize, usize, bool) -> io::Result<Duration>;
 
     fn selectors() -> Vec<(&'static str, Bulk, Echo)> {
-        let mut v: Vec<(_, Bulk, Echo)> = vec![(
-            "DefaultSelector",
-            bulk_connection::<PollingBackend>,
-            echo::<PollingBackend>,
-        )];
-        #[cfg(target_os = "linux")]
-        v.push((
-            "EpollSelector",
-            bulk_connection::<selectloop::EpollBackend>,
-            echo::<selectloop::EpollBackend>,
-        ));
-        v
+        vec![
+            (
+                "DefaultSelector",
+                bulk_connection::<PollingBackend>,
+                echo::<PollingBackend>,
+            ),
+            #[cfg(target_os = "linux")]
+            (
+                "EpollSelector",
+                bulk_connection::<selectloop::EpollBackend>,
+                echo::<selectloop::EpollBackend>,
+            ),
+        ]
     }
 
     pub fn main() -> io::Result<()> {

@@ -63,16 +63,61 @@ pub enum ConnEvent<T> {
     Closed(Option<io::Error>),
 }
 
-/// Buffer sizes of a [`Connection`].
+/// Buffer sizes of a [`Connection`], set with [`Connection::with_limits`].
+///
+/// Every combination with `low_water <= high_water` and `read_chunk > 0` is valid, the extremes
+/// included; `with_limits` refuses the others with `InvalidInput`.
+///
+/// # Examples
+///
+/// ```
+/// use selectloop::Limits;
+///
+/// // Never stop reading, however much is queued for the peer (a trusted peer only: the
+/// // write queue is then unbounded), and read at most 4 KiB at a time.
+/// let limits = Limits { high_water: usize::MAX, read_chunk: 4096, ..Limits::default() };
+/// # let _ = limits;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Stop reading from the peer while more than this many bytes wait to be written
-    /// (default 1 MiB).
+    /// (default 1 MiB). `usize::MAX` means never stop; `0` means stop while anything at all
+    /// is queued.
     pub high_water: usize,
-    /// Resume reading once the queue is below this (default 256 KiB).
+    /// Resume reading once the queue is at most this (default 256 KiB). At most `high_water`.
     pub low_water: usize,
-    /// How much one read may take (default 64 KiB).
+    /// How much one read may take (default 64 KiB); also how much the read buffer grows by
+    /// when a frame needs more room. Not 0. Values above [`Limits::MAX_READ_CHUNK`] (16 MiB)
+    /// are lowered to it, so `usize::MAX` means "as much as allowed".
     pub read_chunk: usize,
+}
+
+impl Limits {
+    /// The largest `read_chunk` used (16 MiB): larger values are lowered to it. A socket
+    /// rarely returns more in one read, and the read buffer is allocated in such chunks.
+    pub const MAX_READ_CHUNK: usize = 16 << 20;
+
+    /// These limits with `read_chunk` lowered to [`MAX_READ_CHUNK`](Self::MAX_READ_CHUNK), or
+    /// `InvalidInput` if they contradict each other.
+    fn checked(self) -> io::Result<Limits> {
+        let invalid = |what: String| {
+            let msg = format!("Connection::with_limits: {what}");
+            Err(io::Error::new(ErrorKind::InvalidInput, msg))
+        };
+        if self.low_water > self.high_water {
+            return invalid(format!(
+                "low_water ({}) is above high_water ({}): reading would never resume",
+                self.low_water, self.high_water
+            ));
+        }
+        if self.read_chunk == 0 {
+            return invalid("read_chunk of 0: a read could never take a byte".to_string());
+        }
+        Ok(Limits {
+            read_chunk: self.read_chunk.min(Self::MAX_READ_CHUNK),
+            ..self
+        })
+    }
 }
 
 impl Default for Limits {
@@ -194,19 +239,40 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
     }
 
-    /// Sets the buffer limits (see [`Limits`]).
+    /// Sets the buffer limits (see [`Limits`]); a `read_chunk` above
+    /// [`Limits::MAX_READ_CHUNK`] is lowered to it ([`limits`](Self::limits) shows the result).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `low_water > high_water` or `read_chunk == 0`: a programming error.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        assert!(
-            limits.low_water <= limits.high_water,
-            "low_water above high_water"
-        );
-        assert!(limits.read_chunk > 0, "read_chunk of 0");
-        self.limits = limits;
-        self
+    /// `InvalidInput` if `low_water > high_water` or `read_chunk == 0`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::{Bytes, Connection, Limits};
+    /// use std::io::ErrorKind;
+    /// use std::net::{TcpListener, TcpStream};
+    ///
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let stream2 = stream.try_clone()?;
+    /// let limits = Limits { high_water: 4096, low_water: 1024, read_chunk: usize::MAX };
+    /// let conn = Connection::new(stream, Bytes).with_limits(limits)?;
+    /// assert_eq!(conn.limits().read_chunk, Limits::MAX_READ_CHUNK);
+    ///
+    /// let backwards = Limits { high_water: 1024, low_water: 4096, ..limits };
+    /// let err = Connection::new(stream2, Bytes).with_limits(backwards).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn with_limits(mut self, limits: Limits) -> io::Result<Self> {
+        self.limits = limits.checked()?;
+        Ok(self)
+    }
+
+    /// The buffer limits in force (after the lowering [`with_limits`](Self::with_limits) does).
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Registers the connection for READ; `callback` receives its [`ConnEvent`]s.
@@ -364,6 +430,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.rbuf.copy_within(self.rstart..self.rend, 0);
             (self.rstart, self.rend) = (0, self.rend - self.rstart);
         }
+        // `read_chunk` is at most `MAX_READ_CHUNK` and `rend` at most the buffer's length.
         let end = self.rend + self.limits.read_chunk;
         if self.rbuf.len() < end {
             self.rbuf.resize(end, 0);

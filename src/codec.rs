@@ -50,6 +50,9 @@ pub trait Codec: 'static {
     /// Decodes the first complete frame of `buf`, returning it and the number of bytes it took.
     ///
     /// `Ok(None)` means "not complete yet": the same bytes, and more, come again later.
+    /// [`Connection`](crate::Connection) keeps that promise (after `Some`, it drops the `used`
+    /// bytes and passes the rest, with whatever arrived since), so a codec may keep state
+    /// between calls, as [`LineCodec`] remembers how far it already searched.
     ///
     /// # Errors
     ///
@@ -67,6 +70,12 @@ pub trait Codec: 'static {
 
 fn too_long(what: &str, len: usize, max: usize) -> io::Error {
     let msg = format!("protocol error: {what} of {len} bytes exceeds the limit of {max}");
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// A received line with no newline within `max` bytes: its length is not known yet.
+fn line_too_long(max: usize) -> io::Error {
+    let msg = format!("protocol error: line with no newline exceeds the limit of {max} bytes");
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
@@ -89,10 +98,28 @@ impl Codec for Bytes {
 }
 
 /// Lines ended by `\n` (a `\r` before it is kept), at most `max_len` bytes each, newline
-/// excluded. Items are the lines without their `\n`; `encode` appends one.
+/// excluded. Items are the lines without their `\n`; `encode` appends one, and refuses a line
+/// over the limit (kind `InvalidData`) or with a `\n` of its own (kind `InvalidInput`: the peer
+/// would read two lines), appending nothing.
 ///
 /// A line longer than `max_len` is a protocol error as soon as that many bytes arrive without a
-/// newline: memory stays bounded by the limit.
+/// newline: memory stays bounded by the limit. The error (kind `InvalidData`) is the same
+/// whatever pieces the line arrived in.
+///
+/// # Examples
+///
+/// ```
+/// use selectloop::{Codec, LineCodec};
+///
+/// let mut codec = LineCodec::new(5);
+/// assert_eq!(codec.decode(b"hello\nrest")?, Some((b"hello".to_vec(), 6)));
+/// assert_eq!(codec.decode(b"rest")?, None); // no newline yet: wait for more
+/// assert!(codec.decode(b"toolong").is_err()); // 6 bytes and no newline: over the limit
+///
+/// let mut unlimited = LineCodec::new(usize::MAX); // no limit: only memory bounds a line
+/// assert_eq!(unlimited.decode(&[b'x'; 100_000])?, None);
+/// # std::io::Result::Ok(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LineCodec {
     max_len: usize,
@@ -101,12 +128,20 @@ pub struct LineCodec {
 }
 
 impl LineCodec {
-    /// A line codec refusing lines longer than `max_len` bytes.
+    /// A line codec refusing lines longer than `max_len` bytes (the newline not counted).
+    ///
+    /// Every value is valid: `0` accepts empty lines only, and `usize::MAX` means no limit
+    /// (a line is then bounded only by memory: use it only with trusted peers).
     pub fn new(max_len: usize) -> LineCodec {
         LineCodec {
             max_len,
             scanned: 0,
         }
+    }
+
+    /// The longest line accepted, in bytes (`usize::MAX`: no limit).
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 }
 
@@ -117,15 +152,18 @@ impl Codec for LineCodec {
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         // Search only the bytes not searched yet: a long line arriving in small pieces costs
         // O(length), not O(length²).
-        let start = self.scanned.min(buf.len());
-        let limit = buf.len().min(self.max_len + 1);
+        // The newline of a line of `max_len` bytes is byte `max_len`: search up to it, and no
+        // further (saturating: `usize::MAX` means no limit, and must not overflow).
+        let limit = buf.len().min(self.max_len.saturating_add(1));
+        let start = self.scanned.min(limit);
         match buf[start..limit].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let end = start + i;
                 self.scanned = 0;
                 Ok(Some((buf[..end].to_vec(), end + 1)))
             }
-            None if buf.len() > self.max_len => Err(too_long("line", buf.len(), self.max_len)),
+            // Not `buf.len()` in the message: the error must not depend on how much arrived.
+            None if buf.len() > self.max_len => Err(line_too_long(self.max_len)),
             None => {
                 self.scanned = buf.len();
                 Ok(None)
@@ -137,6 +175,11 @@ impl Codec for LineCodec {
         if line.len() > self.max_len {
             return Err(too_long("line", line.len(), self.max_len));
         }
+        if let Some(at) = line.iter().position(|&b| b == b'\n') {
+            // The peer would decode two lines: refuse rather than send something else.
+            let msg = format!("LineCodec::encode: the line has a newline at byte {at}");
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        }
         out.extend_from_slice(line);
         out.push(b'\n');
         Ok(())
@@ -145,19 +188,47 @@ impl Codec for LineCodec {
 
 /// Frames prefixed with their length as a big-endian `u32`, at most `max_len` bytes each.
 ///
-/// A header announcing more than `max_len` is a protocol error at once, before any of the
-/// frame is buffered.
+/// A header announcing more than `max_len` is a protocol error (kind `InvalidData`) at once,
+/// before any of the frame is buffered.
+///
+/// # Examples
+///
+/// ```
+/// use selectloop::{Codec, LengthPrefixed};
+///
+/// let mut codec = LengthPrefixed::new(16);
+/// let mut wire = Vec::new();
+/// codec.encode(b"hi", &mut wire)?;
+/// assert_eq!(wire, [0, 0, 0, 2, b'h', b'i']);
+/// assert_eq!(codec.decode(&wire)?, Some((b"hi".to_vec(), 6)));
+/// assert_eq!(codec.decode(&wire[..5])?, None); // incomplete: wait for more
+/// assert!(codec.decode(&17u32.to_be_bytes()).is_err()); // announces 17 bytes: refused
+/// assert_eq!(LengthPrefixed::new(usize::MAX).max_len(), u32::MAX as usize);
+/// # std::io::Result::Ok(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct LengthPrefixed {
     max_len: usize,
 }
 
 impl LengthPrefixed {
-    /// A codec refusing frames longer than `max_len` bytes (at most `u32::MAX`).
+    /// A codec refusing frames longer than `max_len` bytes.
+    ///
+    /// Every value is valid. `0` accepts empty frames only. Values above what a frame can
+    /// have are lowered to it: `u32::MAX` (the largest length a header can announce), and on
+    /// targets whose `usize` is 32 bits, `usize::MAX - 4` (so that a frame and its header fit
+    /// in memory). So `usize::MAX` means "no limit but the format's".
     pub fn new(max_len: usize) -> LengthPrefixed {
+        let format_max = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
         LengthPrefixed {
-            max_len: max_len.min(u32::MAX as usize),
+            max_len: max_len.min(format_max).min(usize::MAX - 4),
         }
+    }
+
+    /// The largest frame accepted, in bytes, after the lowering described in
+    /// [`new`](Self::new).
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 }
 
@@ -169,18 +240,23 @@ impl Codec for LengthPrefixed {
         let Some(header) = buf.first_chunk::<4>() else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes(*header) as usize;
-        if len > self.max_len {
-            return Err(too_long("frame", len, self.max_len));
+        // On a 16-bit target a header may announce more than `usize` holds: over any limit.
+        let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
+        // `max_len <= usize::MAX - 4` (see `new`), so `4 + len` cannot overflow past here.
+        match len.checked_add(4) {
+            Some(end) if len <= self.max_len => {
+                Ok(buf.get(4..end).map(|frame| (frame.to_vec(), end)))
+            }
+            _ => Err(too_long("frame", len, self.max_len)),
         }
-        Ok(buf.get(4..4 + len).map(|frame| (frame.to_vec(), 4 + len)))
     }
 
     fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        if frame.len() > self.max_len {
-            return Err(too_long("frame", frame.len(), self.max_len));
-        }
-        out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        let header = match u32::try_from(frame.len()) {
+            Ok(len) if frame.len() <= self.max_len => len.to_be_bytes(),
+            _ => return Err(too_long("frame", frame.len(), self.max_len)),
+        };
+        out.extend_from_slice(&header);
         out.extend_from_slice(frame);
         Ok(())
     }
@@ -248,12 +324,100 @@ mod tests {
     }
 
     #[test]
+    fn a_line_with_a_newline_is_not_encoded() {
+        let mut out = Vec::new();
+        let err = LineCodec::new(64)
+            .encode(b"two\nlines", &mut out)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("newline at byte 3"), "{err}");
+        assert!(out.is_empty());
+        LineCodec::new(64).encode(b"a\r", &mut out).unwrap(); // a \r is just a byte
+        assert_eq!(out, b"a\r\n");
+    }
+
+    #[test]
     fn oversize_frame_is_refused_from_its_header() {
         let mut codec = LengthPrefixed::new(10);
         let err = codec.decode(&11u32.to_be_bytes()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert_eq!(codec.decode(&10u32.to_be_bytes()).unwrap(), None);
         assert!(codec.encode(&[0; 11], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn line_limit_of_usize_max_means_no_limit() {
+        let mut codec = LineCodec::new(usize::MAX);
+        let long = vec![b'x'; 1 << 20];
+        let mut input = long.clone();
+        input.push(b'\n');
+        // Whole, then in pieces (which exercises the `scanned` cursor near the limit).
+        assert_eq!(
+            codec.decode(&input).unwrap(),
+            Some((long.clone(), input.len()))
+        );
+        assert_eq!(
+            decode_in_pieces(&mut codec, &input, 4096),
+            [long.as_slice()]
+        );
+        assert_eq!(codec.decode(&long).unwrap(), None);
+        let mut out = Vec::new();
+        codec.encode(&long, &mut out).unwrap();
+        assert_eq!(out, input);
+        assert_eq!(codec.max_len(), usize::MAX);
+    }
+
+    #[test]
+    fn line_limit_of_zero_accepts_empty_lines_only() {
+        let mut codec = LineCodec::new(0);
+        assert_eq!(codec.decode(b"\n\n").unwrap(), Some((Vec::new(), 1)));
+        assert_eq!(codec.decode(b"").unwrap(), None);
+        let err = codec.decode(b"a").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("limit of 0"), "{err}");
+        let mut out = Vec::new();
+        codec.encode(b"", &mut out).unwrap();
+        assert_eq!(out, b"\n");
+        assert!(codec.encode(b"a", &mut out).is_err());
+        assert_eq!(out, b"\n", "a refused line was partly encoded");
+    }
+
+    #[test]
+    fn oversize_line_error_does_not_depend_on_the_pieces() {
+        let whole = LineCodec::new(4).decode(b"1234567890").unwrap_err();
+        let mut codec = LineCodec::new(4);
+        assert_eq!(codec.decode(b"123").unwrap(), None);
+        let pieces = codec.decode(b"12345").unwrap_err();
+        assert_eq!(whole.kind(), pieces.kind());
+        assert_eq!(whole.to_string(), pieces.to_string());
+    }
+
+    #[test]
+    fn length_limits_are_lowered_to_what_the_format_can_carry() {
+        assert_eq!(LengthPrefixed::new(usize::MAX).max_len(), u32::MAX as usize);
+        assert_eq!(LengthPrefixed::new(7).max_len(), 7);
+        let mut codec = LengthPrefixed::new(usize::MAX);
+        // The largest header: a valid announcement, the frame simply is not there yet.
+        assert_eq!(codec.decode(&u32::MAX.to_be_bytes()).unwrap(), None);
+        let mut wire = u32::MAX.to_be_bytes().to_vec();
+        wire.extend_from_slice(&[0; 100]);
+        assert_eq!(codec.decode(&wire).unwrap(), None);
+        let mut out = Vec::new();
+        codec.encode(b"abc", &mut out).unwrap();
+        assert_eq!(codec.decode(&out).unwrap(), Some((b"abc".to_vec(), 7)));
+    }
+
+    #[test]
+    fn length_limit_of_zero_accepts_empty_frames_only() {
+        let mut codec = LengthPrefixed::new(0);
+        assert_eq!(codec.decode(&[0, 0, 0, 0]).unwrap(), Some((Vec::new(), 4)));
+        let err = codec.decode(&[0, 0, 0, 1, b'x']).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let mut out = Vec::new();
+        assert!(codec.encode(b"x", &mut out).is_err());
+        assert!(out.is_empty(), "a refused frame was partly encoded");
+        codec.encode(b"", &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 0]);
     }
 
     #[test]

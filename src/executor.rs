@@ -6,7 +6,8 @@
 //! the selector's cross-thread queue, so it runs on the loop thread with `&mut Selector`, like
 //! every other callback.
 //!
-//! The pool starts on first use with a fixed number of threads (default: the number of CPUs);
+//! The pool starts on first use with a fixed number of threads (default: the number of CPUs,
+//! at most 1024);
 //! its queue is unbounded. Work that has not started can be cancelled; `done` then receives an
 //! `Interrupted` error, as libuv's `uv_cancel` reports `UV_ECANCELED`. A panic in `work` is caught
 //! on the worker and delivered to `done` as an error.
@@ -44,13 +45,22 @@ pub(crate) struct Pool {
     shutdown: Arc<AtomicBool>,
 }
 
+/// The most threads [`Selector::set_executor_threads`] accepts. Every thread is started with
+/// the pool, so the limit keeps a typo (or `usize::MAX`) from trying to start millions.
+const MAX_THREADS: usize = 1024;
+
 impl Pool {
+    /// Starts `threads` workers (at most [`MAX_THREADS`]). If one cannot be started, those
+    /// already started are stopped and joined before the error is returned.
     pub(crate) fn new(threads: usize) -> io::Result<Pool> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let (queue, shutdown) = (queue.clone(), shutdown.clone());
+        let mut pool = Pool {
+            jobs: Some(jobs),
+            workers: Vec::with_capacity(threads.min(MAX_THREADS)),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        };
+        for i in 0..threads.min(MAX_THREADS) {
+            let (queue, shutdown) = (queue.clone(), pool.shutdown.clone());
             let worker = std::thread::Builder::new()
                 .name(format!("selectloop-worker-{i}"))
                 .spawn(move || {
@@ -60,14 +70,14 @@ impl Pool {
                         }
                         job();
                     }
-                })?;
-            workers.push(worker);
+                })
+                .map_err(|e| {
+                    let msg = format!("run_in_executor: starting worker thread {i}: {e}");
+                    io::Error::new(e.kind(), msg)
+                })?; // `pool`'s drop stops and joins the workers started so far
+            pool.workers.push(worker);
         }
-        Ok(Pool {
-            jobs: Some(jobs),
-            workers,
-            shutdown,
-        })
+        Ok(pool)
     }
 
     fn submit(&self, job: Job) -> io::Result<()> {
@@ -233,21 +243,36 @@ impl<B: Backend> Selector<B> {
         })
     }
 
-    /// Sets the number of executor threads (default: the number of CPUs). Only before the
-    /// first [`run_in_executor`](Self::run_in_executor).
+    /// Sets the number of executor threads (default: the number of CPUs), from 1 to 1024.
+    /// Only before the first [`run_in_executor`](Self::run_in_executor), which starts them all.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `threads` is 0; `ResourceBusy` if the pool already started.
+    /// `InvalidInput` if `threads` is 0 or more than 1024 (the selector is unchanged);
+    /// `ResourceBusy` if the pool already started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::DefaultSelector;
+    /// use std::io::ErrorKind;
+    ///
+    /// let mut sel = DefaultSelector::new()?;
+    /// sel.set_executor_threads(2)?;
+    /// let err = sel.set_executor_threads(usize::MAX).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// # std::io::Result::Ok(())
+    /// ```
     pub fn set_executor_threads(&mut self, threads: usize) -> io::Result<()> {
-        if threads == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "executor: 0 threads",
-            ));
+        if threads == 0 || threads > MAX_THREADS {
+            let msg = format!(
+                "set_executor_threads: {threads} threads; the executor takes 1 to {MAX_THREADS}"
+            );
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
         }
         if self.pool.is_some() {
-            let msg = "executor: the pool already started; set its size before the first job";
+            let msg =
+                "set_executor_threads: the pool already started; set its size before the first job";
             return Err(io::Error::new(io::ErrorKind::ResourceBusy, msg));
         }
         self.pool_threads = threads;

@@ -222,6 +222,10 @@ impl<B: Backend> TimerQueue<B> {
     }
 }
 
+/// The shortest interval of a repeating timer: shorter ones are raised to it, so that a
+/// repeating timer cannot be due at every iteration and keep the loop from waiting.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
 /// `start + delay`, or, where that is past what `Instant` can represent, a deadline decades
 /// away (so `Duration::MAX` means "never", without overflow or panic).
 pub(crate) fn deadline_after(start: Instant, delay: Duration) -> Instant {
@@ -282,11 +286,31 @@ impl<B: Backend> Selector<B> {
     ///
     /// Each deadline is `interval` after the previous one; if the loop fell behind by more than
     /// that, the next is `interval` after now rather than a burst of catch-up calls.
+    ///
+    /// An `interval` below 1 ms (`Duration::ZERO` included) is raised to 1 ms, as browsers
+    /// clamp `setInterval`: a timer that is always due would keep the loop from ever waiting
+    /// for I/O, spinning a CPU. So a repeating timer fires at most once a millisecond. A
+    /// `Duration::MAX` interval means "never", as for [`call_later`](Self::call_later).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::DefaultSelector;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let mut sel = DefaultSelector::new()?;
+    /// let before = Instant::now();
+    /// let timer = sel.call_repeating(Duration::ZERO, |_sel| {});
+    /// assert!(timer.when() >= before + Duration::from_millis(1)); // raised to 1 ms
+    /// timer.cancel();
+    /// # std::io::Result::Ok(())
+    /// ```
     pub fn call_repeating(
         &mut self,
         interval: Duration,
         callback: impl FnMut(&mut Selector<B>) + 'static,
     ) -> TimerHandle {
+        let interval = interval.max(MIN_INTERVAL);
         let when = deadline_after(Instant::now(), interval);
         self.timers
             .schedule(when, Callback::Every(Box::new(callback), interval))
@@ -350,6 +374,27 @@ mod tests {
         assert!(!timer.is_cancelled());
         assert_eq!(queue.cancelled.get(), 0);
         assert!(queue.pop_due(now, mark).is_none());
+    }
+
+    #[test]
+    fn repeating_intervals_below_the_minimum_are_raised_to_it() {
+        let mut sel = Selector::<Scripted>::new().unwrap();
+        for interval in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+        ] {
+            let before = Instant::now();
+            let timer = sel.call_repeating(interval, |_| {});
+            let after = Instant::now();
+            assert!(timer.when() >= before + MIN_INTERVAL, "{interval:?}");
+            assert!(timer.when() <= after + MIN_INTERVAL, "{interval:?}");
+            timer.cancel();
+        }
+        let before = Instant::now();
+        let timer = sel.call_repeating(Duration::from_millis(3), |_| {});
+        assert!(timer.when() >= before + Duration::from_millis(3)); // longer ones unchanged
+        assert!(timer.when() <= Instant::now() + Duration::from_millis(3));
     }
 
     #[test]

@@ -40,7 +40,7 @@ where
     let seen: Events_ = Rc::default();
     let log = seen.clone();
     let key = Connection::new(stream, codec)
-        .with_limits(limits)
+        .with_limits(limits)?
         .register(sel, move |_, conn, event| {
             match event {
                 ConnEvent::Frame(frame) => {
@@ -180,6 +180,193 @@ fn high_water_mark_stops_reading_from_a_peer_that_never_reads() -> io::Result<()
 }
 
 #[test]
+fn contradictory_limits_are_refused_with_invalid_input() -> io::Result<()> {
+    let cases = [
+        (
+            Limits {
+                high_water: 10,
+                low_water: 11,
+                read_chunk: 1,
+            },
+            "low_water (11) is above high_water (10)",
+        ),
+        (
+            Limits {
+                high_water: 0,
+                low_water: usize::MAX,
+                read_chunk: 1,
+            },
+            "low_water",
+        ),
+        (
+            Limits {
+                read_chunk: 0,
+                ..Limits::default()
+            },
+            "read_chunk of 0",
+        ),
+    ];
+    for (limits, what) in cases {
+        let (a, _peer) = socketpair()?;
+        let err = Connection::new(a, Bytes).with_limits(limits).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{limits:?}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("Connection::with_limits") && msg.contains(what),
+            "{limits:?}: {msg}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn extreme_limits_are_accepted_and_a_huge_read_chunk_is_lowered() -> io::Result<()> {
+    for limits in [
+        Limits {
+            high_water: usize::MAX,
+            low_water: usize::MAX,
+            read_chunk: usize::MAX,
+        },
+        Limits {
+            high_water: 0,
+            low_water: 0,
+            read_chunk: 1,
+        },
+        Limits {
+            high_water: usize::MAX,
+            low_water: 0,
+            read_chunk: Limits::MAX_READ_CHUNK + 1,
+        },
+    ] {
+        let (a, mut peer) = socketpair()?;
+        let conn = Connection::new(a, LineCodec::new(usize::MAX)).with_limits(limits)?;
+        let expected = Limits {
+            read_chunk: limits.read_chunk.min(Limits::MAX_READ_CHUNK),
+            ..limits
+        };
+        assert_eq!(conn.limits(), expected);
+        // And the connection works with them: a line goes round.
+        let mut sel = DefaultSelector::new()?;
+        let seen: Events_ = Rc::default();
+        let log = seen.clone();
+        conn.register(&mut sel, move |_, conn, event| {
+            if let ConnEvent::Frame(line) = event {
+                conn.send_frame(&line)?;
+                log.borrow_mut().push(Seen::Frame(line));
+            }
+            Ok(())
+        })?;
+        peer.write_all(b"ping\n")?;
+        run_until(&mut sel, "the line", || !seen.borrow().is_empty())?;
+        let mut echo = [0u8; 5];
+        peer.read_exact(&mut echo)?;
+        assert_eq!(&echo, b"ping\n", "{limits:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn high_water_of_usize_max_never_stops_reading() -> io::Result<()> {
+    // With the default limits this peer, which writes and never reads, would be paused at
+    // 1 MiB queued and its writes would block: here everything is read (and queued).
+    const SENT: usize = 16 << 20; // more than the socket buffers hold, Wine's too
+    let limits = Limits {
+        high_water: usize::MAX,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, Bytes, limits, true)?; // an echo
+    let mut writer_end = peer.try_clone()?;
+    let writer = thread::spawn(move || writer_end.write_all(&pattern(SENT)));
+    let received = || -> usize {
+        let seen = seen.borrow();
+        seen.iter()
+            .map(|s| match s {
+                Seen::Frame(f) => f.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while received() < SENT {
+        assert!(Instant::now() < deadline, "read only {} bytes", received());
+        assert!(
+            events_of(&sel, &key)
+                .expect("registered")
+                .contains(EVENT_READ),
+            "reading stopped"
+        );
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    writer.join().expect("writer panicked")?;
+    let queued = Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.queued())
+        .expect("registered");
+    assert!(
+        queued > Limits::default().high_water,
+        "queued only {queued}"
+    );
+    drop(peer);
+    Ok(())
+}
+
+#[test]
+fn high_water_of_zero_reads_only_while_nothing_is_queued() -> io::Result<()> {
+    const SENT: usize = 16 << 20; // more than the socket buffers hold, Wine's too
+    let limits = Limits {
+        high_water: 0,
+        low_water: 0,
+        read_chunk: 16 << 10,
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, _seen) = connection(&mut sel, a, Bytes, limits, true)?; // an echo
+    let mut writer_end = peer.try_clone()?;
+    let writer = thread::spawn(move || writer_end.write_all(&pattern(SENT)));
+    // Both read at the same moment, between two iterations, without touching the connection
+    // (`Connection::with` would flush first, and could empty the queue after reading it).
+    let state = |sel: &mut DefaultSelector| {
+        let conn: &mut Connection<Stream, Bytes> = sel.source_mut(&key).expect("registered");
+        let queued = conn.queued();
+        (queued, events_of(sel, &key).expect("registered"))
+    };
+    // The peer does not read yet: once the socket is full, the first reply that stays queued
+    // stops reading.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (queued, events) = state(&mut sel);
+        if !events.contains(EVENT_READ) {
+            assert!(queued > 0, "paused with nothing queued");
+            break;
+        }
+        assert_eq!(queued, 0, "reading on with {queued} bytes queued");
+        assert!(Instant::now() < deadline, "reading never paused");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    // The peer reads: the echo completes, reading only ever on with an empty queue.
+    let mut reader_end = peer;
+    let reader = thread::spawn(move || -> io::Result<(bool, Stream)> {
+        let mut got = vec![0u8; SENT];
+        reader_end.read_exact(&mut got)?;
+        Ok((got == pattern(SENT), reader_end))
+    });
+    let deadline = Instant::now() + TIMEOUT * 2;
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "the echo never completed");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+        let (queued, events) = state(&mut sel);
+        assert!(
+            queued == 0 || !events.contains(EVENT_READ),
+            "reading on with {queued} bytes queued"
+        );
+    }
+    let (intact, _peer) = reader.join().expect("reader panicked")?;
+    assert!(intact, "echoed bytes changed");
+    writer.join().expect("writer panicked")?;
+    Ok(())
+}
+
+#[test]
 fn frames_arrive_whole_whatever_the_pieces() -> io::Result<()> {
     let frames: Vec<&[u8]> = vec![b"one", b"", b"three\r", b"a longer fourth frame"];
     for length_prefixed in [false, true] {
@@ -238,7 +425,10 @@ fn oversize_line_closes_only_that_connection() -> io::Result<()> {
         [Seen::Closed(Some(ErrorKind::InvalidData))]
     );
     assert!(
-        logged(&["WARN", "protocol error: line of"]),
+        logged(&[
+            "WARN",
+            "protocol error: line with no newline exceeds the limit of 16"
+        ]),
         "the protocol error was not logged"
     );
     expect_eof(&mut bad_peer);

@@ -127,6 +127,54 @@ fn huge_delay_neither_panics_nor_fires() -> io::Result<()> {
 }
 
 #[test]
+fn zero_interval_repeating_timer_does_not_spin_the_loop() -> io::Result<()> {
+    // Intervals below 1 ms are raised to 1 ms: deadlines at least 1 ms apart, never early, so
+    // in E ms at most E + 1 ticks, and the loop waits between them instead of spinning.
+    let mut sel = DefaultSelector::new()?;
+    let ticks = Rc::new(Cell::new(0u64));
+    let t = ticks.clone();
+    let start = Instant::now();
+    let timer = sel.call_repeating(Duration::ZERO, move |_| t.set(t.get() + 1));
+    let mut iterations = 0u64;
+    while start.elapsed() < Duration::from_millis(50) {
+        sel.run_once(Some(Duration::from_millis(50)))?;
+        iterations += 1;
+    }
+    let elapsed_ms = start.elapsed().as_millis() as u64;
+    timer.cancel();
+    assert!(
+        ticks.get() >= 2,
+        "the timer did not repeat: {} ticks",
+        ticks.get()
+    );
+    assert!(
+        ticks.get() <= elapsed_ms + 1,
+        "{} ticks in {elapsed_ms} ms: more than one a millisecond",
+        ticks.get()
+    );
+    // Each iteration waits for the next tick; a spinning loop makes thousands per ms.
+    assert!(
+        iterations <= 2 * elapsed_ms + 10,
+        "{iterations} loop iterations in {elapsed_ms} ms: the loop did not wait"
+    );
+    Ok(())
+}
+
+#[test]
+fn call_at_in_the_past_fires_in_the_next_iteration() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    let long_ago = Instant::now()
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or_else(Instant::now);
+    sel.call_at(long_ago, move |_| f.set(true));
+    assert_eq!(sel.run_once(Some(Duration::from_secs(5)))?, 1);
+    assert!(fired.get());
+    Ok(())
+}
+
+#[test]
 fn call_soon_runs_in_order_and_does_not_starve_io() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let order = log();
@@ -325,6 +373,69 @@ fn both_stops_before_run<B: Backend>() -> io::Result<()> {
     Ok(())
 }
 
+// Timers that never fire, and timeouts too large for the clock or the system call, make every
+// backend wait (without error, and without returning early) until something happens.
+fn huge_timeouts_wait_without_error<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let never = sel.call_later(Duration::MAX, |_| panic!("a Duration::MAX timer fired"));
+    let never_again = sel.call_repeating(Duration::MAX, |_| panic!("a Duration::MAX timer fired"));
+    let (a, mut peer) = socketpair()?;
+    let readable = Rc::new(Cell::new(0));
+    let r = readable.clone();
+    let key = sel.register(a, EVENT_READ, move |_, a, _| {
+        let mut buf = [0u8; 16];
+        let _ = io::Read::read(a, &mut buf)?;
+        r.set(r.get() + 1);
+        Ok(())
+    })?;
+    let handle = sel.handle()?;
+    // A bounded helper: a few calls from another thread, 30 ms apart, until one is seen.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = {
+        let seen = seen.clone();
+        thread::spawn(move || -> io::Result<()> {
+            let deadline = Instant::now() + TIMEOUT;
+            while !seen.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(30));
+                let seen = seen.clone();
+                handle.call_soon_threadsafe(move |_| {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst)
+                })?;
+            }
+            Ok(())
+        })
+    };
+    // run_once(None) and run_once(Some(Duration::MAX)): the only deadline is the "never" one.
+    for timeout in [None, Some(Duration::MAX)] {
+        seen.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (start, mut iterations) = (Instant::now(), 0);
+        while !seen.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(start.elapsed() < TIMEOUT, "the call never arrived");
+            sel.run_once(timeout)?;
+            iterations += 1;
+        }
+        // Woken by the call, not returning at once on a timeout read as 0.
+        assert!(
+            iterations <= 3,
+            "{timeout:?}: {iterations} iterations: no real wait"
+        );
+    }
+    seen.store(true, std::sync::atomic::Ordering::SeqCst); // ends the helper
+    calls.join().expect("helper panicked")?;
+    // select(Some(Duration::MAX)) waits for I/O.
+    let writer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(30));
+        peer.write_all(b"x").map(|()| peer)
+    });
+    let ready = sel.select(Some(Duration::MAX))?;
+    assert_eq!(ready, [(key, EVENT_READ)]);
+    let _peer = writer.join().expect("writer panicked")?;
+    assert!(!never.is_cancelled() && !never_again.is_cancelled());
+    never.cancel();
+    never_again.cancel();
+    Ok(())
+}
+
 #[test]
 fn calls_after_close_are_refused() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
@@ -422,6 +533,52 @@ fn executor_reports_panics_and_cancellation() -> io::Result<()> {
 }
 
 #[test]
+fn executor_thread_counts_out_of_range_are_refused() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    sel.set_executor_threads(2)?;
+    for threads in [0, 1025, usize::MAX] {
+        let err = sel.set_executor_threads(threads).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{threads}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("set_executor_threads") && msg.contains(&threads.to_string()),
+            "{msg}"
+        );
+    }
+    sel.set_executor_threads(1024)?; // the largest accepted (not started: no job yet)
+    sel.set_executor_threads(2)?;
+    // The refused values changed nothing: the pool starts with 2 threads, and works.
+    let (started, wait_started) = mpsc::channel();
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
+    let done = Rc::new(Cell::new(0));
+    for _ in 0..2 {
+        let (started, gate, done) = (started.clone(), gate.clone(), done.clone());
+        sel.run_in_executor(
+            move || {
+                started.send(()).expect("test alive");
+                let _ = gate.lock().expect("gate").recv_timeout(TIMEOUT);
+            },
+            move |_, r| {
+                r.expect("work ran");
+                done.set(done.get() + 1);
+            },
+        )?;
+    }
+    for _ in 0..2 {
+        // Both jobs start while neither has finished: two workers.
+        wait_started
+            .recv_timeout(TIMEOUT)
+            .expect("two jobs running at once");
+    }
+    release.send(()).expect("worker alive");
+    release.send(()).expect("worker alive");
+    sel.run()?;
+    assert_eq!(done.get(), 2);
+    Ok(())
+}
+
+#[test]
 fn dropping_the_selector_runs_no_done_callback() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     sel.set_executor_threads(1)?;
@@ -471,6 +628,23 @@ fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     sel.unregister(&key)?; // the handler is a registration like any other
     assert!(sel.is_empty());
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn invalid_signal_numbers_are_refused_with_invalid_input() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    for signal in [0, -1, i32::MIN, 65, 1000, i32::MAX] {
+        let err = sel.add_signal_handler(signal, |_, _| {}).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{signal}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("add_signal_handler") && msg.contains(&signal.to_string()),
+            "{msg}"
+        );
+    }
+    assert!(sel.is_empty(), "a refused handler stayed registered");
     Ok(())
 }
 
@@ -742,5 +916,6 @@ instantiate! {
         select_is_io_only,
         run_once_counts_each_kind_of_callback,
         both_stops_before_run,
+        huge_timeouts_wait_without_error,
     ]
 }

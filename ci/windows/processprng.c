@@ -4,15 +4,17 @@
  * Why this exists: Rust's standard library for Windows (1.78 and later) imports ProcessPrng
  * from bcryptprimitives.dll to seed its random state (HashMap keys). Wine 8.0, which Debian 12
  * ships and which runs our Windows test suite, has no bcryptprimitives.dll, so every Rust
- * executable fails to start (status c0000135, "DLL not found") before main. Placed next to the
- * test executables, this DLL is found first and lets them start. It is test tooling only: it is
- * never part of selectloop, and a real Windows (8 and later) has its own.
+ * executable fails to start (status c0000135, "DLL not found") before main. ci/windows/test.sh
+ * builds this DLL under the target directory and installs it into the Wine prefix's
+ * C:\windows\system32 (drive_c/windows/system32), where every executable Wine starts finds it,
+ * doc tests built in temporary directories included. It is test tooling only: it is never part
+ * of selectloop, and a real Windows (8 and later) has its own.
  *
  * ProcessPrng is implemented with SystemFunction036 (RtlGenRandom) from advapi32, which Wine
  * has: both fill a buffer with cryptographically random bytes.
  *
- * Build (ci/windows/test.sh does):
- *   x86_64-w64-mingw32-gcc -shared -O2 -o bcryptprimitives.dll processprng.c -ladvapi32
+ * Build (ci/windows/test.sh does, then installs it):
+ *   x86_64-w64-mingw32-gcc -shared -O2 -Wall -Werror -o bcryptprimitives.dll processprng.c -ladvapi32
  */
 #include <windows.h>
 
