@@ -197,8 +197,9 @@ impl<B: Backend> TimerQueue<B> {
         Some((TimerHandle { state: entry.state }, entry.callback))
     }
 
-    /// Puts a repeating timer back, `interval` after its last deadline (or after `now`, if
-    /// the loop fell that far behind), unless it cancelled itself meanwhile.
+    /// Puts a repeating timer back at its next tick after `now` — its last deadline plus a
+    /// whole number of intervals, so it never drifts; ticks already past are skipped, not made
+    /// up — unless it cancelled itself meanwhile.
     pub(crate) fn reschedule(&mut self, timer: TimerHandle, callback: Callback<B>, now: Instant) {
         let Callback::Every(_, interval) = &callback else {
             return;
@@ -208,11 +209,11 @@ impl<B: Backend> TimerQueue<B> {
             self.cancelled.set(self.cancelled.get().saturating_sub(1));
             return;
         }
-        let mut next = deadline_after(timer.when(), *interval);
-        if next <= now {
-            next = deadline_after(now, *interval);
-        }
-        self.push(next, timer.state, callback);
+        self.push(
+            next_tick(timer.when(), *interval, now),
+            timer.state,
+            callback,
+        );
     }
 
     /// The number of entries in the heap, cancelled ones included (for tests).
@@ -225,6 +226,17 @@ impl<B: Backend> TimerQueue<B> {
 /// The shortest interval of a repeating timer: shorter ones are raised to it, so that a
 /// repeating timer cannot be due at every iteration and keep the loop from waiting.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The first of `last + k × interval` (k = 1, 2, ...) that is after `now`.
+fn next_tick(last: Instant, interval: Duration, now: Instant) -> Instant {
+    let behind = now.saturating_duration_since(last).as_nanos();
+    let ticks = behind / interval.as_nanos().max(1) + 1; // the interval is at least 1 ms
+    let delay = interval.as_nanos().saturating_mul(ticks);
+    deadline_after(
+        last,
+        Duration::from_nanos(u64::try_from(delay).unwrap_or(u64::MAX)),
+    )
+}
 
 /// `start + delay`, or, where that is past what `Instant` can represent, a deadline decades
 /// away (so `Duration::MAX` means "never", without overflow or panic).
@@ -284,8 +296,11 @@ impl<B: Backend> Selector<B> {
     /// Calls `callback` every `interval`, first `interval` from now, until the returned handle
     /// is cancelled (libuv: a repeating `uv_timer`).
     ///
-    /// Each deadline is `interval` after the previous one; if the loop fell behind by more than
-    /// that, the next is `interval` after now rather than a burst of catch-up calls.
+    /// The deadlines stay on one grid — the first is `interval` from now, each next one
+    /// `interval` after the previous — so a late call does not make the later ones drift. If a
+    /// call comes so late (the callback or the loop stalled) that ticks were missed, they are
+    /// skipped, not made up in a burst: the next call is at the first tick after the late one
+    /// returned.
     ///
     /// An `interval` below 1 ms (`Duration::ZERO` included) is raised to 1 ms, as browsers
     /// clamp `setInterval`: a timer that is always due would keep the loop from ever waiting
@@ -327,7 +342,7 @@ impl<B: Backend> Selector<B> {
                 Callback::Every(mut callback, interval) => {
                     callback(self);
                     let callback = Callback::Every(callback, interval);
-                    self.timers.reschedule(timer, callback, now);
+                    self.timers.reschedule(timer, callback, Instant::now());
                 }
             }
         }

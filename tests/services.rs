@@ -116,6 +116,62 @@ fn repeating_timer_runs_until_it_cancels_itself() -> io::Result<()> {
     Ok(())
 }
 
+// A repeating timer whose callback stalls for more than two intervals: the ticks it missed are
+// skipped (no burst of catch-up calls), and every deadline stays on the grid of the first one
+// (no drift): consecutive deadlines differ by a whole number of intervals, and by exactly one
+// once the timer keeps up again.
+#[test]
+fn repeating_timer_skips_missed_ticks_without_drift() -> io::Result<()> {
+    const INTERVAL: Duration = Duration::from_millis(20);
+    let mut sel = DefaultSelector::new()?;
+    // (deadline of the tick, when the callback ran, when it returned)
+    let calls = Rc::new(RefCell::new(Vec::<(Instant, Instant, Instant)>::new()));
+    let handle = Rc::new(RefCell::new(None::<selectloop::TimerHandle>));
+    let (c, h) = (calls.clone(), handle.clone());
+    let timer = sel.call_repeating(INTERVAL, move |_| {
+        let deadline = h.borrow().as_ref().expect("the handle").when();
+        let ran = Instant::now();
+        if c.borrow().is_empty() {
+            thread::sleep(INTERVAL * 5 / 2); // the stall under test
+        }
+        c.borrow_mut().push((deadline, ran, Instant::now()));
+        if c.borrow().len() == 4 {
+            h.borrow().as_ref().map(selectloop::TimerHandle::cancel);
+        }
+    });
+    *handle.borrow_mut() = Some(timer);
+    sel.run()?; // until the timer cancels itself
+    let calls = calls.borrow();
+    let nanos = INTERVAL.as_nanos();
+    for pair in calls.windows(2) {
+        let ((d0, _, returned), (d1, ran, _)) = (pair[0], pair[1]);
+        let step = d1 - d0;
+        assert_eq!(
+            step.as_nanos() % nanos,
+            0,
+            "a deadline drifted off the grid: {step:?}"
+        );
+        assert!(
+            d1 > returned,
+            "a tick missed while the callback ran was made up"
+        );
+        assert!(ran >= d1, "a call came before its deadline");
+        if d0 + INTERVAL > returned + Duration::from_millis(2) {
+            assert_eq!(
+                step, INTERVAL,
+                "a tick was skipped although the timer kept up"
+            );
+        }
+    }
+    // The stall (2.5 intervals) made the first call miss two ticks: the next is the third.
+    assert_eq!(
+        calls[1].0 - calls[0].0,
+        INTERVAL * 3,
+        "not the first tick after the stall"
+    );
+    Ok(())
+}
+
 #[test]
 fn huge_delay_neither_panics_nor_fires() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
