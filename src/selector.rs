@@ -415,10 +415,16 @@ impl<B: Backend> Selector<B> {
         self.remote.handle(&mut self.backend)
     }
 
-    /// Sets what happens when a callback returns an error other than `WouldBlock`.
+    /// Sets what happens when a callback returns an error (other than `WouldBlock` and
+    /// `Interrupted`, which mean "not ready after all" and are ignored).
     ///
-    /// The handler receives the key and the error and returns an [`ErrorAction`]. The default
-    /// logs a warning naming the fd and returns `Close`.
+    /// The handler receives the key and the error and returns an [`ErrorAction`]: keep the
+    /// registration, pause it (retried with backoff), close it, or stop the loop with the error.
+    /// The default is [`ErrorAction::default_for`]: pause a registration out of descriptors,
+    /// buffers or memory, keep a listener whose accept of one connection failed, close the rest.
+    /// Whatever the handler says, a registration that keeps failing cannot make the loop spin:
+    /// `Keep` after two failures in a row is a `Pause`. A `Close` is logged at `warn`, a pause
+    /// once per episode; the handler need not log.
     ///
     /// # Examples
     ///
