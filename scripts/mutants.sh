@@ -2,7 +2,7 @@
 # Mutation testing: would the test suite notice if a line of the library were wrong?
 #
 #     bash scripts/mutants.sh                     # every file under src/ (hours on 2 cores)
-#     bash scripts/mutants.sh src/selector.rs ... # just these files
+#     bash scripts/mutants.sh src/reactor/selector.rs ... # just these files
 #
 # cargo-mutants changes one thing at a time (a `<` into `<=`, a function body into
 # `Default::default()`, a match arm deleted...), rebuilds, and runs the tests: a mutant the tests

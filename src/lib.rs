@@ -81,37 +81,35 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-mod buffered;
-mod codec;
-mod events;
-mod executor;
-mod failure;
 pub mod guide;
-mod key;
-mod registration;
-mod registry;
-mod remote;
-mod selector;
-mod signal;
+mod reactor;
+mod services;
+mod streams;
 mod sys;
-mod timer;
 
-pub use buffered::{ByteStream, ConnEvent, Connection, Limits};
-pub use codec::{Bytes, Codec, LengthPrefixed, LineCodec};
-pub use events::{Events, Mode, EVENT_READ, EVENT_WRITE};
-pub use executor::WorkHandle;
-pub use failure::ErrorAction;
-pub use key::SelectorKey;
-pub use key::SelectorMap;
-pub use remote::Handle;
+// The reactor: selectors, keys, events, and the error policy.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub use selector::EpollSelector;
-pub use selector::{DefaultSelector, PollSelector, SelectSelector, Selector};
-pub use signal::signals;
+pub use reactor::selector::EpollSelector;
+pub use reactor::{
+    events::{Events, Mode, EVENT_READ, EVENT_WRITE},
+    failure::ErrorAction,
+    key::{SelectorKey, SelectorMap},
+    selector::{DefaultSelector, PollSelector, SelectSelector, Selector},
+};
+
+// The loop's services: timers, calls from other threads, the executor, signals.
+pub use services::{executor::WorkHandle, remote::Handle, signal::signals, timer::TimerHandle};
+
+// Streams: buffered connections and their codecs.
+pub use streams::{
+    codec::{Bytes, Codec, LengthPrefixed, LineCodec},
+    connection::{ByteStream, ConnEvent, Connection, Limits},
+};
+
+// The OS side: backends, and what a source or a file object is.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use sys::EpollBackend;
 pub use sys::{Backend, FileObj, PollBackend, PollingBackend, SelectBackend, Source};
-pub use timer::TimerHandle;
 
 /// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
 #[cfg(doctest)]

@@ -1,7 +1,7 @@
 //! The OS half of signal handlers: one self-pipe per handler.
 //!
 //! The OS-level handler only writes one byte to the pipe's write end; the read end is what the
-//! selector watches (`crate::signal` registers it for READ like any other source), so even a
+//! selector watches (`crate::services::signal` registers it for READ like any other source), so even a
 //! bare `select()` loop sees a signal arrive.
 //!
 //! - **Unix**: a real signal handler may do almost nothing, so it is `signal-hook`'s, which

@@ -24,8 +24,8 @@
 //! ([`ErrorAction::Keep`]) is paused like the above, so no error the program chose to ignore can
 //! make the loop spin.
 
-use crate::key::Token;
-use crate::selector::{error, Selector};
+use crate::reactor::key::Token;
+use crate::reactor::selector::{error, Selector};
 use crate::sys::{self, Backend, FileObj};
 use crate::SelectorKey;
 use log::{debug, info, warn};

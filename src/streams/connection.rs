@@ -21,7 +21,7 @@
 //! connection ended. On end of file from the peer (which may be a half-close: it can still
 //! receive) the connection reports `PeerClosed`, flushes what is queued, and closes itself.
 
-use crate::codec::Codec;
+use crate::streams::codec::Codec;
 use crate::sys::{Backend, FileObj, Source};
 use crate::{Events, Selector, SelectorKey, EVENT_READ, EVENT_WRITE};
 use std::fmt;

@@ -15,7 +15,7 @@
 //! Shutdown, when the selector is closed or dropped: work not yet started is dropped unrun,
 //! work running is waited for, and no `done` callback runs (there is no loop left to run it).
 
-use crate::remote::Handle;
+use crate::services::remote::Handle;
 use crate::sys::{Backend, PollingBackend};
 use crate::Selector;
 use crossbeam_channel::Sender;

@@ -5,10 +5,10 @@
 //! all-or-nothing: the OS poller accepts the descriptor before the tables change. Removal is the
 //! other way round: the poller forgets the descriptor before its source can be closed.
 
-use crate::failure::{self, Failures};
-use crate::key::{SelectorMap, Token, MAX_INDEX};
-use crate::registration::{BoxedCallback, Handler, Registration};
-use crate::selector::{check_events, error, Entry};
+use crate::reactor::failure::{self, Failures};
+use crate::reactor::key::{SelectorMap, Token, MAX_INDEX};
+use crate::reactor::registration::{BoxedCallback, Handler, Registration};
+use crate::reactor::selector::{check_events, error, Entry};
 use crate::sys::{self, Backend, FileObj, Source};
 use crate::{Events, Mode, Selector, SelectorKey};
 use log::{debug, trace, warn};

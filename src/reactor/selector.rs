@@ -1,7 +1,8 @@
 //! The selector: `select`, `dispatch` and the loop (`run_once`, `run`).
 //!
 //! This file is the reactor's loop; `registry.rs` adds and removes registrations, and
-//! `timer.rs`, `remote.rs` and `executor.rs` provide the services `run_once` runs after I/O.
+//! `services/` (timers, calls from other threads, the executor) provides what `run_once` runs
+//! after I/O.
 //! A registration is one slab entry holding the key, the owned
 //! source and its boxed callback; the OS poller reports a token (slab index + generation, see
 //! [`key`](crate::SelectorKey)) for each ready source. `select` turns those reports into
@@ -20,13 +21,13 @@
 //! 3. A panicking callback is caught just long enough to remove its registration (poller first,
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
-use crate::executor::{Done, Pool};
-use crate::failure::{ErrorAction, Failures};
-use crate::key::Token;
-use crate::registration::Handler;
-use crate::remote::{Handle, Remote};
+use crate::reactor::failure::{ErrorAction, Failures};
+use crate::reactor::key::Token;
+use crate::reactor::registration::Handler;
+use crate::services::executor::{Done, Pool};
+use crate::services::remote::{Handle, Remote};
+use crate::services::timer::{Once, TimerQueue};
 use crate::sys::{Backend, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
-use crate::timer::{Once, TimerQueue};
 use crate::{Events, SelectorKey};
 use log::{debug, warn};
 use slab::Slab;
