@@ -94,6 +94,7 @@ pub use reactor::{
     events::{Events, Mode, EVENT_READ, EVENT_WRITE},
     failure::ErrorAction,
     key::{SelectorKey, SelectorMap},
+    ready::{IntoIter, Ready},
     selector::{DefaultSelector, PollSelector, SelectSelector, Selector},
 };
 

@@ -130,7 +130,7 @@ fn register_from_callback<B: Backend>() -> io::Result<()> {
 }
 
 /// Selects until exactly `n` keys are ready in one batch.
-fn select_n<B: Backend>(sel: &mut Selector<B>, n: usize) -> io::Result<Vec<(SelectorKey, Events)>> {
+fn select_n<B: Backend>(sel: &mut Selector<B>, n: usize) -> io::Result<selectloop::Ready> {
     let deadline = Instant::now() + common::TIMEOUT;
     loop {
         let ready = sel.select(Some(Duration::from_millis(50)))?;

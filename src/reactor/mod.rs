@@ -4,11 +4,12 @@
 //! reading; `registry.rs` adds and removes registrations, each a slab entry holding a
 //! `registration.rs` box (the source and its callback); `key.rs` is the `SelectorKey` and the
 //! token that ties an OS event back to its registration; `events.rs` the event set and trigger
-//! modes; `failure.rs` what happens when a callback fails.
+//! modes; `ready.rs` the list `select` returns; `failure.rs` what happens when a callback fails.
 
 pub(crate) mod events;
 pub(crate) mod failure;
 pub(crate) mod key;
+pub(crate) mod ready;
 pub(crate) mod registration;
 pub(crate) mod registry;
 pub(crate) mod selector;

@@ -23,6 +23,7 @@
 
 use crate::reactor::failure::{ErrorAction, Failures};
 use crate::reactor::key::Token;
+use crate::reactor::ready::{Ready, Spare};
 use crate::reactor::registration::Handler;
 use crate::services::executor::{Done, Pool};
 use crate::services::remote::{Handle, Remote};
@@ -36,6 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use std::{fmt, mem};
 
@@ -133,6 +135,8 @@ pub struct Selector<B: Backend = PollingBackend> {
     /// The reports of the last poll, one per ready key, reused so that a steady-state loop
     /// allocates nothing. A report's mask is emptied once its callback has run.
     ready: Vec<(Token, Events)>,
+    /// The buffer of the `Ready` lists `select` returns: lent out, given back when dropped.
+    spare: Spare,
     /// Set when a dispatch stopped early (a panic, or `ErrorAction::Stop`): the reports from
     /// `ready[owed..]` were not dispatched, and the next `select`/`run_once` delivers them first.
     owed: Option<usize>,
@@ -203,6 +207,7 @@ impl<B: Backend> Selector<B> {
             generation: 0,
             batch: 0,
             ready: Vec::new(),
+            spare: Spare::default(),
             owed: None,
             stopping: false,
             on_error: Box::new(ErrorAction::default_for),
@@ -219,7 +224,9 @@ impl<B: Backend> Selector<B> {
     }
 
     /// Waits until some registered source is ready, or `timeout` passes, and returns the ready
-    /// `(key, mask)` pairs (Python: `select(timeout)`).
+    /// `(key, mask)` pairs (Python: `select(timeout)`), as a [`Ready`] list: iterate, index or
+    /// measure it as Python's list. Its buffer is reused by the next `select`, so a loop
+    /// allocates nothing in steady state.
     ///
     /// - `None` blocks until at least one pair can be returned; `Some(Duration::ZERO)` polls
     ///   without blocking; `Some(d)` returns an empty list only once `d` has passed, never
@@ -238,7 +245,7 @@ impl<B: Backend> Selector<B> {
     /// # Errors
     ///
     /// The OS error of the wait itself (not `EINTR`, which is retried).
-    pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Vec<(SelectorKey, Events)>> {
+    pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Ready> {
         let from = match self.take_owed() {
             Some(from) => from,
             None => {
@@ -246,14 +253,13 @@ impl<B: Backend> Selector<B> {
                 0
             }
         };
-        Ok(self.ready[from..]
-            .iter()
-            .filter_map(|&(token, mask)| {
-                let key = self.entries[self.current(token)?].key;
-                let mask = mask & key.events;
-                (!mask.is_empty()).then_some((key, mask))
-            })
-            .collect())
+        let mut pairs = self.spare.take(); // the buffer the last `Ready` gave back
+        pairs.extend(self.ready[from..].iter().filter_map(|&(token, mask)| {
+            let key = self.entries[self.current(token)?].key;
+            let mask = mask & key.events;
+            (!mask.is_empty()).then_some((key, mask))
+        }));
+        Ok(Ready::new(pairs, Rc::clone(&self.spare)))
     }
 
     /// Calls the callback of `key` with `mask` (Python: `key.data(key.fileobj, mask)`).

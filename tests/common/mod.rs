@@ -6,7 +6,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use selectloop::{Backend, Events, Selector, SelectorKey};
+use selectloop::{Backend, Ready, Selector};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -88,10 +88,7 @@ pub fn run_until<B: Backend>(
 
 /// Selects until the result is non-empty, failing after [`TIMEOUT`] with `what`.
 #[track_caller]
-pub fn select_some<B: Backend>(
-    sel: &mut Selector<B>,
-    what: &str,
-) -> io::Result<Vec<(SelectorKey, Events)>> {
+pub fn select_some<B: Backend>(sel: &mut Selector<B>, what: &str) -> io::Result<Ready> {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let ready = sel.select(Some(Duration::from_millis(50)))?;

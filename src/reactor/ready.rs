@@ -1,0 +1,153 @@
+//! `Ready`, the list `select()` returns — Python's `[(key, events), ...]` without an allocation
+//! per call.
+//!
+//! Python's `select()` builds a new list every time; so did ours, and in an echo server the two
+//! allocations per `select` (the list and its growth) cost more than the rest of the dispatch.
+//! A `Ready` owns its buffer while the caller iterates it — it cannot borrow the selector, since
+//! the loop calls `sel.dispatch(..)` (a `&mut` borrow) inside the `for` — and gives the buffer
+//! back to its selector when dropped, so the next `select` reuses it. The loop reads exactly as
+//! in Python, and a steady-state loop allocates nothing.
+
+use crate::{Events, SelectorKey};
+use std::cell::Cell;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
+
+type Pair = (SelectorKey, Events);
+
+/// Where a selector keeps the buffer its `Ready` lists borrow and give back.
+pub(crate) type Spare = Rc<Cell<Vec<Pair>>>;
+
+/// The `(key, mask)` pairs returned by [`Selector::select`](crate::Selector::select).
+///
+/// Use it as Python's list: iterate it (`for (key, mask) in sel.select(None)?`), index it
+/// (`ready[0]`), measure it (`ready.len()`, `ready.is_empty()`), sort it, compare it with an
+/// array or a `Vec`, or copy it out with `to_vec()`. It derefs to a slice of pairs. When it is
+/// dropped (or its iterator is), its buffer goes back to the selector for the next `select`.
+///
+/// # Examples
+///
+/// ```
+/// use selectloop::{DefaultSelector, EVENT_WRITE};
+/// use std::net::{TcpListener, TcpStream};
+/// use std::time::Duration;
+///
+/// let mut sel = DefaultSelector::new()?;
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let conn = TcpStream::connect(listener.local_addr()?)?;
+/// let key = sel.register(conn, EVENT_WRITE, |_, _, _| Ok(()))?;
+/// let ready = sel.select(Some(Duration::from_secs(5)))?;
+/// assert_eq!(ready.len(), 1);
+/// assert_eq!(ready[0], (key, EVENT_WRITE));
+/// assert_eq!(ready, [(key, EVENT_WRITE)]);
+/// for (key, mask) in ready {
+///     sel.dispatch(&key, mask)?;
+/// }
+/// # std::io::Result::Ok(())
+/// ```
+pub struct Ready {
+    pairs: Vec<Pair>,
+    home: Spare,
+}
+
+impl Ready {
+    pub(crate) fn new(pairs: Vec<Pair>, home: Spare) -> Ready {
+        Ready { pairs, home }
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        let mut pairs = std::mem::take(&mut self.pairs);
+        pairs.clear();
+        self.home.set(pairs);
+    }
+}
+
+impl Deref for Ready {
+    type Target = [Pair];
+    fn deref(&self) -> &[Pair] {
+        &self.pairs
+    }
+}
+
+impl DerefMut for Ready {
+    fn deref_mut(&mut self) -> &mut [Pair] {
+        &mut self.pairs
+    }
+}
+
+impl fmt::Debug for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Ready {
+    fn eq(&self, other: &Ready) -> bool {
+        self.pairs == other.pairs
+    }
+}
+
+impl PartialEq<[Pair]> for Ready {
+    fn eq(&self, other: &[Pair]) -> bool {
+        self.pairs == other
+    }
+}
+
+impl<const N: usize> PartialEq<[Pair; N]> for Ready {
+    fn eq(&self, other: &[Pair; N]) -> bool {
+        self.pairs == other
+    }
+}
+
+impl PartialEq<Vec<Pair>> for Ready {
+    fn eq(&self, other: &Vec<Pair>) -> bool {
+        &self.pairs == other
+    }
+}
+
+impl IntoIterator for Ready {
+    type Item = Pair;
+    type IntoIter = IntoIter;
+    fn into_iter(self) -> IntoIter {
+        IntoIter {
+            ready: self,
+            next: 0,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Ready {
+    type Item = &'a Pair;
+    type IntoIter = std::slice::Iter<'a, Pair>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.iter()
+    }
+}
+
+/// The iterator of `for (key, mask) in ready`: yields the pairs in order, then gives the buffer
+/// back to the selector when dropped.
+#[derive(Debug)]
+pub struct IntoIter {
+    ready: Ready,
+    next: usize,
+}
+
+impl Iterator for IntoIter {
+    type Item = Pair;
+
+    fn next(&mut self) -> Option<Pair> {
+        let pair = *self.ready.pairs.get(self.next)?;
+        self.next += 1;
+        Some(pair)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.ready.pairs.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}

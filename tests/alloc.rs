@@ -1,0 +1,125 @@
+//! A loop in steady state allocates nothing: neither the README's `select()` + `dispatch()`
+//! loop nor `run_once()`, on any backend. Counted by a global allocator that counts the
+//! allocations of the thread that asks (each test runs on a thread of its own).
+
+#[macro_use]
+mod common;
+
+use common::{selector, socketpair};
+use selectloop::{Backend, Selector, EVENT_READ};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counter is a
+// thread-local `Cell` with a const initialiser, which neither allocates nor re-enters.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const ROUNDS: usize = 200;
+
+/// Eight echo pairs: each round the peers write a byte and read it back; the loop under test
+/// (`pass`) must echo it. Returns the allocations made by the loop thread after a warm-up.
+fn count<B: Backend>(mut pass: impl FnMut(&mut Selector<B>) -> io::Result<()>) -> io::Result<u64> {
+    let mut sel = selector::<B>()?;
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        let (a, peer) = socketpair()?;
+        sel.register(a, EVENT_READ, |_, s, _| {
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf)?;
+            s.write_all(&buf[..n]) // one byte: always fits
+        })?;
+        peers.push(peer);
+    }
+    let mut round = |sel: &mut Selector<B>| -> io::Result<()> {
+        for peer in &mut peers {
+            peer.write_all(b"x")?;
+        }
+        for peer in &mut peers {
+            // Each peer blocks until its echo: pass() until every echo has come back.
+            peer.set_nonblocking(true)?;
+            let mut byte = [0u8; 1];
+            let deadline = std::time::Instant::now() + common::TIMEOUT;
+            loop {
+                match peer.read(&mut byte) {
+                    Ok(1) => break,
+                    Ok(_) => panic!("the echo connection closed"),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                assert!(std::time::Instant::now() < deadline, "no echo");
+                pass(sel)?;
+            }
+            peer.set_nonblocking(false)?;
+        }
+        Ok(())
+    };
+    for _ in 0..20 {
+        round(&mut sel)?; // warm-up: buffers reach their steady size
+    }
+    let before = allocations();
+    for _ in 0..ROUNDS {
+        round(&mut sel)?;
+    }
+    Ok(allocations() - before)
+}
+
+fn select_and_dispatch_allocate_nothing<B: Backend>() -> io::Result<()> {
+    let n = count::<B>(|sel| {
+        for (key, mask) in sel.select(Some(Duration::from_millis(50)))? {
+            sel.dispatch(&key, mask)?;
+        }
+        Ok(())
+    })?;
+    assert_eq!(
+        n, 0,
+        "select() + dispatch() allocated {n} times in {ROUNDS} rounds"
+    );
+    Ok(())
+}
+
+fn run_once_allocates_nothing<B: Backend>() -> io::Result<()> {
+    let n = count::<B>(|sel| sel.run_once(Some(Duration::from_millis(50))).map(|_| ()))?;
+    assert_eq!(n, 0, "run_once() allocated {n} times in {ROUNDS} rounds");
+    Ok(())
+}
+
+instantiate! {
+    backends: [
+        default_selector = selectloop::PollingBackend,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        epoll_selector = selectloop::EpollBackend,
+        poll_selector = selectloop::PollBackend,
+        select_selector = selectloop::SelectBackend,
+    ],
+    tests: [select_and_dispatch_allocate_nothing, run_once_allocates_nothing]
+}
