@@ -347,6 +347,9 @@ impl<B: Backend> Selector<B> {
     /// Runs the calls queued before now: `call_soon`'s, then those from other threads.
     fn run_calls(&mut self) -> usize {
         let mut called = 0;
+        if self.soon.is_empty() && !self.remote.has_handle() {
+            return 0; // nothing queued, and nobody can queue from another thread
+        }
         for _ in 0..self.soon.len() {
             if let Some(call) = self.soon.pop_front() {
                 call(self);

@@ -139,12 +139,16 @@ impl<B: Backend> Remote<B> {
     }
 
     /// True if a call is queued or a handle asked the loop to stop: reasons to stop waiting.
+    /// Without a handle nothing can be queued, and this costs one branch.
     pub(crate) fn pending(&self) -> bool {
-        !self.calls.is_empty()
-            || self
-                .shared
-                .as_ref()
-                .is_some_and(|s| s.stop.load(Ordering::Acquire))
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.stop.load(Ordering::Acquire) || !self.calls.is_empty())
+    }
+
+    /// True once a handle exists: only then can calls arrive from other threads.
+    pub(crate) fn has_handle(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// Called after every wait, before the queue is looked at: calls sent from now on wake the

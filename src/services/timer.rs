@@ -169,6 +169,11 @@ impl<B: Backend> TimerQueue<B> {
         self.heap.peek().map(|entry| entry.when)
     }
 
+    /// True if the heap holds no timer at all, live or cancelled.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     /// True if a live timer is scheduled.
     pub(crate) fn is_pending(&mut self) -> bool {
         self.next_deadline().is_some()
@@ -333,6 +338,9 @@ impl<B: Backend> Selector<B> {
 
     /// Fires the timers due now that were scheduled before this call; returns how many.
     pub(crate) fn run_timers(&mut self) -> usize {
+        if self.timers.is_empty() {
+            return 0; // no clock reading when there is no timer
+        }
         let (now, mark) = (Instant::now(), self.timers.mark());
         let mut fired = 0;
         while let Some((timer, callback)) = self.timers.pop_due(now, mark) {

@@ -53,6 +53,39 @@ fn flags(events: Events, mode: Mode) -> EventFlags {
 /// The longest timeout `epoll_wait` takes in milliseconds; longer waits wait again.
 const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
+/// One `epoll_wait` on `epoll` into `events` (cleared first; it holds its capacity's worth),
+/// for `timeout` in milliseconds rounded up: never early, and a sub-millisecond timeout waits
+/// 1 ms, not 0. Also the wait of `PollingBackend` on Linux, on `polling`'s own epoll instance.
+pub(crate) fn wait(
+    epoll: BorrowedFd<'_>,
+    events: &mut Vec<epoll::Event>,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    let timeout = timeout.map(|t| {
+        let t = t.min(MAX_TIMEOUT);
+        Timespec {
+            tv_sec: t.as_secs() as _,
+            tv_nsec: t.subsec_nanos() as _,
+        }
+    });
+    events.clear();
+    epoll::wait(
+        epoll,
+        rustix::buffer::spare_capacity(events),
+        timeout.as_ref(),
+    )?;
+    Ok(())
+}
+
+/// Python's `EpollSelector` rule: any flag other than `EPOLLOUT` (input, hang-up, error,
+/// priority) counts as READ, any flag other than `EPOLLIN` as WRITE.
+pub(crate) fn readiness_of(flags: EventFlags) -> Events {
+    readiness(
+        !(flags - EventFlags::OUT).is_empty(),
+        !(flags - EventFlags::IN).is_empty(),
+    )
+}
+
 impl Backend for EpollBackend {
     fn new() -> io::Result<Self> {
         Ok(EpollBackend {
@@ -99,27 +132,16 @@ impl Backend for EpollBackend {
         timeout: Option<Duration>,
         mut on_event: impl FnMut(usize, Events),
     ) -> io::Result<()> {
-        let timeout = timeout.map(|t| {
-            let t = t.min(MAX_TIMEOUT);
-            Timespec {
-                tv_sec: t.as_secs() as _,
-                tv_nsec: t.subsec_nanos() as _,
-            }
-        });
-        self.events.clear();
-        let buffer = rustix::buffer::spare_capacity(&mut self.events);
-        epoll::wait(&self.epoll, buffer, timeout.as_ref())?;
+        wait(self.epoll.as_fd(), &mut self.events, timeout)?;
         for event in &self.events {
-            let (flags, token) = (event.flags, event.data.u64() as usize);
+            let token = event.data.u64() as usize;
             if token == WAKE {
                 if let Some(wake) = &self.wake {
                     let _ = rustix::io::read(wake.as_fd(), &mut [0u8; 8]); // reset the counter
                 }
                 continue;
             }
-            let readable = !(flags - EventFlags::OUT).is_empty();
-            let writable = !(flags - EventFlags::IN).is_empty();
-            on_event(token, readiness(readable, writable));
+            on_event(token, readiness_of(event.flags));
         }
         Ok(())
     }
