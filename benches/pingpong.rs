@@ -7,16 +7,24 @@
 //! syscalls do not dilute the comparison, and both loops do exactly the same syscalls per round
 //! (one `Poller::wait`, then N `read`s and N `write`s), which the `polls/round` column checks.
 //!
-//! - selectloop: `DefaultSelector` with one `register(end, EVENT_READ, echo)` per pair, driven
+//! - `run_once`: `DefaultSelector` with one `register(end, EVENT_READ, echo)` per pair, driven
 //!   by `run_once(None)`.
-//! - bare: a `polling::Poller` with `add_with_mode(.., PollMode::Level)`, an `Events` buffer of
-//!   the capacity selectloop picks, and the event key used as an index into a `Vec` of streams.
+//! - `select+dispatch`: the same registrations, driven by the README's loop,
+//!   `for (key, mask) in sel.select(None)? { sel.dispatch(&key, mask)?; }`.
+//! - bare `polling`: a `polling::Poller` with `add_with_mode(.., PollMode::Level)`, an `Events`
+//!   buffer of the capacity selectloop picks, and the event key used as an index into a `Vec`
+//!   of streams: the same user code (`echo`) on the crate selectloop builds on.
+//! - bare epoll (Linux): `epoll_wait` through rustix into one reused buffer, the key an index:
+//!   the floor a hand-written C loop would reach.
 //!
-//! Per N, each run builds both variants on fresh sockets, warms them up, then alternates
-//! them in `CHUNKS` chunks so that drift hits both alike; the best of `RUNS` runs is
-//! reported as ns per event, with the ratio selectloop/bare. A counting global allocator
-//! reports the allocations made during selectloop's measured phases (driver included): 0 means
-//! `run_once` is allocation-free in steady state.
+//! Per N, each run builds every variant on fresh sockets, warms them up, then alternates them
+//! in `CHUNKS` chunks so that drift hits all alike; the best of `RUNS` runs is reported as ns
+//! per event, with the same-run ratios of both selectloop loops to the bare `polling` loop (and
+//! to bare epoll). The spread column is the slowest run's ns/event over the best's, for the
+//! select+dispatch loop. A counting global allocator reports the allocations made during
+//! selectloop's measured phases (driver included): 0 means both loops are allocation-free in
+//! steady state. On Linux `DefaultSelector` waits with one `epoll_wait` where `polling` makes
+//! five system calls, so it can beat the bare `polling` loop.
 //!
 //! Run it with `cargo bench --bench pingpong`; `PINGPONG_EVENTS=40000` shortens it (e.g. under
 //! `valgrind --tool=callgrind`).
@@ -97,10 +105,14 @@ mod bench {
         Ok((ends, peers))
     }
 
-    struct SelectLoop(DefaultSelector);
+    /// `DefaultSelector`, driven by `run_once` or (`select`) by the README's loop.
+    struct SelectLoop {
+        sel: DefaultSelector,
+        select: bool,
+    }
 
     impl SelectLoop {
-        fn new(ends: Vec<UnixStream>) -> io::Result<Self> {
+        fn new(ends: Vec<UnixStream>, select: bool) -> io::Result<Self> {
             let mut sel = DefaultSelector::new()?;
             sel.set_error_handler(|_, _| ErrorAction::Stop);
             for end in ends {
@@ -108,7 +120,7 @@ mod bench {
                     echo(stream)
                 })?;
             }
-            Ok(SelectLoop(sel))
+            Ok(SelectLoop { sel, select })
         }
     }
 
@@ -116,8 +128,64 @@ mod bench {
         fn serve(&mut self, n: usize) -> io::Result<usize> {
             let (mut done, mut polls) = (0, 0);
             while done < n {
-                done += self.0.run_once(None)?;
+                if self.select {
+                    let ready = self.sel.select(None)?;
+                    done += ready.len();
+                    for (key, mask) in ready {
+                        self.sel.dispatch(&key, mask)?;
+                    }
+                } else {
+                    done += self.sel.run_once(None)?;
+                }
                 polls += 1;
+            }
+            Ok(polls)
+        }
+    }
+
+    /// epoll by hand (Linux): one `epoll_wait` into a reused buffer, the key an index.
+    #[cfg(target_os = "linux")]
+    struct BareEpoll {
+        epoll: std::os::fd::OwnedFd,
+        events: Vec<rustix::event::epoll::Event>,
+        ends: Vec<UnixStream>,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl BareEpoll {
+        fn new(ends: Vec<UnixStream>) -> io::Result<Self> {
+            use rustix::event::epoll;
+            let fd = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            for (i, end) in ends.iter().enumerate() {
+                let data = epoll::EventData::new_u64(i as u64);
+                epoll::add(&fd, end, data, epoll::EventFlags::IN)?;
+            }
+            let events = Vec::with_capacity(ends.len().next_power_of_two());
+            Ok(BareEpoll {
+                epoll: fd,
+                events,
+                ends,
+            })
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Loop for BareEpoll {
+        fn serve(&mut self, n: usize) -> io::Result<usize> {
+            let (mut done, mut polls) = (0, 0);
+            while done < n {
+                self.events.clear();
+                let buffer = rustix::buffer::spare_capacity(&mut self.events);
+                rustix::event::epoll::wait(&self.epoll, buffer, None)?;
+                polls += 1;
+                for ev in &self.events {
+                    if let Some(stream) = self.ends.get_mut(ev.data.u64() as usize) {
+                        match echo(stream) {
+                            Err(e) if e.kind() != ErrorKind::WouldBlock => return Err(e),
+                            _ => done += 1,
+                        }
+                    }
+                }
             }
             Ok(polls)
         }
@@ -181,7 +249,7 @@ mod bench {
     fn measure(
         peers: &mut [UnixStream],
         events: usize,
-        lp: &mut impl Loop,
+        lp: &mut dyn Loop,
         sample: &mut Sample,
     ) -> io::Result<()> {
         let n = peers.len();
@@ -204,23 +272,35 @@ mod bench {
         Ok(())
     }
 
-    /// One run for `n` pairs: fresh sockets for both variants, a warm-up, then `CHUNKS`
-    /// alternating chunks of each. Returns (selectloop, bare).
-    fn run(n: usize, events: usize) -> io::Result<(Sample, Sample)> {
-        let (ends, mut sel_peers) = pairs(n)?;
-        let mut sel = SelectLoop::new(ends)?;
-        let (ends, mut bare_peers) = pairs(n)?;
-        let mut bare = Bare::new(ends)?;
-        let chunk = events / CHUNKS;
-        let mut warmup = Sample::default();
-        measure(&mut sel_peers, chunk / 4, &mut sel, &mut warmup)?;
-        measure(&mut bare_peers, chunk / 4, &mut bare, &mut warmup)?;
-        let (mut s, mut b) = (Sample::default(), Sample::default());
-        for _ in 0..CHUNKS {
-            measure(&mut sel_peers, chunk, &mut sel, &mut s)?;
-            measure(&mut bare_peers, chunk, &mut bare, &mut b)?;
+    /// The variants, in the order of `run`'s result.
+    const VARIANTS: [&str; 4] = ["run_once", "select+dispatch", "bare polling", "bare epoll"];
+
+    /// One run for `n` pairs: fresh sockets for every variant, a warm-up, then `CHUNKS`
+    /// alternating chunks of each. Returns one sample per variant (bare epoll: Linux only).
+    fn run(n: usize, events: usize) -> io::Result<Vec<Sample>> {
+        let mut loops: Vec<(Box<dyn Loop>, Vec<UnixStream>)> = Vec::new();
+        let (ends, peers) = pairs(n)?;
+        loops.push((Box::new(SelectLoop::new(ends, false)?), peers));
+        let (ends, peers) = pairs(n)?;
+        loops.push((Box::new(SelectLoop::new(ends, true)?), peers));
+        let (ends, peers) = pairs(n)?;
+        loops.push((Box::new(Bare::new(ends)?), peers));
+        #[cfg(target_os = "linux")]
+        {
+            let (ends, peers) = pairs(n)?;
+            loops.push((Box::new(BareEpoll::new(ends)?), peers));
         }
-        Ok((s, b))
+        let chunk = events / CHUNKS;
+        let mut samples = vec![Sample::default(); loops.len()];
+        for (lp, peers) in &mut loops {
+            measure(peers, chunk / 4, lp.as_mut(), &mut Sample::default())?; // warm-up
+        }
+        for _ in 0..CHUNKS {
+            for ((lp, peers), sample) in loops.iter_mut().zip(&mut samples) {
+                measure(peers, chunk, lp.as_mut(), sample)?;
+            }
+        }
+        Ok(samples)
     }
 
     pub fn main() -> io::Result<()> {
@@ -230,36 +310,51 @@ mod bench {
                 .map_err(|e| io::Error::other(format!("PINGPONG_EVENTS: {e}")))?,
             Err(_) => EVENTS,
         };
-        println!("pingpong: {events} events per variant and run, best of {RUNS} runs");
         println!(
-            "{:>5} {:>17} {:>11} {:>7} {:>15} {:>16}",
-            "N", "selectloop ns/ev", "bare ns/ev", "ratio", "allocs (per ev)", "polls/round s/b"
+            "pingpong: {events} events per variant and run, best of {RUNS} runs; ns per event"
+        );
+        println!(
+            "{:>5} {:>9} {:>16} {:>13} {:>11} {:>22} {:>14} {:>8} {:>15}",
+            "N",
+            VARIANTS[0],
+            VARIANTS[1],
+            VARIANTS[2],
+            VARIANTS[3],
+            "ratios to bare polling",
+            "to bare epoll",
+            "spread",
+            "allocs (per ev)"
         );
         for n in SIZES {
             let runs = (0..RUNS)
                 .map(|_| run(n, events))
                 .collect::<io::Result<Vec<_>>>()?;
-            let best = |pick: fn(&(Sample, Sample)) -> Sample| {
-                runs.iter()
-                    .map(pick)
-                    .min_by_key(|s| s.busy)
-                    .expect("RUNS > 0")
-            };
-            let (sel, bare) = (best(|r| r.0), best(|r| r.1));
-            let allocs: u64 = runs.iter().map(|r| r.0.allocs).sum();
-            let sel_events: usize = runs.iter().map(|r| r.0.events).sum();
-            let ns = |x: Sample| x.busy.as_nanos() as f64 / x.events as f64;
-            let polls = |x: Sample| x.polls as f64 * n as f64 / x.events as f64;
+            let ns = |x: &Sample| x.busy.as_nanos() as f64 / x.events as f64;
+            let best: Vec<f64> = (0..runs[0].len())
+                .map(|v| runs.iter().map(|r| ns(&r[v])).fold(f64::INFINITY, f64::min))
+                .collect();
+            let worst_select = runs.iter().map(|r| ns(&r[1])).fold(0.0, f64::max);
+            let allocs: u64 = runs.iter().map(|r| r[0].allocs + r[1].allocs).sum();
+            let sel_events: usize = runs.iter().map(|r| r[0].events + r[1].events).sum();
+            let epoll = best.get(3).copied();
+            let show = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
+            let ratio =
+                |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}", a / b));
             println!(
-                "{n:>5} {:>17.1} {:>11.1} {:>7.3} {allocs:>5} ({:>7.5}) {:>7.2}/{:.2}",
-                ns(sel),
-                ns(bare),
-                ns(sel) / ns(bare),
+                "{n:>5} {:>9.1} {:>16.1} {:>13.1} {:>11} {:>10} / {:>9} {:>5} / {:>6} {:>7.2}x {allocs:>5} ({:.5})",
+                best[0],
+                best[1],
+                best[2],
+                show(epoll),
+                ratio(best[0], Some(best[2])),
+                ratio(best[1], Some(best[2])),
+                ratio(best[0], epoll),
+                ratio(best[1], epoll),
+                worst_select / best[1],
                 allocs as f64 / sel_events as f64,
-                polls(sel),
-                polls(bare),
             );
         }
+        println!("ratios: run_once / select+dispatch, each to the bare loop of the same run; spread: slowest / best select+dispatch run");
         Ok(())
     }
 }
