@@ -26,8 +26,10 @@
 //! steady state. On Linux `DefaultSelector` waits with one `epoll_wait` where `polling` makes
 //! five system calls, so it can beat the bare `polling` loop.
 //!
-//! Run it with `cargo bench --bench pingpong`; `PINGPONG_EVENTS=40000` shortens it (e.g. under
-//! `valgrind --tool=callgrind`).
+//! Run it with `cargo bench --bench pingpong`; `PINGPONG_EVENTS=40000` shortens it.
+//! `PINGPONG_VARIANT=select+dispatch PINGPONG_SIZES=1` (any variant and sizes) runs that one
+//! variant alone, once, and prints nothing but a line per size: `scripts/count.sh --pingpong`
+//! runs it under callgrind to count instructions per event.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -275,21 +277,28 @@ mod bench {
     /// The variants, in the order of `run`'s result.
     const VARIANTS: [&str; 4] = ["run_once", "select+dispatch", "bare polling", "bare epoll"];
 
+    /// The loop of variant `name` over `n` fresh pairs, with its peers.
+    fn variant(name: &str, n: usize) -> io::Result<(Box<dyn Loop>, Vec<UnixStream>)> {
+        let (ends, peers) = pairs(n)?;
+        let lp: Box<dyn Loop> = match name {
+            "run_once" => Box::new(SelectLoop::new(ends, false)?),
+            "select+dispatch" => Box::new(SelectLoop::new(ends, true)?),
+            "bare polling" => Box::new(Bare::new(ends)?),
+            #[cfg(target_os = "linux")]
+            "bare epoll" => Box::new(BareEpoll::new(ends)?),
+            _ => return Err(io::Error::other(format!("no variant {name:?} here"))),
+        };
+        Ok((lp, peers))
+    }
+
     /// One run for `n` pairs: fresh sockets for every variant, a warm-up, then `CHUNKS`
     /// alternating chunks of each. Returns one sample per variant (bare epoll: Linux only).
     fn run(n: usize, events: usize) -> io::Result<Vec<Sample>> {
-        let mut loops: Vec<(Box<dyn Loop>, Vec<UnixStream>)> = Vec::new();
-        let (ends, peers) = pairs(n)?;
-        loops.push((Box::new(SelectLoop::new(ends, false)?), peers));
-        let (ends, peers) = pairs(n)?;
-        loops.push((Box::new(SelectLoop::new(ends, true)?), peers));
-        let (ends, peers) = pairs(n)?;
-        loops.push((Box::new(Bare::new(ends)?), peers));
-        #[cfg(target_os = "linux")]
-        {
-            let (ends, peers) = pairs(n)?;
-            loops.push((Box::new(BareEpoll::new(ends)?), peers));
-        }
+        let here = if cfg!(target_os = "linux") { 4 } else { 3 };
+        let mut loops = VARIANTS[..here]
+            .iter()
+            .map(|name| variant(name, n))
+            .collect::<io::Result<Vec<_>>>()?;
         let chunk = events / CHUNKS;
         let mut samples = vec![Sample::default(); loops.len()];
         for (lp, peers) in &mut loops {
@@ -303,6 +312,22 @@ mod bench {
         Ok(samples)
     }
 
+    /// `PINGPONG_VARIANT`: `events` events of one variant at each of `sizes`, nothing else.
+    fn one_variant(name: &str, events: usize) -> io::Result<()> {
+        let sizes = std::env::var("PINGPONG_SIZES").unwrap_or_else(|_| "1".into());
+        for n in sizes.split(',') {
+            let n: usize = n
+                .trim()
+                .parse()
+                .map_err(|e| io::Error::other(format!("PINGPONG_SIZES: {e}")))?;
+            let (mut lp, mut peers) = variant(name, n)?;
+            let mut sample = Sample::default();
+            measure(&mut peers, events, lp.as_mut(), &mut sample)?;
+            println!("{name}: N = {n}: {} events", sample.events);
+        }
+        Ok(())
+    }
+
     pub fn main() -> io::Result<()> {
         let events = match std::env::var("PINGPONG_EVENTS") {
             Ok(v) => v
@@ -310,6 +335,9 @@ mod bench {
                 .map_err(|e| io::Error::other(format!("PINGPONG_EVENTS: {e}")))?,
             Err(_) => EVENTS,
         };
+        if let Ok(name) = std::env::var("PINGPONG_VARIANT") {
+            return one_variant(&name, events);
+        }
         println!(
             "pingpong: {events} events per variant and run, best of {RUNS} runs; ns per event"
         );

@@ -120,6 +120,14 @@ fn backoff(failures: u32) -> Duration {
     (BACKOFF_MIN * (1 << doublings)).min(BACKOFF_MAX)
 }
 
+impl Failures {
+    /// True unless the registration's last call failed: nothing to reset after a success.
+    #[inline]
+    pub(crate) fn is_clear(&self) -> bool {
+        self.count == 0
+    }
+}
+
 impl<B: Backend> Selector<B> {
     /// True if the registration of `fileobj` is paused: out of the OS poller after its callback
     /// failed, until its backoff delay is over (see [`ErrorAction::Pause`]).

@@ -254,11 +254,19 @@ impl<B: Backend> Selector<B> {
             }
         };
         let mut pairs = self.spare.take(); // the buffer the last `Ready` gave back
-        pairs.extend(self.ready[from..].iter().filter_map(|&(token, mask)| {
-            let key = self.entries[self.current(token)?].key;
-            let mask = mask & key.events;
-            (!mask.is_empty()).then_some((key, mask))
-        }));
+        if from == 0 {
+            // Just polled: every report names a live registration, its mask within its events.
+            pairs.reserve(self.ready.len());
+            for &(token, mask) in &self.ready {
+                pairs.push((self.entries[token.index()].key, mask));
+            }
+        } else {
+            pairs.extend(self.ready[from..].iter().filter_map(|&(token, mask)| {
+                let key = self.entries[self.current(token)?].key;
+                let mask = mask & key.events;
+                (!mask.is_empty()).then_some((key, mask))
+            }));
+        }
         Ok(Ready::new(pairs, Rc::clone(&self.spare)))
     }
 
@@ -560,27 +568,56 @@ impl<B: Backend> Selector<B> {
     }
 
     /// Runs the callback of `token`; returns whether it ran.
+    ///
+    /// The hot path of every loop, kept small enough to inline: what happens after a panic, an
+    /// error or a self-unregistration is in [`after_call`](Self::after_call), out of line.
+    #[inline]
     fn dispatch_token(&mut self, token: Token, mask: Events) -> io::Result<bool> {
-        let Some(index) = self.current(token) else {
+        let Some(entry) = self.entries.get_mut(token.index()) else {
             return Ok(false); // unregistered since it was reported
         };
-        let entry = &mut self.entries[index];
         let key = entry.key;
         let mask = mask & key.events;
-        if mask.is_empty() {
-            return Ok(false); // modified since it was reported
+        if key.token != token || mask.is_empty() {
+            return Ok(false); // unregistered (the slot may be reused), or modified, since
         }
         let Some(mut handler) = entry.handler.take() else {
             return Ok(false); // its own callback is running: no re-entry
         };
         // Delivered: a report of the last poll is not delivered again. If this call stops
         // the batch (a panic, or `Stop`), the reports after it are owed.
-        let slot = (entry.batch == self.batch).then_some(entry.slot);
-        if let Some(report) = slot.and_then(|slot| self.ready.get_mut(slot)) {
-            report.1 = Events::NONE;
-        }
-        let owe_the_rest = slot.map(|slot| slot + 1);
+        let slot = if entry.batch == self.batch {
+            if let Some(report) = self.ready.get_mut(entry.slot) {
+                report.1 = Events::NONE;
+            }
+            Some(entry.slot)
+        } else {
+            None
+        };
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
+        if let (Ok(Ok(())), Some(entry)) = (&result, self.entries.get_mut(token.index())) {
+            let unchanged = entry.key.token == token && entry.new_callback.is_none();
+            if unchanged && entry.handler.is_none() && entry.failures.is_clear() {
+                entry.handler = Some(handler);
+                return Ok(true); // the hot path: it succeeded and is still registered
+            }
+        }
+        self.after_call(&key, handler, result, slot)
+    }
+
+    /// Everything but the hot path after a callback returned (or panicked): putting the
+    /// callback back (or the one set meanwhile), closing a source unregistered by its own
+    /// callback, ending a failure episode, the error handler, and resuming a panic.
+    #[cold]
+    #[inline(never)]
+    fn after_call(
+        &mut self,
+        key: &SelectorKey,
+        mut handler: Box<dyn Handler<B>>,
+        result: std::thread::Result<io::Result<()>>,
+        slot: Option<usize>,
+    ) -> io::Result<bool> {
+        let (token, fd) = (key.token, key.fd);
         let result = match result {
             Ok(result) => result,
             Err(panic) => {
@@ -588,44 +625,48 @@ impl<B: Backend> Selector<B> {
                     self.remove(index);
                 }
                 drop(handler); // after `remove`: the poller no longer watches the fd
-                warn!("callback for fd {} panicked; it was unregistered", key.fd);
-                self.owed = owe_the_rest.or(self.owed);
+                warn!("callback for fd {fd} panicked; it was unregistered");
+                self.owe_after(slot);
                 panic::resume_unwind(panic);
             }
         };
-        let index = match self.current(token) {
-            Some(index) => {
-                let entry = &mut self.entries[index];
-                if let Some(callback) = entry.new_callback.take() {
-                    handler = handler.with_callback(callback);
-                }
-                entry.handler = Some(handler);
-                Some(index)
-            }
-            None => {
-                debug!("close fd {} after its callback", key.fd);
-                None
-            }
+        let Some(index) = self.current(token) else {
+            debug!("close fd {fd} after its callback");
+            drop(handler); // closes the source: it was unregistered, and left the poller then
+            return match result {
+                Err(e) if !is_spurious(&e) => self.fail(key, e, slot),
+                _ => Ok(true),
+            };
         };
-        let err = match (result, index) {
-            (Ok(()), Some(index)) => {
-                self.succeeded(index);
-                return Ok(true);
-            }
-            (Ok(()), None) => return Ok(true),
-            (Err(e), Some(index)) if is_spurious(&e) => {
-                self.would_block(index);
-                return Ok(true);
-            }
-            (Err(e), None) if is_spurious(&e) => return Ok(true),
-            (Err(e), _) => e,
-        };
-        let action = (self.on_error)(&key, &err);
-        if let Err(err) = self.failed(token, action, err) {
-            self.owed = owe_the_rest.or(self.owed); // `Stop`: the rest of the batch waits
+        let entry = &mut self.entries[index];
+        if let Some(callback) = entry.new_callback.take() {
+            handler = handler.with_callback(callback);
+        }
+        entry.handler = Some(handler);
+        match result {
+            Ok(()) => self.succeeded(index),
+            Err(e) if is_spurious(&e) => self.would_block(index),
+            Err(e) => return self.fail(key, e, slot),
+        }
+        Ok(true)
+    }
+
+    /// The callback of `key` failed with `err` (not spurious readiness): the error handler
+    /// decides, and a `Stop` leaves the reports after `slot` owed.
+    fn fail(&mut self, key: &SelectorKey, err: io::Error, slot: Option<usize>) -> io::Result<bool> {
+        let action = (self.on_error)(key, &err);
+        if let Err(err) = self.failed(key.token, action, err) {
+            self.owe_after(slot); // `Stop`: the rest of the batch waits
             return Err(err);
         }
         Ok(true)
+    }
+
+    /// Records that the reports after `slot` of the last poll are owed.
+    fn owe_after(&mut self, slot: Option<usize>) {
+        if let Some(slot) = slot {
+            self.owed = Some(slot + 1);
+        }
     }
 }
 
