@@ -159,6 +159,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_fd_events_and_mode() {
+        let key = SelectorKey {
+            fd: 7,
+            events: Events::READ_WRITE,
+            mode: Mode::Edge,
+            token: Token::new(3, 1),
+            listener: false,
+        };
+        assert_eq!(
+            format!("{key:?}"),
+            "SelectorKey { fd: 7, events: READ | WRITE, mode: Edge }"
+        );
+    }
+
+    #[test]
     fn generations_tell_slot_reuse_apart() {
         assert_ne!(Token::new(7, 1), Token::new(7, 2));
     }
