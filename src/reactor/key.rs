@@ -174,6 +174,18 @@ mod tests {
     }
 
     #[test]
+    fn the_map_debugs_as_a_list_of_keys() -> std::io::Result<()> {
+        let mut sel = crate::DefaultSelector::new()?;
+        let a = sel.register(
+            std::net::TcpListener::bind("127.0.0.1:0")?,
+            Events::READ,
+            |_, _, _| Ok(()),
+        )?;
+        assert_eq!(format!("{:?}", sel.get_map()), format!("[{a:?}]"));
+        Ok(())
+    }
+
+    #[test]
     fn generations_tell_slot_reuse_apart() {
         assert_ne!(Token::new(7, 1), Token::new(7, 2));
     }

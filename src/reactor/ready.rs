@@ -151,3 +151,62 @@ impl Iterator for IntoIter {
 }
 
 impl ExactSizeIterator for IntoIter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::key::Token;
+    use crate::{Mode, EVENT_READ, EVENT_WRITE};
+
+    fn key(fd: i32) -> SelectorKey {
+        SelectorKey {
+            fd: fd as _,
+            events: Events::READ_WRITE,
+            mode: Mode::Level,
+            token: Token::new(fd as usize, 1),
+            listener: false,
+        }
+    }
+
+    fn ready(pairs: &[Pair], home: &Spare) -> Ready {
+        Ready::new(pairs.to_vec(), Rc::clone(home))
+    }
+
+    #[test]
+    fn compares_like_a_list_of_pairs() {
+        let home = Spare::default();
+        let (a, b) = ((key(1), EVENT_READ), (key(2), EVENT_WRITE));
+        let ab = ready(&[a, b], &home);
+        assert_eq!(ab, ready(&[a, b], &home));
+        assert_ne!(ab, ready(&[a], &home));
+        assert_ne!(ab, ready(&[b, a], &home));
+        assert!(ab == [a, b] && ab != [b, a] && ab != [a]);
+        assert!(ab == vec![a, b] && ab != vec![a]);
+        assert!(ab == *[a, b].as_slice() && ab != *[b].as_slice());
+        let refs: Vec<&Pair> = (&ab).into_iter().collect();
+        assert_eq!(refs, [&a, &b]);
+        assert_eq!(format!("{:?}", ready(&[a], &home)), format!("[{a:?}]"));
+    }
+
+    #[test]
+    fn gives_its_buffer_back_when_dropped() {
+        let home = Spare::default();
+        let mut pairs = Vec::with_capacity(32);
+        pairs.push((key(1), EVENT_READ));
+        drop(Ready::new(pairs, Rc::clone(&home)));
+        let back = home.take();
+        assert!(
+            back.is_empty() && back.capacity() >= 32,
+            "not given back, or not cleared"
+        );
+        // Through its iterator, too, however far it was iterated.
+        let mut iter = ready(&[(key(1), EVENT_READ), (key(2), EVENT_READ)], &home).into_iter();
+        assert_eq!(iter.len(), 2);
+        assert_eq!(iter.next(), Some((key(1), EVENT_READ)));
+        drop(iter);
+        assert!(
+            home.take().capacity() >= 2,
+            "the iterator did not give it back"
+        );
+    }
+}
