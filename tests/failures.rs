@@ -184,6 +184,37 @@ fn early_stop_oneshot<B: Backend>() -> io::Result<()> {
     each_way::<B>(Mode::Oneshot)
 }
 
+// Reports owed after a stop are cut to the events their keys wait for when delivered: an event
+// `modify` removed meanwhile is not delivered.
+fn owed_reports_follow_modify<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    sel.set_error_handler(|_, _| ErrorAction::Stop);
+    let (mut keys, mut peers) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let (a, mut peer) = socketpair()?;
+        peer.write_all(b"x")?; // READ, and WRITE (a connected socket has room)
+        keys.push(sel.register(a, EVENT_READ | EVENT_WRITE, |_, _, _| {
+            Err(io::Error::other("stop"))
+        })?);
+        peers.push(peer);
+    }
+    let ready = common::select_n_ready(&mut sel, 2, EVENT_READ | EVENT_WRITE)?;
+    let (first, second) = (ready[0].0, ready[1].0);
+    for (key, mask) in ready {
+        if sel.dispatch(&key, mask).is_err() {
+            break; // the first stops the batch: the second is owed
+        }
+    }
+    sel.modify(&second, EVENT_READ)?;
+    let owed = sel.select(Some(Duration::ZERO))?;
+    assert_eq!(
+        owed,
+        [(sel.get_key(&second)?, EVENT_READ)],
+        "first: {first:?}"
+    );
+    Ok(())
+}
+
 /// Many sources, rounds of one byte each, callbacks that stop the loop at random: every round,
 /// every source is dispatched exactly once (in edge mode a lost report is never made up for).
 fn chaos<B: Backend>(mode: Mode, n: usize) -> io::Result<()> {
@@ -607,6 +638,7 @@ instantiate! {
     ],
     tests: [
         early_stop_level,
+        owed_reports_follow_modify,
         chaos_level,
         emfile_pauses_then_serves,
         emfile_does_not_spin,

@@ -203,6 +203,7 @@ mod tests {
         let mut iter = ready(&[(key(1), EVENT_READ), (key(2), EVENT_READ)], &home).into_iter();
         assert_eq!(iter.len(), 2);
         assert_eq!(iter.next(), Some((key(1), EVENT_READ)));
+        assert_eq!(iter.size_hint(), (1, Some(1)));
         drop(iter);
         assert!(
             home.take().capacity() >= 2,

@@ -99,6 +99,27 @@ pub fn select_some<B: Backend>(sel: &mut Selector<B>, what: &str) -> io::Result<
     }
 }
 
+/// Selects until `n` keys are reported in one batch, each with exactly `mask`, failing after
+/// [`TIMEOUT`] (level-triggered: what is ready stays reported until all of it shows at once).
+#[track_caller]
+pub fn select_n_ready<B: Backend>(
+    sel: &mut Selector<B>,
+    n: usize,
+    mask: selectloop::Events,
+) -> io::Result<Ready> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let ready = sel.select(Some(Duration::from_millis(50)))?;
+        if ready.len() == n && ready.iter().all(|&(_, m)| m == mask) {
+            return Ok(ready);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {n} keys at once with {mask:?}: {ready:?}"
+        );
+    }
+}
+
 /// Reads from a blocking peer and expects its other end to be closed: end of file, or a reset
 /// (what a socket closed with unread data in its buffer sends). Fails if that does not come
 /// within [`TIMEOUT`] (the other end is still open) or data arrives instead.
