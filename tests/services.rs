@@ -397,7 +397,14 @@ fn run_once_counts_each_kind_of_callback<B: Backend>() -> io::Result<()> {
     sel.call_later(Duration::ZERO, |_| {});
     assert_eq!(sel.run_once(Some(TIMEOUT))?, 1, "a due timer alone");
     sel.call_soon(|_| {});
+    let start = Instant::now();
     assert_eq!(sel.run_once(Some(TIMEOUT))?, 1, "one call_soon alone");
+    // A queued call means no waiting for I/O (the registration is never ready).
+    assert!(
+        start.elapsed() < TIMEOUT / 2,
+        "waited {:?} with a call queued",
+        start.elapsed()
+    );
     let handle = sel.handle()?;
     thread::spawn(move || handle.call_soon_threadsafe(|_| {}))
         .join()
