@@ -62,7 +62,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, timeout: Duration) -> io::
             }
             // End of file: what is queued is flushed, then it closes (the timer still runs,
             // in case the client never reads it).
-            ConnEvent::PeerClosed => {}
+            ConnEvent::Drained | ConnEvent::PeerClosed => {}
             ConnEvent::Closed(_) => {
                 if let Some(old) = timer.take() {
                     old.cancel();

@@ -25,6 +25,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Resu
     conn.register(sel, move |_sel, conn, event| {
         match event {
             ConnEvent::Frame(line) => conn.send_frame(&line.to_ascii_uppercase())?,
+            ConnEvent::Drained => {}
             ConnEvent::PeerClosed => {} // replies still queued are flushed, then it closes
             ConnEvent::Closed(None) => log::info!("{addr} closed"),
             ConnEvent::Closed(Some(e)) => log::info!("{addr} closed: {e}"),

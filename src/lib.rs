@@ -103,7 +103,8 @@ pub use services::{executor::WorkHandle, remote::Handle, signal::signals, timer:
 // Streams: buffered connections and their codecs.
 pub use streams::{
     codec::{Bytes, Codec, LengthPrefixed, LineCodec},
-    connection::{ByteStream, ConnEvent, Connection, Limits},
+    connection::{ByteStream, ConnEvent, Connection},
+    limits::{Limits, Timeouts},
 };
 
 // The OS side: backends, and what a source or a file object is.

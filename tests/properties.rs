@@ -282,7 +282,7 @@ proptest! {
     fn with_limits_accepts_exactly_the_consistent_limits(
         high_water in limit_field(), low_water in limit_field(), read_chunk in limit_field(),
     ) {
-        let limits = Limits { high_water, low_water, read_chunk };
+        let limits = Limits { high_water, low_water, read_chunk, ..Limits::default() };
         let (a, mut peer) = socketpair().expect("socket pair");
         let result = Connection::new(a, LineCodec::new(64)).with_limits(limits);
         let conn = match result {
