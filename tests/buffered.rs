@@ -803,6 +803,12 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
     for reader in readers {
         busy.push(reader.join().expect("reader")?);
     }
+    // Right after their long lines, before any other read: their buffers are gone already.
+    let memory = buffer_memory(&mut sel, &keys[..BUSY]);
+    assert!(
+        memory.iter().all(|&m| m == 0),
+        "after long lines: {memory:?}"
+    );
     busy.append(&mut peers);
     let mut peers = busy; // in the order of `keys` again
     for peer in &mut peers {
@@ -1114,6 +1120,111 @@ fn a_slowloris_is_closed_after_the_frame_timeout_while_others_are_served() -> io
         "frame timeout: a frame begun 0.400 s ago is incomplete"
     ]));
     read_to_eof_or_reset(&mut slow_peer);
+    Ok(())
+}
+
+#[test]
+fn a_frame_timeout_counts_from_each_frame_not_from_the_first() -> io::Result<()> {
+    // A pipelining peer: every 100 ms it ends a line and begins the next, so some line is
+    // always incomplete, and none for long.
+    const FRAME: Duration = Duration::from_millis(300);
+    let timeouts = Timeouts {
+        frame: Some(FRAME),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, seen) = timed_connection(
+        &mut sel,
+        a,
+        LineCodec::new(64),
+        Limits::default(),
+        timeouts,
+        false,
+    )?;
+    (&peer).write_all(b"begun")?;
+    let pipeliner = sel.call_repeating(Duration::from_millis(100), move |_| {
+        let _ = (&peer).write_all(b" ended\nbegun");
+    });
+    let start = Instant::now();
+    while start.elapsed() < FRAME * 4 {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    pipeliner.cancel();
+    let seen = seen.borrow();
+    assert!(sel.get_key(&key).is_ok(), "closed: {:?}", seen.last());
+    assert!(seen.len() >= 3, "{} lines", seen.len());
+    assert!(seen
+        .iter()
+        .all(|s| *s == Seen::Frame(b"begun ended".to_vec())));
+    Ok(())
+}
+
+#[test]
+fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
+    // Lines of 4097 bytes read 4096 at a time: a line is always incomplete. The peer does not
+    // read its echoes, so reading pauses, for longer than the frame timeout: not its fault.
+    const FRAME: Duration = Duration::from_millis(200);
+    let limits = Limits {
+        high_water: 64 << 10,
+        low_water: 16 << 10,
+        read_chunk: 4096,
+        ..Limits::default()
+    };
+    let timeouts = Timeouts {
+        frame: Some(FRAME),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, seen) = timed_connection(&mut sel, a, LineCodec::new(8192), limits, timeouts, true)?;
+    let mut line = vec![b'x'; 4096];
+    line.push(b'\n');
+    let lines = line.repeat(200); // 800 KiB: more than the socket buffers and the queue hold
+    let mut writer_end = peer.try_clone()?;
+    let writer = thread::spawn(move || writer_end.write_all(&lines));
+    let state = |sel: &mut DefaultSelector| {
+        let conn: &mut Connection<Stream, LineCodec> = sel.source_mut(&key).expect("open");
+        (conn.is_reading_paused(), conn.buffered())
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while !state(&mut sel).0 {
+        assert!(Instant::now() < deadline, "reading never paused");
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    let (_, buffered) = state(&mut sel);
+    assert!(
+        buffered > 0,
+        "paused with no incomplete line: the test needs one"
+    );
+    let paused = Instant::now();
+    while paused.elapsed() < FRAME * 3 {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    assert!(
+        sel.get_key(&key).is_ok(),
+        "closed while paused: {:?}",
+        seen.borrow().last()
+    );
+    // The peer reads: reading resumes, the clock restarts, every line comes back.
+    let mut reader_end = peer;
+    let reader = thread::spawn(move || {
+        let mut got = vec![0u8; 200 * 4097];
+        reader_end.read_exact(&mut got).map(|()| reader_end)
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "the echo never completed");
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    let _peer = reader.join().expect("reader")?;
+    writer.join().expect("writer")?;
+    let frames = seen
+        .borrow()
+        .iter()
+        .filter(|s| matches!(s, Seen::Frame(_)))
+        .count();
+    assert_eq!(frames, 200);
     Ok(())
 }
 
