@@ -849,6 +849,61 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
     Ok(())
 }
 
+/// Fills the socket under `key` by writing to it directly (bypassing the queue), so that
+/// what is sent next stays queued.
+fn fill_the_socket(sel: &mut DefaultSelector, key: &SelectorKey) {
+    let conn: &mut Connection<Stream, Bytes> = sel.source_mut(key).expect("open");
+    let chunk = [0u8; 4096];
+    while conn.get_ref().write(&chunk).is_ok() {} // until WouldBlock
+}
+
+#[test]
+fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let (a, peer) = socketpair()?;
+        let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
+        conns.push((key, peer));
+    }
+    let memory = |sel: &mut DefaultSelector, key: &SelectorKey| {
+        let conn: &mut Connection<Stream, Bytes> = sel.source_mut(key).expect("open");
+        conn.buffer_memory()
+    };
+    // A 1 MiB queue, written out: the connection holds nothing (the thread keeps it).
+    let (big, big_peer) = &mut conns[0];
+    let big = *big;
+    fill_the_socket(&mut sel, &big);
+    Connection::<Stream, Bytes>::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
+    let room = memory(&mut sel, &big);
+    assert!(room >= 1 << 20, "{room}");
+    let mut reader = big_peer.try_clone()?;
+    let draining = thread::spawn(move || -> io::Result<()> {
+        let mut buf = vec![0u8; 64 << 10];
+        while reader.read(&mut buf)? > 0 {} // until the connection is closed
+        Ok(())
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while memory(&mut sel, &big) > 0 {
+        assert!(Instant::now() < deadline, "the queue never drained");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    // A small send to a full socket: a small queue, not the 1 MiB one.
+    let small = conns[1].0;
+    fill_the_socket(&mut sel, &small);
+    Connection::<Stream, Bytes>::with(&mut sel, &small, |conn| conn.send(b"small"))??;
+    assert_eq!(memory(&mut sel, &small), 4096);
+    // A large one (over a sixteenth of it): the 1 MiB one, not a new allocation grown to it.
+    let large = conns[2].0;
+    fill_the_socket(&mut sel, &large);
+    Connection::<Stream, Bytes>::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
+    assert_eq!(memory(&mut sel, &large), room);
+    drop(sel); // closes the connections: the reader sees end of file
+    draining.join().expect("reader")?;
+    drop(conns);
+    Ok(())
+}
+
 // --- Output caps ---------------------------------------------------------------------------------
 
 #[test]

@@ -132,10 +132,21 @@ pub enum ConnEvent<T> {
 /// own buffer. See the module docs.
 const SMALL: usize = 4 << 10;
 
+/// A write queue starts with room for this much: a few replies fit without growing it.
+const QUEUE_MIN: usize = 4 << 10;
+
+/// Emptied write queues with this much room (`SPARE_MIN..=SPARE_MAX`) are kept for the thread's
+/// next large send; see the module docs.
+const SPARE_MIN: usize = 64 << 10;
+const SPARE_MAX: usize = 4 << 20;
+
 thread_local! {
     /// The thread's read buffer (see the module docs): zeroed once, as long as the longest
     /// read asked of it, and lent to one read at a time.
     static SHARED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// The largest write queue emptied lately (empty, with room of `SPARE_MIN..=SPARE_MAX`),
+    /// for the next send of at least a sixteenth of its room into an empty queue.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A registered byte stream with a read buffer, a write queue, a codec, and optional limits
@@ -485,6 +496,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// `NotConnected` if the connection is closing or failed: the data would never arrive.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.check_open()?;
+        if self.wbuf.capacity() == 0 {
+            self.start_queue(data.len());
+        }
         self.wbuf.extend_from_slice(data);
         self.above_low |= self.queued() > self.limits.low_water;
         Ok(())
@@ -497,6 +511,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// The codec's error (e.g. the frame is over its limit: nothing is sent), or as for `send`.
     pub fn send_frame(&mut self, frame: &C::Frame) -> io::Result<()> {
         self.check_open()?;
+        if self.wbuf.capacity() == 0 {
+            self.start_queue(0); // the frame's length is the codec's business
+        }
         let len = self.wbuf.len();
         let result = self.codec.encode(frame, &mut self.wbuf);
         if result.is_err() {
@@ -625,10 +642,43 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         self.failed.is_some() || ((self.closing || self.eof) && self.queued() == 0)
     }
 
-    /// Drops what is queued, and its memory.
+    /// Gives an empty queue room for `len` bytes: the thread's spare if that is large enough
+    /// and not more than 16 times too large (so that a small send never holds a large buffer),
+    /// else at least `QUEUE_MIN`.
+    fn start_queue(&mut self, len: usize) {
+        if len >= SPARE_MIN / 16 {
+            let fits = |room: usize| room >= len && room / 16 <= len;
+            let spare = SPARE.try_with(|spare| {
+                let buf = spare.take();
+                match fits(buf.capacity()) {
+                    true => Some(buf),
+                    false => {
+                        spare.set(buf);
+                        None
+                    }
+                }
+            });
+            if let Ok(Some(buf)) = spare {
+                self.wbuf = buf;
+                return;
+            }
+        }
+        self.wbuf.reserve(len.max(QUEUE_MIN));
+    }
+
+    /// Drops what is queued, and gives its memory up: a large buffer to the thread's spare (if
+    /// larger than the one there), the others back to the allocator.
     fn drop_queue(&mut self) {
-        self.wbuf = Vec::new();
+        let mut buf = mem::take(&mut self.wbuf);
         self.wstart = 0;
+        let room = buf.capacity();
+        if (SPARE_MIN..=SPARE_MAX).contains(&room) {
+            buf.clear();
+            let _ = SPARE.try_with(|spare| {
+                let old = spare.take();
+                spare.set(if old.capacity() >= room { old } else { buf });
+            });
+        }
     }
 
     /// Writes queued bytes until the socket is full; a write error fails the connection. With
