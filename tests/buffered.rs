@@ -537,6 +537,36 @@ fn oversize_frame_header_closes_the_connection() -> io::Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_codec_that_claims_more_bytes_than_it_was_given_closes_the_connection() -> io::Result<()> {
+    struct Overclaiming;
+    impl selectloop::Codec for Overclaiming {
+        type Item = Vec<u8>;
+        type Frame = [u8];
+        fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+            Ok((!buf.is_empty()).then(|| (buf.to_vec(), buf.len() + 1)))
+        }
+        fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+            out.extend_from_slice(frame);
+            Ok(())
+        }
+    }
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (_, seen) = connection(&mut sel, a, Overclaiming, Limits::default(), false)?;
+    peer.write_all(b"abc")?;
+    run_until(&mut sel, "the close", || seen.borrow().len() >= 2)?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"abc".to_vec()),
+            Seen::Closed(Some(ErrorKind::InvalidData))
+        ]
+    );
+    assert!(logged(&["WARN", "used more bytes than it was given"]));
+    Ok(())
+}
+
 // --- Closing: graceful, abort, resets ------------------------------------------------------------
 
 #[test]

@@ -860,8 +860,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let start = self.rstart;
         while self.failed.is_none() {
             // `get`, not indexing (the same checks): a codec that claimed more bytes than it
-            // was given is an error, not a panic.
+            // was given (its frame delivered already) is an error, not a panic.
             let Some(buf) = self.rbuf.get(self.rstart..self.rend) else {
+                self.rstart = self.rend;
                 self.protocol_error(overclaimed());
                 break;
             };
