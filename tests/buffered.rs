@@ -1153,7 +1153,10 @@ fn drained_comes_once_per_crossing_and_not_after_close() -> io::Result<()> {
 #[test]
 fn a_slowloris_is_closed_after_the_frame_timeout_while_others_are_served() -> io::Result<()> {
     const FRAME: Duration = Duration::from_millis(400);
+    // The idle timeout schedules each connection's timer for a minute from now: a frame that
+    // begins must bring it forward.
     let timeouts = Timeouts {
+        idle: Some(Duration::from_secs(60)),
         frame: Some(FRAME),
         ..Timeouts::default()
     };
@@ -1317,7 +1320,10 @@ fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
 fn a_peer_that_never_reads_is_closed_after_the_send_timeout_a_slow_one_is_not() -> io::Result<()> {
     const SEND: Duration = Duration::from_millis(300);
     const LEN: usize = 16 << 20; // more than the socket buffers hold, Wine's too
+                                 // The idle timeout schedules each connection's timer for a minute from now (in the first
+                                 // iterations below): what `with` sends must bring it forward.
     let timeouts = Timeouts {
+        idle: Some(Duration::from_secs(60)),
         send: Some(SEND),
         ..Timeouts::default()
     };
@@ -1340,6 +1346,9 @@ fn a_peer_that_never_reads_is_closed_after_the_send_timeout_a_slow_one_is_not() 
             }
         })
     };
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::ZERO))?;
+    }
     let start = Instant::now();
     for key in [never_key, slow_key] {
         Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(LEN)))??;

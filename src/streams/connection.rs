@@ -236,6 +236,10 @@ struct Clock {
     soft_since: Option<Instant>,
     /// When the connection's timer is due, while one is scheduled and has not fired.
     timer_at: Option<Instant>,
+    /// A clock started since the timer was scheduled (a frame began, the queue began to wait,
+    /// or went over the soft cap): a deadline may be due before it. Bytes moving only move
+    /// deadlines later, so they leave the timer alone.
+    started: bool,
 }
 
 /// Which limit a deadline enforces.
@@ -639,6 +643,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.paused = false;
             if self.clock.frame_since.is_some() {
                 self.clock.frame_since = now; // the frame's clock stopped while not reading
+                self.clock.started = true;
             }
         }
         let mut events = Events::NONE;
@@ -737,12 +742,15 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         if wrote {
             clock.last_io = Some(now);
         }
+        clock.started |= queued > 0 && clock.send_since.is_none();
         clock.send_since = match queued {
             0 => None,
             _ if wrote => Some(now),
             _ => clock.send_since.or(Some(now)),
         };
-        clock.soft_since = match queued > self.limits.soft_cap {
+        let over = queued > self.limits.soft_cap;
+        clock.started |= over && clock.soft_since.is_none();
+        clock.soft_since = match over {
             true => clock.soft_since.or(Some(now)),
             false => None,
         };
@@ -831,6 +839,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             }
             // Undecoded bytes are one incomplete frame: the one from before this read if no
             // frame was decoded (it began when it began), else one that began now.
+            clock.started |= self.rstart < self.rend && clock.frame_since.is_none();
             clock.frame_since = match (self.rstart == self.rend, decoded) {
                 (true, _) => None,
                 (false, false) => clock.frame_since.or(Some(now)),
@@ -1029,9 +1038,26 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// True if a deadline is due before the connection's timer (or no timer is scheduled).
     fn unarmed(&self, now: Instant) -> bool {
-        let timer_at = self.clock.timer_at;
+        if self.in_time(now) {
+            return false;
+        }
         self.next_deadline()
-            .is_some_and(|(when, _)| timer_at.is_none_or(|at| at <= now || when < at))
+            .is_some_and(|(when, _)| self.armed_for(when, now).is_some())
+    }
+
+    /// True if the timer is scheduled, not due yet, and no clock started since: it is due
+    /// before any deadline, without computing them.
+    fn in_time(&self, now: Instant) -> bool {
+        !self.clock.started && self.clock.timer_at.is_some_and(|at| at > now)
+    }
+
+    /// `when` if the connection's timer is not due by then (or not scheduled): the time to
+    /// schedule it for. A timer that fired (or is due) counts as none.
+    fn armed_for(&self, when: Instant, now: Instant) -> Option<Instant> {
+        match self.clock.timer_at {
+            Some(at) if at > now && at <= when => None,
+            _ => Some(when),
+        }
     }
 
     /// Schedules the connection's timer for the earliest deadline, unless one is due by then.
@@ -1045,10 +1071,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         key: SelectorKey,
         now: Instant,
     ) {
-        if !self.unarmed(now) {
+        if self.in_time(now) {
             return;
         }
-        let Some((when, _)) = self.next_deadline() else {
+        self.clock.started = false;
+        let next = self.next_deadline();
+        let Some(when) = next.and_then(|(when, _)| self.armed_for(when, now)) else {
             return;
         };
         timer.set(sel.call_at(when, move |sel| Self::wake(sel, key, true)));
