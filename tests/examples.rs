@@ -415,16 +415,15 @@ fn ctrl_c(ex: &Example) {
 // --- Timeouts: slowloris, a client that never reads, a quiet one ---------------------------------
 
 /// Reads from `conn` until the server closes it (end of file or a reset), whatever comes
-/// first; returns how long that took, or fails after [`TIMEOUT`] without the close.
+/// first; fails after [`TIMEOUT`] without the close.
 #[track_caller]
-fn wait_for_close(mut conn: &TcpStream, what: &str) -> Duration {
-    let start = Instant::now();
+fn wait_for_close(mut conn: &TcpStream, what: &str) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match conn.read(&mut buf) {
-            Ok(0) => return start.elapsed(),
+            Ok(0) => return,
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => panic!("{what}: not closed by the server ({e})"),
         }
@@ -432,7 +431,8 @@ fn wait_for_close(mut conn: &TcpStream, what: &str) -> Duration {
 }
 
 /// A client that sends `first`, then one byte (never a newline) every 100 ms, from a thread
-/// of its own — the fault simulated — until its writes fail.
+/// of its own — the fault simulated — until its writes fail. Call it after taking the time
+/// the server's clock cannot have started before.
 fn trickle(conn: &TcpStream, first: &[u8]) -> thread::JoinHandle<()> {
     let mut sender = conn.try_clone().expect("clone the client socket");
     sender.write_all(first).expect("the first bytes");
@@ -444,14 +444,18 @@ fn trickle(conn: &TcpStream, first: &[u8]) -> thread::JoinHandle<()> {
 }
 
 /// While `slow` waits to be closed (on a thread), another client gets a round trip every
-/// 50 ms; returns the time to the close (from now) and the round trips done meanwhile.
+/// 50 ms; returns the time from `start` to the close, and the round trips done meanwhile.
 #[track_caller]
-fn served_while_closing(ex: &Example, server: &ExampleServer, slow: TcpStream) -> (Duration, u32) {
-    let start = Instant::now();
+fn served_while_closing(
+    ex: &Example,
+    server: &ExampleServer,
+    slow: TcpStream,
+    start: Instant,
+) -> (Duration, u32) {
     let (closed, is_closed) = std::sync::mpsc::channel();
     thread::spawn(move || {
-        let took = wait_for_close(&slow, "the slow client");
-        let _ = closed.send(start.elapsed().max(took));
+        wait_for_close(&slow, "the slow client");
+        let _ = closed.send(start.elapsed());
     });
     let good = connect(server.addr()).expect("connect");
     let mut served = 0;
@@ -484,8 +488,9 @@ fn uppercase_server_closes_a_slowloris_after_the_frame_timeout() {
     let args = ["127.0.0.1:0", "--frame-timeout", "0.3"];
     let server = ExampleServer::start(UPPERCASE.name, &args);
     let slow = connect(server.addr()).expect("connect");
+    let start = Instant::now(); // before its first byte
     let trickler = trickle(&slow, b"GET / HTTP/1.1");
-    let (took, served) = served_while_closing(&UPPERCASE, &server, slow);
+    let (took, served) = served_while_closing(&UPPERCASE, &server, slow, start);
     trickler.join().expect("the trickling thread");
     assert!(took >= Duration::from_millis(300), "closed after {took:?}");
     assert!(served > 0, "no round trip while the slowloris was there");
@@ -549,8 +554,9 @@ fn idle_echo_server_closes_a_trickling_client() {
     let args = ["127.0.0.1:0", "--idle-timeout", "0.5"];
     let server = ExampleServer::start(IDLE_ECHO.name, &args);
     let slow = connect(server.addr()).expect("connect");
+    let start = Instant::now(); // before its first byte
     let trickler = trickle(&slow, b"x");
-    let (took, served) = served_while_closing(&IDLE_ECHO, &server, slow);
+    let (took, served) = served_while_closing(&IDLE_ECHO, &server, slow, start);
     trickler.join().expect("the trickling thread");
     assert!(took >= Duration::from_millis(500), "closed after {took:?}");
     assert!(
