@@ -1268,7 +1268,8 @@ fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
     let (key, seen) = timed_connection(&mut sel, a, LineCodec::new(8192), limits, timeouts, true)?;
     let mut line = vec![b'x'; 4096];
     line.push(b'\n');
-    let lines = line.repeat(200); // 800 KiB: more than the socket buffers and the queue hold
+    const LINES: usize = 4096; // 16 MiB: more than the socket buffers hold, Wine's too
+    let lines = line.repeat(LINES);
     let mut writer_end = peer.try_clone()?;
     let writer = thread::spawn(move || writer_end.write_all(&lines));
     let state = |sel: &mut DefaultSelector| {
@@ -1297,7 +1298,7 @@ fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
     // The peer reads: reading resumes, the clock restarts, every line comes back.
     let mut reader_end = peer;
     let reader = thread::spawn(move || {
-        let mut got = vec![0u8; 200 * 4097];
+        let mut got = vec![0u8; LINES * 4097];
         reader_end.read_exact(&mut got).map(|()| reader_end)
     });
     let deadline = Instant::now() + TIMEOUT;
@@ -1312,7 +1313,7 @@ fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
         .iter()
         .filter(|s| matches!(s, Seen::Frame(_)))
         .count();
-    assert_eq!(frames, 200);
+    assert_eq!(frames, LINES);
     Ok(())
 }
 
