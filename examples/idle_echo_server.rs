@@ -16,19 +16,33 @@
 //! timeout): that is what ends a trickling client. The loop is `run()`, because timers are the
 //! loop's service (a bare `select()` reports I/O only).
 
+use selectloop::Timeouts;
 use selectloop::EVENT_READ;
-use selectloop::{ConnEvent, Connection, DefaultSelector, Events, LineCodec, Selector, Timeouts};
+use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, LineCodec, Selector};
 use std::io;
 use std::net::TcpListener;
 use std::time::Duration;
 
 const MAX_LINE: usize = 64 << 10;
 
+/// Reading pauses at 1 MiB of echoes queued, and one read (64 KiB) cannot ask for more than
+/// 64 KiB of echoes: a client that merely reads slowly never comes near these caps.
+const LIMITS: Limits = Limits {
+    high_water: 1 << 20,
+    low_water: 256 << 10,
+    read_chunk: 64 << 10,
+    hard_cap: 4 << 20,
+    soft_cap: 2 << 20,
+    soft_cap_for: Duration::from_secs(30),
+};
+
 fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io::Result<()> {
     let (conn, addr) = sock.accept()?;
     log::info!("accepted {addr}");
     conn.set_nonblocking(true)?;
-    let conn = Connection::new(conn, LineCodec::new(MAX_LINE)).with_timeouts(timeouts);
+    let conn = Connection::new(conn, LineCodec::new(MAX_LINE))
+        .with_limits(LIMITS)?
+        .with_timeouts(timeouts);
     conn.register(sel, move |_sel, conn, event| {
         match event {
             ConnEvent::Frame(line) => conn.send_frame(&line)?, // queued, never dropped
