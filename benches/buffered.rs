@@ -2,10 +2,12 @@
 //!
 //! 1. **Bulk transfer**: 256 MiB through a `Connection<UnixStream, Bytes>` to a peer thread
 //!    that reads (64 KiB at a time) and discards. The loop thread tops the write queue up to
-//!    256 KiB with `Connection::with(&mut sel, &key, |c| c.send(chunk))` (64 KiB chunks), then,
-//!    if WRITE interest shows bytes left, runs `run_once` (the connection writes what the
-//!    socket takes); then `close()` and run until `Closed`. (A connection has no "drained"
-//!    event, so the sender looks at its key instead.) Baselines over the same kind of
+//!    256 KiB with `Connection::with(&mut sel, &key, |c| c.send(chunk))` (64 KiB chunks, each
+//!    only if it fits: the queue never holds more than 256 KiB), then, if WRITE interest shows
+//!    bytes left, runs `run_once` (the connection writes what the socket takes); then
+//!    `close()` and run until `Closed`. (The sender looks at its key rather than waiting for
+//!    `ConnEvent::Drained`, to keep the queue near 256 KiB: `examples/blast_server.rs` shows
+//!    the `Drained` way.) Baselines over the same kind of
 //!    socketpair, to the same reader, in the same run: `std::io::copy` from
 //!    `io::repeat(..).take(N)` into a blocking socket (8 KiB writes), and blocking `write_all`
 //!    of the same 64 KiB chunks. Timed until the reader has the last byte; MB/s is 10^6 bytes
@@ -15,8 +17,10 @@
 //!    EVENT_READ, ..)` doing one `read` and `write_all`, as `examples/echo_server.rs`), both on
 //!    the same selector type, driven by `run_once`. The client is the same thread, in rounds as
 //!    in `pingpong`: write M encoded frames (68 bytes each) at once, run the loop until all M
-//!    echoes are back (a non-blocking read after each `run_once`). Both variants make the same
-//!    system calls; the whole round is timed, client included.
+//!    echoes are back (a non-blocking read after each `run_once`). All variants make the same
+//!    system calls; the whole round is timed, client included. A third variant is the
+//!    `Connection` with every timeout on (idle, frame and send, of a minute each): the cost
+//!    of reading the clock once per callback and of the connection's timer.
 //!
 //! Each figure is the best of 5 runs, the variants taking turns (a transfer between the two
 //! CPUs of this VM runs at 0.3 or 4 GB/s depending on how the threads are scheduled). Run it
@@ -27,7 +31,7 @@
 mod bench {
     use selectloop::{
         Backend, Bytes, Codec, ConnEvent, Connection, LengthPrefixed, PollingBackend, Selector,
-        EVENT_READ,
+        Timeouts, EVENT_READ,
     };
     use std::cell::Cell;
     use std::io::{self, ErrorKind, Read, Write};
@@ -81,7 +85,8 @@ mod bench {
         let (t, mut sent, mut peak) = (Instant::now(), 0, 0);
         while sent < total {
             Connection::with(&mut sel, &key, |c: &mut Connection<UnixStream, Bytes>| {
-                while sent < total && c.queued() < TOP_UP {
+                // A chunk only if it fits under the mark: the queue never holds more.
+                while sent < total && c.queued() + CHUNK.min(total - sent) <= TOP_UP {
                     let n = CHUNK.min(total - sent);
                     c.send(&chunk[..n]).expect("open");
                     sent += n;
@@ -121,32 +126,50 @@ mod bench {
         Ok((t.elapsed(), 0))
     }
 
-    /// Registers the echo server end: a framed `Connection`, or an unbuffered callback.
-    fn serve<B: Backend>(sel: &mut Selector<B>, end: UnixStream, framed: bool) -> io::Result<()> {
-        if framed {
-            let conn = Connection::new(end, LengthPrefixed::new(1 << 16));
-            conn.register(sel, |_, conn, event| match event {
-                ConnEvent::Frame(frame) => conn.send_frame(&frame),
-                ConnEvent::Closed(Some(e)) => Err(e),
-                _ => Ok(()),
-            })?;
-        } else {
-            sel.register(end, EVENT_READ, |_, stream: &mut UnixStream, _| {
-                let mut buf = [0u8; 4096];
-                let n = stream.read(&mut buf)?;
-                stream.write_all(&buf[..n])
-            })?;
-        }
+    /// What serves the echo: a framed `Connection`, the same with every timeout on, or an
+    /// unbuffered callback.
+    #[derive(Clone, Copy)]
+    enum Server {
+        Framed,
+        Timed,
+        Raw,
+    }
+
+    /// Registers the echo server end.
+    fn serve<B: Backend>(sel: &mut Selector<B>, end: UnixStream, server: Server) -> io::Result<()> {
+        let minute = Some(Duration::from_secs(60));
+        let timeouts = match server {
+            Server::Raw => {
+                sel.register(end, EVENT_READ, |_, stream: &mut UnixStream, _| {
+                    let mut buf = [0u8; 4096];
+                    let n = stream.read(&mut buf)?;
+                    stream.write_all(&buf[..n])
+                })?;
+                return Ok(());
+            }
+            Server::Framed => Timeouts::default(),
+            Server::Timed => Timeouts {
+                idle: minute,
+                frame: minute,
+                send: minute,
+            },
+        };
+        let conn = Connection::new(end, LengthPrefixed::new(1 << 16)).with_timeouts(timeouts);
+        conn.register(sel, |_, conn, event| match event {
+            ConnEvent::Frame(frame) => conn.send_frame(&frame),
+            ConnEvent::Closed(Some(e)) => Err(e),
+            _ => Ok(()),
+        })?;
         Ok(())
     }
 
     /// Echo rounds of `m` messages until `messages` round trips: elapsed time.
-    fn echo<B: Backend>(m: usize, messages: usize, framed: bool) -> io::Result<Duration> {
+    fn echo<B: Backend>(m: usize, messages: usize, server: Server) -> io::Result<Duration> {
         let (end, mut client) = UnixStream::pair()?;
         end.set_nonblocking(true)?;
         client.set_nonblocking(true)?;
         let mut sel = Selector::<B>::new()?;
-        serve(&mut sel, end, framed)?;
+        serve(&mut sel, end, server)?;
         let mut batch = Vec::new();
         for i in 0..m {
             LengthPrefixed::new(MSG).encode(&[i as u8; MSG], &mut batch)?;
@@ -188,7 +211,7 @@ mod bench {
     }
 
     type Bulk = fn(usize) -> io::Result<(Duration, usize)>;
-    type Echo = fn(usize, usize, bool) -> io::Result<Duration>;
+    type Echo = fn(usize, usize, Server) -> io::Result<Duration>;
 
     fn selectors() -> Vec<(&'static str, Bulk, Echo)> {
         vec![
@@ -240,15 +263,22 @@ mod bench {
 
         let messages = ((MESSAGES * scale) as usize).max(1000);
         println!("\nframed echo: {messages} round trips of {MSG}-byte messages (+4-byte header)");
-        println!("selector          in flight  Connection msg/s  unbuffered msg/s  ratio");
+        println!(
+            "selector          in flight  Connection msg/s  +timeouts msg/s  unbuffered msg/s  \
+             ratio  +timeouts"
+        );
         for (name, _, echo) in selectors {
             for m in [1, 32] {
-                let run = |framed| move || echo(m, messages, framed).map(|d| (d, 0));
-                let results = best(&[&run(true), &run(false)])?;
+                let run = |server| move || echo(m, messages, server).map(|d| (d, 0));
+                let runs = [run(Server::Framed), run(Server::Timed), run(Server::Raw)];
+                let results = best(&[&runs[0], &runs[1], &runs[2]])?;
                 let rate = |i: usize| messages as f64 / results[i].0.as_secs_f64();
-                let (framed, raw) = (rate(0), rate(1));
-                let ratio = framed / raw;
-                println!("{name:<17} {m:>9} {framed:>17.0} {raw:>17.0} {ratio:>6.2}");
+                let (framed, timed, raw) = (rate(0), rate(1), rate(2));
+                let (ratio, timed_ratio) = (framed / raw, timed / raw);
+                println!(
+                    "{name:<17} {m:>9} {framed:>17.0} {timed:>16.0} {raw:>17.0} {ratio:>6.2} \
+                     {timed_ratio:>10.2}"
+                );
             }
         }
         Ok(())

@@ -1,105 +1,109 @@
-//! The echo server with idle timeouts: a connection that sends nothing for `--idle-timeout`
-//! seconds is closed. A worked example of timers. Runs wherever selectloop does; Ctrl-C stops
-//! it cleanly (SIGINT on Unix, the console's Ctrl-C on Windows).
+//! The echo server with timeouts: a client that says nothing for `--idle-timeout` seconds is
+//! closed, and so is one that trickles a line without ever finishing it, or stops reading its
+//! echoes. Runs wherever selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the
+//! console's Ctrl-C on Windows).
 //!
 //! ```text
-//! cargo run --example idle_echo_server -- [ADDR] [--idle-timeout SECS]   # default 127.0.0.1:8088, 10 s
+//! cargo run --example idle_echo_server -- [ADDR] [--idle-timeout SECS] [--frame-timeout SECS]
+//!                                         [--send-timeout SECS]   # default 127.0.0.1:8088
 //! ```
 //!
-//! Each connection is a [`Connection`] (see `echo_server` for why: `write_all` on a non-blocking
-//! socket loses data) with one timer. Every frame received re-arms it: cancel the old one,
-//! schedule a new one (both cheap: cancelling is O(1), scheduling O(log n)). When a timer
-//! fires, its connection has sent nothing for the whole timeout and is closed: gracefully
-//! (what is queued is still written, then end of file), and at once if the client has not read
-//! that after one more timeout. The loop is `run()`, because timers are the loop's service
-//! (a bare `select()` reports I/O only).
+//! It echoes lines (of up to 64 KiB), each connection a [`Connection`] (see `echo_server` for
+//! why: `write_all` on a non-blocking socket loses data) with the connection's own timeouts,
+//! on one timer each that moving bytes never touches. Lines rather than raw bytes, because an
+//! idle timer alone cannot catch a client that sends one byte a second: every byte is traffic.
+//! A line that has begun must be complete within `--frame-timeout` (by default the idle
+//! timeout): that is what ends a trickling client. The loop is `run()`, because timers are the
+//! loop's service (a bare `select()` reports I/O only).
 
-use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Selector, SelectorKey};
-use selectloop::{TimerHandle, EVENT_READ};
-use std::cell::Cell;
+use selectloop::Timeouts;
+use selectloop::EVENT_READ;
+use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, LineCodec, Selector};
 use std::io;
-use std::net::{TcpListener, TcpStream};
-use std::rc::Rc;
+use std::net::TcpListener;
 use std::time::Duration;
 
-type Conn = Connection<TcpStream, Bytes>;
+const MAX_LINE: usize = 64 << 10;
 
-/// Schedules the timer that closes connection `key` after `timeout` of silence.
-fn arm(sel: &mut Selector, key: SelectorKey, timeout: Duration) -> TimerHandle {
-    sel.call_later(timeout, move |sel| {
-        // Close gracefully: what is queued is written first. `with` fails with NotFound if the
-        // connection is gone already: nothing to do.
-        if Conn::with(sel, &key, |conn| conn.close()).is_ok() {
-            log::info!("closing fd {} after {timeout:?} idle", key.fd());
-            // A client that has not read that after one more timeout is cut off: `unregister`
-            // closes at once, dropping what is still queued.
-            sel.call_later(timeout, move |sel| {
-                if sel.unregister(&key).is_ok() {
-                    log::info!("fd {} cut off: its client does not read", key.fd());
-                }
-            });
-        }
-    })
-}
+/// Reading pauses at 1 MiB of echoes queued, and one read (64 KiB) cannot ask for more than
+/// 64 KiB of echoes: a client that merely reads slowly never comes near these caps.
+const LIMITS: Limits = Limits {
+    high_water: 1 << 20,
+    low_water: 256 << 10,
+    read_chunk: 64 << 10,
+    hard_cap: 4 << 20,
+    soft_cap: 2 << 20,
+    soft_cap_for: Duration::from_secs(30),
+};
 
-fn accept(sel: &mut Selector, sock: &mut TcpListener, timeout: Duration) -> io::Result<()> {
+fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io::Result<()> {
     let (conn, addr) = sock.accept()?;
     log::info!("accepted {addr}");
     conn.set_nonblocking(true)?;
-    // The connection's current timer, shared by its callback (which re-arms it) and this
-    // function (which arms the first one, once the key is known).
-    let idle: Rc<Cell<Option<TimerHandle>>> = Rc::default();
-    let timer = idle.clone();
-    let key = Connection::new(conn, Bytes).register(sel, move |sel, conn, event| {
+    let conn = Connection::new(conn, LineCodec::new(MAX_LINE))
+        .with_limits(LIMITS)?
+        .with_timeouts(timeouts);
+    conn.register(sel, move |_sel, conn, event| {
         match event {
-            ConnEvent::Frame(data) => {
-                conn.send(&data)?; // queued: written as the client reads, never dropped
-                if let Some(old) = timer.take() {
-                    old.cancel(); // not idle: start counting again
-                }
-                let key = sel.get_key(&*conn)?;
-                timer.set(Some(arm(sel, key, timeout)));
-            }
-            // End of file: what is queued is flushed, then it closes (the timer still runs,
-            // in case the client never reads it).
-            ConnEvent::PeerClosed => {}
-            ConnEvent::Closed(_) => {
-                if let Some(old) = timer.take() {
-                    old.cancel();
-                }
-                log::info!("{addr} closed");
-            }
+            ConnEvent::Frame(line) => conn.send_frame(&line)?, // queued, never dropped
+            // End of file: what is queued is flushed, then it closes (the send timeout still
+            // runs, in case the client never reads it).
+            ConnEvent::Drained | ConnEvent::PeerClosed => {}
+            ConnEvent::Closed(None) => log::info!("{addr} closed"),
+            ConnEvent::Closed(Some(e)) => log::info!("{addr} closed: {e}"),
         }
         Ok(())
     })?;
-    idle.set(Some(arm(sel, key, timeout)));
     Ok(())
 }
 
-fn parse_args() -> Result<(String, Duration), lexopt::Error> {
+const USAGE: &str = "usage: idle_echo_server [ADDR] [--idle-timeout SECS] [--frame-timeout SECS] \
+[--send-timeout SECS]
+
+  ADDR                  where to listen (default 127.0.0.1:8088)
+  --idle-timeout SECS   close a client that sent and read nothing for SECS (default 10)
+  --frame-timeout SECS  close a client whose line is not complete SECS after its first byte
+                        (default: the idle timeout)
+  --send-timeout SECS   close a client that accepted none of its echoes for SECS (default: off)
+SECS may be fractional (0.5).";
+
+/// A flag's value: seconds, fractional or not.
+fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
+    use lexopt::ValueExt;
+    let secs: f64 = parser.value()?.parse()?;
+    Ok(Some(
+        Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
+    ))
+}
+
+fn parse_args() -> Result<(String, Timeouts), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut addr, mut timeout) = ("127.0.0.1:8088".to_string(), Duration::from_secs(10));
+    let mut addr = "127.0.0.1:8088".to_string();
+    let mut timeouts = Timeouts {
+        idle: Some(Duration::from_secs(10)),
+        ..Timeouts::default()
+    };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("idle-timeout") => {
-                let secs: f64 = parser.value()?.parse()?;
-                timeout = Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
-            }
+            Long("idle-timeout") => timeouts.idle = secs(&mut parser)?,
+            Long("frame-timeout") => timeouts.frame = secs(&mut parser)?,
+            Long("send-timeout") => timeouts.send = secs(&mut parser)?,
             Short('h') | Long("help") => {
-                println!("usage: idle_echo_server [ADDR] [--idle-timeout SECS]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             Value(value) => addr = value.string()?,
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((addr, timeout))
+    timeouts.frame = timeouts.frame.or(timeouts.idle);
+    Ok((addr, timeouts))
 }
 
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, timeout) = parse_args().unwrap_or_else(|e| {
+    let (addr, timeouts) = parse_args().unwrap_or_else(|e| {
         eprintln!("idle_echo_server: {e}; try --help");
         std::process::exit(2);
     });
@@ -107,9 +111,15 @@ fn main() -> io::Result<()> {
     let sock = TcpListener::bind(&addr)?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
-    eprintln!("echo server on {addr}, closing connections idle for {timeout:?}");
-    sel.register(sock, EVENT_READ, move |sel, sock, _| {
-        accept(sel, sock, timeout)
+    let secs = |t: Option<Duration>| t.map_or("off".into(), |t| format!("{} s", t.as_secs_f64()));
+    eprintln!(
+        "echo server on {addr}; timeouts: idle {}, frame {}, send {}",
+        secs(timeouts.idle),
+        secs(timeouts.frame),
+        secs(timeouts.send)
+    );
+    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+        accept(sel, sock, timeouts)
     })?;
     sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
     let others = sel.len(); // the listener (and the signal handler): not connections

@@ -2,30 +2,50 @@
 //! selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the console's Ctrl-C on Windows).
 //!
 //! ```text
-//! cargo run --example uppercase_server [ADDR]   # default 127.0.0.1:8089
+//! cargo run --example uppercase_server -- [ADDR] [--idle-timeout SECS] [--frame-timeout SECS]
+//!                                         [--send-timeout SECS]   # default 127.0.0.1:8089
 //! cargo run --example echo_client 127.0.0.1:8089  # type lines, get them back in capitals
 //! ```
 //!
 //! Compared with the echo server, the connection does the work the seeds' servers did by hand:
 //! it cuts the stream into lines whatever pieces they arrive in (no sleeping between sends, no
-//! in-band end marker), refuses lines over 4 KiB, queues replies the socket cannot take yet, and
-//! stops reading from a client that sends without reading the replies.
+//! in-band end marker), refuses lines over 4 KiB, delivers a last line that has no newline,
+//! queues replies the socket cannot take yet, and stops reading from a client that sends
+//! without reading the replies. The timeouts (each off unless given) close a client that is
+//! silent (`--idle-timeout`), takes too long over a line (`--frame-timeout`: slowloris), or
+//! does not read its replies (`--send-timeout`).
 
-use selectloop::{ConnEvent, Connection, DefaultSelector, Events, LineCodec, Selector, EVENT_READ};
+use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, LineCodec, Selector, Timeouts};
+use selectloop::{Events, EVENT_READ};
 use std::io;
 use std::net::TcpListener;
+use std::time::Duration;
 
 const MAX_LINE: usize = 4096;
 
-fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
+/// Reading pauses at 1 MiB of replies queued (the default high-water mark), and one read of
+/// requests (64 KiB) cannot ask for more than 64 KiB of replies, so a client that merely reads
+/// slowly never comes near these caps: they are a backstop.
+const LIMITS: Limits = Limits {
+    high_water: 1 << 20,
+    low_water: 256 << 10,
+    read_chunk: 64 << 10,
+    hard_cap: 4 << 20,
+    soft_cap: 2 << 20,
+    soft_cap_for: Duration::from_secs(30),
+};
+
+fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io::Result<()> {
     let (conn, addr) = sock.accept()?;
     conn.set_nonblocking(true)?;
     log::info!("accepted {addr}");
-    let conn = Connection::new(conn, LineCodec::new(MAX_LINE));
+    let conn = Connection::new(conn, LineCodec::new(MAX_LINE))
+        .with_limits(LIMITS)?
+        .with_timeouts(timeouts);
     conn.register(sel, move |_sel, conn, event| {
         match event {
             ConnEvent::Frame(line) => conn.send_frame(&line.to_ascii_uppercase())?,
-            ConnEvent::PeerClosed => {} // replies still queued are flushed, then it closes
+            ConnEvent::Drained | ConnEvent::PeerClosed => {} // replies are flushed, then it closes
             ConnEvent::Closed(None) => log::info!("{addr} closed"),
             ConnEvent::Closed(Some(e)) => log::info!("{addr} closed: {e}"),
         }
@@ -34,25 +54,62 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Resu
     Ok(())
 }
 
+const USAGE: &str = "usage: uppercase_server [ADDR] [--idle-timeout SECS] [--frame-timeout SECS] \
+[--send-timeout SECS]
+
+  ADDR                  where to listen (default 127.0.0.1:8089)
+  --idle-timeout SECS   close a client that sent and read nothing for SECS
+  --frame-timeout SECS  close a client whose line is not complete SECS after its first byte
+  --send-timeout SECS   close a client that accepted none of its replies for SECS
+SECS may be fractional (0.5); a timeout not given is off.";
+
+/// A flag's value: seconds, fractional or not.
+fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
+    use lexopt::ValueExt;
+    let secs: f64 = parser.value()?.parse()?;
+    Ok(Some(
+        Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
+    ))
+}
+
+fn parse_args() -> Result<(String, Timeouts), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut addr, mut timeouts) = ("127.0.0.1:8089".to_string(), Timeouts::default());
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("idle-timeout") => timeouts.idle = secs(&mut parser)?,
+            Long("frame-timeout") => timeouts.frame = secs(&mut parser)?,
+            Long("send-timeout") => timeouts.send = secs(&mut parser)?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Value(value) => addr = value.string()?,
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((addr, timeouts))
+}
+
 fn main() -> io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match std::env::args().nth(1) {
-        Some(arg) if arg == "-h" || arg == "--help" => {
-            println!("usage: uppercase_server [ADDR]   (default 127.0.0.1:8089)");
-            return Ok(());
-        }
-        arg => arg.unwrap_or("127.0.0.1:8089".into()),
-    };
+    let (addr, timeouts) = parse_args().unwrap_or_else(|e| {
+        eprintln!("uppercase_server: {e}; try --help");
+        std::process::exit(2);
+    });
     let mut sel = DefaultSelector::new()?;
     let sock = TcpListener::bind(&addr)?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
-    sel.register(sock, EVENT_READ, accept)?;
+    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+        accept(sel, sock, timeouts)
+    })?;
     sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
     let others = sel.len(); // the listener (and the signal handler): not connections
 
-    sel.run()?; // until Ctrl-C
+    sel.run()?; // until Ctrl-C; `run`, not `select`, fires the timeouts
     let connections = sel.len() - others;
     sel.close()?; // closes the listener and every connection
     eprintln!("interrupted: closed {connections} connection(s)");

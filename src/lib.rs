@@ -57,7 +57,8 @@
 //! only part of `data` (`write_all` stops half-way with `WouldBlock`), silently losing the rest
 //! when the client reads slowly. A [`Connection`] queues what the socket does not take and
 //! writes it as the socket drains, stops reading from a client that does not read its replies,
-//! and can cut the stream into messages with a [`Codec`].
+//! can cut the stream into messages with a [`Codec`], and ends clients that stall or hoard
+//! memory ([`Timeouts`], the caps in [`Limits`]); a connection that waits holds no buffer.
 //!
 //! [`Selector::run`] is that loop in one call, and runs the loop's services besides: timers
 //! ([`call_later`](Selector::call_later)), deferred calls ([`call_soon`](Selector::call_soon)),
@@ -104,7 +105,8 @@ pub use services::{executor::WorkHandle, remote::Handle, signal::signals, timer:
 // Streams: buffered connections and their codecs.
 pub use streams::{
     codec::{Bytes, Codec, LengthPrefixed, LineCodec},
-    connection::{ByteStream, ConnEvent, Connection, Limits},
+    connection::{ByteStream, ConnEvent, Connection},
+    limits::{Limits, Timeouts},
 };
 
 // The OS side: backends, and what a source or a file object is.

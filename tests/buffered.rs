@@ -1,14 +1,15 @@
-//! Buffered connections: large writes, write interest, back-pressure, framing over a real
-//! socket, protocol errors, graceful close, half-close, abort and resets.
+//! Buffered connections, by behaviour: writing and write interest, back-pressure and limits,
+//! framing, end of file, closing (graceful, abort, resets), memory, output caps, drain
+//! notification, timeouts, and the accessors — over real socket pairs.
 
 mod common;
 
 use common::{expect_eof, logged, run_until, socketpair, Stream, TIMEOUT};
 use selectloop::{
     Bytes, ConnEvent, Connection, DefaultSelector, Events, LengthPrefixed, Limits, LineCodec,
-    SelectorKey, EVENT_READ, EVENT_WRITE,
+    SelectorKey, Timeouts, EVENT_READ, EVENT_WRITE,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
 use std::rc::Rc;
 use std::thread;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, PartialEq)]
 enum Seen {
     Frame(Vec<u8>),
+    Drained,
     PeerClosed,
     Closed(Option<ErrorKind>),
 }
@@ -36,11 +38,27 @@ fn connection<C>(
 where
     C: selectloop::Codec<Item = Vec<u8>, Frame = [u8]>,
 {
+    timed_connection(sel, stream, codec, limits, Timeouts::default(), echo)
+}
+
+/// As [`connection`], with timeouts.
+fn timed_connection<C>(
+    sel: &mut DefaultSelector,
+    stream: Stream,
+    codec: C,
+    limits: Limits,
+    timeouts: Timeouts,
+    echo: bool,
+) -> io::Result<(SelectorKey, Events_)>
+where
+    C: selectloop::Codec<Item = Vec<u8>, Frame = [u8]>,
+{
     common::init_logging();
     let seen: Events_ = Rc::default();
     let log = seen.clone();
     let key = Connection::new(stream, codec)
         .with_limits(limits)?
+        .with_timeouts(timeouts)
         .register(sel, move |_, conn, event| {
             match event {
                 ConnEvent::Frame(frame) => {
@@ -49,6 +67,7 @@ where
                     }
                     log.borrow_mut().push(Seen::Frame(frame));
                 }
+                ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
                 ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
                 ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
             }
@@ -67,6 +86,33 @@ fn pattern(len: usize) -> Vec<u8> {
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect()
 }
+
+/// Reads from a blocking peer until end of file (or a reset), whatever data comes first:
+/// what a connection that was closed with data on the way looks like.
+#[track_caller]
+fn read_to_eof_or_reset(peer: &mut Stream) {
+    peer.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match peer.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("expected end of file on the peer (its end was not closed): {e}"),
+        }
+    }
+}
+
+/// `Connection` keeps `Send` (its timer lives in its registration, not in it): a program may
+/// build one on a thread and register it on another's selector.
+#[test]
+fn a_connection_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Connection<Stream, LineCodec>>();
+    is_send::<Connection<std::net::TcpStream, Bytes>>();
+}
+
+// --- Writing and write interest -----------------------------------------------------------------
 
 #[test]
 fn large_write_to_a_slow_reader_arrives_intact_then_write_interest_goes_off() -> io::Result<()> {
@@ -107,14 +153,21 @@ fn large_write_to_a_slow_reader_arrives_intact_then_write_interest_goes_off() ->
         reader.join().expect("reader panicked")?,
         "the data arrived changed"
     );
+    // The queue fell to the low-water mark once: one `Drained` (perhaps still to come, if the
+    // last `with` wrote the rest at once).
+    run_until(&mut sel, "Drained", || !seen.borrow().is_empty())?;
     assert_eq!(
         events_of(&sel, &key),
         Some(EVENT_READ),
         "WRITE still on after draining"
     );
-    assert!(seen.borrow().is_empty());
+    assert_eq!(*seen.borrow(), [Seen::Drained]);
+    let sent = Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.bytes_sent())?;
+    assert_eq!(sent, LEN as u64);
     Ok(())
 }
+
+// --- Back-pressure and limits --------------------------------------------------------------------
 
 #[test]
 fn high_water_mark_stops_reading_from_a_peer_that_never_reads() -> io::Result<()> {
@@ -123,6 +176,7 @@ fn high_water_mark_stops_reading_from_a_peer_that_never_reads() -> io::Result<()
         high_water: 256 << 10,
         low_water: 64 << 10,
         read_chunk: 16 << 10,
+        ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
     let (a, peer) = socketpair()?;
@@ -131,6 +185,15 @@ fn high_water_mark_stops_reading_from_a_peer_that_never_reads() -> io::Result<()
     let writer = thread::spawn(move || writer_end.write_all(&pattern(SENT)));
     let queued = |sel: &mut DefaultSelector| {
         Connection::<Stream, Bytes>::with(sel, &key, |conn| conn.queued()).expect("registered")
+    };
+    // (paused?, received, sent), read without touching the connection.
+    let state = |sel: &mut DefaultSelector| {
+        let conn: &mut Connection<Stream, Bytes> = sel.source_mut(&key).expect("registered");
+        (
+            conn.is_reading_paused(),
+            conn.bytes_received(),
+            conn.bytes_sent(),
+        )
     };
     // The peer writes but does not read: replies pile up until the connection stops reading.
     let deadline = Instant::now() + TIMEOUT;
@@ -153,6 +216,10 @@ fn high_water_mark_stops_reading_from_a_peer_that_never_reads() -> io::Result<()
         assert!(!events_of(&sel, &key)
             .expect("registered")
             .contains(EVENT_READ));
+        assert!(
+            state(&mut sel).0,
+            "READ off, but is_reading_paused() says no"
+        );
     }
     let bound = limits.high_water + limits.read_chunk;
     assert!(peak <= bound, "queued {peak} bytes, more than {bound}");
@@ -176,6 +243,7 @@ fn high_water_mark_stops_reading_from_a_peer_that_never_reads() -> io::Result<()
         Some(EVENT_READ),
         "reading did not resume"
     );
+    assert_eq!(state(&mut sel), (false, SENT as u64, SENT as u64));
     Ok(())
 }
 
@@ -187,6 +255,7 @@ fn contradictory_limits_are_refused_with_invalid_input() -> io::Result<()> {
                 high_water: 10,
                 low_water: 11,
                 read_chunk: 1,
+                ..Limits::default()
             },
             "low_water (11) is above high_water (10)",
         ),
@@ -195,6 +264,7 @@ fn contradictory_limits_are_refused_with_invalid_input() -> io::Result<()> {
                 high_water: 0,
                 low_water: usize::MAX,
                 read_chunk: 1,
+                ..Limits::default()
             },
             "low_water",
         ),
@@ -226,16 +296,19 @@ fn extreme_limits_are_accepted_and_a_huge_read_chunk_is_lowered() -> io::Result<
             high_water: usize::MAX,
             low_water: usize::MAX,
             read_chunk: usize::MAX,
+            ..Limits::default()
         },
         Limits {
             high_water: 0,
             low_water: 0,
             read_chunk: 1,
+            ..Limits::default()
         },
         Limits {
             high_water: usize::MAX,
             low_water: 0,
             read_chunk: Limits::MAX_READ_CHUNK + 1,
+            ..Limits::default()
         },
     ] {
         let (a, mut peer) = socketpair()?;
@@ -317,6 +390,7 @@ fn high_water_of_zero_reads_only_while_nothing_is_queued() -> io::Result<()> {
         high_water: 0,
         low_water: 0,
         read_chunk: 16 << 10,
+        ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
     let (a, peer) = socketpair()?;
@@ -365,6 +439,8 @@ fn high_water_of_zero_reads_only_while_nothing_is_queued() -> io::Result<()> {
     writer.join().expect("writer panicked")?;
     Ok(())
 }
+
+// --- Framing -------------------------------------------------------------------------------------
 
 #[test]
 fn frames_arrive_whole_whatever_the_pieces() -> io::Result<()> {
@@ -462,6 +538,38 @@ fn oversize_frame_header_closes_the_connection() -> io::Result<()> {
 }
 
 #[test]
+fn a_codec_that_claims_more_bytes_than_it_was_given_closes_the_connection() -> io::Result<()> {
+    struct Overclaiming;
+    impl selectloop::Codec for Overclaiming {
+        type Item = Vec<u8>;
+        type Frame = [u8];
+        fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+            Ok((!buf.is_empty()).then(|| (buf.to_vec(), buf.len() + 1)))
+        }
+        fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+            out.extend_from_slice(frame);
+            Ok(())
+        }
+    }
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (_, seen) = connection(&mut sel, a, Overclaiming, Limits::default(), false)?;
+    peer.write_all(b"abc")?;
+    run_until(&mut sel, "the close", || seen.borrow().len() >= 2)?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"abc".to_vec()),
+            Seen::Closed(Some(ErrorKind::InvalidData))
+        ]
+    );
+    assert!(logged(&["WARN", "used more bytes than it was given"]));
+    Ok(())
+}
+
+// --- Closing: graceful, abort, resets ------------------------------------------------------------
+
+#[test]
 fn close_flushes_then_the_peer_reads_eof() -> io::Result<()> {
     const LEN: usize = 4 << 20; // more than the socket buffers hold
     let mut sel = DefaultSelector::new()?;
@@ -529,6 +637,7 @@ fn peer_half_close_is_reported_and_pending_writes_still_arrive() -> io::Result<(
                 conn.send(b"bye")?; // the peer only half-closed: it still reads
                 log.borrow_mut().push(Seen::PeerClosed);
             }
+            ConnEvent::Drained => {}
             ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
         }
         Ok(())
@@ -576,5 +685,778 @@ fn peer_reset_mid_write_is_reported_once() -> io::Result<()> {
         "{seen:?}"
     );
     assert!(sel.is_empty(), "the registration was not removed");
+    Ok(())
+}
+
+// --- End of file ---------------------------------------------------------------------------------
+
+#[test]
+fn a_last_line_without_newline_is_delivered_at_end_of_file() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (_, seen) = connection(&mut sel, a, LineCodec::new(64), Limits::default(), false)?;
+    peer.write_all(b"one\nabc")?;
+    peer.shutdown(std::net::Shutdown::Write)?;
+    run_until(&mut sel, "the close", || seen.borrow().len() >= 4)?;
+    let expected = [
+        Seen::Frame(b"one".to_vec()),
+        Seen::Frame(b"abc".to_vec()),
+        Seen::PeerClosed,
+        Seen::Closed(None),
+    ];
+    assert_eq!(*seen.borrow(), expected);
+    Ok(())
+}
+
+#[test]
+fn a_truncated_length_prefixed_frame_ends_with_unexpected_eof() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (_, seen) = connection(
+        &mut sel,
+        a,
+        LengthPrefixed::new(64),
+        Limits::default(),
+        false,
+    )?;
+    peer.write_all(&[0, 0, 0, 2, b'o', b'k'])?; // a whole frame...
+    peer.write_all(&[0, 0, 0, 10, b'a', b'b', b'c'])?; // ...and 3 bytes of a 10-byte one
+    peer.shutdown(std::net::Shutdown::Write)?;
+    run_until(&mut sel, "the close", || seen.borrow().len() >= 2)?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"ok".to_vec()),
+            Seen::Closed(Some(ErrorKind::UnexpectedEof))
+        ]
+    );
+    let what = "end of file in the middle of a frame (7 bytes of it received)";
+    assert!(
+        logged(&["WARN", what]),
+        "the truncated frame was not logged"
+    );
+    assert!(sel.is_empty());
+    Ok(())
+}
+
+// --- Ending a connection whose peer does not read ------------------------------------------------
+
+/// Queues more than the socket holds for a peer that never reads, and runs the loop until the
+/// socket is full: the connection then waits for a WRITE readiness that never comes.
+fn fill_a_peer_that_never_reads(sel: &mut DefaultSelector, key: &SelectorKey) -> io::Result<()> {
+    Connection::<Stream, Bytes>::with(sel, key, |conn| conn.send(&pattern(16 << 20)))??;
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::from_millis(5)))?;
+    }
+    assert_eq!(
+        events_of(sel, key),
+        Some(EVENT_WRITE),
+        "not waiting to write"
+    );
+    Ok(())
+}
+
+#[test]
+fn abort_ends_a_connection_whose_peer_never_reads_exactly_once() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
+    fill_a_peer_that_never_reads(&mut sel, &key)?;
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.abort())?;
+    assert!(seen.borrow().is_empty(), "the callback ran inside `with`");
+    sel.run_once(Some(Duration::ZERO))?; // this very iteration: not after a timeout
+    for _ in 0..5 {
+        sel.run_once(Some(Duration::from_millis(5)))?; // nothing more is reported
+    }
+    assert_eq!(
+        *seen.borrow(),
+        [Seen::Closed(Some(ErrorKind::ConnectionAborted))]
+    );
+    assert!(sel.is_empty(), "the registration was not removed");
+    read_to_eof_or_reset(&mut peer); // what the socket took arrives, then the end
+    Ok(())
+}
+
+// --- Memory --------------------------------------------------------------------------------------
+
+/// What every connection of `keys` holds in buffers, read without touching the connections.
+fn buffer_memory(sel: &mut DefaultSelector, keys: &[SelectorKey]) -> Vec<usize> {
+    keys.iter()
+        .map(|key| {
+            let conn: &mut Connection<Stream, LineCodec> = sel.source_mut(key).expect("open");
+            conn.buffer_memory()
+        })
+        .collect()
+}
+
+#[test]
+fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
+    // 1,000 connections exchange a line each and go idle; 10 first exchange 2 MiB each,
+    // with a line longer than a read, which is gathered in the connection's own buffer.
+    const N: usize = 1000;
+    const BUSY: usize = 10;
+    let mut sel = DefaultSelector::new()?;
+    let (mut keys, mut peers, mut seens) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..N {
+        let (a, peer) = socketpair()?;
+        let codec = LineCodec::new(4 << 20);
+        let (key, seen) = connection(&mut sel, a, codec, Limits::default(), true)?;
+        keys.push(key);
+        peers.push(peer);
+        seens.push(seen);
+    }
+    let mut heavy = vec![b'x'; 300 << 10]; // a line longer than a read chunk
+    heavy.push(b'\n');
+    heavy.extend_from_slice(&pattern(2 << 20).iter().map(|b| b | 1).collect::<Vec<_>>());
+    heavy.push(b'\n');
+    let readers: Vec<_> = peers
+        .drain(..BUSY)
+        .map(|mut peer| {
+            let mut writer = peer.try_clone().expect("clone");
+            let (heavy, sent) = (heavy.clone(), heavy.clone());
+            let w = thread::spawn(move || writer.write_all(&sent));
+            thread::spawn(move || -> io::Result<Stream> {
+                let mut echo = vec![0u8; heavy.len()];
+                peer.read_exact(&mut echo)?;
+                assert!(echo == heavy, "the heavy echo changed");
+                w.join().expect("writer")?;
+                Ok(peer)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + TIMEOUT * 2;
+    while readers.iter().any(|r| !r.is_finished()) {
+        assert!(Instant::now() < deadline, "the heavy echoes took too long");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    let mut busy = Vec::new();
+    for reader in readers {
+        busy.push(reader.join().expect("reader")?);
+    }
+    // Right after their long lines, before any other read: their buffers are gone already.
+    let memory = buffer_memory(&mut sel, &keys[..BUSY]);
+    assert!(
+        memory.iter().all(|&m| m == 0),
+        "after long lines: {memory:?}"
+    );
+    busy.append(&mut peers);
+    let mut peers = busy; // in the order of `keys` again
+    for peer in &mut peers {
+        peer.write_all(b"hello\n")?;
+    }
+    let all_echoed = || {
+        seens
+            .iter()
+            .all(|seen| seen.borrow().last() == Some(&Seen::Frame(b"hello".to_vec())))
+    };
+    run_until(&mut sel, "every echo", all_echoed)?;
+    for peer in &mut peers {
+        let mut echo = [0u8; 6];
+        peer.read_exact(&mut echo)?;
+        assert_eq!(&echo, b"hello\n");
+    }
+    let memory = buffer_memory(&mut sel, &keys);
+    let holding: Vec<_> = memory.iter().enumerate().filter(|(_, &m)| m > 0).collect();
+    assert!(
+        holding.is_empty(),
+        "idle connections hold buffers: {holding:?}"
+    );
+
+    // A connection with the start of a line holds exactly that, up to 4 KiB.
+    for (i, peer) in peers.iter_mut().enumerate().take(20) {
+        peer.write_all(&vec![b'y'; 1 + i * 200])?;
+    }
+    let started = |sel: &mut DefaultSelector| {
+        let conns = buffer_memory(sel, &keys[..20]);
+        conns.iter().enumerate().all(|(i, &m)| m == 1 + i * 200)
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while !started(&mut sel) {
+        let memory = buffer_memory(&mut sel, &keys[..20]);
+        assert!(Instant::now() < deadline, "holding {memory:?}");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    Ok(())
+}
+
+/// Fills the socket under `key` by writing to it directly (bypassing the queue), so that
+/// what is sent next stays queued.
+fn fill_the_socket(sel: &mut DefaultSelector, key: &SelectorKey) {
+    let conn: &mut Connection<Stream, Bytes> = sel.source_mut(key).expect("open");
+    let chunk = [0u8; 4096];
+    while conn.get_ref().write(&chunk).is_ok() {} // until WouldBlock
+}
+
+#[test]
+fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let (a, peer) = socketpair()?;
+        let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
+        conns.push((key, peer));
+    }
+    let memory = |sel: &mut DefaultSelector, key: &SelectorKey| {
+        let conn: &mut Connection<Stream, Bytes> = sel.source_mut(key).expect("open");
+        conn.buffer_memory()
+    };
+    // A 1 MiB queue, written out: the connection holds nothing (the thread keeps it).
+    let (big, big_peer) = &mut conns[0];
+    let big = *big;
+    fill_the_socket(&mut sel, &big);
+    Connection::<Stream, Bytes>::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
+    let room = memory(&mut sel, &big);
+    assert!(room >= 1 << 20, "{room}");
+    let mut reader = big_peer.try_clone()?;
+    let draining = thread::spawn(move || -> io::Result<()> {
+        let mut buf = vec![0u8; 64 << 10];
+        while reader.read(&mut buf)? > 0 {} // until the connection is closed
+        Ok(())
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while memory(&mut sel, &big) > 0 {
+        assert!(Instant::now() < deadline, "the queue never drained");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    // A small send to a full socket: a small queue, not the 1 MiB one.
+    let small = conns[1].0;
+    fill_the_socket(&mut sel, &small);
+    Connection::<Stream, Bytes>::with(&mut sel, &small, |conn| conn.send(b"small"))??;
+    assert_eq!(memory(&mut sel, &small), 4096);
+    // A large one (over a sixteenth of it): the 1 MiB one, not a new allocation grown to it.
+    let large = conns[2].0;
+    fill_the_socket(&mut sel, &large);
+    Connection::<Stream, Bytes>::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
+    assert_eq!(memory(&mut sel, &large), room);
+    drop(sel); // closes the connections: the reader sees end of file
+    draining.join().expect("reader")?;
+    drop(conns);
+    Ok(())
+}
+
+// --- Output caps ---------------------------------------------------------------------------------
+
+#[test]
+fn over_the_hard_cap_a_connection_is_closed_and_its_memory_freed() -> io::Result<()> {
+    const CAP: usize = 1 << 20;
+    let limits = Limits {
+        hard_cap: CAP,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    // At `Closed`: (the error's kind, what is queued, the buffers' memory), per connection.
+    type End = (Option<ErrorKind>, usize, usize);
+    let ends: Rc<RefCell<Vec<End>>> = Rc::default();
+    let mut capped = Vec::new();
+    for _ in 0..2 {
+        let (a, peer) = socketpair()?;
+        let ends = ends.clone();
+        let conn = Connection::new(a, LineCodec::new(64)).with_limits(limits)?;
+        let key = conn.register(&mut sel, move |_, conn, event| {
+            match event {
+                // A request: 16 MiB of reply, to a peer that does not read.
+                ConnEvent::Frame(_) => conn.send(&pattern(16 << 20))?,
+                ConnEvent::Closed(e) => ends.borrow_mut().push((
+                    e.map(|e| e.kind()),
+                    conn.queued(),
+                    conn.buffer_memory(),
+                )),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        capped.push((key, peer));
+    }
+    let (other, mut other_peer) = socketpair()?;
+    let (_, other_seen) = connection(&mut sel, other, LineCodec::new(64), limits, true)?;
+    // Over the cap from outside the callback (`with`), and from inside it (a request).
+    let key = capped[0].0;
+    Connection::<Stream, LineCodec>::with(&mut sel, &key, |conn| conn.send(&pattern(16 << 20)))??;
+    capped[1].1.write_all(b"a request\n")?;
+    run_until(&mut sel, "both caps", || ends.borrow().len() == 2)?;
+    let closed = (Some(ErrorKind::OutOfMemory), 0, 0);
+    assert_eq!(*ends.borrow(), [closed, closed]);
+    assert_eq!(
+        common::logged_count(&["WARN", "output hard cap", "over the cap of 1048576"]),
+        2
+    );
+    // The other connection, with the same cap, is served.
+    other_peer.write_all(b"still fine\n")?;
+    run_until(&mut sel, "the echo", || !other_seen.borrow().is_empty())?;
+    let mut echo = [0u8; 11];
+    other_peer.read_exact(&mut echo)?;
+    assert_eq!(&echo, b"still fine\n");
+    assert_eq!(sel.len(), 1);
+    for (_, mut peer) in capped {
+        read_to_eof_or_reset(&mut peer);
+    }
+    Ok(())
+}
+
+#[test]
+fn over_the_soft_cap_for_too_long_a_connection_is_closed() -> io::Result<()> {
+    const FOR: Duration = Duration::from_millis(300);
+    let limits = Limits {
+        soft_cap: 256 << 10,
+        soft_cap_for: FOR,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
+    let start = Instant::now();
+    fill_a_peer_that_never_reads(&mut sel, &key)?;
+    run_until(&mut sel, "the soft cap", || !seen.borrow().is_empty())?;
+    let took = start.elapsed();
+    assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
+    assert!(
+        took >= FOR,
+        "closed after {took:?}, before {FOR:?} over the soft cap"
+    );
+    assert!(logged(&[
+        "WARN",
+        "output soft cap: more than 262144 bytes queued for 0.300 s"
+    ]));
+    read_to_eof_or_reset(&mut peer);
+    Ok(())
+}
+
+// --- Drain notification --------------------------------------------------------------------------
+
+#[test]
+fn a_producer_sending_on_drained_queues_at_most_high_water_plus_a_chunk() -> io::Result<()> {
+    const TOTAL: usize = 64 << 20;
+    const CHUNK: usize = 64 << 10;
+    let limits = Limits::default();
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let reader = thread::spawn(move || -> io::Result<bool> {
+        let mut got = Vec::with_capacity(TOTAL);
+        peer.read_to_end(&mut got)?; // until the connection closes, after the last byte
+        Ok(got == pattern(TOTAL))
+    });
+    let data = Rc::new(pattern(TOTAL));
+    let (handed, peak, drained) = (
+        Rc::new(Cell::new(0)),
+        Rc::new(Cell::new(0)),
+        Rc::new(Cell::new(0)),
+    );
+    // Sends chunks while under the high-water mark; closes once everything is handed over.
+    let fill = {
+        let (data, handed, peak) = (data.clone(), handed.clone(), peak.clone());
+        move |conn: &mut Connection<Stream, Bytes>| -> io::Result<()> {
+            while conn.queued() < limits.high_water && handed.get() < TOTAL {
+                let at = handed.get();
+                conn.send(&data[at..at + CHUNK])?;
+                handed.set(at + CHUNK);
+                peak.set(peak.get().max(conn.queued()));
+            }
+            if handed.get() == TOTAL {
+                conn.close();
+            }
+            Ok(())
+        }
+    };
+    let ended = Rc::new(RefCell::new(None));
+    let (on_drained, d, e) = (fill.clone(), drained.clone(), ended.clone());
+    let key = Connection::new(a, Bytes).register(&mut sel, move |_, conn, event| {
+        match event {
+            ConnEvent::Drained => {
+                d.set(d.get() + 1);
+                on_drained(conn)?;
+            }
+            ConnEvent::Closed(error) => *e.borrow_mut() = Some(error.map(|e| e.kind())),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| fill(conn))??;
+    let deadline = Instant::now() + TIMEOUT * 3;
+    while ended.borrow().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes handed over",
+            handed.get()
+        );
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    assert_eq!(*ended.borrow(), Some(None), "closed with an error");
+    assert!(
+        reader.join().expect("reader panicked")?,
+        "the bytes arrived changed"
+    );
+    let bound = limits.high_water + CHUNK;
+    assert!(
+        peak.get() <= bound,
+        "queued {} bytes, more than {bound}",
+        peak.get()
+    );
+    // Driven by `Drained`: each refill (the first one too) adds less than `bound`.
+    let refills = TOTAL / bound - 1;
+    assert!(
+        drained.get() >= refills,
+        "{} Drained for {refills} refills",
+        drained.get()
+    );
+    Ok(())
+}
+
+#[test]
+fn drained_comes_once_per_crossing_and_not_after_close() -> io::Result<()> {
+    let limits = Limits {
+        high_water: 64 << 10,
+        low_water: 16 << 10,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
+    // At the low-water mark, not above it: nothing owed.
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&[1; 16 << 10]))??;
+    let mut got = vec![0u8; 16 << 10];
+    peer.read_exact(&mut got)?;
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::from_millis(5)))?;
+    }
+    assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
+    // Above it, twice, each drained by the peer: one `Drained` each time.
+    for round in 1..=2 {
+        Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&[2; 100 << 10]))??;
+        let mut got = vec![0u8; 100 << 10];
+        let mut reader = peer.try_clone()?;
+        let reading = thread::spawn(move || reader.read_exact(&mut got));
+        run_until(&mut sel, "Drained", || seen.borrow().len() == round)?;
+        reading.join().expect("reader")?;
+        for _ in 0..3 {
+            sel.run_once(Some(Duration::from_millis(5)))?;
+        }
+        assert_eq!(seen.borrow().len(), round, "{:?}", seen.borrow());
+    }
+    // Above it, then closed: no `Drained`, only `Closed`.
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| -> io::Result<()> {
+        conn.send(&[3; 100 << 10])?;
+        conn.close();
+        Ok(())
+    })??;
+    let reading = thread::spawn(move || peer.read_to_end(&mut Vec::new()));
+    run_until(&mut sel, "the close", || seen.borrow().len() == 3)?;
+    assert_eq!(
+        seen.borrow()[..],
+        [Seen::Drained, Seen::Drained, Seen::Closed(None)]
+    );
+    assert_eq!(reading.join().expect("reader")?, 100 << 10);
+    Ok(())
+}
+
+// --- Timeouts ------------------------------------------------------------------------------------
+
+#[test]
+fn a_slowloris_is_closed_after_the_frame_timeout_while_others_are_served() -> io::Result<()> {
+    const FRAME: Duration = Duration::from_millis(400);
+    // The idle timeout schedules each connection's timer for a minute from now: a frame that
+    // begins must bring it forward.
+    let timeouts = Timeouts {
+        idle: Some(Duration::from_secs(60)),
+        frame: Some(FRAME),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (slow, mut slow_peer) = socketpair()?;
+    let (good, mut good_peer) = socketpair()?;
+    let codec = || LineCodec::new(4096);
+    let (_, slow_seen) =
+        timed_connection(&mut sel, slow, codec(), Limits::default(), timeouts, true)?;
+    let (_, good_seen) =
+        timed_connection(&mut sel, good, codec(), Limits::default(), timeouts, true)?;
+    // The slow client trickles one byte every 100 ms, from a timer of the loop, never a
+    // newline; the good one sends a line after each of them.
+    let trickle = slow_peer.try_clone()?;
+    let start = Instant::now();
+    let trickler = sel.call_repeating(Duration::from_millis(100), move |_| {
+        let _ = (&trickle).write(b"x"); // fails once the connection is closed
+    });
+    let mut served = 0;
+    let deadline = start + TIMEOUT;
+    while slow_seen.borrow().is_empty() {
+        assert!(Instant::now() < deadline, "the slowloris is still served");
+        good_peer.write_all(b"ping\n")?;
+        run_until(&mut sel, "the good client's echo", || {
+            good_seen.borrow().len() > served
+        })?;
+        let mut echo = [0u8; 5];
+        good_peer.read_exact(&mut echo)?;
+        assert_eq!(&echo, b"ping\n");
+        served += 1;
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    let took = start.elapsed();
+    trickler.cancel();
+    assert_eq!(
+        *slow_seen.borrow(),
+        [Seen::Closed(Some(ErrorKind::TimedOut))]
+    );
+    // Its first byte came 100 ms after the start, and a timer never fires early.
+    assert!(
+        took >= FRAME + Duration::from_millis(100),
+        "closed after {took:?}"
+    );
+    assert!(
+        served > 0 && sel.len() == 1,
+        "the good client was not served meanwhile"
+    );
+    assert!(logged(&[
+        "frame timeout: a frame begun 0.400 s ago is incomplete"
+    ]));
+    read_to_eof_or_reset(&mut slow_peer);
+    Ok(())
+}
+
+#[test]
+fn a_frame_timeout_counts_from_each_frame_not_from_the_first() -> io::Result<()> {
+    // A pipelining peer: every 100 ms it ends a line and begins the next, so some line is
+    // always incomplete, and none for long.
+    const FRAME: Duration = Duration::from_millis(300);
+    let timeouts = Timeouts {
+        frame: Some(FRAME),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, seen) = timed_connection(
+        &mut sel,
+        a,
+        LineCodec::new(64),
+        Limits::default(),
+        timeouts,
+        false,
+    )?;
+    (&peer).write_all(b"begun")?;
+    let pipeliner = sel.call_repeating(Duration::from_millis(100), move |_| {
+        let _ = (&peer).write_all(b" ended\nbegun");
+    });
+    let start = Instant::now();
+    while start.elapsed() < FRAME * 4 {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    pipeliner.cancel();
+    let seen = seen.borrow();
+    assert!(sel.get_key(&key).is_ok(), "closed: {:?}", seen.last());
+    assert!(seen.len() >= 3, "{} lines", seen.len());
+    assert!(seen
+        .iter()
+        .all(|s| *s == Seen::Frame(b"begun ended".to_vec())));
+    Ok(())
+}
+
+#[test]
+fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
+    // Lines of 4097 bytes read 4096 at a time: a line is always incomplete. The peer does not
+    // read its echoes, so reading pauses, for longer than the frame timeout: not its fault.
+    const FRAME: Duration = Duration::from_millis(200);
+    let limits = Limits {
+        high_water: 64 << 10,
+        low_water: 16 << 10,
+        read_chunk: 4096,
+        ..Limits::default()
+    };
+    let timeouts = Timeouts {
+        frame: Some(FRAME),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, seen) = timed_connection(&mut sel, a, LineCodec::new(8192), limits, timeouts, true)?;
+    let mut line = vec![b'x'; 4096];
+    line.push(b'\n');
+    const LINES: usize = 4096; // 16 MiB: more than the socket buffers hold, Wine's too
+    let lines = line.repeat(LINES);
+    let mut writer_end = peer.try_clone()?;
+    let writer = thread::spawn(move || writer_end.write_all(&lines));
+    let state = |sel: &mut DefaultSelector| {
+        let conn: &mut Connection<Stream, LineCodec> = sel.source_mut(&key).expect("open");
+        (conn.is_reading_paused(), conn.buffered())
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while !state(&mut sel).0 {
+        assert!(Instant::now() < deadline, "reading never paused");
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    let (_, buffered) = state(&mut sel);
+    assert!(
+        buffered > 0,
+        "paused with no incomplete line: the test needs one"
+    );
+    let paused = Instant::now();
+    while paused.elapsed() < FRAME * 3 {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    assert!(
+        sel.get_key(&key).is_ok(),
+        "closed while paused: {:?}",
+        seen.borrow().last()
+    );
+    // The peer reads: reading resumes, the clock restarts, every line comes back.
+    let mut reader_end = peer;
+    let reader = thread::spawn(move || {
+        let mut got = vec![0u8; LINES * 4097];
+        reader_end.read_exact(&mut got).map(|()| reader_end)
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "the echo never completed");
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    let _peer = reader.join().expect("reader")?;
+    writer.join().expect("writer")?;
+    let frames = seen
+        .borrow()
+        .iter()
+        .filter(|s| matches!(s, Seen::Frame(_)))
+        .count();
+    assert_eq!(frames, LINES);
+    Ok(())
+}
+
+#[test]
+fn a_peer_that_never_reads_is_closed_after_the_send_timeout_a_slow_one_is_not() -> io::Result<()> {
+    const SEND: Duration = Duration::from_millis(300);
+    const LEN: usize = 16 << 20; // more than the socket buffers hold, Wine's too
+                                 // The idle timeout schedules each connection's timer for a minute from now (in the first
+                                 // iterations below): what `with` sends must bring it forward.
+    let timeouts = Timeouts {
+        idle: Some(Duration::from_secs(60)),
+        send: Some(SEND),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (never, mut never_peer) = socketpair()?;
+    let (slow, slow_peer) = socketpair()?;
+    let (never_key, never_seen) =
+        timed_connection(&mut sel, never, Bytes, Limits::default(), timeouts, false)?;
+    let (slow_key, slow_seen) =
+        timed_connection(&mut sel, slow, Bytes, Limits::default(), timeouts, false)?;
+    // The slow peer reads up to 256 KiB every 10 ms, from a timer of the loop.
+    let got = Rc::new(RefCell::new(Vec::with_capacity(LEN)));
+    slow_peer.set_nonblocking(true)?;
+    let reader = {
+        let got = got.clone();
+        sel.call_repeating(Duration::from_millis(10), move |_| {
+            let mut buf = vec![0u8; 256 << 10];
+            if let Ok(n) = (&slow_peer).read(&mut buf) {
+                got.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::ZERO))?;
+    }
+    let start = Instant::now();
+    for key in [never_key, slow_key] {
+        Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(LEN)))??;
+    }
+    let deadline = start + TIMEOUT * 2;
+    while never_seen.borrow().is_empty() || got.borrow().len() < LEN {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {LEN} bytes",
+            got.borrow().len()
+        );
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    reader.cancel();
+    let took = start.elapsed();
+    assert_eq!(
+        *never_seen.borrow(),
+        [Seen::Closed(Some(ErrorKind::TimedOut))]
+    );
+    assert!(took >= SEND, "closed after {took:?}");
+    assert!(
+        *got.borrow() == pattern(LEN),
+        "the slow reader's bytes changed"
+    );
+    assert_eq!(
+        *slow_seen.borrow(),
+        [Seen::Drained],
+        "the slow reader was closed"
+    );
+    assert!(logged(&[
+        "send timeout: the peer accepted nothing for 0.300 s"
+    ]));
+    read_to_eof_or_reset(&mut never_peer);
+    Ok(())
+}
+
+#[test]
+fn a_silent_peer_is_closed_after_the_idle_timeout_a_talkative_one_is_not() -> io::Result<()> {
+    const IDLE: Duration = Duration::from_millis(300);
+    let timeouts = Timeouts {
+        idle: Some(IDLE),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = timed_connection(
+        &mut sel,
+        a,
+        LineCodec::new(64),
+        Limits::default(),
+        timeouts,
+        true,
+    )?;
+    // Talkative for three idle timeouts: a line every 100 ms.
+    let start = Instant::now();
+    let mut last = start;
+    while start.elapsed() < IDLE * 3 {
+        last = Instant::now(); // the connection's last byte moves after this
+        peer.write_all(b"hi\n")?;
+        let want = seen.borrow().len() + 1;
+        run_until(&mut sel, "the echo", || seen.borrow().len() >= want)?;
+        let mut echo = [0u8; 3];
+        peer.read_exact(&mut echo)?;
+        let pause = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < pause {
+            sel.run_once(Some(Duration::from_millis(20)))?;
+        }
+    }
+    assert!(
+        sel.get_key(&key).is_ok(),
+        "closed while talking: {:?}",
+        seen.borrow()
+    );
+    // Then silent.
+    run_until(&mut sel, "the idle timeout", || {
+        seen.borrow().last() == Some(&Seen::Closed(Some(ErrorKind::TimedOut)))
+    })?;
+    assert!(
+        last.elapsed() >= IDLE,
+        "closed {:?} after the last line was sent",
+        last.elapsed()
+    );
+    assert!(sel.is_empty());
+    expect_eof(&mut peer);
+    Ok(())
+}
+
+#[test]
+fn a_peer_that_connects_and_says_nothing_is_closed_after_the_idle_timeout() -> io::Result<()> {
+    let timeouts = Timeouts {
+        idle: Some(Duration::from_millis(100)),
+        frame: Some(Duration::from_millis(50)), // never starts: no byte of a frame
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (_, seen) = timed_connection(
+        &mut sel,
+        a,
+        LineCodec::new(64),
+        Limits::default(),
+        timeouts,
+        true,
+    )?;
+    run_until(&mut sel, "the idle timeout", || !seen.borrow().is_empty())?;
+    assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::TimedOut))]);
+    assert!(logged(&["idle timeout: no byte either way for 0.100 s"]));
+    expect_eof(&mut peer);
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The example servers, run as processes and put through the faults a real server meets: a
 //! client that reads slowly and half-closes, the descriptor limit, a reset, garbage, a client
-//! that never reads, and Ctrl-C. Users copy these programs, so they must survive all of it.
+//! that never reads, and Ctrl-C; then their timeouts (slowloris, a client that never reads, a
+//! trickling one) and `blast_server`'s bounded memory. Users copy these programs, so they must
+//! survive all of it.
 //!
 //! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
 //! `cargo build --examples && cargo test --test examples`. Each fault is one generic function
@@ -410,7 +412,161 @@ fn ctrl_c(ex: &Example) {
     drop(clients);
 }
 
-// --- idle_echo_server's own job ------------------------------------------------------------------
+// --- Timeouts: slowloris, a client that never reads, a quiet one ---------------------------------
+
+/// Reads from `conn` until the server closes it (end of file or a reset), whatever comes
+/// first; fails after [`TIMEOUT`] without the close.
+#[track_caller]
+fn wait_for_close(mut conn: &TcpStream, what: &str) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("{what}: not closed by the server ({e})"),
+        }
+    }
+}
+
+/// A client that sends `first`, then one byte (never a newline) every 100 ms, from a thread
+/// of its own — the fault simulated — until its writes fail. Call it after taking the time
+/// the server's clock cannot have started before.
+fn trickle(conn: &TcpStream, first: &[u8]) -> thread::JoinHandle<()> {
+    let mut sender = conn.try_clone().expect("clone the client socket");
+    sender.write_all(first).expect("the first bytes");
+    thread::spawn(move || {
+        while sender.write_all(b"x").is_ok() {
+            thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// While `slow` waits to be closed (on a thread), another client gets a round trip every
+/// 50 ms; returns the time from `start` to the close, and the round trips done meanwhile.
+#[track_caller]
+fn served_while_closing(
+    ex: &Example,
+    server: &ExampleServer,
+    slow: TcpStream,
+    start: Instant,
+) -> (Duration, u32) {
+    let (closed, is_closed) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        wait_for_close(&slow, "the slow client");
+        let _ = closed.send(start.elapsed());
+    });
+    let good = connect(server.addr()).expect("connect");
+    let mut served = 0;
+    loop {
+        match is_closed.recv_timeout(Duration::from_millis(50)) {
+            Ok(took) => return (took, served),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => panic!("{}: the slow client's thread: {e}", ex.name),
+        }
+        if let Err(e) = round_trip(ex, &good, served as usize) {
+            let stderr = tail(&server.stderr(), 10);
+            panic!(
+                "{}: a client is not served beside a slow one: {e}\n{stderr}",
+                ex.name
+            );
+        }
+        served += 1;
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "{}: the slow client was never closed",
+            ex.name
+        );
+    }
+}
+
+/// `uppercase_server --frame-timeout 0.3`: a client that starts a line and trickles a byte
+/// every 100 ms is closed once the line is 0.3 s old; another is served meanwhile.
+#[test]
+fn uppercase_server_closes_a_slowloris_after_the_frame_timeout() {
+    let args = ["127.0.0.1:0", "--frame-timeout", "0.3"];
+    let server = ExampleServer::start(UPPERCASE.name, &args);
+    let slow = connect(server.addr()).expect("connect");
+    let start = Instant::now(); // before its first byte
+    let trickler = trickle(&slow, b"GET / HTTP/1.1");
+    let (took, served) = served_while_closing(&UPPERCASE, &server, slow, start);
+    trickler.join().expect("the trickling thread");
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+    assert!(served > 0, "no round trip while the slowloris was there");
+    server.wait_for_stderr("the frame timeout logged", |text| {
+        text.contains("closed: frame timeout")
+    });
+    eprintln!(
+        "slowloris closed after {:.2} s; {served} round trips meanwhile",
+        took.as_secs_f64()
+    );
+}
+
+/// `uppercase_server --send-timeout 0.3`: a client that sends without reading is cut off
+/// once its replies have waited 0.3 s; another is served meanwhile.
+#[test]
+fn uppercase_server_cuts_off_a_client_that_never_reads_after_the_send_timeout() {
+    let args = ["127.0.0.1:0", "--send-timeout", "0.3"];
+    let server = ExampleServer::start(UPPERCASE.name, &args);
+    let hog = connect(server.addr()).expect("connect");
+    let mut sender = hog.try_clone().expect("clone the client socket");
+    sender.set_write_timeout(None).expect("blocking writes");
+    let writer = thread::spawn(move || {
+        let chunk = lines(64 << 10);
+        loop {
+            if let Err(e) = sender.write_all(&chunk) {
+                return e;
+            }
+        }
+    });
+    let good = connect(server.addr()).expect("connect");
+    round_trip(&UPPERCASE, &good, 0).expect("a client beside the hog is served");
+    let start = Instant::now();
+    let deadline = start + TIMEOUT;
+    while !writer.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the client that never reads is still served"
+        );
+        round_trip(&UPPERCASE, &good, 1).expect("a client beside the hog is served");
+        thread::sleep(Duration::from_millis(20)); // pacing the other client, not a wait
+    }
+    let error = writer.join().expect("the writer thread");
+    assert!(
+        matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the client that never reads: {error}"
+    );
+    server.wait_for_stderr("the send timeout logged", |text| {
+        text.contains("closed: send timeout")
+    });
+    drop(hog);
+}
+
+/// `idle_echo_server --idle-timeout 0.5`: a client trickling a line (a byte every 100 ms:
+/// traffic, so never idle) is closed once the line is 0.5 s old, the frame timeout being the
+/// idle timeout unless given.
+#[test]
+fn idle_echo_server_closes_a_trickling_client() {
+    let args = ["127.0.0.1:0", "--idle-timeout", "0.5"];
+    let server = ExampleServer::start(IDLE_ECHO.name, &args);
+    let slow = connect(server.addr()).expect("connect");
+    let start = Instant::now(); // before its first byte
+    let trickler = trickle(&slow, b"x");
+    let (took, served) = served_while_closing(&IDLE_ECHO, &server, slow, start);
+    trickler.join().expect("the trickling thread");
+    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert!(
+        served > 0,
+        "no round trip while the trickling client was there"
+    );
+    server.wait_for_stderr("the frame timeout logged", |text| {
+        text.contains("closed: frame timeout")
+    });
+}
 
 /// With `--idle-timeout 0.3`: a quiet client gets end of file; a client that sends without
 /// reading (its replies stay queued, so a graceful close cannot finish) is cut off.
@@ -454,6 +610,63 @@ fn idle_echo_server_closes_quiet_and_stuck_clients() {
         "the client that never reads: {error}"
     );
     eprintln!("a client that never reads was cut off after {cut:.2} s: {error}");
+}
+
+// --- blast_server: a producer in bounded memory ---------------------------------------------------
+
+/// The peak resident memory of process `pid` so far, in KiB (`VmHWM`).
+#[cfg(target_os = "linux")]
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+    let kib = line.and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
+    kib.expect("VmHWM in /proc/PID/status")
+}
+
+/// Starts `blast_server --payload BYTES`, reads the whole payload, checks every byte and the
+/// end of file, and returns the server's peak resident memory (KiB).
+#[cfg(target_os = "linux")]
+fn blast(payload: usize) -> u64 {
+    let server = ExampleServer::start(
+        "blast_server",
+        &["127.0.0.1:0", "--payload", &payload.to_string()],
+    );
+    let mut conn = connect(server.addr()).expect("connect");
+    let (mut got, mut buf) = (0, vec![0u8; 64 << 10]);
+    loop {
+        let n = conn
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("after {got} bytes: {e}"));
+        if n == 0 {
+            break;
+        }
+        let wrong = (0..n).find(|&i| buf[i] != ((got + i) % 251) as u8);
+        assert!(
+            wrong.is_none(),
+            "byte {} is wrong",
+            got + wrong.unwrap_or(0)
+        );
+        got += n;
+    }
+    assert_eq!(got, payload, "end of file after {got} of {payload} bytes");
+    server.wait_for_stderr("the end of the transfer", |text| {
+        text.contains(&format!("sent {payload} bytes"))
+    });
+    peak_rss_kib(server.pid())
+}
+
+/// The server's peak memory does not grow with the payload: 8 MiB and 64 MiB to a client
+/// cost the same, within 2 MiB (sending it all at once would cost the whole payload).
+#[cfg(target_os = "linux")]
+#[test]
+fn blast_server_streams_any_payload_in_bounded_memory() {
+    let small = blast(8 << 20);
+    let large = blast(64 << 20);
+    eprintln!("blast_server's peak RSS: {small} KiB for 8 MiB, {large} KiB for 64 MiB");
+    assert!(
+        large <= small + 2048,
+        "peak RSS {large} KiB for 64 MiB against {small} KiB for 8 MiB: it grows with the payload"
+    );
 }
 
 // --- Each fault, each server --------------------------------------------------------------------

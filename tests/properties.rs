@@ -7,8 +7,8 @@
 //!   `Connection` runs: append the next piece to a buffer, decode every complete frame, drop
 //!   the bytes used, and keep the codec (and so its state, such as `LineCodec`'s search
 //!   cursor) from one piece to the next.
-//! - `Connection::with_limits` accepts exactly the consistent limits, lowers a huge
-//!   `read_chunk`, and a connection works with any limits it accepted.
+//! - `Connection::with_limits` accepts exactly the consistent limits (the caps take any
+//!   value), lowers a huge `read_chunk`, and a connection works with any limits it accepted.
 //!
 //! 256 cases per property (48 for the one that opens sockets) keep the file fast.
 
@@ -281,8 +281,11 @@ proptest! {
     #[test]
     fn with_limits_accepts_exactly_the_consistent_limits(
         high_water in limit_field(), low_water in limit_field(), read_chunk in limit_field(),
+        hard_cap in limit_field(), soft_cap in limit_field(), soft_cap_ms in 0u64..1000,
     ) {
-        let limits = Limits { high_water, low_water, read_chunk };
+        // The caps accept every value: a line round trip never queues anything for long.
+        let soft_cap_for = std::time::Duration::from_millis(soft_cap_ms);
+        let limits = Limits { high_water, low_water, read_chunk, hard_cap, soft_cap, soft_cap_for };
         let (a, mut peer) = socketpair().expect("socket pair");
         let result = Connection::new(a, LineCodec::new(64)).with_limits(limits);
         let conn = match result {

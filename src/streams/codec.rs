@@ -60,6 +60,46 @@ pub trait Codec: 'static {
     /// connection is then closed.
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Item, usize)>>;
 
+    /// Decodes what is left at end of file: `buf` holds the bytes received after the last
+    /// complete frame, and is never empty. Called again while it returns frames and bytes
+    /// remain.
+    ///
+    /// The codec decides what an unterminated last frame means. The default, for formats
+    /// whose frames say where they end, is [`decode`](Codec::decode)'s answer, and an error of
+    /// kind `UnexpectedEof` where that is "not complete yet": the peer stopped in the middle
+    /// of a frame ([`LengthPrefixed`] keeps it). [`LineCodec`] delivers a last line that has
+    /// no newline, as Python's `readline()` does. Returning `Ok(None)` drops the bytes
+    /// (logged at `debug`).
+    ///
+    /// # Errors
+    ///
+    /// As for `decode`; `UnexpectedEof` for a truncated frame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::{Codec, LengthPrefixed, LineCodec};
+    /// use std::io::ErrorKind;
+    ///
+    /// assert_eq!(LineCodec::new(64).decode_eof(b"abc")?, Some((b"abc".to_vec(), 3)));
+    /// let err = LengthPrefixed::new(64).decode_eof(&[0, 0, 0, 9, b'x']).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+    /// # std::io::Result::Ok(())
+    /// ```
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Item, usize)>> {
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None => {
+                let len = buf.len();
+                let msg = format!(
+                    "protocol error: end of file in the middle of a frame ({len} bytes of it \
+                     received)"
+                );
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, msg))
+            }
+        }
+    }
+
     /// Appends the encoding of `frame` to `out`.
     ///
     /// # Errors
@@ -104,7 +144,8 @@ impl Codec for Bytes {
 ///
 /// A line longer than `max_len` is a protocol error as soon as that many bytes arrive without a
 /// newline: memory stays bounded by the limit. The error (kind `InvalidData`) is the same
-/// whatever pieces the line arrived in.
+/// whatever pieces the line arrived in. At end of file, a last line without a newline is
+/// delivered as it is (see [`Codec::decode_eof`]).
 ///
 /// # Examples
 ///
@@ -171,6 +212,18 @@ impl Codec for LineCodec {
         }
     }
 
+    /// The last line, without a newline, is a line (as Python's `readline()` returns it);
+    /// one over the limit is refused as `decode` refuses it.
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        match self.decode(buf)? {
+            Some(line) => Ok(Some(line)),
+            None => {
+                self.scanned = 0;
+                Ok(Some((buf.to_vec(), buf.len())))
+            }
+        }
+    }
+
     fn encode(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         if line.len() > self.max_len {
             return Err(too_long("line", line.len(), self.max_len));
@@ -189,7 +242,8 @@ impl Codec for LineCodec {
 /// Frames prefixed with their length as a big-endian `u32`, at most `max_len` bytes each.
 ///
 /// A header announcing more than `max_len` is a protocol error (kind `InvalidData`) at once,
-/// before any of the frame is buffered.
+/// before any of the frame is buffered. End of file in the middle of a frame (or of its header)
+/// is an error of kind `UnexpectedEof` (see [`Codec::decode_eof`]).
 ///
 /// # Examples
 ///
@@ -418,6 +472,41 @@ mod tests {
         assert!(out.is_empty(), "a refused frame was partly encoded");
         codec.encode(b"", &mut out).unwrap();
         assert_eq!(out, [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_a_line_at_end_of_file() {
+        let mut codec = LineCodec::new(8);
+        assert_eq!(codec.decode(b"abc").unwrap(), None); // the cursor moves on...
+        assert_eq!(
+            codec.decode_eof(b"abc").unwrap(),
+            Some((b"abc".to_vec(), 3))
+        );
+        // ...and is reset for what follows (a codec may be used again).
+        assert_eq!(codec.decode(b"\n").unwrap(), Some((Vec::new(), 1)));
+        // A complete line comes first, whole; over the limit is refused as by `decode`.
+        assert_eq!(
+            codec.decode_eof(b"ab\ncd").unwrap(),
+            Some((b"ab".to_vec(), 3))
+        );
+        let err = LineCodec::new(2).decode_eof(b"abc").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_truncated_frame_is_unexpected_eof() {
+        let mut codec = LengthPrefixed::new(16);
+        for truncated in [&[0, 0][..], &[0, 0, 0, 3, b'a', b'b'][..]] {
+            let err = codec.decode_eof(truncated).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{truncated:?}");
+            let len = truncated.len();
+            assert!(err.to_string().contains(&format!("({len} bytes")), "{err}");
+        }
+        // A complete frame is still a frame, and an oversize header still `InvalidData`.
+        let whole = [0, 0, 0, 1, b'a', 0];
+        assert_eq!(codec.decode_eof(&whole).unwrap(), Some((b"a".to_vec(), 5)));
+        let err = codec.decode_eof(&17u32.to_be_bytes()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Streams on top of the reactor: what a server needs between raw readiness and its protocol.
 //!
 //! A `Connection` (`connection.rs`) is a registered byte stream with a write queue that never
-//! blocks or drops, back-pressure, and a `Codec` (`codec.rs`) that cuts the bytes into frames.
+//! blocks or drops, back-pressure, and a `Codec` (`codec.rs`) that cuts the bytes into frames;
+//! `limits.rs` says what it may cost and how long its peer may take.
 
 pub(crate) mod codec;
 pub(crate) mod connection;
+pub(crate) mod limits;

@@ -1,0 +1,137 @@
+//! A server that sends each client a payload it produces itself (a file being served, a
+//! broadcast), in memory that does not grow with the payload. Runs wherever selectloop does;
+//! Ctrl-C stops it cleanly.
+//!
+//! ```text
+//! cargo run --example blast_server -- [ADDR] [--payload BYTES] [--send-timeout SECS]
+//! nc 127.0.0.1:8090 | wc -c                    # default 127.0.0.1:8090, 1 GiB each
+//! ```
+//!
+//! Each client gets BYTES bytes (byte i is `i % 251`), then end of file. Sending it all at once
+//! would queue all of it; instead the server sends 64 KiB chunks while the connection's queue
+//! is under its high-water mark, and more on `ConnEvent::Drained`, which comes when the queue
+//! has drained to the low-water mark (asyncio's `resume_writing`, Node's `'drain'`). So at
+//! most the high-water mark plus one chunk is queued per client, whatever BYTES is. How much
+//! was handed over so far is `bytes_sent() + queued()`: no other state per client.
+//! `--send-timeout` closes a client that stops reading; the hard cap is a backstop the
+//! producer never reaches.
+
+use selectloop::{Bytes, SelectorKey, EVENT_READ};
+use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, Selector, Timeouts};
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+type Conn = Connection<TcpStream, Bytes>;
+
+const CHUNK: usize = 64 << 10;
+
+/// Sends chunks of the payload while the queue is under the high-water mark; closes once it is
+/// all handed over (the connection flushes it, then sends end of file).
+fn fill(conn: &mut Conn, payload: u64, pattern: &[u8]) -> io::Result<()> {
+    while conn.queued() < conn.limits().high_water {
+        let handed = conn.bytes_sent() + conn.queued() as u64;
+        if handed == payload {
+            conn.close();
+            break;
+        }
+        let len = (payload - handed).min(CHUNK as u64) as usize;
+        let at = (handed % 251) as usize; // `pattern` repeats every 251 bytes
+        conn.send(&pattern[at..at + len])?;
+    }
+    Ok(())
+}
+
+fn accept(sel: &mut Selector, sock: &mut TcpListener, options: Options) -> io::Result<()> {
+    let (conn, addr) = sock.accept()?;
+    conn.set_nonblocking(true)?;
+    log::info!("accepted {addr}: sending {} bytes", options.payload);
+    let pattern: Vec<u8> = (0..CHUNK + 251).map(|i| (i % 251) as u8).collect();
+    let high_water = Limits::default().high_water;
+    let limits = Limits {
+        hard_cap: high_water + 2 * CHUNK,
+        ..Limits::default()
+    };
+    let conn = Connection::new(conn, Bytes)
+        .with_limits(limits)?
+        .with_timeouts(options.timeouts);
+    let payload = options.payload;
+    let filler = pattern.clone();
+    let key: SelectorKey = conn.register(sel, move |_sel, conn, event| {
+        match event {
+            ConnEvent::Drained => fill(conn, payload, &filler)?,
+            ConnEvent::Frame(_) | ConnEvent::PeerClosed => {} // what the client says is ignored
+            ConnEvent::Closed(None) => log::info!("{addr}: sent {} bytes", conn.bytes_sent()),
+            ConnEvent::Closed(Some(e)) => log::info!("{addr}: {e}"),
+        }
+        Ok(())
+    })?;
+    Conn::with(sel, &key, |conn| fill(conn, payload, &pattern))? // the first chunks
+}
+
+#[derive(Clone, Copy)]
+struct Options {
+    payload: u64,
+    timeouts: Timeouts,
+}
+
+const USAGE: &str = "usage: blast_server [ADDR] [--payload BYTES] [--send-timeout SECS]
+
+  ADDR                 where to listen (default 127.0.0.1:8090)
+  --payload BYTES      what each client gets (default 1073741824: 1 GiB)
+  --send-timeout SECS  close a client that accepted nothing for SECS (default: off; may be
+                       fractional)";
+
+fn parse_args() -> Result<(String, Options), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut addr = "127.0.0.1:8090".to_string();
+    let mut options = Options {
+        payload: 1 << 30,
+        timeouts: Timeouts::default(),
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("payload") => options.payload = parser.value()?.parse()?,
+            Long("send-timeout") => {
+                let secs: f64 = parser.value()?.parse()?;
+                let secs = Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
+                options.timeouts.send = Some(secs);
+            }
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Value(value) => addr = value.string()?,
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((addr, options))
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let (addr, options) = parse_args().unwrap_or_else(|e| {
+        eprintln!("blast_server: {e}; try --help");
+        std::process::exit(2);
+    });
+    let mut sel = DefaultSelector::new()?;
+    let sock = TcpListener::bind(&addr)?;
+    sock.set_nonblocking(true)?;
+    let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
+    eprintln!(
+        "blast server on {addr}; {} bytes to each client",
+        options.payload
+    );
+    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+        accept(sel, sock, options)
+    })?;
+    sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
+    let others = sel.len(); // the listener (and the signal handler): not connections
+
+    sel.run()?; // until Ctrl-C
+    let connections = sel.len() - others;
+    sel.close()?; // closes the listener and every connection
+    eprintln!("interrupted: closed {connections} connection(s)");
+    Ok(())
+}
