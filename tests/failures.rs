@@ -212,6 +212,25 @@ fn owed_reports_follow_modify<B: Backend>() -> io::Result<()> {
         [(sel.get_key(&second)?, EVENT_READ)],
         "first: {first:?}"
     );
+    drop(owed);
+
+    // Owed READ, then modified to WRITE only: nothing of that report is deliverable, so the
+    // next select polls afresh (and finds the WRITE readiness) instead of returning nothing.
+    sel.modify(&first, EVENT_READ)?;
+    let ready = common::select_n_ready(&mut sel, 2, EVENT_READ)?;
+    let owed = ready[1].0;
+    for (key, mask) in ready {
+        if sel.dispatch(&key, mask).is_err() {
+            break;
+        }
+    }
+    sel.modify(&owed, EVENT_WRITE)?;
+    let fresh = sel.select(Some(Duration::from_millis(50)))?;
+    let owed = sel.get_key(&owed)?;
+    assert!(
+        fresh.contains(&(owed, EVENT_WRITE)),
+        "not polled afresh: {fresh:?}"
+    );
     Ok(())
 }
 
