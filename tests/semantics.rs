@@ -576,6 +576,38 @@ fn would_block_is_not_an_error<B: Backend>() -> io::Result<()> {
     run_until(&mut sel, "a second call", || calls.get() == 2)
 }
 
+// 8. A callback that unregisters its own source and then fails: the error still reaches the
+// error handler (with the key it had), unless it is spurious readiness (`WouldBlock`).
+fn error_after_self_unregister_reaches_the_handler<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let out = seen.clone();
+    sel.set_error_handler(move |key, err| {
+        out.borrow_mut().push((key.fd(), err.kind()));
+        ErrorAction::Close
+    });
+    let (a, _pa) = socketpair()?;
+    let (b, _pb) = socketpair()?;
+    let spurious = sel.register(a, EVENT_WRITE, |sel, s, _| {
+        sel.unregister(s)?;
+        Err(ErrorKind::WouldBlock.into())
+    })?;
+    let failing = sel.register(b, EVENT_WRITE, |sel, s, _| {
+        sel.unregister(s)?;
+        Err(ErrorKind::InvalidData.into())
+    })?;
+    run_until(&mut sel, "the failing callback", || {
+        !seen.borrow().is_empty()
+    })?;
+    sel.run_once(Some(Duration::ZERO))?; // both are writable at once: both have run by now
+    assert_eq!(*seen.borrow(), [(failing.fd(), ErrorKind::InvalidData)]);
+    assert!(
+        sel.is_empty(),
+        "{spurious:?} or {failing:?} still registered"
+    );
+    Ok(())
+}
+
 // 8. The error handler can keep, close, or stop run() with the error.
 fn error_handler_actions<B: Backend>() -> io::Result<()> {
     for action in [
@@ -940,5 +972,6 @@ instantiate! {
         stale_key_lookups_fail,
         registrations_are_logged,
         dispatch_respects_the_registered_events,
+        error_after_self_unregister_reaches_the_handler,
     ]
 }

@@ -173,6 +173,27 @@ fn repeating_timer_skips_missed_ticks_without_drift() -> io::Result<()> {
 }
 
 #[test]
+fn debug_output_names_what_matters() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, _peer) = socketpair()?;
+    let key = sel.register(a, EVENT_READ, |_, _, _| Ok(()))?;
+    let shown = format!("{sel:?}");
+    assert!(
+        shown.starts_with("Selector {") && shown.contains(&format!("{key:?}")),
+        "{shown}"
+    );
+    let timer = sel.call_later(Duration::from_secs(60), |_| {});
+    let shown = format!("{timer:?}");
+    assert!(
+        shown.contains("cancelled: false") && shown.contains("pending: true"),
+        "{shown}"
+    );
+    timer.cancel();
+    assert!(format!("{timer:?}").contains("cancelled: true"));
+    Ok(())
+}
+
+#[test]
 fn huge_delay_neither_panics_nor_fires() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let timer = sel.call_later(Duration::MAX, |_| panic!("a Duration::MAX timer fired"));
