@@ -16,6 +16,8 @@
 # doc tests are not run, so a behaviour only a doc example checks counts as missed. Two
 # mutants build and test side by side (MUTANTS_JOBS, default 2); each mutant's tests time out
 # at 3 times the unmutated run, at least 60 s (a mutant that hangs the suite counts as caught).
+# MUTANTS_ARGS passes more flags to cargo-mutants: `MUTANTS_ARGS=--iterate` skips the mutants
+# a previous run (its mutants.out/) caught, to re-check only what it missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -37,8 +39,9 @@ for f in "${files[@]}"; do args+=(--file "$f"); done
 
 start=$SECONDS
 status=0
+# shellcheck disable=SC2086 # MUTANTS_ARGS is a list of flags
 cargo mutants "${args[@]}" --test-tool nextest --jobs "${MUTANTS_JOBS:-2}" \
-    --timeout-multiplier 3 --minimum-test-timeout 60 --no-shuffle || status=$?
+    --timeout-multiplier 3 --minimum-test-timeout 60 --no-shuffle ${MUTANTS_ARGS:-} || status=$?
 echo
 echo "mutants.sh: ${files[*]}: $((SECONDS - start)) s"
 for outcome in caught missed timeout unviable; do
