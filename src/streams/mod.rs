@@ -2,6 +2,8 @@
 //!
 //! A `Connection` (`connection.rs`) is a registered byte stream with a write queue that never
 //! blocks or drops, back-pressure, and a `Codec` (`codec.rs`) that cuts the bytes into frames.
+//! `connect.rs` is the client side: `Selector::connect`, a non-blocking TCP connect with a timeout.
 
 pub(crate) mod codec;
+pub(crate) mod connect;
 pub(crate) mod connection;
