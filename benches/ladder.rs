@@ -193,14 +193,7 @@ mod bench {
 
         /// CPU seconds so far: user + system, with the reaped children's.
         fn cpu(&self) -> f64 {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-                return f64::NAN;
-            };
-            let fields = stat_fields(&stat); // fields[0] is field 3, the state
-            let ticks: u64 = (14..=17)
-                .filter_map(|n| fields.get(n - 3)?.parse::<u64>().ok())
-                .sum();
-            ticks as f64 / clock_ticks()
+            cpu_seconds(&format!("/proc/{}/stat", self.pid), 14..=17)
         }
 
         /// Waits (polling `/proc`: nothing else tells) until the server has no child left,
@@ -218,6 +211,19 @@ mod bench {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    /// The sum of fields `fields` of a `/proc/.../stat` file (clock ticks), in seconds: 14 and
+    /// 15 are the process's user and system time, 16 and 17 those of its reaped children.
+    fn cpu_seconds(path: &str, fields: std::ops::RangeInclusive<usize>) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            return f64::NAN;
+        };
+        let values = stat_fields(&stat); // values[0] is field 3, the state
+        let ticks: u64 = fields
+            .filter_map(|n| values.get(n - 3)?.parse::<u64>().ok())
+            .sum();
+        ticks as f64 / clock_ticks()
     }
 
     /// The fields of `/proc/PID/stat` after the command name (which may contain spaces).
@@ -311,6 +317,8 @@ mod bench {
         p50: f64,
         p99: f64,
         cpu: f64,
+        /// echo_client's CPU seconds: near the run's length, the client was the limit.
+        client_cpu: f64,
         peaks: Peaks,
     }
 
@@ -333,12 +341,16 @@ mod bench {
             "60",
         ];
         let cpu_before = server.cpu();
+        // This process's reaped children's time grows by echo_client's alone: the servers are
+        // waited for only when dropped, after.
+        let client_before = cpu_seconds("/proc/self/stat", 16..=17);
         let out = command(
             &cfg.examples.join("echo_client"),
             &args,
             cfg.pin.then_some(1),
         )
         .output();
+        let client_cpu = cpu_seconds("/proc/self/stat", 16..=17) - client_before;
         server.wait_for_children();
         let cpu = server.cpu() - cpu_before;
         stop.store(true, Ordering::Relaxed);
@@ -382,6 +394,7 @@ mod bench {
                 p50,
                 p99,
                 cpu,
+                client_cpu,
                 peaks,
             }),
             _ => Err(format!("cannot read echo_client's output: {stdout:?}")),
@@ -450,15 +463,15 @@ mod bench {
         if cfg.idle {
             println!("\nidle server CPU, % of one core over 1 s");
             println!(
-                "{:<24} {:<22} {:>10} {:>22}",
+                "{:<22} {:<22} {:>10} {:>22}",
                 "model", "", "no client", "100 idle connections"
             );
             for &(name, what) in &cfg.models {
                 match idle(&cfg, name) {
                     Ok((alone, with_idle)) => {
-                        println!("{name:<24} {what:<22} {alone:>9.1}% {with_idle:>21.1}%")
+                        println!("{name:<22} {what:<22} {alone:>9.1}% {with_idle:>21.1}%")
                     }
-                    Err(e) => println!("{name:<24} {what:<22} failed: {e}"),
+                    Err(e) => println!("{name:<22} {what:<22} failed: {e}"),
                 }
             }
         }
@@ -469,7 +482,7 @@ mod bench {
             cfg.messages, cfg.runs
         );
         println!(
-            "{:<24} {:>5} {:>9} {:>17} {:>9} {:>9} {:>19} {:>7} {:>7} {:>8} {:>7} {:>6}",
+            "{:<22} {:>5} {:>8} {:>15} {:>8} {:>9} {:>17} {:>6} {:>6} {:>7} {:>7} {:>5} {:>6}",
             "model",
             "C",
             "msgs/s",
@@ -479,6 +492,7 @@ mod bench {
             "(min-max)",
             "CPU s",
             "µs/msg",
+            "client s",
             "RSS MiB",
             "threads",
             "procs"
@@ -495,7 +509,7 @@ mod bench {
                 }
                 if runs.is_empty() {
                     println!(
-                        "{name:<24} {clients:>5} failed ({} runs): {}",
+                        "{name:<22} {clients:>5} failed ({} runs): {}",
                         cfg.runs, failures[0]
                     );
                     continue;
@@ -507,8 +521,9 @@ mod bench {
                 let per_msg = cpu * 1e6 / ((cfg.messages / clients).max(1) * clients) as f64;
                 let peak =
                     |f: fn(&Peaks) -> u64| runs.iter().map(|r| f(&r.peaks)).max().unwrap_or(0);
+                let client_cpu = median(runs.iter().map(|r| r.client_cpu).collect());
                 println!(
-                    "{name:<24} {clients:>5} {:>9.0} {:>17} {:>9.1} {:>9.1} {:>19} {cpu:>7.2} {per_msg:>7.1} {:>8.1} {:>7} {:>6}",
+                    "{name:<22} {clients:>5} {:>8.0} {:>15} {:>8.1} {:>9.1} {:>17} {cpu:>6.2} {per_msg:>6.1} {client_cpu:>7.2} {:>7.1} {:>5} {:>6}",
                     median(rates.clone()),
                     format!("({rate_lo:.0}-{rate_hi:.0})"),
                     median(runs.iter().map(|r| r.p50).collect()),
@@ -519,7 +534,7 @@ mod bench {
                     peak(|p| p.procs),
                 );
                 for failure in &failures {
-                    println!("{:<24} {:>5} one run failed: {failure}", "", "");
+                    println!("{:<22} {:>5} one run failed: {failure}", "", "");
                 }
             }
         }
