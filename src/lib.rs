@@ -57,7 +57,9 @@
 //! only part of `data` (`write_all` stops half-way with `WouldBlock`), silently losing the rest
 //! when the client reads slowly. A [`Connection`] queues what the socket does not take and
 //! writes it as the socket drains, stops reading from a client that does not read its replies,
-//! and can cut the stream into messages with a [`Codec`].
+//! and can cut the stream into messages with a [`Codec`]. On the client side,
+//! [`Selector::connect`] connects without blocking, with a timeout, and hands the connected
+//! stream (or the error) to a callback, ready for a `Connection`.
 //!
 //! [`Selector::run`] is that loop in one call, and runs the loop's services besides: timers
 //! ([`call_later`](Selector::call_later)), deferred calls ([`call_soon`](Selector::call_soon)),
