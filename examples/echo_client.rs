@@ -1,20 +1,29 @@
-//! A client for the echo server: interactive, or `--count N` to send N lines and check each echo.
-//! Plain blocking sockets, on any platform.
+//! A client for the echo servers: interactive, or `--count N` to send N lines and check each
+//! echo — a load generator on selectloop itself. Runs wherever selectloop does.
 //!
 //! ```text
 //! cargo run --example echo_client [ADDR]              # type lines, see them echoed
 //! cargo run --example echo_client [ADDR] --count 1000 # exits non-zero on any mismatch
-//! cargo run --example echo_client [ADDR] --count 1000 --connections 50 --size 64
+//! cargo run --example echo_client [ADDR] --count 100 --connections 1000 --size 64
 //! ```
 //!
-//! `--connections C` runs C clients at once (a thread each), every one doing its N round trips;
-//! `--size BYTES` makes every line exactly BYTES long (newline included) and of digits only,
-//! so an upper-casing server returns it unchanged too. `scripts/count.sh` uses both to
-//! count a server's instructions and system calls per message.
+//! With `--count`, `--connections C` connections are opened at once from this one thread, with
+//! no thread per connection: each is a non-blocking connect ([`Selector::connect`]) whose
+//! stream becomes a [`Connection`]. Each connection does N round trips, one line in flight at
+//! a time (ping-pong), checks that every byte of each echo is the byte it sent, then closes.
+//! `--size BYTES` makes every line exactly BYTES long (newline included) and of digits only, so
+//! an upper-casing server returns it unchanged too. At the end it prints the lines echoed and
+//! the messages per second (connecting included), then the round-trip latency percentiles; it
+//! exits non-zero on the first mismatch, early close or error, or when no echo at all has
+//! come for `--timeout` seconds (also each connect's timeout). `scripts/count.sh` and the
+//! I/O-model comparison (`benches/ladder.rs`) drive the servers with it.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::TcpStream;
+use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Selector};
+use std::cell::{Cell, RefCell};
+use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -22,6 +31,7 @@ struct Args {
     count: Option<u64>,
     connections: usize,
     size: Option<usize>,
+    timeout: Duration,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -31,6 +41,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         count: None,
         connections: 1,
         size: None,
+        timeout: Duration::from_secs(10),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -38,13 +49,18 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("count") => args.count = Some(parser.value()?.parse()?),
             Long("connections") => args.connections = parser.value()?.parse()?,
             Long("size") => args.size = Some(parser.value()?.parse()?),
+            Long("timeout") => {
+                let secs: f64 = parser.value()?.parse()?;
+                args.timeout = Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
+            }
             Short('h') | Long("help") => {
                 println!(
                     "usage: echo_client [ADDR] [--count N [--connections C] [--size BYTES]]\n\
                      ADDR defaults to 127.0.0.1:8088; without --count, lines typed are sent.\n\
                      --count N         send N lines and check each echo, then exit\n\
-                     --connections C   C clients at once, N lines each (default 1)\n\
-                     --size BYTES      lines of exactly BYTES bytes, digits only"
+                     --connections C   C connections at once, N lines each (default 1)\n\
+                     --size BYTES      lines of exactly BYTES bytes, digits only\n\
+                     --timeout SECS    give up after SECS with no echo (default 10)"
                 );
                 std::process::exit(0);
             }
@@ -54,6 +70,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     if args.connections == 0 || args.size.is_some_and(|size| size < 2) {
         return Err("--connections must be at least 1, --size at least 2".into());
+    }
+    if args.timeout.is_zero() {
+        return Err("--timeout must be above 0".into());
     }
     Ok(args)
 }
@@ -67,8 +86,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match args.count {
-        Some(n) => many_clients(&args, n),
-        None => interactive(&args.addr),
+        Some(n) => load(&args, n),
+        None => interactive(&args.addr, args.timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,80 +98,301 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(addr: &str) -> io::Result<(TcpStream, BufReader<TcpStream>)> {
-    let conn = TcpStream::connect(addr)?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?; // a dead server fails, not hangs
-    let reader = BufReader::new(conn.try_clone()?);
-    Ok((conn, reader))
-}
-
-/// Sends each line typed on stdin and prints what comes back, like the Python tutorials' client.
-fn interactive(addr: &str) -> io::Result<()> {
-    let (mut conn, mut reader) = connect(addr)?;
+/// Sends each line typed on stdin and prints what comes back, like the Python tutorials' client:
+/// plain blocking sockets, which is all one interactive connection needs.
+fn interactive(addr: &str, timeout: Duration) -> io::Result<()> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(timeout))?; // a dead server fails, not hangs
+    let mut reader = BufReader::new(conn.try_clone()?);
     eprintln!("connected to {addr}; type lines, Ctrl-D to quit");
     for line in io::stdin().lock().lines() {
         let line = line?;
         writeln!(conn, "{line}")?;
         let mut echo = String::new();
         if reader.read_line(&mut echo)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "server closed",
-            ));
+            return Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed"));
         }
         print!("received: {echo}");
     }
     Ok(())
 }
 
-/// Runs `args.connections` clients at once, each checking `n` echoes; prints the total.
-fn many_clients(args: &Args, n: u64) -> io::Result<()> {
-    let start = Instant::now();
-    let clients: Vec<_> = (0..args.connections)
-        .map(|_| {
-            let (addr, size) = (args.addr.clone(), args.size);
-            std::thread::spawn(move || check_echoes(&addr, n, size))
-        })
-        .collect();
-    for client in clients {
-        client
-            .join()
-            .map_err(|_| io::Error::other("a client thread panicked"))??;
+/// The `i`th of `n` lines: "line i of n", or exactly `size` bytes: `i` in zero-padded digits
+/// (its last `size - 1` digits if it has more) and a newline.
+fn line(i: u64, n: u64, size: Option<usize>) -> Vec<u8> {
+    match size {
+        None => format!("line {i} of {n}\n").into_bytes(),
+        Some(size) => {
+            let digits = format!("{i:0width$}", width = size - 1);
+            format!("{}\n", &digits[digits.len() - (size - 1)..]).into_bytes()
+        }
     }
-    let (total, took) = (n * args.connections as u64, start.elapsed());
+}
+
+/// What the connections share: the results so far.
+struct Load {
+    n: u64,
+    size: Option<usize>,
+    /// Round-trip times of every echo so far.
+    latencies: RefCell<Histogram>,
+    /// Connections that did their `n` round trips and closed.
+    finished: Cell<usize>,
+    /// The first failure; it ends the run.
+    failure: RefCell<Option<io::Error>>,
+    /// When the last echo (or connection) completed: the watchdog's reference.
+    progress: Cell<Instant>,
+}
+
+impl Load {
+    fn fail(&self, sel: &mut Selector, e: io::Error) {
+        self.failure.borrow_mut().get_or_insert(e);
+        sel.stop();
+    }
+}
+
+/// One connection's state: its round trips so far, the line in flight and what came back.
+struct Client {
+    id: usize,
+    done: u64,
+    line: Vec<u8>,
+    echo: Vec<u8>,
+    sent_at: Instant,
+}
+
+type Conn = Connection<TcpStream, Bytes>;
+
+/// Runs `args.connections` connections at once, each checking `n` echoes; prints the totals.
+fn load(args: &Args, n: u64) -> io::Result<()> {
+    let addr = resolve(&args.addr)?;
+    let mut sel = DefaultSelector::new()?;
+    let load = Rc::new(Load {
+        n,
+        size: args.size,
+        latencies: RefCell::new(Histogram::default()),
+        finished: Cell::new(0),
+        failure: RefCell::new(None),
+        progress: Cell::new(Instant::now()),
+    });
+    let start = Instant::now();
+    for id in 0..args.connections {
+        let load = load.clone();
+        sel.connect(addr, args.timeout, move |sel, result| match result {
+            Ok(stream) => {
+                if let Err(e) = start_client(sel, &load, stream, id) {
+                    load.fail(sel, e);
+                }
+            }
+            Err(e) => load.fail(
+                sel,
+                io::Error::new(e.kind(), format!("connection {id}: {e}")),
+            ),
+        })?;
+    }
+    // The watchdog: a server that stops answering fails the run instead of hanging it.
+    let (watch, timeout, connections) = (load.clone(), args.timeout, args.connections);
+    let watchdog = sel.call_repeating(Duration::from_millis(100), move |sel| {
+        if watch.progress.get().elapsed() > timeout {
+            let waiting = connections - watch.finished.get();
+            let msg = format!("no echo for {timeout:?}; {waiting} connection(s) still waiting");
+            watch.fail(sel, io::Error::new(ErrorKind::TimedOut, msg));
+        }
+    });
+    while load.finished.get() < args.connections && load.failure.borrow().is_none() {
+        sel.run_once(None)?;
+    }
+    watchdog.cancel();
+    if let Some(e) = load.failure.borrow_mut().take() {
+        return Err(e);
+    }
+    let took = start.elapsed();
+    let latencies = load.latencies.borrow();
+    let total = latencies.count;
     let rate = total as f64 / took.as_secs_f64();
     println!(
         "{total} lines echoed intact over {} connection(s) in {took:.2?} ({rate:.0}/s)",
         args.connections
     );
+    if total > 0 {
+        let us = |q: f64| latencies.quantile(q) as f64 / 1e3;
+        println!(
+            "round trip (µs): p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+            us(0.5),
+            us(0.9),
+            us(0.99),
+            latencies.max as f64 / 1e3
+        );
+    }
     Ok(())
 }
 
-/// The `i`th of `n` lines: "line i of n", or exactly `size` bytes: `i` in zero-padded digits
-/// (its last `size - 1` digits if it has more) and a newline.
-fn line(i: u64, n: u64, size: Option<usize>) -> String {
-    match size {
-        None => format!("line {i} of {n}\n"),
-        Some(size) => {
-            let digits = format!("{i:0width$}", width = size - 1);
-            format!("{}\n", &digits[digits.len() - (size - 1)..])
+/// The first address `addr` resolves to (resolving blocks: done once, before the loop).
+fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    let mut addrs = addr.to_socket_addrs()?;
+    addrs.next().ok_or_else(|| {
+        let msg = format!("{addr}: resolves to no address");
+        io::Error::new(ErrorKind::InvalidInput, msg)
+    })
+}
+
+/// A connected stream becomes a connection that sends its first line.
+fn start_client(
+    sel: &mut Selector,
+    load: &Rc<Load>,
+    stream: TcpStream,
+    id: usize,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?; // one small line at a time: no waiting to coalesce
+    let mut client = Client {
+        id,
+        done: 0,
+        line: line(0, load.n, load.size),
+        echo: Vec::new(),
+        sent_at: Instant::now(),
+    };
+    let first = (load.n > 0).then(|| client.line.clone());
+    let shared = load.clone();
+    let key = Connection::new(stream, Bytes).register(sel, move |sel, conn, event| {
+        if let Err(e) = on_event(&shared, &mut client, conn, event) {
+            shared.fail(sel, e);
+        }
+        Ok(())
+    })?;
+    Conn::with(sel, &key, |conn| match first {
+        Some(line) => conn.send(&line),
+        None => {
+            conn.close(); // --count 0: connect, then close
+            Ok(())
+        }
+    })?
+}
+
+/// One connection's events: each piece of echo is checked as it comes; a whole echo sends the
+/// next line, the last one closes the connection.
+fn on_event(
+    load: &Load,
+    client: &mut Client,
+    conn: &mut Conn,
+    event: ConnEvent<Vec<u8>>,
+) -> io::Result<()> {
+    let id = client.id;
+    match event {
+        ConnEvent::Frame(data) => {
+            client.echo.extend_from_slice(&data);
+            let (got, sent) = (&client.echo, &client.line);
+            if got.len() > sent.len() || !sent.starts_with(got) {
+                let msg = format!(
+                    "connection {id}, line {}: sent {:?}, got back {:?}",
+                    client.done,
+                    String::from_utf8_lossy(sent),
+                    String::from_utf8_lossy(got)
+                );
+                return Err(io::Error::new(ErrorKind::InvalidData, msg));
+            }
+            if got.len() < sent.len() {
+                return Ok(()); // the rest of the echo is on its way
+            }
+            let now = Instant::now();
+            let took = (now - client.sent_at).as_nanos();
+            load.latencies
+                .borrow_mut()
+                .record(u64::try_from(took).unwrap_or(u64::MAX));
+            load.progress.set(now);
+            client.done += 1;
+            client.echo.clear();
+            if client.done == load.n {
+                conn.close(); // graceful: the server reads end of file
+            } else {
+                client.line = line(client.done, load.n, load.size);
+                client.sent_at = Instant::now();
+                conn.send(&client.line)?;
+            }
+        }
+        ConnEvent::PeerClosed if client.done < load.n => {
+            let msg = format!(
+                "connection {id}: the server closed it after {} of {} echoes",
+                client.done, load.n
+            );
+            return Err(io::Error::new(ErrorKind::UnexpectedEof, msg));
+        }
+        ConnEvent::PeerClosed | ConnEvent::Drained => {} // one line in flight: nothing to refill
+        ConnEvent::Closed(None) if client.done == load.n => {
+            load.finished.set(load.finished.get() + 1);
+            load.progress.set(Instant::now());
+        }
+        ConnEvent::Closed(None) => {
+            let msg = format!(
+                "connection {id}: closed after {} of {} echoes",
+                client.done, load.n
+            );
+            return Err(io::Error::new(ErrorKind::UnexpectedEof, msg));
+        }
+        ConnEvent::Closed(Some(e)) => {
+            let msg = format!(
+                "connection {id}, after {} of {} echoes: {e}",
+                client.done, load.n
+            );
+            return Err(io::Error::new(e.kind(), msg));
+        }
+    }
+    Ok(())
+}
+
+/// Round-trip times in a log-linear histogram (HdrHistogram's idea): 64 buckets per power of
+/// two, so a percentile is within 1.6% of the true value, in 30 KiB whatever the count (a
+/// list of every time would take 8 bytes per message).
+struct Histogram {
+    counts: Vec<u64>,
+    count: u64,
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; 59 * 64],
+            count: 0,
+            max: 0,
         }
     }
 }
 
-/// Sends `n` lines one at a time and checks that each comes back unchanged.
-fn check_echoes(addr: &str, n: u64, size: Option<usize>) -> io::Result<()> {
-    let (mut conn, mut reader) = connect(addr)?;
-    let mut echo = String::new();
-    for i in 0..n {
-        let line = line(i, n, size);
-        conn.write_all(line.as_bytes())?;
-        echo.clear();
-        reader.read_line(&mut echo)?;
-        if echo != line {
-            let msg = format!("sent {line:?}, got back {echo:?}");
-            return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+impl Histogram {
+    /// Values below 64 have a bucket each; above, bucket `(e - 5) * 64 + m - 64` holds the
+    /// values whose top 7 bits are `m` (64 to 127) and whose highest bit is bit `e`.
+    fn bucket(value: u64) -> usize {
+        if value < 64 {
+            return value as usize;
         }
+        let e = 63 - value.leading_zeros() as usize; // 6 to 63
+        (e - 5) * 64 + (value >> (e - 6)) as usize - 64
     }
-    Ok(())
+
+    /// The smallest value in bucket `i`, and the width of the bucket.
+    fn range(i: usize) -> (u64, u64) {
+        if i < 64 {
+            return (i as u64, 1);
+        }
+        let (block, m) = (i / 64, (64 + i % 64) as u64);
+        (m << (block - 1), 1 << (block - 1))
+    }
+
+    fn record(&mut self, value: u64) {
+        self.counts[Self::bucket(value)] += 1;
+        self.count += 1;
+        self.max = self.max.max(value);
+    }
+
+    /// The value at quantile `q` (0 to 1): the middle of its bucket, at most the maximum.
+    fn quantile(&self, q: f64) -> u64 {
+        let rank = ((self.count as f64 * q).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (i, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let (low, width) = Self::range(i);
+                return (low + width / 2).min(self.max);
+            }
+        }
+        self.max
+    }
 }

@@ -59,6 +59,8 @@
 //! writes it as the socket drains, stops reading from a client that does not read its replies,
 //! can cut the stream into messages with a [`Codec`], and ends clients that stall or hoard
 //! memory ([`Timeouts`], the caps in [`Limits`]); a connection that waits holds no buffer.
+//! On the client side, [`Selector::connect`] connects without blocking, with a timeout, and
+//! hands the connected stream (or the error) to a callback, ready for a `Connection`.
 //!
 //! [`Selector::run`] is that loop in one call, and runs the loop's services besides: timers
 //! ([`call_later`](Selector::call_later)), deferred calls ([`call_soon`](Selector::call_soon)),

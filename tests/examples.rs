@@ -754,3 +754,237 @@ fn idle_echo_server_ctrl_c() {
 fn uppercase_server_ctrl_c() {
     ctrl_c(&UPPERCASE);
 }
+
+// --- The I/O-model ladder (examples/model_*.rs; tests/ladder.rs has what each rung shows) -------
+//
+// Each fault applies where the model can take it: an iterative server (`model_blocking`) cannot
+// serve another client while one never reads, nor hold many clients at the descriptor limit,
+// and neither can a pool of 3 hold them; `model_nonblocking_busy` spins by design (its idle CPU
+// is measured by benches/ladder.rs), so the descriptor-limit test's "no spinning" does not
+// apply; the blocking rungs end on Ctrl-C by the default action, not cleanly.
+
+const MODEL_BLOCKING: Example = Example {
+    name: "model_blocking",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+const MODEL_THREAD_PER_CONN: Example = Example {
+    name: "model_thread_per_conn",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+const MODEL_THREAD_POOL: Example = Example {
+    name: "model_thread_pool",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+#[cfg(unix)]
+const MODEL_FORK: Example = Example {
+    name: "model_fork",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+const MODEL_BUSY: Example = Example {
+    name: "model_nonblocking_busy",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+const MODEL_SELECT: Example = Example {
+    name: "model_select",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+const MODEL_POLL: Example = Example {
+    name: "model_poll",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+#[cfg(target_os = "linux")]
+const MODEL_EPOLL_EDGE: Example = Example {
+    name: "model_epoll_edge",
+    args: &["127.0.0.1:0"],
+    reply: <[u8]>::to_vec,
+};
+
+#[test]
+fn model_blocking_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_BLOCKING);
+}
+#[test]
+fn model_thread_per_conn_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_THREAD_PER_CONN);
+}
+#[test]
+fn model_thread_pool_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_THREAD_POOL);
+}
+#[cfg(unix)]
+#[test]
+fn model_fork_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_FORK);
+}
+#[test]
+fn model_nonblocking_busy_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_BUSY);
+}
+#[test]
+fn model_select_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_SELECT);
+}
+#[test]
+fn model_poll_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_POLL);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_slow_reader_then_half_close() {
+    slow_reader_then_half_close(&MODEL_EPOLL_EDGE);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn model_thread_per_conn_descriptor_limit() {
+    descriptor_limit(&MODEL_THREAD_PER_CONN);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_fork_descriptor_limit() {
+    descriptor_limit(&MODEL_FORK);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_select_descriptor_limit() {
+    descriptor_limit(&MODEL_SELECT);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_poll_descriptor_limit() {
+    descriptor_limit(&MODEL_POLL);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_descriptor_limit() {
+    descriptor_limit(&MODEL_EPOLL_EDGE);
+}
+
+#[test]
+fn model_blocking_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_BLOCKING);
+}
+#[test]
+fn model_thread_per_conn_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_THREAD_PER_CONN);
+}
+#[test]
+fn model_thread_pool_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_THREAD_POOL);
+}
+#[cfg(unix)]
+#[test]
+fn model_fork_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_FORK);
+}
+#[test]
+fn model_nonblocking_busy_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_BUSY);
+}
+#[test]
+fn model_select_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_SELECT);
+}
+#[test]
+fn model_poll_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_POLL);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_reset_mid_transfer() {
+    reset_mid_transfer(&MODEL_EPOLL_EDGE);
+}
+
+#[test]
+fn model_blocking_garbage() {
+    garbage(&MODEL_BLOCKING);
+}
+#[test]
+fn model_thread_per_conn_garbage() {
+    garbage(&MODEL_THREAD_PER_CONN);
+}
+#[test]
+fn model_thread_pool_garbage() {
+    garbage(&MODEL_THREAD_POOL);
+}
+#[cfg(unix)]
+#[test]
+fn model_fork_garbage() {
+    garbage(&MODEL_FORK);
+}
+#[test]
+fn model_nonblocking_busy_garbage() {
+    garbage(&MODEL_BUSY);
+}
+#[test]
+fn model_select_garbage() {
+    garbage(&MODEL_SELECT);
+}
+#[test]
+fn model_poll_garbage() {
+    garbage(&MODEL_POLL);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_garbage() {
+    garbage(&MODEL_EPOLL_EDGE);
+}
+
+#[test]
+fn model_thread_per_conn_client_that_never_reads() {
+    client_that_never_reads(&MODEL_THREAD_PER_CONN);
+}
+#[test]
+fn model_thread_pool_client_that_never_reads() {
+    client_that_never_reads(&MODEL_THREAD_POOL);
+}
+#[cfg(unix)]
+#[test]
+fn model_fork_client_that_never_reads() {
+    client_that_never_reads(&MODEL_FORK);
+}
+#[test]
+fn model_nonblocking_busy_client_that_never_reads() {
+    client_that_never_reads(&MODEL_BUSY);
+}
+#[test]
+fn model_select_client_that_never_reads() {
+    client_that_never_reads(&MODEL_SELECT);
+}
+#[test]
+fn model_poll_client_that_never_reads() {
+    client_that_never_reads(&MODEL_POLL);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_client_that_never_reads() {
+    client_that_never_reads(&MODEL_EPOLL_EDGE);
+}
+
+#[cfg(unix)]
+#[test]
+fn model_nonblocking_busy_ctrl_c() {
+    ctrl_c(&MODEL_BUSY);
+}
+#[cfg(unix)]
+#[test]
+fn model_select_ctrl_c() {
+    ctrl_c(&MODEL_SELECT);
+}
+#[cfg(unix)]
+#[test]
+fn model_poll_ctrl_c() {
+    ctrl_c(&MODEL_POLL);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_ctrl_c() {
+    ctrl_c(&MODEL_EPOLL_EDGE);
+}

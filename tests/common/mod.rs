@@ -414,3 +414,24 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     conn.set_write_timeout(Some(TIMEOUT))?;
     Ok(conn)
 }
+
+/// Sends `line` on `conn` and reads back as many bytes: the echo, or the error (a timeout
+/// after [`TIMEOUT`] if the reads are bounded, as [`connect`]'s are).
+pub fn echo_round_trip(mut conn: &TcpStream, line: &[u8]) -> io::Result<Vec<u8>> {
+    use std::io::Write;
+    conn.write_all(line)?;
+    let mut echo = vec![0u8; line.len()];
+    conn.read_exact(&mut echo)?;
+    Ok(echo)
+}
+
+/// Runs example `name` with `args` to completion (it must end by itself: give it a timeout
+/// flag if it has one) and returns its exit status, stdout and stderr.
+#[track_caller]
+pub fn run_example(name: &str, args: &[&str]) -> std::process::Output {
+    Command::new(example_binary(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: cannot run it: {e}"))
+}
