@@ -1405,7 +1405,7 @@ fn a_producer_waiting_for_drained_is_closed_after_the_send_timeout() -> io::Resu
         }
         Ok(())
     };
-    let mut fill_more = fill.clone();
+    let fill_more = fill.clone();
     let timeouts = Timeouts {
         send: Some(SEND),
         ..Timeouts::default()
