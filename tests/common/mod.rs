@@ -218,6 +218,17 @@ pub fn example_binary(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = vec![root.join("examples").join(format!("{name}.rs"))];
     rust_files(&root.join("src"), &mut sources);
+    // Examples that are folders (`examples/NAME/main.rs` and its modules), whose modules other
+    // examples may include with `#[path]` (file_client includes file_server's protocol).
+    for entry in std::fs::read_dir(root.join("examples"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.path().is_dir() {
+            rust_files(&entry.path(), &mut sources);
+        }
+    }
     for source in sources {
         let changed = std::fs::metadata(&source).and_then(|m| m.modified());
         if changed.is_ok_and(|changed| changed > built) {
