@@ -403,7 +403,6 @@ fn names_that_escape_the_root_are_refused() {
     let secret = outside.path().join("secret");
     fs::write(&secret, b"not for clients").unwrap();
     let secret_str = secret.to_str().unwrap().to_string();
-    let outside_dir = outside.path().to_path_buf();
     let fx = Fixture::start_with(&[], |root| {
         fs::write(root.join("ok.txt"), b"served").unwrap();
         fs::create_dir(root.join("sub")).unwrap();
@@ -412,7 +411,7 @@ fn names_that_escape_the_root_are_refused() {
         {
             use std::os::unix::fs::symlink;
             symlink(&secret, root.join("link-out")).unwrap();
-            symlink(outside_dir, root.join("dir-out")).unwrap();
+            symlink(secret.parent().unwrap(), root.join("dir-out")).unwrap();
             symlink("ok.txt", root.join("link-in")).unwrap();
         }
     });
@@ -589,6 +588,44 @@ fn interrupted_uploads_leave_the_old_version() {
             text.matches("interrupted at").count() == 3
         });
     assert_eq!(fx.snapshot(), before, "a killed upload changed the root");
+}
+
+/// An upload replaces the old version at once and whole (a rename over it), even while the old
+/// version is being downloaded: that download gets the old version, whole. Windows may refuse
+/// to replace an open file (Wine does): the upload is then refused, and the old version stays.
+#[test]
+fn an_upload_replaces_the_old_version_even_while_it_is_read() {
+    let fx = Fixture::start(&[]);
+    let (v1, v2) = (random_bytes(8 << 20, 11), random_bytes(123_457, 12));
+    let mut reader = Raw::connect(fx.addr());
+    assert_eq!(reader.put("doc.bin", &v1), Reply::Ok(Some(v1.len() as u64)));
+    // The reader starts a download and holds it (the server holds the old file open).
+    assert_eq!(
+        reader.request("GET 0 doc.bin"),
+        Reply::Data(v1.len() as u64)
+    );
+    let mut writer = Raw::connect(fx.addr());
+    let new = match writer.put("doc.bin", &v2) {
+        Reply::Ok(Some(n)) if n == v2.len() as u64 => &v2,
+        Reply::Err { code, message } if cfg!(windows) && code == "io" => {
+            assert!(
+                message.contains("cannot be replaced on Windows"),
+                "{message}"
+            );
+            &v1
+        }
+        other => panic!("the upload: {other:?}"),
+    };
+    assert_same("the version now", &writer.get("doc.bin", 0).unwrap(), new);
+    let mut old = Vec::new();
+    read_body(&mut reader.stream, v1.len() as u64, |chunk| {
+        old.extend_from_slice(chunk);
+        Ok(())
+    })
+    .expect("the old version's body");
+    assert_same("the download begun before the upload", &old, &v1);
+    let names: Vec<_> = fx.snapshot().into_keys().collect();
+    assert_eq!(names, ["doc.bin"]);
 }
 
 /// Uploads over `--max-upload` are refused before any byte is stored; at the limit they work.

@@ -201,7 +201,18 @@ impl Upload {
             return Err(Refusal::new(Code::Checksum, msg));
         }
         drop(self.file.take()); // closed before the rename: Windows renames no open file
-        fs::rename(&self.temp, &self.target).map_err(|e| io_refusal("storing the upload", &e))?;
+        fs::rename(&self.temp, &self.target).map_err(|e| {
+            // Windows may refuse to replace a file that is open (Wine always does): one being
+            // downloaded. The upload fails whole; the old version stays.
+            let what = match e.kind() {
+                ErrorKind::PermissionDenied if cfg!(windows) => {
+                    "storing the upload (a file being downloaded cannot be replaced on Windows: \
+                     try again once no one reads it)"
+                }
+                _ => "storing the upload",
+            };
+            io_refusal(what, &e)
+        })?;
         self.committed = true;
         Ok(self.size)
     }
