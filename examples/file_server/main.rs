@@ -398,6 +398,7 @@ impl Session {
 fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io::Result<()> {
     let (stream, peer) = sock.accept()?;
     stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?; // replies are small and awaited: no Nagle delay for them
     let options = &server.options;
     let timeouts = Timeouts {
         idle: Some(options.idle_timeout),
