@@ -296,6 +296,11 @@ fn run(client: &mut Client, command: Command) -> io::Result<()> {
         Command::Menu => unreachable!("the menu runs commands one by one"),
         Command::List => print!("{}", client.list()?),
         Command::Get { name, out } => {
+            if out.is_none() {
+                // Saved under its own name here: a plain file name only, whatever the server.
+                check_name(&name)
+                    .map_err(|r| io::Error::new(ErrorKind::InvalidInput, r.to_string()))?;
+            }
             let out = out.unwrap_or_else(|| PathBuf::from(&name));
             client.get(&name, &out)?;
         }

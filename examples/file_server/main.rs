@@ -414,7 +414,6 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io
         .with_limits(LIMITS)?
         .with_timeouts(timeouts);
     let busy = server.clients.get() >= options.max_clients;
-    server.clients.set(server.clients.get() + 1); // counted down on `Closed`
     let session = Rc::new_cyclic(|me| {
         RefCell::new(Session {
             peer,
@@ -432,6 +431,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io
         Ok(())
     })?;
     session.borrow_mut().key = Some(key);
+    server.clients.set(server.clients.get() + 1); // counted down on `Closed`
     log::debug!("{peer} connected");
     if busy {
         let max = options.max_clients;
