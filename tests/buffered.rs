@@ -1386,6 +1386,60 @@ fn a_peer_that_never_reads_is_closed_after_the_send_timeout_a_slow_one_is_not() 
     Ok(())
 }
 
+/// A producer that sends on `Drained` to a peer that reads nothing: the socket may take the
+/// whole queue, leaving it empty with `Drained` owed until the socket has room again, which it
+/// never has. The send timeout counts that wait too (it once counted queued bytes only, and
+/// such a connection stayed forever).
+#[test]
+fn a_producer_waiting_for_drained_is_closed_after_the_send_timeout() -> io::Result<()> {
+    const SEND: Duration = Duration::from_millis(300);
+    common::init_logging();
+    let mut sel = DefaultSelector::new()?;
+    let (stream, mut peer) = socketpair()?;
+    let ended = Rc::new(RefCell::new(None));
+    let e = ended.clone();
+    let chunk = vec![7u8; 4 << 10];
+    let fill = move |conn: &mut Connection<Stream, Bytes>| -> io::Result<()> {
+        while conn.queued() < conn.limits().high_water {
+            conn.send(&chunk)?;
+        }
+        Ok(())
+    };
+    let fill_more = fill.clone();
+    let timeouts = Timeouts {
+        send: Some(SEND),
+        ..Timeouts::default()
+    };
+    // A queue smaller than the socket's buffer: each write takes all of it (the case).
+    let limits = Limits {
+        high_water: 16 << 10,
+        low_water: 4 << 10,
+        ..Limits::default()
+    };
+    let key = Connection::new(stream, Bytes)
+        .with_limits(limits)?
+        .with_timeouts(timeouts)
+        .register(&mut sel, move |_, conn, event| {
+            match event {
+                ConnEvent::Drained => fill_more(conn)?,
+                ConnEvent::Closed(reason) => *e.borrow_mut() = Some(reason.map(|r| r.kind())),
+                _ => {}
+            }
+            Ok(())
+        })?;
+    let start = Instant::now();
+    Connection::<Stream, Bytes>::with(&mut sel, &key, fill)??;
+    run_until(&mut sel, "the send timeout", || ended.borrow().is_some())?;
+    assert_eq!(*ended.borrow(), Some(Some(ErrorKind::TimedOut)));
+    assert!(
+        start.elapsed() >= SEND,
+        "closed after {:?}",
+        start.elapsed()
+    );
+    read_to_eof_or_reset(&mut peer);
+    Ok(())
+}
+
 #[test]
 fn a_silent_peer_is_closed_after_the_idle_timeout_a_talkative_one_is_not() -> io::Result<()> {
     const IDLE: Duration = Duration::from_millis(300);

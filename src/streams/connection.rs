@@ -738,13 +738,17 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let Some(now) = now else {
             return;
         };
+        // The peer owes us room: bytes are queued, or none are but `Drained` is owed (the
+        // socket took the whole queue, the program waits to send more, and the callback runs
+        // when the socket is writable again: a peer that reads nothing never makes it so).
+        let waiting = self.queued() > 0 || self.drain_owed();
         let (wrote, queued, clock) = (self.sent != before, self.queued(), &mut self.clock);
         if wrote {
             clock.last_io = Some(now);
         }
-        clock.started |= queued > 0 && clock.send_since.is_none();
-        clock.send_since = match queued {
-            0 => None,
+        clock.started |= waiting && clock.send_since.is_none();
+        clock.send_since = match waiting {
+            false => None,
             _ if wrote => Some(now),
             _ => clock.send_since.or(Some(now)),
         };

@@ -155,7 +155,10 @@ pub struct Timeouts {
     /// once the peer has closed its side or the connection is closing.
     pub frame: Option<Duration>,
     /// Bytes queued for the peer and none accepted by it for this long: a peer that does not
-    /// read. A peer that reads slowly but steadily is not affected.
+    /// read. A peer that reads slowly but steadily is not affected. A program that sends on
+    /// [`Drained`](crate::ConnEvent::Drained) counts as having bytes queued while a `Drained`
+    /// is owed: the socket took the whole queue, and the next `Drained` waits for it to have
+    /// room again.
     pub send: Option<Duration>,
 }
 

@@ -218,6 +218,20 @@ pub fn example_binary(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut sources = vec![root.join("examples").join(format!("{name}.rs"))];
     rust_files(&root.join("src"), &mut sources);
+    // An example that is a folder (`examples/NAME/main.rs` and its modules), and the files an
+    // example includes with `#[path = "..."]` (file_client includes file_server's protocol).
+    rust_files(&root.join("examples").join(name), &mut sources);
+    let mut included = Vec::new();
+    for source in &sources {
+        let text = std::fs::read_to_string(source).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(rest) = line.trim().strip_prefix("#[path = \"") {
+                let dir = source.parent().unwrap_or(root);
+                included.push(dir.join(rest.split('"').next().unwrap_or_default()));
+            }
+        }
+    }
+    sources.extend(included);
     for source in sources {
         let changed = std::fs::metadata(&source).and_then(|m| m.modified());
         if changed.is_ok_and(|changed| changed > built) {
