@@ -601,6 +601,47 @@ fn close_flushes_then_the_peer_reads_eof() -> io::Result<()> {
     Ok(())
 }
 
+/// Closes a connection on `a`, whose socket has a second descriptor (as after `fork`, or a
+/// clone kept elsewhere), and expects `peer` to read what was sent, then end of file: closing
+/// the connection's descriptor does not end the stream, its `shutdown(SHUT_WR)` does.
+fn close_half_closes_a_shared_socket<S>(a: S, mut peer: impl Read) -> io::Result<()>
+where
+    S: selectloop::ByteStream + 'static,
+{
+    let mut sel = DefaultSelector::new()?;
+    let closed = Rc::new(Cell::new(false));
+    let seen = closed.clone();
+    let key = Connection::new(a, Bytes).register(&mut sel, move |_sel, _conn, event| {
+        assert!(matches!(event, ConnEvent::Closed(None)), "{event:?}");
+        seen.set(true);
+        Ok(())
+    })?;
+    Connection::<S, Bytes>::with(&mut sel, &key, |conn| -> io::Result<()> {
+        conn.send(b"bye")?;
+        conn.close();
+        Ok(())
+    })??;
+    run_until(&mut sel, "the close to complete", || closed.get())?;
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got)?; // times out (an error) if the stream did not end
+    assert_eq!(got, b"bye");
+    Ok(())
+}
+
+#[test]
+fn close_half_closes_a_socket_shared_with_another_descriptor() -> io::Result<()> {
+    let (a, peer) = socketpair()?;
+    let _shared = a.try_clone()?;
+    peer.set_read_timeout(Some(TIMEOUT))?;
+    close_half_closes_a_shared_socket(a, peer)?;
+
+    let (a, peer) = common::tcp_pair()?;
+    a.set_nonblocking(true)?;
+    let _shared = a.try_clone()?;
+    peer.set_read_timeout(Some(TIMEOUT))?;
+    close_half_closes_a_shared_socket(a, peer)
+}
+
 #[test]
 fn abort_closes_at_once() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
@@ -872,6 +913,21 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
     };
     let deadline = Instant::now() + TIMEOUT;
     while !started(&mut sel) {
+        let memory = buffer_memory(&mut sel, &keys[..20]);
+        assert!(Instant::now() < deadline, "holding {memory:?}");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    // More of the same lines, read onto what is held: still exactly the bytes, not a read
+    // buffer.
+    for peer in peers.iter_mut().take(20) {
+        peer.write_all(&[b'z'; 100])?;
+    }
+    let grown = |sel: &mut DefaultSelector| {
+        let conns = buffer_memory(sel, &keys[..20]);
+        conns.iter().enumerate().all(|(i, &m)| m == 101 + i * 200)
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while !grown(&mut sel) {
         let memory = buffer_memory(&mut sel, &keys[..20]);
         assert!(Instant::now() < deadline, "holding {memory:?}");
         sel.run_once(Some(Duration::from_millis(50)))?;
@@ -1512,5 +1568,109 @@ fn a_peer_that_connects_and_says_nothing_is_closed_after_the_idle_timeout() -> i
     assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::TimedOut))]);
     assert!(logged(&["idle timeout: no byte either way for 0.100 s"]));
     expect_eof(&mut peer);
+    Ok(())
+}
+
+#[test]
+fn a_closed_connection_leaves_no_timer_behind() -> io::Result<()> {
+    // Deadlines an hour away, the frame's earlier than the idle one: a line begun moves the
+    // connection's timer from the idle deadline to the frame's. Once the connection is
+    // closed, neither may be left pending: `run()` returns as soon as nothing is registered,
+    // instead of waiting out a timer of a connection that is gone.
+    let timeouts = Timeouts {
+        idle: Some(Duration::from_secs(3600)),
+        frame: Some(Duration::from_secs(1800)),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = timed_connection(
+        &mut sel,
+        a,
+        LineCodec::new(4096),
+        Limits::default(),
+        timeouts,
+        true,
+    )?;
+    peer.write_all(b"a line begun")?;
+    // Once the start of the line is read, the frame deadline replaces the idle one.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let conn: &mut Connection<Stream, LineCodec> = sel.source_mut(&key).expect("open");
+        if conn.buffered() == 12 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the start of the line was not read"
+        );
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    peer.shutdown(std::net::Shutdown::Write)?; // the line ends at end of file
+    run_returns_promptly(&mut sel, "a closed connection's timer is pending")?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"a line begun".to_vec()),
+            Seen::PeerClosed,
+            Seen::Closed(None)
+        ]
+    );
+
+    // A connection the program unregisters itself (no `Closed`) takes its timer along too.
+    let (a, _peer) = socketpair()?;
+    let (key, _) = timed_connection(&mut sel, a, Bytes, Limits::default(), timeouts, true)?;
+    sel.run_once(Some(Duration::ZERO))?; // its timer is armed
+    sel.unregister(&key)?;
+    run_returns_promptly(&mut sel, "an unregistered connection's timer is pending")
+}
+
+/// Runs `sel.run()`, and fails with `why` if it has not returned after [`TIMEOUT`].
+fn run_returns_promptly(sel: &mut DefaultSelector, why: &str) -> io::Result<()> {
+    let handle = sel.handle()?;
+    let (done, is_done) = std::sync::mpsc::channel::<()>();
+    let watchdog = thread::spawn(move || {
+        let stuck = is_done.recv_timeout(TIMEOUT).is_err();
+        if stuck {
+            handle.stop().expect("stop the loop");
+        }
+        stuck
+    });
+    sel.run()?;
+    let _ = done.send(());
+    let stuck = watchdog.join().expect("the watchdog thread");
+    assert!(!stuck, "run() did not return within {TIMEOUT:?}: {why}");
+    Ok(())
+}
+
+#[test]
+fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let shown = Rc::new(RefCell::new(Vec::new()));
+    let log = shown.clone();
+    Connection::new(a, LineCodec::new(4096)).register(&mut sel, move |_sel, conn, event| {
+        if let ConnEvent::Frame(_) = event {
+            log.borrow_mut().push(format!("{conn:?}"));
+        }
+        Ok(())
+    })?;
+    peer.write_all(b"one\ntwo")?; // one read: "two" is still undecoded during "one"'s event
+    run_until(&mut sel, "the first line", || !shown.borrow().is_empty())?;
+    let shown = shown.borrow()[0].clone();
+    for field in [
+        "Connection {",
+        "buffered_in: 3,",
+        "queued_out: 0,",
+        "received: 7,",
+        "sent: 0,",
+        "paused: false,",
+        "closing: false,",
+        "eof: false,",
+        "limits: Limits {",
+        "timeouts: Timeouts {",
+    ] {
+        assert!(shown.contains(field), "{field:?} not in {shown}");
+    }
     Ok(())
 }

@@ -44,6 +44,30 @@ fn finish<B: Backend>(sel: &mut Selector<B>, outcome: &Outcome) -> io::Result<Tc
     result
 }
 
+/// A connect that fails inside `connect(2)` itself, before any handshake: to the limited
+/// broadcast address, which Linux's routing refuses at once with `ENETUNREACH` (no packet
+/// leaves the machine). The error is delivered as it is, from the loop, not mistaken for a
+/// handshake in progress and left to time out.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn fails_at_once<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let addr: SocketAddr = "255.255.255.255:9".parse().expect("an address");
+    let started = Instant::now();
+    let outcome = start(&mut sel, addr, TIMEOUT / 2)?;
+    assert!(
+        outcome.borrow().is_none(),
+        "the callback ran from within connect"
+    );
+    let err = finish(&mut sel, &outcome).expect_err("unreachable");
+    assert_eq!(err.kind(), ErrorKind::NetworkUnreachable, "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    assert!(
+        started.elapsed() < TIMEOUT / 2,
+        "the error waited for the timeout"
+    );
+    Ok(())
+}
+
 /// An address nothing listens on: a port just bound and released.
 fn closed_port() -> io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
@@ -231,6 +255,8 @@ instantiate! {
         connects,
         run_returns_once_connected,
         refused,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        fails_at_once,
         times_out,
         zero_timeout_is_refused,
         many_connections_round_trip,

@@ -55,13 +55,16 @@ pub fn socketpair() -> io::Result<(Stream, Stream)> {
     #[cfg(unix)]
     let (a, b) = Stream::pair()?;
     #[cfg(windows)]
-    let (a, b) = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let a = Stream::connect(listener.local_addr()?)?;
-        let (b, _) = listener.accept()?;
-        (a, b)
-    };
+    let (a, b) = tcp_pair()?;
     a.set_nonblocking(true)?;
+    Ok((a, b))
+}
+
+/// A connected loopback TCP pair, both ends blocking.
+pub fn tcp_pair() -> io::Result<(std::net::TcpStream, std::net::TcpStream)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let a = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let (b, _) = listener.accept()?;
     Ok((a, b))
 }
 
