@@ -56,23 +56,26 @@ where
     common::init_logging();
     let seen: Events_ = Rc::default();
     let log = seen.clone();
-    let key = Connection::new(stream, codec)
-        .with_limits(limits)?
-        .with_timeouts(timeouts)
-        .register(sel, move |_, conn, event| {
-            match event {
-                ConnEvent::Frame(frame) => {
-                    if echo {
-                        conn.send_frame(&frame)?;
-                    }
-                    log.borrow_mut().push(Seen::Frame(frame));
+    let mut conn = Connection::new(stream, codec).with_limits(limits)?;
+    if timeouts != Timeouts::default() {
+        // Only then: each setting must work alone (a soft cap without timeouts arms a timer).
+        conn = conn.with_timeouts(timeouts);
+        assert_eq!(conn.timeouts(), timeouts);
+    }
+    let key = conn.register(sel, move |_, conn, event| {
+        match event {
+            ConnEvent::Frame(frame) => {
+                if echo {
+                    conn.send_frame(&frame)?;
                 }
-                ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
-                ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
-                ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+                log.borrow_mut().push(Seen::Frame(frame));
             }
-            Ok(())
-        })?;
+            ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
+            ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
+            ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+        }
+        Ok(())
+    })?;
     Ok((key, seen))
 }
 
@@ -1671,6 +1674,26 @@ fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
         "timeouts: Timeouts {",
     ] {
         assert!(shown.contains(field), "{field:?} not in {shown}");
+    }
+
+    // Part of a large send written at once: what is left is shown queued.
+    let (a, _peer) = socketpair()?;
+    let key = Connection::new(a, Bytes).register(&mut sel, |_, _, _| Ok(()))?;
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(32 << 20)))??;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let conn: &mut Connection<Stream, Bytes> = sel.source_mut(&key).expect("open");
+        let (queued, shown) = (conn.queued(), format!("{conn:?}"));
+        if queued < 32 << 20 {
+            assert!(queued > 0, "the socket took all 32 MiB");
+            assert!(
+                shown.contains(&format!("queued_out: {queued},")),
+                "{queued} queued, shown: {shown}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was written");
+        sel.run_once(Some(Duration::from_millis(50)))?;
     }
     Ok(())
 }
