@@ -5,8 +5,8 @@
 #[macro_use]
 mod common;
 
-use common::{selector, socketpair};
-use selectloop::{Backend, Selector, EVENT_READ};
+use common::{selector, socketpair, Stream};
+use selectloop::{Backend, Bytes, ConnEvent, Connection, DefaultSelector, Selector, EVENT_READ};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -48,16 +48,31 @@ const ROUNDS: usize = 200;
 
 /// Eight echo pairs: each round the peers write a byte and read it back; the loop under test
 /// (`pass`) must echo it. Returns the allocations made by the loop thread after a warm-up.
-fn count<B: Backend>(mut pass: impl FnMut(&mut Selector<B>) -> io::Result<()>) -> io::Result<u64> {
+fn count<B: Backend>(pass: impl FnMut(&mut Selector<B>) -> io::Result<()>) -> io::Result<u64> {
     let mut sel = selector::<B>()?;
+    count_with(&mut sel, register_echo, pass)
+}
+
+/// The README's echo callback on `stream`.
+fn register_echo<B: Backend>(sel: &mut Selector<B>, stream: Stream) -> io::Result<()> {
+    sel.register(stream, EVENT_READ, |_, s, _| {
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf)?;
+        s.write_all(&buf[..n]) // one byte: always fits
+    })?;
+    Ok(())
+}
+
+/// As [`count`], on `sel`, with the echo ends registered by `register`.
+fn count_with<B: Backend>(
+    sel: &mut Selector<B>,
+    register: impl Fn(&mut Selector<B>, Stream) -> io::Result<()>,
+    mut pass: impl FnMut(&mut Selector<B>) -> io::Result<()>,
+) -> io::Result<u64> {
     let mut peers = Vec::new();
     for _ in 0..8 {
         let (a, peer) = socketpair()?;
-        sel.register(a, EVENT_READ, |_, s, _| {
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf)?;
-            s.write_all(&buf[..n]) // one byte: always fits
-        })?;
+        register(sel, a)?;
         peers.push(peer);
     }
     let mut round = |sel: &mut Selector<B>| -> io::Result<()> {
@@ -84,11 +99,11 @@ fn count<B: Backend>(mut pass: impl FnMut(&mut Selector<B>) -> io::Result<()>) -
         Ok(())
     };
     for _ in 0..20 {
-        round(&mut sel)?; // warm-up: buffers reach their steady size
+        round(sel)?; // warm-up: buffers reach their steady size
     }
     let before = allocations();
     for _ in 0..ROUNDS {
-        round(&mut sel)?;
+        round(sel)?;
     }
     Ok(allocations() - before)
 }
@@ -110,6 +125,49 @@ fn select_and_dispatch_allocate_nothing<B: Backend>() -> io::Result<()> {
 fn run_once_allocates_nothing<B: Backend>() -> io::Result<()> {
     let n = count::<B>(|sel| sel.run_once(Some(Duration::from_millis(50))).map(|_| ()))?;
     assert_eq!(n, 0, "run_once() allocated {n} times in {ROUNDS} rounds");
+    Ok(())
+}
+
+/// A `Connection` echo allocates its frames (`Bytes` hands each read over as a `Vec`) and
+/// nothing else: the write queue a reply needs is the one the last reply emptied, kept by the
+/// thread, even when the thread also keeps a large queue from an earlier bulk send.
+#[test]
+fn a_connection_echo_reuses_its_write_queue() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    // A 1 MiB queue, sent to a reader and emptied: the thread keeps it for large sends.
+    let (a, mut reader) = socketpair()?;
+    let bulk = Connection::new(a, Bytes).register(&mut sel, |_, _, _| Ok(()))?;
+    Connection::<Stream, Bytes>::with(&mut sel, &bulk, |conn| conn.send(&vec![7; 1 << 20]))??;
+    let reading = std::thread::spawn(move || io::copy(&mut reader, &mut io::sink()));
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while sel
+        .source_mut::<Connection<Stream, Bytes>, _>(&bulk)?
+        .queued()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bulk send never drained"
+        );
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    let register = |sel: &mut DefaultSelector, stream: Stream| -> io::Result<()> {
+        Connection::new(stream, Bytes).register(sel, |_, conn, event| match event {
+            ConnEvent::Frame(data) => conn.send(&data),
+            _ => Ok(()),
+        })?;
+        Ok(())
+    };
+    let pass =
+        |sel: &mut DefaultSelector| sel.run_once(Some(Duration::from_millis(50))).map(|_| ());
+    let n = count_with(&mut sel, register, pass)?;
+    let frames = (ROUNDS * 8) as u64;
+    assert!(
+        n <= frames,
+        "{n} allocations for {frames} echoed frames: more than the frames themselves"
+    );
+    sel.unregister(&bulk)?;
+    reading.join().expect("the reader")?;
     Ok(())
 }
 

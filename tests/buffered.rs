@@ -950,7 +950,7 @@ fn fill_the_socket(sel: &mut DefaultSelector, key: &SelectorKey) {
 fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let mut conns = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let (a, peer) = socketpair()?;
         let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
         conns.push((key, peer));
@@ -987,6 +987,11 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     fill_the_socket(&mut sel, &large);
     Connection::<Stream, Bytes>::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
     assert_eq!(memory(&mut sel, &large), room);
+    // A small frame to a full socket: a small queue too.
+    let framed = conns[3].0;
+    fill_the_socket(&mut sel, &framed);
+    Connection::<Stream, Bytes>::with(&mut sel, &framed, |conn| conn.send_frame(b"small"))??;
+    assert_eq!(memory(&mut sel, &framed), 4096);
     drop(sel); // closes the connections: the reader sees end of file
     draining.join().expect("reader")?;
     drop(conns);
@@ -1653,7 +1658,10 @@ fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
     let shown = Rc::new(RefCell::new(Vec::new()));
     let log = shown.clone();
     Connection::new(a, LineCodec::new(4096)).register(&mut sel, move |_sel, conn, event| {
-        if let ConnEvent::Frame(_) = event {
+        if let ConnEvent::Frame(line) = event {
+            if line == b"one" {
+                assert_eq!(conn.buffered(), 3, "\"two\" is undecoded during \"one\"");
+            }
             log.borrow_mut().push(format!("{conn:?}"));
         }
         Ok(())
