@@ -1615,7 +1615,7 @@ fn a_closed_connection_leaves_no_timer_behind() -> io::Result<()> {
         sel.run_once(Some(Duration::from_millis(50)))?;
     }
     peer.shutdown(std::net::Shutdown::Write)?; // the line ends at end of file
-    run_returns_promptly(&mut sel, "a closed connection's timer is pending")?;
+    common::run_returns_promptly(&mut sel, "a closed connection's timer is pending")?;
     assert_eq!(
         *seen.borrow(),
         [
@@ -1630,25 +1630,7 @@ fn a_closed_connection_leaves_no_timer_behind() -> io::Result<()> {
     let (key, _) = timed_connection(&mut sel, a, Bytes, Limits::default(), timeouts, true)?;
     sel.run_once(Some(Duration::ZERO))?; // its timer is armed
     sel.unregister(&key)?;
-    run_returns_promptly(&mut sel, "an unregistered connection's timer is pending")
-}
-
-/// Runs `sel.run()`, and fails with `why` if it has not returned after [`TIMEOUT`].
-fn run_returns_promptly(sel: &mut DefaultSelector, why: &str) -> io::Result<()> {
-    let handle = sel.handle()?;
-    let (done, is_done) = std::sync::mpsc::channel::<()>();
-    let watchdog = thread::spawn(move || {
-        let stuck = is_done.recv_timeout(TIMEOUT).is_err();
-        if stuck {
-            handle.stop().expect("stop the loop");
-        }
-        stuck
-    });
-    sel.run()?;
-    let _ = done.send(());
-    let stuck = watchdog.join().expect("the watchdog thread");
-    assert!(!stuck, "run() did not return within {TIMEOUT:?}: {why}");
-    Ok(())
+    common::run_returns_promptly(&mut sel, "an unregistered connection's timer is pending")
 }
 
 #[test]

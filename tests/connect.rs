@@ -112,22 +112,7 @@ fn run_returns_once_connected<B: Backend>() -> io::Result<()> {
     let mut sel = selector::<B>()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let outcome = start(&mut sel, listener.local_addr()?, Duration::from_secs(3600))?;
-    let handle = sel.handle()?;
-    let (done, is_done) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let stuck = is_done.recv_timeout(TIMEOUT).is_err();
-        if stuck {
-            handle.stop().expect("stop the loop");
-        }
-        stuck
-    });
-    sel.run()?;
-    let _ = done.send(());
-    let stuck = watchdog.join().expect("the watchdog thread");
-    assert!(
-        !stuck,
-        "run() did not return within {TIMEOUT:?}: the timer is still pending"
-    );
+    common::run_returns_promptly(&mut sel, "the timer is still pending")?;
     let stream = outcome.borrow_mut().take().expect("an outcome")?;
     assert_eq!(stream.peer_addr()?, listener.local_addr()?);
     Ok(())

@@ -89,6 +89,25 @@ pub fn run_until<B: Backend>(
     Ok(())
 }
 
+/// Runs `sel.run()`, and fails with `why` if it has not returned after [`TIMEOUT`].
+#[track_caller]
+pub fn run_returns_promptly<B: Backend>(sel: &mut Selector<B>, why: &str) -> io::Result<()> {
+    let handle = sel.handle()?;
+    let (done, is_done) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let stuck = is_done.recv_timeout(TIMEOUT).is_err();
+        if stuck {
+            handle.stop().expect("stop the loop");
+        }
+        stuck
+    });
+    sel.run()?;
+    let _ = done.send(());
+    let stuck = watchdog.join().expect("the watchdog thread");
+    assert!(!stuck, "run() did not return within {TIMEOUT:?}: {why}");
+    Ok(())
+}
+
 /// Selects until the result is non-empty, failing after [`TIMEOUT`] with `what`.
 #[track_caller]
 pub fn select_some<B: Backend>(sel: &mut Selector<B>, what: &str) -> io::Result<Ready> {
