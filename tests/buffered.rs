@@ -950,7 +950,7 @@ fn fill_the_socket(sel: &mut DefaultSelector, key: &SelectorKey) {
 fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let mut conns = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         let (a, peer) = socketpair()?;
         let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
         conns.push((key, peer));
@@ -982,6 +982,11 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     fill_the_socket(&mut sel, &small);
     Connection::<Stream, Bytes>::with(&mut sel, &small, |conn| conn.send(b"small"))??;
     assert_eq!(memory(&mut sel, &small), 4096);
+    // A medium one (a large send, but under a sixteenth of it): a queue of its own size.
+    let medium = conns[4].0;
+    fill_the_socket(&mut sel, &medium);
+    Connection::<Stream, Bytes>::with(&mut sel, &medium, |conn| conn.send(&[3; 5 << 10]))??;
+    assert_eq!(memory(&mut sel, &medium), 5 << 10);
     // A large one (over a sixteenth of it): the 1 MiB one, not a new allocation grown to it.
     let large = conns[2].0;
     fill_the_socket(&mut sel, &large);
@@ -1100,7 +1105,8 @@ fn a_producer_sending_on_drained_queues_at_most_high_water_plus_a_chunk() -> io:
         Ok(got == pattern(TOTAL))
     });
     let data = Rc::new(pattern(TOTAL));
-    let (handed, peak, drained) = (
+    let (handed, peak, drained, memory) = (
+        Rc::new(Cell::new(0)),
         Rc::new(Cell::new(0)),
         Rc::new(Cell::new(0)),
         Rc::new(Cell::new(0)),
@@ -1108,12 +1114,14 @@ fn a_producer_sending_on_drained_queues_at_most_high_water_plus_a_chunk() -> io:
     // Sends chunks while under the high-water mark; closes once everything is handed over.
     let fill = {
         let (data, handed, peak) = (data.clone(), handed.clone(), peak.clone());
+        let memory = memory.clone();
         move |conn: &mut Connection<Stream, Bytes>| -> io::Result<()> {
             while conn.queued() < limits.high_water && handed.get() < TOTAL {
                 let at = handed.get();
                 conn.send(&data[at..at + CHUNK])?;
                 handed.set(at + CHUNK);
                 peak.set(peak.get().max(conn.queued()));
+                memory.set(memory.get().max(conn.buffer_memory()));
             }
             if handed.get() == TOTAL {
                 conn.close();
@@ -1153,6 +1161,14 @@ fn a_producer_sending_on_drained_queues_at_most_high_water_plus_a_chunk() -> io:
     assert!(
         peak.get() <= bound,
         "queued {} bytes, more than {bound}",
+        peak.get()
+    );
+    // The bytes already written are moved out of the queue's buffer as it goes: it stays
+    // within a few times the bound, not the 64 MiB that passed through it.
+    assert!(
+        memory.get() <= 4 * bound,
+        "the queue's buffer grew to {} bytes, {} queued at most",
+        memory.get(),
         peak.get()
     );
     // Driven by `Drained`: each refill (the first one too) adds less than `bound`.
@@ -1685,5 +1701,84 @@ fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
         assert!(Instant::now() < deadline, "nothing was written");
         sel.run_once(Some(Duration::from_millis(50)))?;
     }
+    Ok(())
+}
+
+/// A stream that counts its `write` calls.
+struct CountingWrites {
+    stream: Stream,
+    writes: Rc<Cell<usize>>,
+}
+
+impl Read for CountingWrites {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for CountingWrites {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes.set(self.writes.get() + 1);
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl selectloop::ByteStream for CountingWrites {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for CountingWrites {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for CountingWrites {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.stream.as_socket()
+    }
+}
+
+#[test]
+fn a_connection_writes_only_what_is_queued() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let writes = Rc::new(Cell::new(0));
+    let stream = CountingWrites {
+        stream: a,
+        writes: writes.clone(),
+    };
+    let lines = Rc::new(Cell::new(0));
+    let seen = lines.clone();
+    Connection::new(stream, LineCodec::new(64)).register(&mut sel, move |_, conn, event| {
+        if let ConnEvent::Frame(line) = event {
+            seen.set(seen.get() + 1);
+            if line == b"reply" {
+                conn.send(b"ok\n")?;
+            }
+        }
+        Ok(())
+    })?;
+    // Lines that want no reply: read and decoded, and not one write call (not even of 0 bytes).
+    for _ in 0..10 {
+        peer.write_all(b"quiet\n")?;
+        let before = lines.get();
+        run_until(&mut sel, "the line", || lines.get() > before)?;
+    }
+    assert_eq!(writes.get(), 0, "write calls with nothing queued");
+    // One reply: one write call, which the socket takes whole.
+    peer.write_all(b"reply\n")?;
+    run_until(&mut sel, "the line", || lines.get() == 11)?;
+    let mut ok = [0u8; 3];
+    peer.read_exact(&mut ok)?;
+    assert_eq!(&ok, b"ok\n");
+    assert_eq!(writes.get(), 1, "write calls for one reply");
     Ok(())
 }

@@ -713,6 +713,17 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         });
     }
 
+    /// Moves the unsent bytes to the front of the queue once more than half of it is sent: the
+    /// queue's buffer then holds at most about twice what is queued, and each byte is moved
+    /// about once at most.
+    #[inline]
+    fn compact_queue(&mut self) {
+        if self.wstart > self.wbuf.len() / 2 {
+            self.wbuf.drain(..self.wstart);
+            self.wstart = 0;
+        }
+    }
+
     /// Writes queued bytes until the socket is full; a write error fails the connection. With
     /// the clock on (`now`), notes when bytes moved and how long the queue has waited.
     fn flush(&mut self, now: Option<Instant>) {
@@ -731,9 +742,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
         if self.wstart == self.wbuf.len() {
             self.drop_queue(); // a waiting connection holds no queue
-        } else if self.wstart > self.wbuf.len() / 2 {
-            self.wbuf.drain(..self.wstart);
-            self.wstart = 0;
+        } else {
+            self.compact_queue();
         }
         let Some(now) = now else {
             return;
