@@ -1090,6 +1090,36 @@ fn over_the_soft_cap_for_too_long_a_connection_is_closed() -> io::Result<()> {
     Ok(())
 }
 
+#[test]
+fn exactly_the_soft_cap_queued_is_not_over_it() -> io::Result<()> {
+    const FOR: Duration = Duration::from_millis(200);
+    const CAP: usize = 64 << 10;
+    let limits = Limits {
+        soft_cap: CAP,
+        soft_cap_for: FOR,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, _peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
+    fill_the_socket(&mut sel, &key); // the peer never reads: all that is sent stays queued
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    // Twice the grace period at the cap, not over it: still open.
+    let until = Instant::now() + 2 * FOR;
+    while Instant::now() < until {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    assert_eq!(*seen.borrow(), [], "closed at the cap");
+    // Over it (by as much again: a TCP socket may take a few more bytes meanwhile), for the
+    // grace period: closed.
+    let start = Instant::now();
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    run_until(&mut sel, "the soft cap", || !seen.borrow().is_empty())?;
+    assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
+    assert!(start.elapsed() >= FOR, "closed before the grace period");
+    Ok(())
+}
+
 // --- Drain notification --------------------------------------------------------------------------
 
 #[test]
@@ -1400,9 +1430,10 @@ fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
 #[test]
 fn a_peer_that_never_reads_is_closed_after_the_send_timeout_a_slow_one_is_not() -> io::Result<()> {
     const SEND: Duration = Duration::from_millis(300);
-    const LEN: usize = 16 << 20; // more than the socket buffers hold, Wine's too
-                                 // The idle timeout schedules each connection's timer for a minute from now (in the first
-                                 // iterations below): what `with` sends must bring it forward.
+    // More than the socket buffers hold, Wine's too.
+    const LEN: usize = 16 << 20;
+    // The idle timeout schedules each connection's timer for a minute from now (in the first
+    // iterations below): what `with` sends must bring it forward.
     let timeouts = Timeouts {
         idle: Some(Duration::from_secs(60)),
         send: Some(SEND),
@@ -1470,6 +1501,61 @@ fn a_peer_that_never_reads_is_closed_after_the_send_timeout_a_slow_one_is_not() 
 /// whole queue, leaving it empty with `Drained` owed until the socket has room again, which it
 /// never has. The send timeout counts that wait too (it once counted queued bytes only, and
 /// such a connection stayed forever).
+#[test]
+fn a_peer_that_sends_but_never_reads_is_closed_after_the_send_timeout() -> io::Result<()> {
+    // Its bytes keep the connection reading (no high-water mark), and every read is followed
+    // by a flush that writes nothing: that must not restart the send clock. A connection
+    // with the same timeout and nothing queued is never closed by it, however long it waits.
+    const SEND: Duration = Duration::from_millis(300);
+    let timeouts = Timeouts {
+        send: Some(SEND),
+        ..Timeouts::default()
+    };
+    let limits = Limits {
+        high_water: usize::MAX,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (talker, talker_peer) = socketpair()?;
+    let (quiet, mut quiet_peer) = socketpair()?;
+    let (talker_key, talker_seen) =
+        timed_connection(&mut sel, talker, Bytes, limits, timeouts, false)?;
+    let (quiet_key, quiet_seen) =
+        timed_connection(&mut sel, quiet, Bytes, limits, timeouts, false)?;
+    Connection::<Stream, Bytes>::with(&mut sel, &quiet_key, |conn| conn.send(b"hello"))??;
+    Connection::<Stream, Bytes>::with(&mut sel, &talker_key, |conn| {
+        conn.send(&pattern(16 << 20))
+    })??;
+    let mut hello = [0u8; 5];
+    quiet_peer.read_exact(&mut hello)?;
+    let trickle = sel.call_repeating(Duration::from_millis(50), move |_| {
+        let _ = (&talker_peer).write(b"x"); // fails once the connection is closed
+    });
+    let start = Instant::now();
+    let deadline = start + TIMEOUT;
+    while !talker_seen
+        .borrow()
+        .contains(&Seen::Closed(Some(ErrorKind::TimedOut)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a peer that sends but never reads was not closed: {:?}",
+            talker_seen.borrow().last()
+        );
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    trickle.cancel();
+    assert!(start.elapsed() >= SEND);
+    // The quiet connection has waited longer than the send timeout already; it waits as long
+    // again, and stays open.
+    let until = Instant::now() + SEND;
+    while Instant::now() < until {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    assert_eq!(*quiet_seen.borrow(), [], "the quiet connection was closed");
+    Ok(())
+}
+
 #[test]
 fn a_producer_waiting_for_drained_is_closed_after_the_send_timeout() -> io::Result<()> {
     const SEND: Duration = Duration::from_millis(300);
