@@ -1091,6 +1091,29 @@ fn over_the_soft_cap_for_too_long_a_connection_is_closed() -> io::Result<()> {
 }
 
 #[test]
+fn exactly_the_hard_cap_queued_is_not_over_it() -> io::Result<()> {
+    const CAP: usize = 64 << 10;
+    let limits = Limits {
+        hard_cap: CAP,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, _peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
+    fill_the_socket(&mut sel, &key); // the peer never reads: all that is sent stays queued
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    assert_eq!(*seen.borrow(), [], "closed at the cap");
+    // Over it (by as much again: a TCP socket may take a few more bytes meanwhile): closed.
+    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    run_until(&mut sel, "the hard cap", || !seen.borrow().is_empty())?;
+    assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
+    Ok(())
+}
+
+#[test]
 fn exactly_the_soft_cap_queued_is_not_over_it() -> io::Result<()> {
     const FOR: Duration = Duration::from_millis(200);
     const CAP: usize = 64 << 10;

@@ -745,14 +745,19 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         } else {
             self.compact_queue();
         }
-        let Some(now) = now else {
-            return;
-        };
+        if let Some(now) = now {
+            self.note_sent(self.sent != before, now);
+        }
+    }
+
+    /// After a flush, with the clock on: notes when bytes last moved, since when the peer has
+    /// owed us room (the send timeout) and since when the queue is over the soft cap.
+    fn note_sent(&mut self, wrote: bool, now: Instant) {
         // The peer owes us room: bytes are queued, or none are but `Drained` is owed (the
         // socket took the whole queue, the program waits to send more, and the callback runs
         // when the socket is writable again: a peer that reads nothing never makes it so).
         let waiting = self.queued() > 0 || self.drain_owed();
-        let (wrote, queued, clock) = (self.sent != before, self.queued(), &mut self.clock);
+        let (queued, clock) = (self.queued(), &mut self.clock);
         if wrote {
             clock.last_io = Some(now);
         }
