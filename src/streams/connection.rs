@@ -797,25 +797,22 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// by one read chunk (zeroed once) and is read into. Returns false at end of file.
     fn fill(&mut self) -> io::Result<bool> {
         let (left, chunk) = (self.rend - self.rstart, self.limits.read_chunk);
+        // `left` is less than what was read before, `chunk` at most `MAX_READ_CHUNK`: no
+        // overflow.
+        let end = left + chunk;
         if left <= SMALL {
             let mut shared = SHARED.try_with(Cell::take).unwrap_or_default();
-            // `left` is at most `SMALL`, `chunk` at most `MAX_READ_CHUNK`: no overflow.
-            if shared.len() < left + chunk {
-                shared.resize(left + chunk, 0);
-            }
-            if left > 0 {
-                shared[..left].copy_from_slice(&self.rbuf[self.rstart..self.rend]);
-            }
+            shared.resize(shared.len().max(end), 0); // zeroed once, then only reused
+            shared[..left].copy_from_slice(&self.rbuf[self.rstart..self.rend]);
             self.rbuf = shared; // the connection's own copy of those bytes is freed
             self.lent = true;
-        } else if self.rstart > 0 {
-            self.rbuf.copy_within(self.rstart..self.rend, 0);
+        } else {
+            if self.rstart != 0 {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+            }
+            self.rbuf.resize(self.rbuf.len().max(end), 0);
         }
         (self.rstart, self.rend) = (0, left);
-        let end = left + chunk;
-        if self.rbuf.len() < end {
-            self.rbuf.resize(end, 0);
-        }
         let n = self.stream.read(&mut self.rbuf[left..end])?;
         self.rend += n;
         self.received += n as u64;
