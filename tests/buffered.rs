@@ -920,6 +920,15 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
         assert!(Instant::now() < deadline, "holding {memory:?}");
         sel.run_once(Some(Duration::from_millis(50)))?;
     }
+    // The start of a line longer than the thread's shared buffer takes (10 KiB, in one read):
+    // held in a buffer of its own, counted.
+    peers[20].write_all(&[b'w'; 10 << 10])?;
+    let deadline = Instant::now() + TIMEOUT;
+    while buffer_memory(&mut sel, &keys[20..21]) != [10 << 10] {
+        let memory = buffer_memory(&mut sel, &keys[20..21]);
+        assert!(Instant::now() < deadline, "holding {memory:?} for 10 KiB");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
     // More of the same lines, read onto what is held: still exactly the bytes, not a read
     // buffer.
     for peer in peers.iter_mut().take(20) {
@@ -1631,6 +1640,17 @@ fn a_producer_waiting_for_drained_is_closed_after_the_send_timeout() -> io::Resu
 
 #[test]
 fn a_silent_peer_is_closed_after_the_idle_timeout_a_talkative_one_is_not() -> io::Result<()> {
+    talkative_then_silent(true)
+}
+
+#[test]
+fn a_peer_that_talks_to_a_connection_that_never_replies_is_not_idle() -> io::Result<()> {
+    talkative_then_silent(false) // bytes in count as much as bytes out
+}
+
+/// A peer sends a line every 100 ms for three idle timeouts (echoed back, if `echo`), then
+/// nothing: the connection stays open, then is closed by the idle timeout.
+fn talkative_then_silent(echo: bool) -> io::Result<()> {
     const IDLE: Duration = Duration::from_millis(300);
     let timeouts = Timeouts {
         idle: Some(IDLE),
@@ -1644,7 +1664,7 @@ fn a_silent_peer_is_closed_after_the_idle_timeout_a_talkative_one_is_not() -> io
         LineCodec::new(64),
         Limits::default(),
         timeouts,
-        true,
+        echo,
     )?;
     // Talkative for three idle timeouts: a line every 100 ms.
     let start = Instant::now();
@@ -1653,9 +1673,11 @@ fn a_silent_peer_is_closed_after_the_idle_timeout_a_talkative_one_is_not() -> io
         last = Instant::now(); // the connection's last byte moves after this
         peer.write_all(b"hi\n")?;
         let want = seen.borrow().len() + 1;
-        run_until(&mut sel, "the echo", || seen.borrow().len() >= want)?;
-        let mut echo = [0u8; 3];
-        peer.read_exact(&mut echo)?;
+        run_until(&mut sel, "the line", || seen.borrow().len() >= want)?;
+        if echo {
+            let mut reply = [0u8; 3];
+            peer.read_exact(&mut reply)?;
+        }
         let pause = Instant::now() + Duration::from_millis(100);
         while Instant::now() < pause {
             sel.run_once(Some(Duration::from_millis(20)))?;

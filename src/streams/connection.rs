@@ -824,10 +824,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn keep_leftover(&mut self) {
         let left = self.rend - self.rstart;
         if self.lent || left <= SMALL {
-            let own = match left {
-                0 => Vec::new(),
-                _ => self.rbuf[self.rstart..self.rend].to_vec(),
-            };
+            let own = self.rbuf[self.rstart..self.rend].to_vec(); // none allocated if empty
             let buf = mem::replace(&mut self.rbuf, own);
             if mem::take(&mut self.lent) {
                 let _ = SHARED.try_with(|shared| shared.set(buf));
