@@ -732,6 +732,45 @@ fn peer_reset_mid_write_is_reported_once() -> io::Result<()> {
     Ok(())
 }
 
+#[test]
+fn peer_reset_of_an_idle_connection_is_reported_as_a_reset() -> io::Result<()> {
+    // Nothing queued: the reset is met by a read, which must end the connection with it (not
+    // take it for a spurious wake-up, nor for an end of file).
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = common::tcp_pair()?;
+    a.set_nonblocking(true)?;
+    let closed = Rc::new(RefCell::new(Vec::new()));
+    let seen = closed.clone();
+    Connection::new(a, Bytes).register(&mut sel, move |_, _, event| {
+        seen.borrow_mut().push(format!("{event:?}"));
+        Ok(())
+    })?;
+    socket2::SockRef::from(&peer).set_linger(Some(Duration::ZERO))?;
+    drop(peer); // SO_LINGER 0: the peer's close sends a reset
+    run_until(&mut sel, "the reset", || !closed.borrow().is_empty())?;
+    let closed = closed.borrow();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert!(
+        closed[0].starts_with("Closed(Some(") && closed[0].contains("ConnectionReset"),
+        "{closed:?}"
+    );
+    assert!(sel.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_read_report_with_nothing_to_read_leaves_the_connection_open() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = connection(&mut sel, a, LineCodec::new(64), Limits::default(), true)?;
+    sel.dispatch(&key, EVENT_READ)?; // as a spurious readiness report would: the read blocks
+    assert_eq!(*seen.borrow(), [], "a spurious READ ended the connection");
+    peer.write_all(b"still here\n")?;
+    run_until(&mut sel, "the line", || !seen.borrow().is_empty())?;
+    assert_eq!(*seen.borrow(), [Seen::Frame(b"still here".to_vec())]);
+    Ok(())
+}
+
 // --- End of file ---------------------------------------------------------------------------------
 
 #[test]
