@@ -570,6 +570,96 @@ fn a_codec_that_claims_more_bytes_than_it_was_given_closes_the_connection() -> i
     Ok(())
 }
 
+/// A codec whose `decode_eof` does what its function says with what is left at end of file:
+/// for testing what the connection does with each answer. Its `decode` finds one frame, a
+/// leading `<`, but only when asked a second time (the pass that meets the end of file), so
+/// that the rest starts past a frame decoded in the same pass.
+struct AtEof(Decoded, usize);
+
+/// What a codec's `decode` or `decode_eof` returns.
+type Decoded = fn(&[u8]) -> io::Result<Option<(Vec<u8>, usize)>>;
+
+impl selectloop::Codec for AtEof {
+    type Item = Vec<u8>;
+    type Frame = [u8];
+    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        self.1 += 1;
+        Ok((self.1 == 2 && buf.starts_with(b"<")).then(|| (b"<".to_vec(), 1)))
+    }
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        (self.0)(buf)
+    }
+    fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(frame);
+        Ok(())
+    }
+}
+
+/// The events of a connection with `codec` whose peer sends `<abc` then closes.
+fn events_at_eof(codec: AtEof) -> io::Result<Vec<Seen>> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (_, seen) = connection(&mut sel, a, codec, Limits::default(), false)?;
+    peer.write_all(b"<abc")?;
+    peer.shutdown(std::net::Shutdown::Write)?;
+    run_until(&mut sel, "the close", || {
+        matches!(seen.borrow().last(), Some(Seen::Closed(_)))
+    })?;
+    Ok(seen.take())
+}
+
+#[test]
+fn what_a_codec_makes_of_the_last_bytes_at_end_of_file() -> io::Result<()> {
+    // Several frames out of the rest, one byte each: all of them, in order.
+    let one_byte = AtEof(|buf| Ok(Some((buf[..1].to_vec(), 1))), 0);
+    assert_eq!(
+        events_at_eof(one_byte)?,
+        [
+            Seen::Frame(b"<".to_vec()),
+            Seen::Frame(b"a".to_vec()),
+            Seen::Frame(b"b".to_vec()),
+            Seen::Frame(b"c".to_vec()),
+            Seen::PeerClosed,
+            Seen::Closed(None)
+        ]
+    );
+    // A frame that uses no bytes: delivered once, not asked for again and again.
+    let empty = AtEof(|_| Ok(Some((b"x".to_vec(), 0))), 0);
+    assert_eq!(
+        events_at_eof(empty)?,
+        [
+            Seen::Frame(b"<".to_vec()),
+            Seen::Frame(b"x".to_vec()),
+            Seen::PeerClosed,
+            Seen::Closed(None)
+        ]
+    );
+    // No frame: the bytes are dropped, said at debug level.
+    let none = AtEof(|_| Ok(None), 0);
+    assert_eq!(
+        events_at_eof(none)?,
+        [
+            Seen::Frame(b"<".to_vec()),
+            Seen::PeerClosed,
+            Seen::Closed(None)
+        ]
+    );
+    assert!(logged(&[
+        "DEBUG",
+        "the codec dropped 3 bytes at end of file"
+    ]));
+    // More bytes claimed than there are: a protocol error, not a panic.
+    let overclaiming = AtEof(|buf| Ok(Some((buf.to_vec(), buf.len() + 1))), 0);
+    assert_eq!(
+        events_at_eof(overclaiming)?,
+        [
+            Seen::Frame(b"<".to_vec()),
+            Seen::Closed(Some(ErrorKind::InvalidData))
+        ]
+    );
+    Ok(())
+}
+
 // --- Closing: graceful, abort, resets ------------------------------------------------------------
 
 #[test]
