@@ -1964,19 +1964,21 @@ fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
     Ok(())
 }
 
-/// A stream that counts its `write` calls.
-struct CountingWrites {
+/// A stream that counts its `write` and `read` calls.
+struct CountingCalls {
     stream: Stream,
     writes: Rc<Cell<usize>>,
+    reads: Rc<Cell<usize>>,
 }
 
-impl Read for CountingWrites {
+impl Read for CountingCalls {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads.set(self.reads.get() + 1);
         self.stream.read(buf)
     }
 }
 
-impl Write for CountingWrites {
+impl Write for CountingCalls {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.writes.set(self.writes.get() + 1);
         self.stream.write(buf)
@@ -1986,21 +1988,21 @@ impl Write for CountingWrites {
     }
 }
 
-impl selectloop::ByteStream for CountingWrites {
+impl selectloop::ByteStream for CountingCalls {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.stream.shutdown(std::net::Shutdown::Write)
     }
 }
 
 #[cfg(unix)]
-impl std::os::fd::AsFd for CountingWrites {
+impl std::os::fd::AsFd for CountingCalls {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.stream.as_fd()
     }
 }
 
 #[cfg(windows)]
-impl std::os::windows::io::AsSocket for CountingWrites {
+impl std::os::windows::io::AsSocket for CountingCalls {
     fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
         self.stream.as_socket()
     }
@@ -2011,9 +2013,10 @@ fn a_connection_writes_only_what_is_queued() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let (a, mut peer) = socketpair()?;
     let writes = Rc::new(Cell::new(0));
-    let stream = CountingWrites {
+    let stream = CountingCalls {
         stream: a,
         writes: writes.clone(),
+        reads: Rc::default(),
     };
     let lines = Rc::new(Cell::new(0));
     let seen = lines.clone();
@@ -2040,5 +2043,36 @@ fn a_connection_writes_only_what_is_queued() -> io::Result<()> {
     peer.read_exact(&mut ok)?;
     assert_eq!(&ok, b"ok\n");
     assert_eq!(writes.get(), 1, "write calls for one reply");
+    Ok(())
+}
+
+#[test]
+fn a_connection_reads_only_when_told_it_can() -> io::Result<()> {
+    // 4 MiB out to a reader, nothing in: the many WRITE reports make no read call.
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let reads = Rc::new(Cell::new(0));
+    let stream = CountingCalls {
+        stream: a,
+        writes: Rc::default(),
+        reads: reads.clone(),
+    };
+    let key = Connection::new(stream, Bytes).register(&mut sel, |_, _, _| Ok(()))?;
+    Connection::<CountingCalls, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(4 << 20)))??;
+    let reader = thread::spawn(move || -> io::Result<Stream> {
+        let mut got = vec![0u8; 4 << 20];
+        peer.read_exact(&mut got)?;
+        Ok(peer)
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "the 4 MiB never arrived");
+        sel.run_once(Some(Duration::from_millis(50)))?;
+    }
+    let mut peer = reader.join().expect("the reader")?;
+    assert_eq!(reads.get(), 0, "read calls with nothing reported readable");
+    // Then a byte in: one read.
+    peer.write_all(b"x")?;
+    run_until(&mut sel, "the read", || reads.get() > 0)?;
     Ok(())
 }
