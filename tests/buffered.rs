@@ -1826,6 +1826,12 @@ fn talkative_then_silent(echo: bool) -> io::Result<()> {
         "closed {:?} after the last line was sent",
         last.elapsed()
     );
+    // A timeout is routine, logged at debug level; a cap passed is a warning.
+    assert!(logged(&[
+        "DEBUG",
+        "idle timeout: no byte either way for 0.300 s"
+    ]));
+    assert!(!logged(&["WARN", "idle timeout"]));
     assert!(sel.is_empty());
     expect_eof(&mut peer);
     Ok(())
