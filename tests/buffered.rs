@@ -822,6 +822,9 @@ fn peer_reset_mid_write_is_reported_once() -> io::Result<()> {
     Ok(())
 }
 
+// Unix only: under Wine (the Windows leg of CI) a close with SO_LINGER 0 reaches the peer as
+// an end of file, not a reset.
+#[cfg(unix)]
 #[test]
 fn peer_reset_of_an_idle_connection_is_reported_as_a_reset() -> io::Result<()> {
     // Nothing queued: the reset is met by a read, which must end the connection with it (not
