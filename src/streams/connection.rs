@@ -756,8 +756,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         // The peer owes us room: bytes are queued, or none are but `Drained` is owed (the
         // socket took the whole queue, the program waits to send more, and the callback runs
         // when the socket is writable again: a peer that reads nothing never makes it so).
-        let waiting = self.queued() > 0 || self.drain_owed();
-        let (queued, clock) = (self.queued(), &mut self.clock);
+        let queued = self.queued();
+        let waiting = queued > 0 || self.drain_owed();
+        let clock = &mut self.clock;
         if wrote {
             clock.last_io = Some(now);
         }
