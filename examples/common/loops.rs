@@ -80,7 +80,8 @@ where
         let (tx, rx) = crossbeam_channel::bounded(1);
         workers.push(thread::spawn(move || -> io::Result<usize> {
             let mut sel = DefaultSelector::new()?;
-            tx.send(sel.handle()).expect("the main thread waits for the handle");
+            tx.send(sel.handle())
+                .expect("the main thread waits for the handle");
             if let Some(listener) = listener {
                 register_listener(&mut sel, listener, factory())?;
             } else {
@@ -88,7 +89,9 @@ where
             }
             run(&mut sel, &running)
         }));
-        let handle = rx.recv().map_err(|_| io::Error::other("a loop failed to start"))??;
+        let handle = rx
+            .recv()
+            .map_err(|_| io::Error::other("a loop failed to start"))??;
         handles.push(handle);
     }
 
