@@ -38,7 +38,7 @@
 //! against its limit as its header arrives, and memory is taken only for bytes received.
 //! - `--max-bulk BYTES`: the longest argument (default 16 MiB; Redis: 512 MB);
 //! - `--max-args N`: the most arguments in a request (default 1 Mi, as Redis 6);
-//! - `--max-inline BYTES`: the longest inline request or count line (default 64 KiB, Redis's);
+//! - `--max-inline BYTES`: the longest inline request (default 64 KiB, Redis's);
 //! - `--max-request BYTES`: the most bytes of one request, all its arguments together
 //!   (default 64 MiB; Redis's `client-query-buffer-limit` is 1 GiB);
 //! - `--max-output BYTES`: the most replies queued for a client (default 256 MiB; Redis has

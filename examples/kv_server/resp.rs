@@ -32,7 +32,7 @@ pub struct RespLimits {
     pub max_bulk: usize,
     /// The most arguments in one request (the multibulk count; Redis 6 refused over 1 Mi).
     pub max_args: usize,
-    /// The longest inline request, and count line (`*N`, `$N`): Redis's 64 KiB.
+    /// The longest inline request: Redis's 64 KiB.
     pub max_inline: usize,
     /// The most bytes one request may take on the wire, all its arguments together (Redis has
     /// `client-query-buffer-limit`, 1 GiB).
@@ -313,27 +313,32 @@ fn parse(buf: &[u8], resume: Resume, limits: &RespLimits, batch: &mut Batch) -> 
     }
 }
 
+/// The longest count line (`*N`, `$N`) accepted: an `i64` has at most 20 characters, so a
+/// longer line can never be valid. (Redis waits for up to 64 KiB of it; a small bound keeps a
+/// line arriving byte by byte cheap to scan again, and the error the same whatever pieces the
+/// line arrives in.)
+const MAX_COUNT_LINE: usize = 64;
+
 /// A header line at `pos` (`*N` or `$N`): its text, type byte included, and where the next
 /// line begins. As in Redis, it ends at the first `\r`, and the byte after it (meant to be
 /// `\n`) is skipped unseen. `Ok(None)`: not complete yet.
 fn header_line(
     buf: &[u8],
     pos: usize,
-    max: usize,
     too_big: ProtocolError,
 ) -> Result<Option<(&[u8], usize)>, ProtocolError> {
     let rest = buf.get(pos..).unwrap_or_default();
-    match rest.iter().position(|&b| b == b'\r') {
+    let searched = &rest[..rest.len().min(MAX_COUNT_LINE + 1)];
+    match searched.iter().position(|&b| b == b'\r') {
         Some(cr) if cr + 1 < rest.len() => Ok(Some((&rest[..cr], pos + cr + 2))),
         Some(_) => Ok(None),
-        None if rest.len() > max => Err(too_big),
+        None if rest.len() > MAX_COUNT_LINE => Err(too_big),
         None => Ok(None),
     }
 }
 
 fn parse_multibulk(buf: &[u8], limits: &RespLimits, batch: &mut Batch) -> Step {
-    let max = limits.max_inline;
-    let (count, pos) = match header_line(buf, 0, max, ProtocolError::TooBigMbulkCount) {
+    let (count, pos) = match header_line(buf, 0, ProtocolError::TooBigMbulkCount) {
         Ok(Some(line)) => line,
         Ok(None) => return Step::Incomplete(Resume::Start),
         Err(e) => return Step::Error(e),
@@ -356,8 +361,7 @@ fn parse_bulks(
     batch: &mut Batch,
 ) -> Step {
     while left > 0 {
-        let max = limits.max_inline;
-        let (line, start) = match header_line(buf, pos, max, ProtocolError::TooBigBulkCount) {
+        let (line, start) = match header_line(buf, pos, ProtocolError::TooBigBulkCount) {
             Ok(Some(line)) => line,
             Ok(None) => return Step::Incomplete(Resume::Multi { left, pos }),
             Err(e) => return Step::Error(e),
