@@ -1,0 +1,337 @@
+//! The commands: each request's arguments in, its reply out, in Redis's words (the error
+//! texts were checked against redis-server 7.0).
+
+use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Sink};
+use crate::store::{Found, Session};
+
+/// What the connection does after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `QUIT`: reply, then close once the replies are written.
+    Quit,
+}
+
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const SYNTAX: &str = "ERR syntax error";
+
+/// Runs one request, writing its reply to `out`.
+pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink) -> Flow {
+    let (name, argc) = (cmd.get(0), cmd.len());
+    // Command names are case-insensitive: matched in capitals, copied to the stack.
+    let mut upper = [0u8; 8];
+    let name = match upper.get_mut(..name.len()) {
+        Some(upper) => {
+            for (u, b) in upper.iter_mut().zip(name) {
+                *u = b.to_ascii_uppercase();
+            }
+            &*upper
+        }
+        None => b"", // longer than any command here
+    };
+    match name {
+        b"GET" if argc == 2 => get(db, cmd.get(1), out),
+        b"SET" if argc >= 3 => set(db, cmd, out),
+        b"PING" if argc <= 2 => match argc {
+            1 => out.put(b"+PONG\r\n"),
+            _ => bulk(out, cmd.get(1)),
+        },
+        b"ECHO" if argc == 2 => bulk(out, cmd.get(1)),
+        b"INCR" if argc == 2 => incr_by(db, cmd.get(1), 1, out),
+        b"DECR" if argc == 2 => incr_by(db, cmd.get(1), -1, out),
+        b"DEL" if argc >= 2 => del(db, cmd, out),
+        b"EXISTS" if argc >= 2 => exists(db, cmd, out),
+        b"MGET" if argc >= 2 => mget(db, cmd, out),
+        b"MSET" if argc >= 3 && argc % 2 == 1 => mset(db, cmd, out),
+        b"EXPIRE" if argc == 3 => expire(db, cmd, out),
+        b"TTL" if argc == 2 => ttl(db, cmd.get(1), out),
+        b"DBSIZE" if argc == 1 => {
+            let mut keys = 0;
+            db.with_all(|locked, _| locked.each(|shard| keys += shard.len()));
+            integer(out, keys as i64);
+        }
+        b"FLUSHDB" => flushdb(db, cmd, out),
+        b"QUIT" => {
+            ok(out);
+            return Flow::Quit;
+        }
+        // redis-cli and redis-benchmark ask for the command table at start: there is none.
+        b"COMMAND" => array(out, 0),
+        b"CONFIG" if argc >= 2 => config(cmd, out),
+        b"GET" | b"SET" | b"PING" | b"ECHO" | b"INCR" | b"DECR" | b"DEL" | b"EXISTS" | b"MGET"
+        | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" => wrong_arity(out, name),
+        _ => unknown(cmd, out),
+    }
+    Flow::Continue
+}
+
+fn get(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    match shard.find(key, clock) {
+        Found::Live(entry) => bulk(out, &entry.value),
+        Found::Expired => {
+            shard.remove(key);
+            null(out);
+        }
+        Found::Missing => null(out),
+    }
+}
+
+/// `SET key value [EX seconds | PX milliseconds] [NX | XX]`, options in any order, as Redis
+/// parses them (the same option twice is allowed, the last value counts).
+fn set(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    let (mut nx, mut xx) = (false, false);
+    let mut expire: Option<(&[u8], i64)> = None; // the value, and milliseconds per unit
+    let mut j = 3;
+    while j < cmd.len() {
+        let (opt, has_next) = (cmd.get(j), j + 1 < cmd.len());
+        let unit = expire.map(|(_, unit)| unit);
+        if opt.eq_ignore_ascii_case(b"NX") && !xx {
+            nx = true;
+        } else if opt.eq_ignore_ascii_case(b"XX") && !nx {
+            xx = true;
+        } else if opt.eq_ignore_ascii_case(b"EX") && unit != Some(1) && has_next {
+            expire = Some((cmd.get(j + 1), 1000));
+            j += 1;
+        } else if opt.eq_ignore_ascii_case(b"PX") && unit != Some(1000) && has_next {
+            expire = Some((cmd.get(j + 1), 1));
+            j += 1;
+        } else {
+            return error(out, SYNTAX);
+        }
+        j += 1;
+    }
+    let at = match expire {
+        None => None,
+        Some((value, unit)) => match parse_i64(value) {
+            None => return error(out, NOT_INTEGER),
+            Some(n) if n <= 0 => return error(out, "ERR invalid expire time in 'set' command"),
+            Some(n) => match deadline(n, unit, db.clock.now()) {
+                Some(at) => Some(at),
+                None => return error(out, "ERR invalid expire time in 'set' command"),
+            },
+        },
+    };
+    let key = cmd.get(1);
+    let (shard, clock) = db.shard(key);
+    if (nx || xx) && shard.exists(key, clock) != xx {
+        return null(out); // NX and it exists, or XX and it does not: not set
+    }
+    shard.set(key, cmd.get(2), at);
+    ok(out);
+}
+
+/// `now` plus `n` units of `unit` ms, unless that overflows.
+fn deadline(n: i64, unit: i64, now: i64) -> Option<i64> {
+    n.checked_mul(unit)?.checked_add(now)
+}
+
+fn incr_by(db: &mut Session<'_>, key: &[u8], by: i64, out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    match shard.find(key, clock) {
+        Found::Live(entry) => {
+            let Some(n) = parse_i64(&entry.value) else {
+                return error(out, NOT_INTEGER);
+            };
+            let Some(n) = n.checked_add(by) else {
+                return error(out, "ERR increment or decrement would overflow");
+            };
+            entry.value.clear();
+            entry.value.extend_from_slice(resp::itoa(n, &mut [0; 20]));
+            return integer(out, n); // its deadline stays, as in Redis
+        }
+        Found::Expired => {
+            shard.remove(key);
+        }
+        Found::Missing => {}
+    }
+    shard.set(key, resp::itoa(by, &mut [0; 20]), None);
+    integer(out, by);
+}
+
+fn del(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    let deleted = db.with_keys(cmd.iter(1), |locked, clock| {
+        // An expired key counts as already gone (`exists` deletes it).
+        let mut gone = |key: &[u8]| {
+            let shard = locked.shard(key);
+            shard.exists(key, clock) && shard.remove(key)
+        };
+        cmd.iter(1).filter(|key| gone(key)).count()
+    });
+    integer(out, deleted as i64);
+}
+
+fn exists(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    let found = db.with_keys(cmd.iter(1), |locked, clock| {
+        cmd.iter(1)
+            .filter(|key| locked.shard(key).exists(key, clock))
+            .count()
+    });
+    integer(out, found as i64); // a key named twice counts twice, as in Redis
+}
+
+fn mget(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    array(out, cmd.len() - 1);
+    db.with_keys(cmd.iter(1), |locked, clock| {
+        for key in cmd.iter(1) {
+            if out.full() {
+                return; // the connection is closed for it: no point going on
+            }
+            let shard = locked.shard(key);
+            match shard.find(key, clock) {
+                Found::Live(entry) => bulk(out, &entry.value),
+                Found::Expired => {
+                    shard.remove(key);
+                    null(out);
+                }
+                Found::Missing => null(out),
+            }
+        }
+    });
+}
+
+fn mset(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    let keys = cmd.iter(1).step_by(2);
+    db.with_keys(keys, |locked, _| {
+        for i in (1..cmd.len()).step_by(2) {
+            let key = cmd.get(i);
+            locked.shard(key).set(key, cmd.get(i + 1), None);
+        }
+    });
+    ok(out);
+}
+
+/// `EXPIRE key seconds` (without Redis 7's NX/XX/GT/LT): 1 if the key exists; a deadline
+/// already past deletes it.
+fn expire(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    let Some(seconds) = parse_i64(cmd.get(2)) else {
+        return error(out, NOT_INTEGER);
+    };
+    let Some(at) = deadline(seconds, 1000, db.clock.now()) else {
+        return error(out, "ERR invalid expire time in 'expire' command");
+    };
+    let key = cmd.get(1);
+    let (shard, clock) = db.shard(key);
+    if !shard.exists(key, clock) {
+        return integer(out, 0);
+    }
+    if at <= clock.now() {
+        shard.remove(key);
+    } else {
+        shard.set_expiry(key, Some(at));
+    }
+    integer(out, 1);
+}
+
+/// Seconds left (rounded), -1 for no deadline, -2 for no key.
+fn ttl(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    let ttl = match shard.find(key, clock) {
+        Found::Live(entry) => match entry.expires_at() {
+            Some(at) => (at - clock.now() + 500) / 1000,
+            None => -1,
+        },
+        Found::Expired => {
+            shard.remove(key);
+            -2
+        }
+        Found::Missing => -2,
+    };
+    integer(out, ttl);
+}
+
+/// `FLUSHDB [ASYNC | SYNC]` (both synchronous here).
+fn flushdb(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+    let mode = cmd.get(1);
+    let valid = cmd.len() == 1
+        || (cmd.len() == 2
+            && (mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC")));
+    if !valid {
+        return error(out, SYNTAX);
+    }
+    db.with_all(|locked, _| locked.each(|shard| shard.clear()));
+    ok(out);
+}
+
+/// `CONFIG GET parameter...`: what redis-benchmark asks (`save`, `appendonly`), with the
+/// values of a server that never writes to disk; other parameters are not listed.
+fn config(cmd: Args<'_>, out: &mut impl Sink) {
+    let sub = cmd.get(1);
+    if !sub.eq_ignore_ascii_case(b"GET") {
+        out.put(b"-ERR unknown subcommand '");
+        put_sanitized(out, c_string(sub), 128);
+        return out.put(b"'. Try CONFIG HELP.\r\n");
+    }
+    if cmd.len() < 3 {
+        return error(
+            out,
+            "ERR wrong number of arguments for 'config|get' command",
+        );
+    }
+    let value = |name: &[u8]| -> Option<&'static [u8]> {
+        if name.eq_ignore_ascii_case(b"save") {
+            Some(b"")
+        } else if name.eq_ignore_ascii_case(b"appendonly") {
+            Some(b"no")
+        } else {
+            None
+        }
+    };
+    let known = cmd.iter(2).filter(|name| value(name).is_some()).count();
+    array(out, 2 * known);
+    for name in cmd.iter(2) {
+        if let Some(value) = value(name) {
+            bulk(out, name);
+            bulk(out, value);
+        }
+    }
+}
+
+/// `-ERR wrong number of arguments for 'get' command`
+fn wrong_arity(out: &mut impl Sink, upper: &[u8]) {
+    out.put(b"-ERR wrong number of arguments for '");
+    for &b in upper {
+        out.put(&[b.to_ascii_lowercase()]);
+    }
+    out.put(b"' command\r\n");
+}
+
+/// `-ERR unknown command 'FOO', with args beginning with: 'a' 'b' `, cut as Redis cuts it:
+/// the name to 128 bytes, the arguments to 128 bytes of text in all.
+fn unknown(cmd: Args<'_>, out: &mut impl Sink) {
+    out.put(b"-ERR unknown command '");
+    put_sanitized(out, c_string(cmd.get(0)), 128);
+    out.put(b"', with args beginning with: ");
+    let mut text = 0; // the length of the argument text so far
+    for arg in cmd.iter(1) {
+        if text >= 128 {
+            break;
+        }
+        let arg = c_string(arg);
+        let shown = arg.len().min(128 - text);
+        out.put(b"'");
+        put_sanitized(out, arg, shown);
+        out.put(b"' ");
+        text += shown + 3;
+    }
+    out.put(b"\r\n");
+}
+
+/// The bytes before the first NUL: what Redis prints of an argument (a C string there).
+fn c_string(bytes: &[u8]) -> &[u8] {
+    bytes.split(|&b| b == 0).next().unwrap_or_default()
+}
+
+/// At most `max` bytes of `bytes`, CR and LF as spaces (they would end the error line).
+fn put_sanitized(out: &mut impl Sink, bytes: &[u8], max: usize) {
+    let bytes = &bytes[..bytes.len().min(max)];
+    for piece in bytes.split_inclusive(|&b| b == b'\r' || b == b'\n') {
+        match piece.split_last() {
+            Some((b'\r' | b'\n', rest)) => {
+                out.put(rest);
+                out.put(b" ");
+            }
+            _ => out.put(piece),
+        }
+    }
+}

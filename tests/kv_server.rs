@@ -1,0 +1,768 @@
+//! `examples/kv_server` end to end: the server runs as a process, and a small RESP client here
+//! checks every command's replies (errors included, byte for byte as redis-server 7.0 gives
+//! them), expiry, pipelining, inline commands, QUIT, `--threads 2` with and without
+//! `--no-reuseport`, protocol errors and over-limit requests, and the faults a server meets: a
+//! client that never reads, garbage, a half-close, a reset. Loopback only; every wait bounded.
+//!
+//! The example must be built first. A plain `cargo test` builds it; to run this file alone:
+//! `cargo build --examples && cargo test --test kv_server`.
+
+mod common;
+
+use common::{connect, ExampleServer, TIMEOUT};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const NAME: &str = "kv_server";
+
+fn start(args: &[&str]) -> ExampleServer {
+    let mut all = vec!["127.0.0.1:0"];
+    all.extend_from_slice(args);
+    ExampleServer::start(NAME, &all)
+}
+
+// --- A small RESP client ---------------------------------------------------------------------
+
+/// A reply, as RESP2 has them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+use Reply::{Array, Bulk, Error, Int, Status};
+
+fn ok() -> Reply {
+    Status("OK".into())
+}
+
+fn bulk(bytes: &str) -> Reply {
+    Bulk(Some(bytes.as_bytes().to_vec()))
+}
+
+fn err(text: &str) -> Reply {
+    Error(text.into())
+}
+
+/// A request as clients send it: an array of bulk strings.
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A connection to the server, its reads and writes bounded by [`TIMEOUT`].
+struct Client {
+    conn: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn new(server: &ExampleServer) -> Client {
+        let conn = connect(server.addr()).expect("connect to kv_server");
+        Client {
+            conn,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends one command (space-separated words) and reads its reply.
+    #[track_caller]
+    fn cmd(&mut self, words: &str) -> Reply {
+        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
+        self.cmd_args(&args)
+    }
+
+    #[track_caller]
+    fn cmd_args(&mut self, args: &[&[u8]]) -> Reply {
+        self.send(&encode(args));
+        self.read_reply()
+            .unwrap_or_else(|e| panic!("no reply to {args:?}: {e}"))
+    }
+
+    #[track_caller]
+    fn send(&mut self, bytes: &[u8]) {
+        self.conn.write_all(bytes).expect("send to kv_server");
+    }
+
+    /// Reads more bytes; end of file is an error of kind `UnexpectedEof`.
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 64 << 10];
+        let n = self.conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(ErrorKind::UnexpectedEof, "end of file"));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// A line (without its `\r\n`), read as far as needed.
+    fn line(&mut self) -> io::Result<String> {
+        loop {
+            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..at]).into_owned();
+                self.buf.drain(..at + 2);
+                return Ok(line);
+            }
+            self.fill()?;
+        }
+    }
+
+    fn read_reply(&mut self) -> io::Result<Reply> {
+        let line = self.line()?;
+        let bad = |what: &str| io::Error::new(ErrorKind::InvalidData, format!("{what}: {line:?}"));
+        let (kind, rest) = line.split_at_checked(1).ok_or_else(|| bad("empty line"))?;
+        let number = || rest.parse::<i64>().map_err(|_| bad("not a number"));
+        Ok(match kind {
+            "+" => Status(rest.to_string()),
+            "-" => Error(rest.to_string()),
+            ":" => Int(number()?),
+            "$" => match number()? {
+                -1 => Bulk(None),
+                len => {
+                    let len = len as usize;
+                    while self.buf.len() < len + 2 {
+                        self.fill()?;
+                    }
+                    let value = self.buf[..len].to_vec();
+                    self.buf.drain(..len + 2);
+                    Bulk(Some(value))
+                }
+            },
+            "*" => {
+                let n = number()?;
+                let items = (0..n).map(|_| self.read_reply());
+                Array(items.collect::<io::Result<_>>()?)
+            }
+            _ => return Err(bad("not a reply")),
+        })
+    }
+
+    /// Every byte until the server closes the connection (end of file or a reset).
+    #[track_caller]
+    fn read_to_close(&mut self) -> Vec<u8> {
+        loop {
+            match self.fill() {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "the server did not close the connection ({e}); received {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+        }
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, failing after [`TIMEOUT`] with `what`.
+#[track_caller]
+fn poll_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The server still runs, and a new client gets a PING through.
+#[track_caller]
+fn assert_serves(server: &mut ExampleServer, after: &str) {
+    if let Some(status) = server.exited() {
+        panic!(
+            "kv_server exited {after} ({status}); stderr:\n{}",
+            server.stderr()
+        );
+    }
+    let mut client = Client::new(server);
+    assert_eq!(client.cmd("PING"), Status("PONG".into()), "{after}");
+}
+
+// --- Commands --------------------------------------------------------------------------------
+
+#[test]
+fn every_command_replies_as_redis_does() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let cases: &[(&str, Reply)] = &[
+        ("PING", Status("PONG".into())),
+        ("ping hello", bulk("hello")),
+        (
+            "PING a b",
+            err("ERR wrong number of arguments for 'ping' command"),
+        ),
+        ("ECHO hi", bulk("hi")),
+        (
+            "ECHO",
+            err("ERR wrong number of arguments for 'echo' command"),
+        ),
+        ("GET k", Bulk(None)),
+        ("SET k v", ok()),
+        ("get k", bulk("v")),
+        (
+            "GET k extra",
+            err("ERR wrong number of arguments for 'get' command"),
+        ),
+        (
+            "SET k",
+            err("ERR wrong number of arguments for 'set' command"),
+        ),
+        ("SET k w NX", Bulk(None)),
+        ("SET k w XX", ok()),
+        ("SET new x XX", Bulk(None)),
+        ("SET new x nx", ok()),
+        ("SET k v NX XX", err("ERR syntax error")),
+        ("SET k v EX 10 PX 10", err("ERR syntax error")),
+        ("SET k v FOO", err("ERR syntax error")),
+        ("SET k v EX", err("ERR syntax error")),
+        (
+            "SET k v EX abc",
+            err("ERR value is not an integer or out of range"),
+        ),
+        (
+            "SET k v EX 0",
+            err("ERR invalid expire time in 'set' command"),
+        ),
+        (
+            "SET k v PX -1",
+            err("ERR invalid expire time in 'set' command"),
+        ),
+        (
+            "SET k v EX 9223372036854775807",
+            err("ERR invalid expire time in 'set' command"),
+        ),
+        ("GET k", bulk("w")),
+        ("INCR n", Int(1)),
+        ("INCR n", Int(2)),
+        ("DECR n", Int(1)),
+        ("DECR fresh", Int(-1)),
+        ("INCR k", err("ERR value is not an integer or out of range")),
+        ("SET n 9223372036854775807", ok()),
+        ("INCR n", err("ERR increment or decrement would overflow")),
+        ("SET n 007", ok()),
+        ("INCR n", err("ERR value is not an integer or out of range")),
+        (
+            "INCR",
+            err("ERR wrong number of arguments for 'incr' command"),
+        ),
+        ("MSET a 1 b 2", ok()),
+        (
+            "MSET a 1 b",
+            err("ERR wrong number of arguments for 'mset' command"),
+        ),
+        (
+            "MGET a b nope",
+            Array(vec![bulk("1"), bulk("2"), Bulk(None)]),
+        ),
+        (
+            "MGET",
+            err("ERR wrong number of arguments for 'mget' command"),
+        ),
+        ("EXISTS a a b nope", Int(3)),
+        ("DEL a b nope", Int(2)),
+        ("EXISTS a", Int(0)),
+        (
+            "DEL",
+            err("ERR wrong number of arguments for 'del' command"),
+        ),
+        ("TTL k", Int(-1)),
+        ("TTL nope", Int(-2)),
+        ("EXPIRE nope 10", Int(0)),
+        ("EXPIRE k 100", Int(1)),
+        ("TTL k", Int(100)),
+        (
+            "EXPIRE k abc",
+            err("ERR value is not an integer or out of range"),
+        ),
+        (
+            "EXPIRE k 9223372036854775807",
+            err("ERR invalid expire time in 'expire' command"),
+        ),
+        ("SET k v", ok()),
+        ("TTL k", Int(-1)),      // SET clears the deadline
+        ("EXPIRE k -5", Int(1)), // a deadline in the past deletes
+        ("GET k", Bulk(None)),
+        ("FLUSHDB", ok()),
+        ("DBSIZE", Int(0)),
+        ("SET x 1", ok()),
+        ("DBSIZE", Int(1)),
+        (
+            "DBSIZE x",
+            err("ERR wrong number of arguments for 'dbsize' command"),
+        ),
+        ("FLUSHDB x", err("ERR syntax error")),
+        ("FLUSHDB ASYNC", ok()),
+        ("DBSIZE", Int(0)),
+        ("COMMAND", Array(vec![])),
+        ("COMMAND DOCS", Array(vec![])),
+        ("CONFIG GET save", Array(vec![bulk("save"), bulk("")])),
+        (
+            "CONFIG GET appendonly",
+            Array(vec![bulk("appendonly"), bulk("no")]),
+        ),
+        ("CONFIG GET nope", Array(vec![])),
+        (
+            "CONFIG GET",
+            err("ERR wrong number of arguments for 'config|get' command"),
+        ),
+        (
+            "CONFIG",
+            err("ERR wrong number of arguments for 'config' command"),
+        ),
+        (
+            "FOO a b",
+            err("ERR unknown command 'FOO', with args beginning with: 'a' 'b' "),
+        ),
+        (
+            "foo",
+            err("ERR unknown command 'foo', with args beginning with: "),
+        ),
+    ];
+    for (command, expected) in cases {
+        assert_eq!(&c.cmd(command), expected, "{command}");
+    }
+    // Binary-safe keys and values; empty ones; a long unknown command is cut as Redis cuts it.
+    let value: Vec<u8> = (0..=255).collect();
+    assert_eq!(c.cmd_args(&[b"SET", b"\0\r\n", &value]), ok());
+    assert_eq!(c.cmd_args(&[b"GET", b"\0\r\n"]), Bulk(Some(value)));
+    assert_eq!(c.cmd_args(&[b"SET", b"", b""]), ok());
+    assert_eq!(c.cmd_args(&[b"GET", b""]), bulk(""));
+    let long = [b'a'; 200];
+    let reply = c.cmd_args(&[b"FOO", &long, b"b\r\nc"]);
+    let expected = format!(
+        "ERR unknown command 'FOO', with args beginning with: '{}' ",
+        "a".repeat(128)
+    );
+    assert_eq!(reply, Error(expected));
+    let reply = c.cmd_args(&[b"FOO", &long[..100], b"b\r\nc"]);
+    let expected = format!(
+        "ERR unknown command 'FOO', with args beginning with: '{}' 'b  c' ",
+        "a".repeat(100)
+    );
+    assert_eq!(reply, Error(expected), "CR and LF shown as spaces");
+}
+
+#[test]
+fn keys_expire_on_access_and_by_the_sweep() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("SET short v PX 100"), ok());
+    assert_eq!(c.cmd("SET long v EX 1000"), ok());
+    assert_eq!(c.cmd("SET also v PX 100"), ok());
+    assert_eq!(c.cmd("EXPIRE also 1000"), Int(1)); // a later deadline replaces the first
+    match c.cmd("TTL short") {
+        Int(0) => {} // 100 ms, rounded to seconds
+        other => panic!("TTL of a key with 100 ms to live: {other:?}"),
+    }
+    poll_until("the key set with PX 100 to expire", || {
+        c.cmd("GET short") == Bulk(None)
+    });
+    assert_eq!(c.cmd("TTL short"), Int(-2));
+    assert_eq!(c.cmd("EXISTS short long also"), Int(2));
+    assert_eq!(c.cmd("TTL long"), Int(1000));
+
+    // Keys nobody asks for again go too: the sweep samples them.
+    for i in 0..200 {
+        assert_eq!(c.cmd(&format!("SET tmp{i} v PX 50")), ok());
+    }
+    assert_eq!(c.cmd("DBSIZE"), Int(202));
+    poll_until("the sweep to delete 200 expired keys", || {
+        c.cmd("DBSIZE") == Int(2)
+    });
+    assert_eq!(
+        c.cmd("MGET long also tmp0"),
+        Array(vec![bulk("v"), bulk("v"), Bulk(None)])
+    );
+}
+
+#[test]
+fn a_thousand_pipelined_commands_in_one_write_are_answered_in_order() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let mut requests = Vec::new();
+    for i in 0..1000 {
+        match i % 3 {
+            0 => requests.extend(encode(&[b"INCR", b"counter"])),
+            1 => requests.extend(encode(&[b"ECHO", i.to_string().as_bytes()])),
+            _ => requests.extend(encode(&[b"SET", format!("k{i}").as_bytes(), b"v"])),
+        }
+    }
+    c.send(&requests);
+    for i in 0..1000 {
+        let reply = c.read_reply().unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        let expected = match i % 3 {
+            0 => Int(i / 3 + 1),
+            1 => bulk(&i.to_string()),
+            _ => ok(),
+        };
+        assert_eq!(reply, expected, "reply {i}");
+    }
+    assert_eq!(c.cmd("DBSIZE"), Int(1 + 333));
+}
+
+#[test]
+fn inline_commands_work_as_typed_in_telnet() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    c.send(b"PING\r\nset greeting 'hello world'\r\n\r\nGET greeting\nECHO \"a\\x41\\n\"\r\n");
+    assert_eq!(c.read_reply().unwrap(), Status("PONG".into()));
+    assert_eq!(c.read_reply().unwrap(), ok());
+    assert_eq!(c.read_reply().unwrap(), bulk("hello world"));
+    assert_eq!(c.read_reply().unwrap(), bulk("aA\n"));
+    // Inline and multibulk mix, one byte at a time.
+    let mut mixed = b"INCR x\r\n".to_vec();
+    mixed.extend(encode(&[b"INCR", b"x"]));
+    for byte in &mixed {
+        c.send(&[*byte]);
+    }
+    assert_eq!(c.read_reply().unwrap(), Int(1));
+    assert_eq!(c.read_reply().unwrap(), Int(2));
+}
+
+#[test]
+fn quit_replies_ok_then_closes_after_the_replies() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    c.send(b"PING\r\nQUIT\r\nPING\r\n");
+    assert_eq!(c.read_to_close(), b"+PONG\r\n+OK\r\n");
+    let mut c = Client::new(&server);
+    c.send(&encode(&[b"quit"]));
+    assert_eq!(c.read_to_close(), b"+OK\r\n");
+}
+
+// --- Threads ---------------------------------------------------------------------------------
+
+/// 16 clients at once, each 200 INCRs of one counter and a key of its own: every loop sees
+/// one store.
+fn threads_share_one_store(args: &[&str]) {
+    let server = start(args);
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let addr = server.addr();
+            thread::spawn(move || {
+                let conn = connect(addr).expect("connect");
+                let mut c = Client {
+                    conn,
+                    buf: Vec::new(),
+                };
+                for _ in 0..200 {
+                    assert!(matches!(c.cmd("INCR counter"), Int(_)));
+                }
+                assert_eq!(c.cmd(&format!("MSET own{i} {i} other{i} x")), ok());
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("GET counter"), bulk("3200"));
+    assert_eq!(c.cmd("DBSIZE"), Int(1 + 32));
+    let keys: Vec<String> = (0..16).map(|i| format!("own{i}")).collect();
+    let reply = c.cmd(&format!("MGET {}", keys.join(" ")));
+    let expected = (0..16).map(|i| bulk(&i.to_string())).collect();
+    assert_eq!(reply, Array(expected));
+    assert_eq!(c.cmd("FLUSHDB"), ok());
+    assert_eq!(c.cmd("DBSIZE"), Int(0));
+}
+
+#[test]
+fn two_threads_share_one_store() {
+    threads_share_one_store(&["--threads", "2"]);
+}
+
+#[test]
+fn two_threads_without_reuseport_share_one_store() {
+    threads_share_one_store(&["--threads", "2", "--no-reuseport"]);
+}
+
+// --- Protocol errors and limits --------------------------------------------------------------
+
+#[test]
+fn protocol_errors_reply_and_close() {
+    let server = start(&[]);
+    let cases: &[(&[u8], &[u8])] = &[
+        (
+            b"*abc\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\nxyz\r\n",
+            b"-ERR Protocol error: expected '$', got 'x'\r\n",
+        ),
+        (
+            b"GET \"open\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        // The requests before the error are answered first.
+        (
+            b"PING\r\n*1\r\n$4\r\nPING\r\n*1\r\n$x\r\nPING\r\n",
+            b"+PONG\r\n+PONG\r\n-ERR Protocol error: invalid bulk length\r\n",
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut c = Client::new(&server);
+        c.send(input);
+        let got = c.read_to_close();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected),
+            "for {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn requests_over_the_limits_are_refused_and_closed() {
+    let server = start(&[
+        "--max-bulk",
+        "1000",
+        "--max-args",
+        "10",
+        "--max-inline",
+        "500",
+        "--max-request",
+        "4000",
+    ]);
+    let mut inline = vec![b'x'; 501];
+    inline.extend_from_slice(b"\r\n");
+    let mut request = encode(&[b"MSET", b"a", &[b'x'; 1000]]); // 1000 bytes: allowed
+    request.extend(encode(&[b"GET", b"a"]));
+    let mut c = Client::new(&server);
+    c.send(&request);
+    assert_eq!(c.read_reply().unwrap(), ok());
+    assert_eq!(c.read_reply().unwrap(), Bulk(Some(vec![b'x'; 1000])));
+    let huge = [b'y'; 1000];
+    let cases: &[(Vec<u8>, &str)] = &[
+        (
+            b"*2\r\n$3\r\nGET\r\n$1001\r\n".to_vec(),
+            "invalid bulk length",
+        ),
+        (
+            b"*2\r\n$3\r\nGET\r\n$99999999999\r\n".to_vec(),
+            "invalid bulk length",
+        ),
+        (b"*11\r\n".to_vec(), "invalid multibulk length"),
+        (b"*2147483648\r\n".to_vec(), "invalid multibulk length"),
+        (inline, "too big inline request"),
+        (
+            encode(&[b"MSET", b"a", &huge, b"b", &huge, b"c", &huge, b"d", &huge]),
+            "too big request",
+        ),
+    ];
+    for (input, why) in cases {
+        let mut c = Client::new(&server);
+        // Refused from its header: the rest may not even be sent.
+        let _ = c.conn.write_all(input);
+        let got = c.read_to_close();
+        let expected = format!("-ERR Protocol error: {why}\r\n");
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+    }
+}
+
+/// The resident memory of process `pid` (KiB), and its virtual size.
+#[cfg(target_os = "linux")]
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let field = |name: &str| {
+        let line = status.lines().find_map(|l| l.strip_prefix(name));
+        let kib = line.and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
+        kib.unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
+    };
+    (field("VmRSS:"), field("VmSize:"))
+}
+
+/// 32 clients each declare a 256 MiB argument (allowed) and send 3 bytes of it: the server must
+/// not reserve what they declare (8 GiB in all). Linux only: it reads /proc.
+#[cfg(target_os = "linux")]
+#[test]
+fn declared_lengths_are_not_allocated() {
+    let big = (256 << 20).to_string();
+    let server = start(&[
+        "--max-bulk",
+        &big,
+        "--max-request",
+        &big,
+        "--max-output",
+        &(1u64 << 30).to_string(),
+    ]);
+    let mut warm = Client::new(&server);
+    assert_eq!(warm.cmd("PING"), Status("PONG".into()));
+    let before = memory_kib(server.pid());
+    let header = format!(
+        "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\nabc",
+        (256 << 20) - 100
+    );
+    let clients: Vec<Client> = (0..32)
+        .map(|_| {
+            let mut c = Client::new(&server);
+            c.send(header.as_bytes());
+            c
+        })
+        .collect();
+    // The server reads in order of readiness: after two more round trips on a fresh client,
+    // it has read what the others sent before.
+    for _ in 0..2 {
+        assert_eq!(warm.cmd("PING"), Status("PONG".into()));
+    }
+    let after = memory_kib(server.pid());
+    eprintln!("kv_server memory (RSS, virtual) in KiB: {before:?} before, {after:?} after");
+    assert!(
+        after.1 < before.1 + (64 << 10) && after.0 < before.0 + (16 << 10),
+        "32 declared 256 MiB arguments grew the server from {before:?} to {after:?} KiB"
+    );
+    drop(clients);
+}
+
+// --- Faults --------------------------------------------------------------------------------
+
+/// One client pipelines GETs of a 64 KiB value and never reads; another must be served
+/// meanwhile, and the server still after the first leaves.
+#[test]
+fn a_client_that_never_reads_does_not_stop_the_others() {
+    let mut server = start(&[]);
+    let mut c = Client::new(&server);
+    let value = vec![b'v'; 64 << 10];
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    let hog = connect(server.addr()).expect("connect");
+    let mut sender = hog.try_clone().expect("clone the socket");
+    let (started, has_started) = std::sync::mpsc::channel();
+    let writer = thread::spawn(move || {
+        let gets = encode(&[b"GET", b"big"]).repeat(1000);
+        let mut sent = 0;
+        while sent < 64 << 20 && sender.write_all(&gets).is_ok() {
+            sent += gets.len();
+            let _ = started.send(());
+        }
+        sent
+    });
+    has_started
+        .recv_timeout(TIMEOUT)
+        .expect("the client that never reads sends");
+    for i in 0..20 {
+        assert_eq!(
+            c.cmd(&format!("ECHO {i}")),
+            bulk(&i.to_string()),
+            "while a client never reads"
+        );
+    }
+    hog.shutdown(Shutdown::Both).expect("shut the hog down");
+    writer.join().expect("the writer thread");
+    assert_serves(&mut server, "after a client that never read left");
+}
+
+/// Random bytes, then a half-close: the server answers or closes, and goes on serving.
+#[test]
+fn garbage_is_survived() {
+    let mut server = start(&[]);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let junk: Vec<u8> = (0..256 << 10)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    for start_byte in [b'*', b'x'] {
+        let mut c = Client::new(&server);
+        let mut sender = c.conn.try_clone().expect("clone the socket");
+        let mut junk = junk.clone();
+        junk[0] = start_byte;
+        let writer = thread::spawn(move || {
+            let _ = sender.write_all(&junk); // the server may close first
+            let _ = sender.shutdown(Shutdown::Write);
+        });
+        c.read_to_close();
+        writer.join().expect("the writer thread");
+    }
+    assert_serves(&mut server, "after garbage");
+}
+
+/// A client sends its requests and half-closes: every reply still arrives, then end of file.
+/// An incomplete last request is dropped.
+#[test]
+fn half_close_still_gets_the_replies() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let mut requests = encode(&[b"SET", b"a", b"1"]);
+    requests.extend(b"GET a\r\nINCR a\r\n*2\r\n$3\r\nGET\r\n$1\r\n");
+    c.send(&requests);
+    c.conn.shutdown(Shutdown::Write).expect("half-close");
+    assert_eq!(c.read_to_close(), b"+OK\r\n$1\r\n1\r\n:2\r\n");
+}
+
+/// A client resets its connection with replies still to come: the server goes on.
+#[test]
+fn a_reset_is_survived() {
+    let mut server = start(&[]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &vec![b'v'; 64 << 10]]), ok());
+    c.send(&encode(&[b"GET", b"big"]).repeat(100));
+    let mut some = [0u8; 4096];
+    c.conn.read_exact(&mut some).expect("the replies start");
+    socket2::SockRef::from(&c.conn)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(c); // a reset, with most of the replies still to come
+    assert_serves(&mut server, "after a client reset its connection");
+}
+
+/// 100 clients come and go: no line per connection at the default log level.
+#[test]
+fn connections_are_not_logged_at_info() {
+    let server = start(&[]);
+    for _ in 0..100 {
+        let mut c = Client::new(&server);
+        assert_eq!(c.cmd("PING"), Status("PONG".into()));
+    }
+    let mut c = Client::new(&server);
+    c.send(b"*x\r\n");
+    c.read_to_close();
+    let stderr = server.stderr();
+    assert!(
+        stderr.lines().count() <= 2,
+        "kv_server logged per connection:\n{stderr}"
+    );
+}
+
+/// SIGINT with three clients connected: exit status 0, and the server says it closed them.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_it() {
+    let mut server = start(&["--threads", "2"]);
+    let clients: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = Client::new(&server);
+            assert_eq!(c.cmd("PING"), Status("PONG".into()));
+            c
+        })
+        .collect();
+    let pid = server.pid().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    assert!(kill.expect("run kill").success(), "kill -INT {pid}");
+    let status = server.wait_for_exit("its exit after SIGINT");
+    let stderr = server.stderr();
+    assert!(
+        status.success() && stderr.contains("closed 3 connection(s)"),
+        "kv_server on SIGINT: {status}; stderr:\n{stderr}"
+    );
+    drop(clients);
+}
