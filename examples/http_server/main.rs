@@ -46,9 +46,10 @@
 //!   is closed silently — a keep-alive connection between requests, or a client that stopped
 //!   reading its replies.
 //!
-//! Memory per connection stays bounded whatever a client sends: at most one read (64 KiB)
-//! of undecoded bytes, and replies queued up to the high-water mark (1 MiB) before reading
-//! pauses (plus the replies to one read's requests).
+//! Memory per connection stays bounded whatever a client sends: undecoded bytes up to the
+//! head limit plus one read (64 KiB), and replies queued up to the high-water mark (1 MiB)
+//! before reading pauses (plus the replies to one read's requests; a file is queued 64 KiB at
+//! a time, only while under the mark).
 //!
 //! `--threads N` runs N loops, one per thread (`examples/common/loops.rs`): on Linux each with
 //! its own `SO_REUSEPORT` listener, elsewhere (or with `--no-reuseport`) one acceptor handing
@@ -56,6 +57,7 @@
 //! level (`RUST_LOG=debug` shows why each one closed).
 
 #[path = "../common/loops.rs"]
+#[rustfmt::skip] // shared with kv_server: not this example's to reformat (cargo fmt would)
 mod loops;
 #[allow(dead_code)] // the upload and listing parts are the file server's
 #[path = "../file_server/paths.rs"]
