@@ -1,0 +1,348 @@
+//! An HTTP/1.1 server on selectloop: keep-alive, pipelining, static files, and the limits a
+//! server on the open internet needs — one loop per thread, each connection a `Connection`
+//! with a request codec built on `httparse`.
+//!
+//! ```text
+//! cargo run --release --example http_server -- [ADDR] [--threads N] [--root DIR] ...
+//!                                                            # default 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/                 # Hello, World!
+//! curl -I http://127.0.0.1:8080/static/Cargo.toml
+//! wrk -t2 -c100 -d10s http://127.0.0.1:8080/
+//! ```
+//!
+//! What it serves:
+//! - `GET /`: `Hello, World!\n` (`text/plain`, 14 bytes), with nginx's headers (`Server`,
+//!   `Date`, `Content-Type`, `Content-Length`, `Connection`), for comparing the two with `wrk`.
+//!   The reply is kept ready per thread and its `Date` rebuilt once a second (`response.rs`).
+//! - `GET /static/NAME`: the file NAME of `--root` (default: the current directory), streamed
+//!   with back-pressure, never read whole into memory; only plain names, no subdirectories,
+//!   nothing outside the root, however encoded (`files.rs`).
+//! - `HEAD` of either: the same head, no body.
+//!
+//! How connections behave:
+//! - HTTP/1.1 keeps the connection open unless the request says `Connection: close`; HTTP/1.0
+//!   closes it unless `Connection: keep-alive`. Closing means: reply, flush, close.
+//! - Pipelining: requests are answered in order, those of one read in one write (the replies
+//!   are queued, and the connection writes its queue when the batch of callbacks returns). A
+//!   request behind a file waits until the whole file is queued.
+//!
+//! What it refuses (and then closes the connection, unless said otherwise):
+//! - a malformed request, a bad `Content-Length`, HTTP/1.1 without `Host`: `400 Bad Request`;
+//! - a request head over `--max-header` bytes (default 8 KiB, nginx's large header buffer) or
+//!   with more than 64 header fields: `431 Request Header Fields Too Large`;
+//! - methods other than GET and HEAD: `405 Method Not Allowed` with `Allow: GET, HEAD`
+//!   (the connection stays open if no body was announced);
+//! - a request body: `413 Content Too Large` for a `Content-Length` over 0, `501 Not
+//!   Implemented` for a `Transfer-Encoding` (a body is not read, so what follows it cannot be
+//!   told apart from a request: the connection is closed);
+//! - an unknown path: `404 Not Found` (the connection stays open).
+//!
+//! Timeouts (nginx's `client_header_timeout` and `keepalive_timeout`), on the connection's own
+//! timer (selectloop's `Timeouts`):
+//! - `--header-timeout SECS` (default 10): a request head not complete that long after its
+//!   first byte (slowloris) gets a best-effort `408 Request Timeout`, written straight to the
+//!   socket as the connection closes (its queue is gone by then), and the connection is closed;
+//! - `--idle-timeout SECS` (default 75): a connection with no byte moving either way that long
+//!   is closed silently — a keep-alive connection between requests, or a client that stopped
+//!   reading its replies.
+//!
+//! Memory per connection stays bounded whatever a client sends: undecoded bytes up to the
+//! head limit plus one read (64 KiB), and replies queued up to the high-water mark (1 MiB)
+//! before reading pauses (plus the replies to one read's requests; a file is queued 64 KiB at
+//! a time, only while under the mark).
+//!
+//! `--threads N` runs N loops, one per thread (`examples/common/loops.rs`): on Linux each with
+//! its own `SO_REUSEPORT` listener, elsewhere (or with `--no-reuseport`) one acceptor handing
+//! connections out in turn. Ctrl-C stops it. Nothing is logged per connection at the default
+//! level (`RUST_LOG=debug` shows why each one closed).
+
+#[path = "../common/loops.rs"]
+#[rustfmt::skip] // shared with kv_server: not this example's to reformat (cargo fmt would)
+mod loops;
+#[allow(dead_code)] // the upload and listing parts are the file server's
+#[path = "../file_server/paths.rs"]
+mod paths;
+#[path = "../file_server/protocol.rs"]
+mod protocol;
+
+mod files;
+mod request;
+mod response;
+
+use files::Download;
+use request::{Body, Method, Parsed, Request, RequestCodec, Target};
+use selectloop::{ConnEvent, Connection, Timeouts};
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client connection.
+pub type Conn = Connection<TcpStream, RequestCodec>;
+
+/// What every connection needs to know, shared by the loops.
+struct Config {
+    root: paths::Root,
+    max_header: usize,
+    timeouts: Timeouts,
+}
+
+/// One connection's state, beside its `Connection`.
+struct Session {
+    config: Arc<Config>,
+    /// The file being sent, if one is.
+    download: Option<Download>,
+    /// Close once `download` is all queued.
+    close_after: bool,
+    /// Requests received while a file is being sent, answered after it, in order.
+    waiting: VecDeque<Parsed>,
+    /// The connection is closing: further requests get no answer.
+    closing: bool,
+    /// Bytes of request heads decoded so far: fewer than were received means a head had begun.
+    decoded: u64,
+}
+
+impl Session {
+    fn new(config: Arc<Config>) -> Session {
+        Session {
+            config,
+            download: None,
+            close_after: false,
+            waiting: VecDeque::new(),
+            closing: false,
+            decoded: 0,
+        }
+    }
+
+    fn on_event(&mut self, conn: &mut Conn, event: ConnEvent<Parsed>) -> io::Result<()> {
+        match event {
+            ConnEvent::Frame(parsed) => {
+                if let Parsed::Request(request) = &parsed {
+                    self.decoded += request.len as u64;
+                }
+                if self.closing {
+                    // Pipelined behind a request that closes the connection: not answered.
+                } else if self.download.is_some() {
+                    self.waiting.push_back(parsed);
+                } else {
+                    self.answer(conn, parsed)?;
+                }
+            }
+            ConnEvent::Drained => self.pump(conn)?,
+            ConnEvent::PeerClosed => {} // what is queued is flushed, then the connection closes
+            ConnEvent::Closed(None) => {}
+            ConnEvent::Closed(Some(e)) => {
+                // A timeout with part of a head received: tell the client, best effort.
+                if e.kind() == ErrorKind::TimedOut && conn.bytes_received() > self.decoded {
+                    let _ = conn.get_ref().write(&response::timeout_reply());
+                }
+                log::debug!("connection closed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers one request (or refusal), or starts sending a file.
+    fn answer(&mut self, conn: &mut Conn, parsed: Parsed) -> io::Result<()> {
+        let request = match parsed {
+            Parsed::Request(request) => request,
+            Parsed::Refused(status) => {
+                log::debug!("request refused: {status}");
+                return self.fail(conn, status, false);
+            }
+        };
+        let head_only = request.method == Method::Head;
+        if request.body != Body::None || request.method == Method::Other {
+            let status = match (request.method, request.body) {
+                (Method::Other, _) => 405,
+                (_, Body::Length(_)) => 413,
+                _ => 501,
+            };
+            // Keep-alive after a 405 only: an unread body would be taken for a request.
+            let close = !request.keep_alive || request.body != Body::None;
+            response::error(conn, status, head_only, close)?;
+            return self.close_if(conn, close);
+        }
+        let close = !request.keep_alive;
+        match &request.target {
+            Target::Root => response::hello(conn, head_only, close)?,
+            Target::Path(path) => match path.strip_prefix("/static/") {
+                Some(name) => return self.serve_file(conn, &request, name, close),
+                None => response::error(conn, 404, head_only, close)?,
+            },
+        }
+        self.close_if(conn, close)
+    }
+
+    /// Answers `GET` or `HEAD` of `/static/NAME`.
+    fn serve_file(
+        &mut self,
+        conn: &mut Conn,
+        request: &Request,
+        name: &str,
+        close: bool,
+    ) -> io::Result<()> {
+        let head_only = request.method == Method::Head;
+        let found = match files::open(&self.config.root, name) {
+            Ok(found) => found,
+            Err(status) => {
+                response::error(conn, status, head_only, close)?;
+                return self.close_if(conn, close);
+            }
+        };
+        response::head(conn, 200, found.ctype, found.len, close)?;
+        if head_only {
+            return self.close_if(conn, close);
+        }
+        self.download = Some(Download::new(found));
+        self.close_after = close;
+        self.pump(conn)
+    }
+
+    /// Queues more of the file being sent; once it is all queued, closes the connection or
+    /// answers the requests that waited for it.
+    fn pump(&mut self, conn: &mut Conn) -> io::Result<()> {
+        let Some(download) = self.download.as_mut() else {
+            return Ok(());
+        };
+        match download.pump(conn) {
+            Ok(false) => return Ok(()),
+            Ok(true) => self.download = None,
+            Err(e) => {
+                log::warn!("sending a file: {e}; closing the connection");
+                self.download = None;
+                self.closing = true;
+                conn.abort(); // the client was promised more bytes than it can get
+                return Ok(());
+            }
+        }
+        if self.close_after {
+            return self.close_if(conn, true);
+        }
+        while self.download.is_none() && !self.closing {
+            let Some(parsed) = self.waiting.pop_front() else {
+                break;
+            };
+            self.answer(conn, parsed)?;
+        }
+        Ok(())
+    }
+
+    /// Answers `status` and closes.
+    fn fail(&mut self, conn: &mut Conn, status: u16, head_only: bool) -> io::Result<()> {
+        response::error(conn, status, head_only, true)?;
+        self.close_if(conn, true)
+    }
+
+    /// Closes the connection once its queue is written, if `close`.
+    fn close_if(&mut self, conn: &mut Conn, close: bool) -> io::Result<()> {
+        if close {
+            self.closing = true;
+            self.waiting.clear();
+            conn.close();
+        }
+        Ok(())
+    }
+}
+
+/// What a loop does with each connection: wraps it, with its own session, and registers it.
+fn accepted(config: Arc<Config>) -> loops::Accepted {
+    Box::new(move |sel, stream| {
+        // Replies are written whole, once per batch: no reason to wait for ACKs (nginx's
+        // `tcp_nodelay on`).
+        stream.set_nodelay(true)?;
+        let mut session = Session::new(config.clone());
+        Connection::new(stream, RequestCodec::new(config.max_header))
+            .with_timeouts(config.timeouts)
+            .register(sel, move |_sel, conn, event| session.on_event(conn, event))?;
+        Ok(())
+    })
+}
+
+const USAGE: &str = "usage: http_server [ADDR] [--threads N] [--no-reuseport] [--root DIR]
+                   [--max-header BYTES] [--header-timeout SECS] [--idle-timeout SECS]
+
+  ADDR                   where to listen (default 127.0.0.1:8080)
+  --threads N            loops, one per thread (default 1)
+  --no-reuseport         with --threads on Linux: one listener, its loop handing connections
+                         to the others (default: one SO_REUSEPORT listener per loop)
+  --root DIR             the directory GET /static/NAME serves files from (default: the
+                         current directory)
+  --max-header BYTES     the longest request head; longer gets 431 (default 8192)
+  --header-timeout SECS  a request head not complete SECS after its first byte gets 408 and
+                         the connection is closed (default 10)
+  --idle-timeout SECS    close a connection with no traffic for SECS (default 75)
+  -h, --help             this help
+SECS may be fractional (0.5). GET / answers \"Hello, World!\\n\"; GET and HEAD only.";
+
+struct Options {
+    addr: SocketAddr,
+    threads: usize,
+    reuse_port: bool,
+    root: PathBuf,
+    max_header: usize,
+    timeouts: Timeouts,
+}
+
+fn parse_args() -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
+    fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
+        let secs: f64 = parser.value()?.parse()?;
+        Ok(Some(
+            Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
+        ))
+    }
+    let mut options = Options {
+        addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        threads: 1,
+        reuse_port: true,
+        root: PathBuf::from("."),
+        max_header: 8 << 10,
+        timeouts: Timeouts {
+            idle: Some(Duration::from_secs(75)),
+            frame: Some(Duration::from_secs(10)),
+            send: None, // a client that stops reading moves no byte: the idle timeout ends it
+        },
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("threads") => options.threads = parser.value()?.parse()?,
+            Long("no-reuseport") => options.reuse_port = false,
+            Long("root") => options.root = PathBuf::from(parser.value()?),
+            Long("max-header") => options.max_header = parser.value()?.parse()?,
+            Long("header-timeout") => options.timeouts.frame = secs(&mut parser)?,
+            Long("idle-timeout") => options.timeouts.idle = secs(&mut parser)?,
+            Short('h') | Long("help") => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Value(value) => options.addr = value.parse()?,
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let options = parse_args().unwrap_or_else(|e| {
+        eprintln!("http_server: {e}; try --help");
+        std::process::exit(2);
+    });
+    let config = Arc::new(Config {
+        root: paths::Root::open(&options.root)?,
+        max_header: options.max_header,
+        timeouts: options.timeouts,
+    });
+    let factory = move || accepted(config.clone());
+    loops::serve(
+        "http_server",
+        options.addr,
+        options.threads,
+        options.reuse_port,
+        factory,
+    )
+}

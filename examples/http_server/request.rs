@@ -1,0 +1,232 @@
+//! The request codec: cuts HTTP/1.x request heads off the received bytes and parses them with
+//! `httparse`, for a selectloop `Connection`.
+//!
+//! A head ends at the first empty line. The codec looks for one in the bytes it has not searched
+//! yet (a head trickling in byte by byte costs its length, not its length squared), and only
+//! then hands the head to `httparse`, once. What it yields:
+//!
+//! - [`Parsed::Request`]: the method, the target's path, whether the connection stays open
+//!   afterwards (HTTP/1.1: unless `Connection: close`; HTTP/1.0: only with
+//!   `Connection: keep-alive`), and whether a body follows (which this server refuses);
+//! - [`Parsed::Refused`] with `400` (not HTTP, a bad header, HTTP/1.1 without `Host`, a bad or
+//!   ambiguous `Content-Length`) or `431` (a head over the limit, or more than
+//!   [`MAX_HEADERS`] header fields). A refusal takes every byte given: the server answers it
+//!   and closes the connection.
+//!
+//! Refusals are items, not errors: an error from a codec makes the connection close at once,
+//! with no chance to answer. At end of file an incomplete head is dropped.
+
+use std::io;
+use std::mem::MaybeUninit;
+
+/// The most header fields a request may have (nginx has no count of its own, only its buffers'
+/// size; 64 is far more than browsers send).
+pub const MAX_HEADERS: usize = 64;
+
+/// What a request asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    /// Anything else: answered `405 Method Not Allowed`.
+    Other,
+}
+
+/// The target's path, without its query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `/`, the common case: no allocation.
+    Root,
+    /// Any other path, as sent (still percent-encoded).
+    Path(String),
+}
+
+/// The body a request announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// `Content-Length` over 0.
+    Length(u64),
+    /// A `Transfer-Encoding` (chunked or other).
+    Encoded,
+}
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub target: Target,
+    /// The connection stays open after the reply, as the version and `Connection` say.
+    pub keep_alive: bool,
+    pub body: Body,
+    /// The head's length in bytes, on the wire.
+    pub len: usize,
+}
+
+/// What the codec yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Request(Request),
+    /// An HTTP status (400 or 431) to answer before closing.
+    Refused(u16),
+}
+
+/// Request heads of at most `max_header` bytes (the empty line included).
+#[derive(Clone, Debug)]
+pub struct RequestCodec {
+    max_header: usize,
+    /// How far the bytes at the front were searched for an empty line.
+    scanned: usize,
+}
+
+impl RequestCodec {
+    pub fn new(max_header: usize) -> RequestCodec {
+        RequestCodec {
+            max_header,
+            scanned: 0,
+        }
+    }
+
+    /// A refusal taking every byte of `buf`.
+    fn refuse(&mut self, status: u16, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
+        self.scanned = 0;
+        Ok(Some((Parsed::Refused(status), buf.len())))
+    }
+
+    /// Not complete yet, or over the limit already.
+    fn incomplete(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
+        if buf.len() > self.max_header {
+            return self.refuse(431, buf);
+        }
+        Ok(None)
+    }
+}
+
+impl selectloop::Codec for RequestCodec {
+    type Item = Parsed;
+    type Frame = [u8];
+
+    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
+        let limit = buf.len().min(self.max_header);
+        let mut from = self.scanned.min(limit);
+        // Each `\n` followed by `\n` or `\r\n` ends a candidate head (more than one only when
+        // empty lines come before the request line, which `httparse` skips).
+        while let Some(at) = buf[from..limit].iter().position(|&b| b == b'\n') {
+            let nl = from + at;
+            let end = match (buf.get(nl + 1), buf.get(nl + 2)) {
+                (Some(&b'\n'), _) => nl + 2,
+                (Some(&b'\r'), Some(&b'\n')) => nl + 3,
+                (None, _) | (Some(&b'\r'), None) => {
+                    self.scanned = nl; // look at this `\n` again when more has come
+                    return self.incomplete(buf);
+                }
+                _ => {
+                    from = nl + 1;
+                    continue;
+                }
+            };
+            if end > self.max_header {
+                return self.refuse(431, buf);
+            }
+            match parse(&buf[..end]) {
+                Ok(Some(request)) => {
+                    self.scanned = 0;
+                    let len = request.len;
+                    return Ok(Some((Parsed::Request(request), len)));
+                }
+                Ok(None) => from = nl + 1, // only empty lines so far
+                Err(status) => return self.refuse(status, buf),
+            }
+        }
+        self.scanned = limit;
+        self.incomplete(buf)
+    }
+
+    /// A head cut short by end of file is dropped (the peer will read no reply to it).
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
+        let decoded = self.decode(buf)?;
+        self.scanned = 0;
+        Ok(decoded)
+    }
+
+    /// Replies are written with `Connection::send`, not through the codec: bytes as they are.
+    fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(frame);
+        Ok(())
+    }
+}
+
+/// Parses a complete head: `Ok(None)` if it holds only empty lines, `Err(status)` if refused.
+fn parse(head: &[u8]) -> Result<Option<Request>, u16> {
+    let mut fields = [MaybeUninit::<httparse::Header>::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(head, &mut fields) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(431),
+        Err(_) => return Err(400),
+    };
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(400); // a complete parse has all three
+    };
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => Method::Other,
+    };
+    if !path.starts_with('/') {
+        return Err(400); // absolute-form and `*`: not for an origin server of files
+    }
+    let path = path.split_once('?').map_or(path, |(path, _query)| path);
+    let target = match path {
+        "/" => Target::Root,
+        _ => Target::Path(path.to_string()),
+    };
+    let (mut close, mut keep_alive, mut host) = (false, false, false);
+    let mut length: Option<u64> = None;
+    let mut encoded = false;
+    for field in req.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("connection") {
+            for token in field.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("host") {
+            host = true;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let value = content_length(field.value).ok_or(400u16)?;
+            if length.is_some_and(|earlier| earlier != value) {
+                return Err(400); // two lengths: which one frames the body? (RFC 9112 6.3)
+            }
+            length = Some(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            encoded = true;
+        }
+    }
+    if minor == 1 && !host {
+        return Err(400); // RFC 9112 3.2: a 1.1 request without Host is refused
+    }
+    let body = match (encoded, length) {
+        (true, _) => Body::Encoded,
+        (false, Some(len)) if len > 0 => Body::Length(len),
+        _ => Body::None,
+    };
+    Ok(Some(Request {
+        method,
+        target,
+        keep_alive: !close && (minor == 1 || keep_alive),
+        body,
+        len,
+    }))
+}
+
+/// A `Content-Length` value: decimal digits only (no sign, no spaces inside), no overflow.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
