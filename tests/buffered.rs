@@ -794,6 +794,60 @@ fn peer_half_close_is_reported_and_pending_writes_still_arrive() -> io::Result<(
     Ok(())
 }
 
+/// A program streaming on `Drained` to a peer that half-closed after its request: the peer's
+/// end of file must not end the connection while a `Drained` is owed, even when a flush
+/// emptied the queue at once (a fast reader), or the stream is cut short.
+#[test]
+fn a_half_closed_peer_gets_a_whole_stream_sent_on_drained() -> io::Result<()> {
+    const TOTAL: usize = 16 << 20;
+    const CHUNK: usize = 16 << 10;
+    // A queue small enough for one flush to write it all into the socket's buffer.
+    let limits = Limits {
+        high_water: 32 << 10,
+        low_water: 8 << 10,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(b"stream\n")?;
+    peer.shutdown(std::net::Shutdown::Write)?;
+    let reader = thread::spawn(move || -> io::Result<Vec<u8>> {
+        let mut got = Vec::with_capacity(TOTAL);
+        peer.read_to_end(&mut got)?;
+        Ok(got)
+    });
+    let data = Rc::new(pattern(TOTAL));
+    let handed = Rc::new(Cell::new(0));
+    let seen: Events_ = Rc::default();
+    let (log, h) = (seen.clone(), handed.clone());
+    let conn = Connection::new(a, LineCodec::new(64)).with_limits(limits)?;
+    conn.register(&mut sel, move |_, conn, event| {
+        match event {
+            ConnEvent::Frame(_) | ConnEvent::Drained => {
+                while conn.queued() < limits.high_water && h.get() < TOTAL {
+                    conn.send(&data[h.get()..h.get() + CHUNK])?;
+                    h.set(h.get() + CHUNK);
+                }
+            }
+            ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
+            ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+        }
+        Ok(())
+    })?;
+    run_until(&mut sel, "the connection to close", || {
+        seen.borrow().contains(&Seen::Closed(None)) || seen.borrow().len() > 2
+    })?;
+    let got = reader.join().expect("reader panicked")?;
+    assert_eq!(
+        (handed.get(), got.len()),
+        (TOTAL, TOTAL),
+        "(bytes handed over, bytes received): the stream was cut short"
+    );
+    assert!(got == *pattern(TOTAL), "the bytes arrived changed");
+    assert_eq!(*seen.borrow(), [Seen::PeerClosed, Seen::Closed(None)]);
+    Ok(())
+}
+
 #[test]
 fn peer_reset_mid_write_is_reported_once() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;

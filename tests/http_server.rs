@@ -754,15 +754,10 @@ fn a_half_closed_client_still_gets_its_replies() {
 
 /// A file larger than the high-water mark, to a client that half-closes after its request.
 ///
-/// Ignored: it fails (on loopback, every time) because of the library, not this server. After `PeerClosed`, a connection
-/// closes as soon as its queue is empty, even when a `Drained` is owed: when the flush that
-/// follows a `Drained` callback writes the whole queue at once (a fast reader on loopback),
-/// the connection ends with the file cut short (an orderly close: the client sees a body
-/// shorter than its `Content-Length`). The fix proposed: `Connection::done` (in
-/// `src/streams/connection.rs`) not ending a connection that owes a `Drained`
-/// (`... && self.queued() == 0 && !self.drain_owed()`), with which this test passes.
+/// Once failed on loopback every time: a connection whose peer half-closed ended as soon as a
+/// flush emptied its queue, with a `Drained` still owed (the library's test of it is
+/// `tests/buffered.rs`'s `a_half_closed_peer_gets_a_whole_stream_sent_on_drained`).
 #[test]
-#[ignore = "selectloop: a connection whose peer half-closed ends with a Drained still owed"]
 fn a_half_closed_client_still_gets_a_large_file() {
     let fx = Fixture::start(&[]);
     let mut client = fx.client();

@@ -57,7 +57,6 @@
 //! level (`RUST_LOG=debug` shows why each one closed).
 
 #[path = "../common/loops.rs"]
-#[rustfmt::skip] // shared with kv_server: not this example's to reformat (cargo fmt would)
 mod loops;
 #[allow(dead_code)] // the upload and listing parts are the file server's
 #[path = "../file_server/paths.rs"]

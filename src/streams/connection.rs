@@ -657,9 +657,11 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// True when the connection should end now: it failed, or it is closing with nothing left
-    /// to write.
+    /// to write — and, after the peer's end of file, no `Drained` owed: a program streaming on
+    /// `Drained` to a half-closed peer still has more to send, however fast the queue emptied.
     fn done(&self) -> bool {
-        self.failed.is_some() || ((self.closing || self.eof) && self.queued() == 0)
+        self.failed.is_some()
+            || ((self.closing || self.eof) && self.queued() == 0 && !self.drain_owed())
     }
 
     /// Gives an empty queue room for `len` bytes: the thread's spare if that is large enough
