@@ -157,6 +157,9 @@ fn register_listener(
         move |sel: &mut Selector, sock: &mut TcpListener, _: Events| {
             let (conn, _) = sock.accept()?; // its errors: the selector's default policy
             conn.set_nonblocking(true)?;
+            // Replies go out as they are written, not held back by Nagle's algorithm waiting
+            // for the peer's acknowledgement (Redis and nginx do the same).
+            conn.set_nodelay(true)?;
             accepted(sel, conn)
         },
     )?;
