@@ -735,6 +735,57 @@ fn close_half_closes_a_socket_shared_with_another_descriptor() -> io::Result<()>
     close_half_closes_a_shared_socket(a, peer)
 }
 
+/// A close with bytes from the peer still unread: they are read and dropped first. TCP
+/// answers a close with unread input with a reset, which throws away what the kernel still
+/// holds of the last reply for a peer that has not read it all yet. (Unix: Windows keeps the
+/// reset, see `Connection::close`.)
+#[cfg(unix)]
+#[test]
+fn close_with_unread_input_still_delivers_the_last_reply() -> io::Result<()> {
+    const LEN: usize = 4 << 20;
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = common::tcp_pair()?;
+    a.set_nonblocking(true)?;
+    let closed = Rc::new(Cell::new(false));
+    let c = closed.clone();
+    let key = Connection::new(a, LineCodec::new(64)).register(&mut sel, move |_, _, event| {
+        if let ConnEvent::Closed(_) = event {
+            c.set(true);
+        }
+        Ok(())
+    })?;
+    // Requests the server never reads: it answers and closes before its next read.
+    peer.write_all(&b"ignored\n".repeat(100))?;
+    Connection::<std::net::TcpStream, LineCodec>::with(&mut sel, &key, |conn| {
+        conn.send(&pattern(LEN))?;
+        conn.close();
+        io::Result::Ok(())
+    })??;
+    // A slow reader: the reply's tail is still in the server's kernel buffers at the close.
+    let reader = thread::spawn(move || -> (Vec<u8>, io::Result<usize>) {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 16 << 10];
+        peer.set_read_timeout(Some(TIMEOUT)).unwrap();
+        loop {
+            thread::sleep(Duration::from_micros(200)); // pacing, not synchronisation
+            match peer.read(&mut chunk) {
+                Ok(0) => return (got, Ok(0)),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    });
+    run_until(&mut sel, "the connection to close", || closed.get())?;
+    let (got, end) = reader.join().expect("reader panicked");
+    assert!(
+        end.is_ok() && got.len() == LEN,
+        "the peer read {} of {LEN} bytes, then {end:?}: the close reset the connection",
+        got.len()
+    );
+    assert!(got == pattern(LEN), "the reply arrived changed");
+    Ok(())
+}
+
 #[test]
 fn abort_closes_at_once() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;

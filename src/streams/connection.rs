@@ -144,6 +144,11 @@ const SMALL: usize = 4 << 10;
 /// A write queue starts with room for this much: a few replies fit without growing it.
 const QUEUE_MIN: usize = 4 << 10;
 
+/// At an orderly close, unread input up to this much is read and dropped, so that closing
+/// sends an end of file rather than a reset that could destroy the last replies.
+#[cfg(unix)]
+const DISCARD_AT_CLOSE: usize = 256 << 10;
+
 /// Emptied write queues with room of `SPARE_MIN..=SPARE_MAX` are kept for the thread's next
 /// large send, those with less for its next small one; see the module docs.
 const SPARE_MIN: usize = 64 << 10;
@@ -545,6 +550,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// Closes the connection once everything queued is written: then shuts down the write half
     /// (the peer reads end of file) and closes it. Reading stops now. The callback gets
     /// `Closed(None)` at the end.
+    ///
+    /// What the peer sent meanwhile and was not read (requests pipelined behind the last one
+    /// answered) is read and dropped before the socket is closed, up to 256 KiB, on Unix: TCP
+    /// answers a close with unread input with a reset, which would throw away the part of the
+    /// last replies the peer has not received yet. Bytes arriving after the close still cause
+    /// one; on Windows the reset is not avoided.
     ///
     /// A peer that never reads keeps the queue, and so the connection, forever: that is what
     /// [`Timeouts::send`] and the caps in [`Limits`] are for.
@@ -999,11 +1010,41 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         sel.unregister(self)?; // closed as soon as this callback returns
         if reason.is_none() {
             let _ = self.stream.shutdown_write(); // the peer may be gone already
+            if !self.eof {
+                self.discard_unread();
+            }
         }
         self.failed = Some(io::Error::new(ErrorKind::NotConnected, "closed"));
         (self.rbuf, self.rstart, self.rend) = (Vec::new(), 0, 0);
         self.drop_queue();
         callback(sel, self, ConnEvent::Closed(reason))
+    }
+
+    /// Reads and drops what the peer sent that was never read (a request pipelined behind
+    /// the one that closed the connection, bytes after a refused one), at most
+    /// `DISCARD_AT_CLOSE` bytes. Closing a TCP socket with unread input sends a reset instead
+    /// of an end of file, and a reset throws away whatever of the last reply the kernel has
+    /// not delivered yet (nginx's `lingering_close` exists for this). Only the bytes already
+    /// there are read (`FIONREAD`), so this never blocks, even on a blocking socket; bytes
+    /// arriving after the close still cause a reset. Unix only: on Windows it does nothing.
+    fn discard_unread(&mut self) {
+        #[cfg(unix)]
+        {
+            let Ok(ready) = rustix::io::ioctl_fionread(self.stream.as_fd()) else {
+                return;
+            };
+            let mut left =
+                usize::try_from(ready).map_or(DISCARD_AT_CLOSE, |n| n.min(DISCARD_AT_CLOSE));
+            let mut scratch = [0u8; 4096];
+            while left > 0 {
+                match self.stream.read(&mut scratch[..left.min(4096)]) {
+                    Ok(0) => return,
+                    Ok(n) => left -= n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        }
     }
 
     /// Calls the registration's callback of `key` for a wake-up, not readiness: from its timer
