@@ -134,7 +134,7 @@ redis_bench() {
         test=${test//\"/}
         rps=${rps//\"/}
         [ "$test" = test ] && continue
-        record "$section" "${test%% (*} -c $c -P $p" "$name" "$run" "$rps"
+        record "$section" "${prefix:-}${test%% (*} -c $c -P $p" "$name" "$run" "$rps"
     done <"$work/rb.csv"
 }
 
@@ -144,7 +144,7 @@ wrk_bench() {
     [ "$cpus" = - ] || tool=(taskset -c "$cpus")
     timeout 120 "${tool[@]}" wrk --latency -t "$t" -c "$c" -d "$duration" \
         "http://127.0.0.1:$port/" >"$work/wrk.out"
-    local row="-t$t -c $c" errors
+    local row="${prefix:-}-t$t -c $c" errors
     errors=$(sed -n 's/.*Socket errors: \(.*\)/\1/p; s/.*Non-2xx or 3xx responses: \(.*\)/non-2xx \1/p' "$work/wrk.out")
     [ -z "$errors" ] || echo "  $name $row run $run: $errors" >&2
     record "$section" "$row" "$name" "$run" "$(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.out")"
@@ -198,11 +198,11 @@ threads_section() {
     for run in $(seq "$repeats"); do
         for n in $(order "$run" 2 1); do
             start_kv - "$n"
-            redis_bench threads "kv_server --threads $n" "$run" $kv_port - 500 16 GET,SET
-            redis_bench threads "kv_server --threads $n" "$run" $kv_port - 50 1 GET,SET
+            prefix="kv_server " redis_bench threads "--threads $n" "$run" $kv_port - 500 16 GET,SET
+            prefix="kv_server " redis_bench threads "--threads $n" "$run" $kv_port - 50 1 GET,SET
             stop_server
             start_http - "$n"
-            wrk_bench threads "http_server --threads $n" "$run" $http_port - 2 1000
+            prefix="http_server " wrk_bench threads "--threads $n" "$run" $http_port - 2 1000
             stop_server
         done
     done
