@@ -742,47 +742,76 @@ fn close_half_closes_a_socket_shared_with_another_descriptor() -> io::Result<()>
 #[cfg(unix)]
 #[test]
 fn close_with_unread_input_still_delivers_the_last_reply() -> io::Result<()> {
+    close_with_unread_input(true)
+}
+
+/// The same on a blocking socket (registered by mistake, or on purpose): only the bytes
+/// already there are read, so the close never waits for the peer.
+#[cfg(unix)]
+#[test]
+fn close_with_unread_input_never_blocks_on_a_blocking_socket() -> io::Result<()> {
+    close_with_unread_input(false)
+}
+
+#[cfg(unix)]
+fn close_with_unread_input(nonblocking: bool) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     const LEN: usize = 4 << 20;
     let mut sel = DefaultSelector::new()?;
     let (a, mut peer) = common::tcp_pair()?;
-    a.set_nonblocking(true)?;
-    let closed = Rc::new(Cell::new(false));
+    a.set_nonblocking(nonblocking)?;
+    let closed = Arc::new(AtomicBool::new(false));
     let c = closed.clone();
     let key = Connection::new(a, LineCodec::new(64)).register(&mut sel, move |_, _, event| {
         if let ConnEvent::Closed(_) = event {
-            c.set(true);
+            c.store(true, Ordering::SeqCst);
         }
         Ok(())
     })?;
     // Requests the server never reads: it answers and closes before its next read.
     peer.write_all(&b"ignored\n".repeat(100))?;
+    // A slow reader: the reply's tail is still in the server's kernel buffers at the close.
+    // After the end of file it keeps its socket open until the server has closed (at most
+    // TIMEOUT): a close that waited for the peer to close first would wait that long.
+    let c = closed.clone();
+    let reader = thread::spawn(move || -> (Vec<u8>, io::Result<usize>, bool) {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 16 << 10];
+        peer.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let end = loop {
+            thread::sleep(Duration::from_micros(200)); // pacing, not synchronisation
+            match peer.read(&mut chunk) {
+                Ok(0) => break Ok(0),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        while !c.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(1)); // a bounded wait for the server's close
+        }
+        (got, end, c.load(Ordering::SeqCst))
+    });
     Connection::<std::net::TcpStream, LineCodec>::with(&mut sel, &key, |conn| {
         conn.send(&pattern(LEN))?;
         conn.close();
         io::Result::Ok(())
     })??;
-    // A slow reader: the reply's tail is still in the server's kernel buffers at the close.
-    let reader = thread::spawn(move || -> (Vec<u8>, io::Result<usize>) {
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 16 << 10];
-        peer.set_read_timeout(Some(TIMEOUT)).unwrap();
-        loop {
-            thread::sleep(Duration::from_micros(200)); // pacing, not synchronisation
-            match peer.read(&mut chunk) {
-                Ok(0) => return (got, Ok(0)),
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-                Err(e) => return (got, Err(e)),
-            }
-        }
-    });
-    run_until(&mut sel, "the connection to close", || closed.get())?;
-    let (got, end) = reader.join().expect("reader panicked");
+    run_until(&mut sel, "the connection to close", || {
+        closed.load(Ordering::SeqCst)
+    })?;
+    let (got, end, closed_first) = reader.join().expect("reader panicked");
     assert!(
         end.is_ok() && got.len() == LEN,
         "the peer read {} of {LEN} bytes, then {end:?}: the close reset the connection",
         got.len()
     );
     assert!(got == pattern(LEN), "the reply arrived changed");
+    assert!(
+        closed_first,
+        "the server closed only after the peer did: its close waited for the peer"
+    );
     Ok(())
 }
 
