@@ -2,7 +2,7 @@
 //! texts were checked against redis-server 7.0).
 
 use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Sink};
-use crate::store::{Found, Session};
+use crate::store::{Clock, Found, Session, Shard};
 
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,11 @@ pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink) -> Flow
 
 fn get(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
     let (shard, clock) = db.shard(key);
+    reply_value(shard, key, clock, out);
+}
+
+/// GET's reply for `key` (and each of MGET's): its value, or nil; an expired key is deleted.
+fn reply_value(shard: &mut Shard, key: &[u8], clock: &mut Clock, out: &mut impl Sink) {
     match shard.find(key, clock) {
         Found::Live(entry) => bulk(out, &entry.value),
         Found::Expired => {
@@ -177,15 +182,7 @@ fn mget(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
             if out.full() {
                 return; // the connection is closed for it: no point going on
             }
-            let shard = locked.shard(key);
-            match shard.find(key, clock) {
-                Found::Live(entry) => bulk(out, &entry.value),
-                Found::Expired => {
-                    shard.remove(key);
-                    null(out);
-                }
-                Found::Missing => null(out),
-            }
+            reply_value(locked.shard(key), key, clock, out);
         }
     });
 }
