@@ -395,12 +395,7 @@ fn ctrl_c(ex: &Example) {
             conn
         })
         .collect();
-    let pid = server.pid().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status();
-    assert!(kill.expect("run kill").success(), "kill -INT {pid}");
-    let status = server.wait_for_exit("its exit after SIGINT");
+    let status = server.interrupt();
     let stderr = server.stderr();
     let name = ex.name;
     assert!(

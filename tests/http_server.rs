@@ -852,12 +852,7 @@ fn ctrl_c_ends_it_with_status_0() {
     for client in &mut clients {
         assert_eq!(client.get("/").body, HELLO);
     }
-    let pid = fx.server.pid().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status();
-    assert!(kill.expect("run kill").success(), "kill -INT {pid}");
-    let status = fx.server.wait_for_exit("its exit after SIGINT");
+    let status = fx.server.interrupt();
     let stderr = fx.server.stderr();
     assert!(
         status.success() && stderr.contains("closed 3 connection(s)"),

@@ -420,12 +420,7 @@ fn model_udp_ctrl_c() {
     let addr = server.addr().to_string();
     let out = run_example("model_udp", &["--client", &addr, "--count", "5"]);
     assert!(out.status.success(), "model_udp --client: {}", out.status);
-    let pid = server.pid().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status();
-    assert!(kill.expect("run kill").success(), "kill -INT {pid}");
-    let status = server.wait_for_exit("its exit after SIGINT");
+    let status = server.interrupt();
     let stderr = server.stderr();
     assert!(
         status.success() && stderr.contains("interrupted: echoed 5 datagram(s)"),

@@ -411,6 +411,16 @@ impl ExampleServer {
         self.child.id()
     }
 
+    /// Sends the server SIGINT (Ctrl-C) and waits for it to exit; returns its status.
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn interrupt(&mut self) -> ExitStatus {
+        let pid = self.pid().to_string();
+        let kill = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(kill.expect("run kill").success(), "kill -INT {pid}");
+        self.wait_for_exit("its exit after SIGINT")
+    }
+
     /// Everything the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.state.lock().unwrap().0.clone()
