@@ -220,7 +220,15 @@ pub struct RespCodec {
     pending: Option<Batch>,
     /// A protocol error was returned: nothing more is decoded (the connection is closing).
     failed: bool,
+    /// The sizes of the last batch returned (capped), to start the next one with room for as
+    /// much: a client's batches tend to look alike, and growing three vectors from empty on
+    /// every read cost more than parsing (callgrind, `redis-benchmark -P 16`).
+    hint: (usize, usize, usize),
 }
+
+/// The most room a batch starts with, for its bytes, arguments and requests: a hint, not a
+/// limit (a batch grows past it as it must).
+const HINT_CAP: (usize, usize, usize) = (64 << 10, 4096, 1024);
 
 impl RespCodec {
     pub fn new(limits: RespLimits) -> RespCodec {
@@ -246,7 +254,15 @@ impl Codec for RespCodec {
         if self.failed || buf.is_empty() {
             return Ok(None);
         }
-        let mut batch = self.pending.take().unwrap_or_default();
+        let mut batch = match self.pending.take() {
+            Some(batch) => batch,
+            None => Batch {
+                data: Vec::with_capacity(self.hint.0),
+                args: Vec::with_capacity(self.hint.1),
+                ends: Vec::with_capacity(self.hint.2),
+                error: None,
+            },
+        };
         let mut pos = 0;
         while pos < buf.len() {
             // Where this request's arguments begin, to drop them if it is incomplete.
@@ -282,6 +298,11 @@ impl Codec for RespCodec {
                 }
             }
         }
+        self.hint = (
+            batch.data.len().min(HINT_CAP.0),
+            batch.args.len().min(HINT_CAP.1),
+            batch.ends.len().min(HINT_CAP.2),
+        );
         Ok(Some((batch, pos)))
     }
 
