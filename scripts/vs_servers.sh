@@ -16,6 +16,10 @@
 # For threads, a two-loop server needs both cores, so nothing is pinned there and the load tool
 # shares the cores with whichever server is measured; both variants are measured the same way.
 #
+# Each row also gives the server's CPU time per request (µs, user + system, from /proc: the
+# server process and its children, so nginx's worker counts): what a request costs the server,
+# which a throughput bound by the one-threaded load tool does not show.
+#
 # Every row runs REPEATS times (default 3), alternating which server goes first; the table gives
 # each server's median with the min–max over the runs, and the ratio of the two servers' figures
 # within each run (median, min–max). On a shared machine only those same-run ratios mean much.
@@ -123,33 +127,55 @@ results=$work/results # lines: SECTION|ROW|SERVER|RUN|VALUE
 touch "$results"
 record() { echo "$1|$2|$3|$4|$5" >>"$results"; }
 
-# redis_bench SECTION SERVER RUN PORT CPUS C P TESTS: one redis-benchmark run, every test.
-redis_bench() {
-    local section=$1 name=$2 run=$3 port=$4 cpus=$5 c=$6 p=$7 tests=$8 tool=()
-    [ "$cpus" = - ] || tool=(taskset -c "$cpus")
-    timeout 300 "${tool[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -q --csv -n "$requests" \
-        -c "$c" -P "$p" -t "$tests" >"$work/rb.csv"
-    local test rps
-    while IFS=, read -r test rps _; do
-        test=${test//\"/}
-        rps=${rps//\"/}
-        [ "$test" = test ] && continue
-        record "$section" "${prefix:-}${test%% (*} -c $c -P $p" "$name" "$run" "$rps"
-    done <"$work/rb.csv"
+# The CPU time the running server (and its children: nginx's worker) has used, in clock ticks.
+tick=$(getconf CLK_TCK)
+cpu_ticks() {
+    local pid total=0
+    for pid in "$server" $(pgrep -P "$server" || true); do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+# record_cpu SECTION ROW SERVER RUN TICKS REQUESTS: the server's CPU time per request, in µs.
+record_cpu() {
+    record "$1" "$2 cpu" "$3" "$4" "$(awk -v t="$5" -v n="$6" -v hz="$tick" \
+        'BEGIN { printf "%.3f", t * 1e6 / hz / n }')"
 }
 
-# wrk_bench SECTION SERVER RUN PORT CPUS T C: one wrk run: requests/s, latency p50 and p99.
-wrk_bench() {
-    local section=$1 name=$2 run=$3 port=$4 cpus=$5 t=$6 c=$7 tool=()
+# redis_bench SECTION SERVER RUN PORT CPUS C P TESTS: redis-benchmark, one run per test:
+# requests/s, and the server's CPU time per request.
+redis_bench() {
+    local section=$1 name=$2 run=$3 port=$4 cpus=$5 c=$6 p=$7 tests=$8 tool=() test
     [ "$cpus" = - ] || tool=(taskset -c "$cpus")
+    for test in ${tests//,/ }; do
+        local before rps row
+        before=$(cpu_ticks)
+        timeout 300 "${tool[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -q --csv \
+            -n "$requests" -c "$c" -P "$p" -t "$test" >"$work/rb.csv"
+        rps=$(awk -F, 'NR == 2 { gsub(/"/, "", $2); print $2 }' "$work/rb.csv")
+        row="${prefix:-}$test -c $c -P $p"
+        record "$section" "$row" "$name" "$run" "$rps"
+        record_cpu "$section" "$row" "$name" "$run" $(($(cpu_ticks) - before)) "$requests"
+    done
+}
+
+# wrk_bench SECTION SERVER RUN PORT CPUS T C: one wrk run: requests/s, latency p50 and p99,
+# and the server's CPU time per request.
+wrk_bench() {
+    local section=$1 name=$2 run=$3 port=$4 cpus=$5 t=$6 c=$7 tool=() before
+    [ "$cpus" = - ] || tool=(taskset -c "$cpus")
+    before=$(cpu_ticks)
     timeout 120 "${tool[@]}" wrk --latency -t "$t" -c "$c" -d "$duration" \
         "http://127.0.0.1:$port/" >"$work/wrk.out"
+    local ticks=$(($(cpu_ticks) - before))
     local row="${prefix:-}-t$t -c $c" errors
     errors=$(sed -n 's/.*Socket errors: \(.*\)/\1/p; s/.*Non-2xx or 3xx responses: \(.*\)/non-2xx \1/p' "$work/wrk.out")
     [ -z "$errors" ] || echo "  $name $row run $run: $errors" >&2
     record "$section" "$row" "$name" "$run" "$(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.out")"
     record "$section" "$row p50" "$name" "$run" "$(awk '$1 == "50%" { print $2 }' "$work/wrk.out")"
     record "$section" "$row p99" "$name" "$run" "$(awk '$1 == "99%" { print $2 }' "$work/wrk.out")"
+    record_cpu "$section" "$row" "$name" "$run" "$ticks" \
+        "$(awk '/requests in/ { print $1 }' "$work/wrk.out")"
 }
 
 # both RUN A B: the order of the two servers in run RUN (alternates).
@@ -248,8 +274,12 @@ for (section, row), servers in rows.items():
         a, b = names[0], names[1] if len(names) > 1 else "-"
         print(f"\n{section}\n| row | {a} | {b} | ratio (same run) |\n|---|---|---|---|")
         last = section
-    latency = row.endswith(("p50", "p99"))
-    fmt = (lambda v: f"{v:.2f} ms") if latency else (lambda v: f"{v:,.0f}")
+    if row.endswith(("p50", "p99")):
+        fmt = lambda v: f"{v:.2f} ms"
+    elif row.endswith("cpu"):
+        fmt = lambda v: f"{v:.2f} µs"
+    else:
+        fmt = lambda v: f"{v:,.0f}"
     cells, per_run = [], []
     for name in names[:2]:
         runs = servers[name]
