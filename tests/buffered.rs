@@ -769,8 +769,9 @@ fn close_with_unread_input(nonblocking: bool) -> io::Result<()> {
         }
         Ok(())
     })?;
-    // Requests the server never reads: it answers and closes before its next read.
-    peer.write_all(&b"ignored\n".repeat(100))?;
+    // Requests the server never reads (more than one read of the discarding takes): it
+    // answers and closes before its next read.
+    peer.write_all(&b"ignored\n".repeat(2000))?;
     // A slow reader: the reply's tail is still in the server's kernel buffers at the close.
     // After the end of file it keeps its socket open until the server has closed (at most
     // TIMEOUT): a close that waited for the peer to close first would wait that long.

@@ -1038,10 +1038,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             let mut scratch = [0u8; 4096];
             while left > 0 {
                 match self.stream.read(&mut scratch[..left.min(4096)]) {
-                    Ok(0) => return,
+                    // End of file, or an error (an interrupted read only leaves bytes unread).
+                    Ok(0) | Err(_) => return,
                     Ok(n) => left -= n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return,
                 }
             }
         }
