@@ -18,7 +18,11 @@
 #
 # Each row also gives the server's CPU time per request (µs, user + system, from /proc: the
 # server process and its children, so nginx's worker counts): what a request costs the server,
-# which a throughput bound by the one-threaded load tool does not show.
+# which a throughput bound by the one-threaded load tool does not show. `tool cpu` is the load
+# tool's CPU time per request (GNU time): when it times the throughput's inverse, the tool's core
+# was saturated and the row measures the tool. `sleeps` is how often per request the server went
+# idle (its threads' voluntary context switches): each time, the client's next write must wake
+# it, and on a VM that wake-up (an inter-processor interrupt) is paid by the client.
 #
 # Every row runs REPEATS times (default 3), alternating which server goes first; the table gives
 # each server's median with the min–max over the runs, and the ratio of the two servers' figures
@@ -39,7 +43,7 @@ sections=("$@")
 
 need=()
 for tool in redis-server:redis-server redis-benchmark:redis-tools nginx:nginx-light wrk:wrk \
-    taskset:util-linux python3:python3; do
+    taskset:util-linux python3:python3 /usr/bin/time:time; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -136,11 +140,28 @@ cpu_ticks() {
     done
     echo "$total"
 }
-# record_cpu SECTION ROW SERVER RUN TICKS REQUESTS: the server's CPU time per request, in µs.
+# How many times the running server's threads (and its children's) have gone to sleep: each
+# time, the next byte a client sends must wake it, and the client's write pays for that.
+sleeps() {
+    local pid total=0
+    for pid in "$server" $(pgrep -P "$server" || true); do
+        total=$((total + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
+            awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }')))
+    done
+    echo "$total"
+}
+# record_cpu SECTION ROW SERVER RUN TICKS REQUESTS [TOOL-SECONDS SLEEPS]: the server's CPU time
+# per request, in µs; with the last two, the load tool's CPU time per request too, and the
+# server's sleeps per request.
 record_cpu() {
     record "$1" "$2 cpu" "$3" "$4" "$(awk -v t="$5" -v n="$6" -v hz="$tick" \
         'BEGIN { printf "%.3f", t * 1e6 / hz / n }')"
+    [ $# -gt 6 ] || return 0
+    record "$1" "$2 tool cpu" "$3" "$4" "$(awk -v t="$7" -v n="$6" 'BEGIN { printf "%.3f", t * 1e6 / n }')"
+    record "$1" "$2 sleeps" "$3" "$4" "$(awk -v s="$8" -v n="$6" 'BEGIN { printf "%.4f", s / n }')"
 }
+# tool_seconds: the user + system CPU time of the last load-tool run (GNU time's output).
+tool_seconds() { awk 'END { print $1 + $2 }' "$work/time"; }
 
 # redis_bench SECTION SERVER RUN PORT CPUS C P TESTS: redis-benchmark, one run per test:
 # requests/s, and the server's CPU time per request.
@@ -148,26 +169,27 @@ redis_bench() {
     local section=$1 name=$2 run=$3 port=$4 cpus=$5 c=$6 p=$7 tests=$8 tool=() test
     [ "$cpus" = - ] || tool=(taskset -c "$cpus")
     for test in ${tests//,/ }; do
-        local before rps row
-        before=$(cpu_ticks)
-        timeout 300 "${tool[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -q --csv \
+        local before slept rps row
+        before=$(cpu_ticks) slept=$(sleeps)
+        /usr/bin/time -f "%U %S" -o "$work/time" timeout 300 "${tool[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -q --csv \
             -n "$requests" -c "$c" -P "$p" -t "$test" >"$work/rb.csv"
         rps=$(awk -F, 'NR == 2 { gsub(/"/, "", $2); print $2 }' "$work/rb.csv")
         row="${prefix:-}$test -c $c -P $p"
         record "$section" "$row" "$name" "$run" "$rps"
-        record_cpu "$section" "$row" "$name" "$run" $(($(cpu_ticks) - before)) "$requests"
+        record_cpu "$section" "$row" "$name" "$run" $(($(cpu_ticks) - before)) "$requests" \
+            "$(tool_seconds)" $(($(sleeps) - slept))
     done
 }
 
 # wrk_bench SECTION SERVER RUN PORT CPUS T C: one wrk run: requests/s, latency p50 and p99,
 # and the server's CPU time per request.
 wrk_bench() {
-    local section=$1 name=$2 run=$3 port=$4 cpus=$5 t=$6 c=$7 tool=() before
+    local section=$1 name=$2 run=$3 port=$4 cpus=$5 t=$6 c=$7 tool=() before slept
     [ "$cpus" = - ] || tool=(taskset -c "$cpus")
-    before=$(cpu_ticks)
-    timeout 120 "${tool[@]}" wrk --latency -t "$t" -c "$c" -d "$duration" \
+    before=$(cpu_ticks) slept=$(sleeps)
+    /usr/bin/time -f "%U %S" -o "$work/time" timeout 120 "${tool[@]}" wrk --latency -t "$t" -c "$c" -d "$duration" \
         "http://127.0.0.1:$port/" >"$work/wrk.out"
-    local ticks=$(($(cpu_ticks) - before))
+    local ticks=$(($(cpu_ticks) - before)) slept=$(($(sleeps) - slept))
     local row="${prefix:-}-t$t -c $c" errors
     errors=$(sed -n 's/.*Socket errors: \(.*\)/\1/p; s/.*Non-2xx or 3xx responses: \(.*\)/non-2xx \1/p' "$work/wrk.out")
     [ -z "$errors" ] || echo "  $name $row run $run: $errors" >&2
@@ -175,7 +197,7 @@ wrk_bench() {
     record "$section" "$row p50" "$name" "$run" "$(awk '$1 == "50%" { print $2 }' "$work/wrk.out")"
     record "$section" "$row p99" "$name" "$run" "$(awk '$1 == "99%" { print $2 }' "$work/wrk.out")"
     record_cpu "$section" "$row" "$name" "$run" "$ticks" \
-        "$(awk '/requests in/ { print $1 }' "$work/wrk.out")"
+        "$(awk '/requests in/ { print $1 }' "$work/wrk.out")" "$(tool_seconds)" "$slept"
 }
 
 # both RUN A B: the order of the two servers in run RUN (alternates).
@@ -278,6 +300,8 @@ for (section, row), servers in rows.items():
         fmt = lambda v: f"{v:.2f} ms"
     elif row.endswith("cpu"):
         fmt = lambda v: f"{v:.2f} µs"
+    elif row.endswith("sleeps"):
+        fmt = lambda v: f"{v:.3f}"
     else:
         fmt = lambda v: f"{v:,.0f}"
     cells, per_run = [], []
