@@ -3,10 +3,13 @@
 //! no declared length or count makes it allocate more than the bytes that arrived justify —
 //! counted by a global allocator that tracks the live bytes of the thread that asks.
 
+mod common;
+
 #[path = "../examples/kv_server/resp.rs"]
 #[allow(dead_code)]
 mod resp;
 
+use common::resp_request;
 use proptest::prelude::*;
 use resp::{Batch, ProtocolError, RespCodec, RespLimits};
 use selectloop::Codec;
@@ -106,17 +109,6 @@ fn decode_in_pieces(input: &[u8], cuts: &[usize]) -> Decoded {
     out
 }
 
-/// A request as a client sends it: an array of bulk strings.
-fn multibulk(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 /// Requests: arrays of 1 to 5 arguments, or inline words (no quotes, no white space inside).
 fn requests() -> impl Strategy<Value = Vec<(bool, Vec<Vec<u8>>)>> {
     let arg = proptest::collection::vec(any::<u8>(), 0..40);
@@ -179,7 +171,7 @@ proptest! {
         let mut input = Vec::new();
         for (is_multibulk, args) in &requests {
             if *is_multibulk {
-                input.extend(multibulk(args));
+                input.extend(resp_request(&args.iter().map(Vec::as_slice).collect::<Vec<_>>()));
             } else {
                 input.extend(args.join(&b' '));
                 input.extend_from_slice(b"\r\n");

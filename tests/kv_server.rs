@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{connect, ExampleServer, TIMEOUT};
+use common::{connect, resp_request, ExampleServer, TIMEOUT};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
@@ -49,17 +49,6 @@ fn err(text: &str) -> Reply {
     Error(text.into())
 }
 
-/// A request as clients send it: an array of bulk strings.
-fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 /// A connection to the server, its reads and writes bounded by [`TIMEOUT`].
 struct Client {
     conn: TcpStream,
@@ -84,7 +73,7 @@ impl Client {
 
     #[track_caller]
     fn cmd_args(&mut self, args: &[&[u8]]) -> Reply {
-        self.send(&encode(args));
+        self.send(&resp_request(args));
         self.read_reply()
             .unwrap_or_else(|e| panic!("no reply to {args:?}: {e}"))
     }
@@ -95,7 +84,7 @@ impl Client {
         let mut bytes = Vec::new();
         for words in commands {
             let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
-            bytes.extend(encode(&args));
+            bytes.extend(resp_request(&args));
         }
         self.send(&bytes);
         let replies = commands.iter().map(|words| {
@@ -412,9 +401,9 @@ fn a_thousand_pipelined_commands_in_one_write_are_answered_in_order() {
     let mut requests = Vec::new();
     for i in 0..1000 {
         match i % 3 {
-            0 => requests.extend(encode(&[b"INCR", b"counter"])),
-            1 => requests.extend(encode(&[b"ECHO", i.to_string().as_bytes()])),
-            _ => requests.extend(encode(&[b"SET", format!("k{i}").as_bytes(), b"v"])),
+            0 => requests.extend(resp_request(&[b"INCR", b"counter"])),
+            1 => requests.extend(resp_request(&[b"ECHO", i.to_string().as_bytes()])),
+            _ => requests.extend(resp_request(&[b"SET", format!("k{i}").as_bytes(), b"v"])),
         }
     }
     c.send(&requests);
@@ -441,7 +430,7 @@ fn inline_commands_work_as_typed_in_telnet() {
     assert_eq!(c.read_reply().unwrap(), bulk("aA\n"));
     // Inline and multibulk mix, one byte at a time.
     let mut mixed = b"INCR x\r\n".to_vec();
-    mixed.extend(encode(&[b"INCR", b"x"]));
+    mixed.extend(resp_request(&[b"INCR", b"x"]));
     for byte in &mixed {
         c.send(&[*byte]);
     }
@@ -456,7 +445,7 @@ fn quit_replies_ok_then_closes_after_the_replies() {
     c.send(b"PING\r\nQUIT\r\nPING\r\n");
     assert_eq!(c.read_to_close(), b"+PONG\r\n+OK\r\n");
     let mut c = Client::new(&server);
-    c.send(&encode(&[b"quit"]));
+    c.send(&resp_request(&[b"quit"]));
     assert_eq!(c.read_to_close(), b"+OK\r\n");
 }
 
@@ -561,8 +550,8 @@ fn requests_over_the_limits_are_refused_and_closed() {
     ]);
     let mut inline = vec![b'x'; 501];
     inline.extend_from_slice(b"\r\n");
-    let mut request = encode(&[b"MSET", b"a", &[b'x'; 1000]]); // 1000 bytes: allowed
-    request.extend(encode(&[b"GET", b"a"]));
+    let mut request = resp_request(&[b"MSET", b"a", &[b'x'; 1000]]); // 1000 bytes: allowed
+    request.extend(resp_request(&[b"GET", b"a"]));
     let mut c = Client::new(&server);
     c.send(&request);
     assert_eq!(c.read_reply().unwrap(), ok());
@@ -581,7 +570,7 @@ fn requests_over_the_limits_are_refused_and_closed() {
         (b"*2147483648\r\n".to_vec(), "invalid multibulk length"),
         (inline, "too big inline request"),
         (
-            encode(&[b"MSET", b"a", &huge, b"b", &huge, b"c", &huge, b"d", &huge]),
+            resp_request(&[b"MSET", b"a", &huge, b"b", &huge, b"c", &huge, b"d", &huge]),
             "too big request",
         ),
     ];
@@ -663,7 +652,7 @@ fn a_client_that_never_reads_does_not_stop_the_others() {
     let mut sender = hog.try_clone().expect("clone the socket");
     let (started, has_started) = std::sync::mpsc::channel();
     let writer = thread::spawn(move || {
-        let gets = encode(&[b"GET", b"big"]).repeat(1000);
+        let gets = resp_request(&[b"GET", b"big"]).repeat(1000);
         let mut sent = 0;
         while sent < 64 << 20 && sender.write_all(&gets).is_ok() {
             sent += gets.len();
@@ -720,7 +709,7 @@ fn garbage_is_survived() {
 fn half_close_still_gets_the_replies() {
     let server = start(&[]);
     let mut c = Client::new(&server);
-    let mut requests = encode(&[b"SET", b"a", b"1"]);
+    let mut requests = resp_request(&[b"SET", b"a", b"1"]);
     requests.extend(b"GET a\r\nINCR a\r\n*2\r\n$3\r\nGET\r\n$1\r\n");
     c.send(&requests);
     c.conn.shutdown(Shutdown::Write).expect("half-close");
@@ -733,7 +722,7 @@ fn a_reset_is_survived() {
     let mut server = start(&[]);
     let mut c = Client::new(&server);
     assert_eq!(c.cmd_args(&[b"SET", b"big", &vec![b'v'; 64 << 10]]), ok());
-    c.send(&encode(&[b"GET", b"big"]).repeat(100));
+    c.send(&resp_request(&[b"GET", b"big"]).repeat(100));
     let mut some = [0u8; 4096];
     c.conn.read_exact(&mut some).expect("the replies start");
     socket2::SockRef::from(&c.conn)

@@ -515,6 +515,17 @@ pub fn echo_round_trip(mut conn: &TcpStream, line: &[u8]) -> io::Result<Vec<u8>>
     Ok(echo)
 }
 
+/// A Redis request as clients send it (RESP2): an array of bulk strings.
+pub fn resp_request(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// Runs example `name` with `args` to completion (it must end by itself: give it a timeout
 /// flag if it has one) and returns its exit status, stdout and stderr.
 #[track_caller]
