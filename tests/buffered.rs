@@ -737,9 +737,7 @@ fn close_half_closes_a_socket_shared_with_another_descriptor() -> io::Result<()>
 
 /// A close with bytes from the peer still unread: they are read and dropped first. TCP
 /// answers a close with unread input with a reset, which throws away what the kernel still
-/// holds of the last reply for a peer that has not read it all yet. (Unix: Windows keeps the
-/// reset, see `Connection::close`.)
-#[cfg(unix)]
+/// holds of the last reply for a peer that has not read it all yet.
 #[test]
 fn close_with_unread_input_still_delivers_the_last_reply() -> io::Result<()> {
     close_with_unread_input(true)
@@ -747,13 +745,11 @@ fn close_with_unread_input_still_delivers_the_last_reply() -> io::Result<()> {
 
 /// The same on a blocking socket (registered by mistake, or on purpose): only the bytes
 /// already there are read, so the close never waits for the peer.
-#[cfg(unix)]
 #[test]
 fn close_with_unread_input_never_blocks_on_a_blocking_socket() -> io::Result<()> {
     close_with_unread_input(false)
 }
 
-#[cfg(unix)]
 fn close_with_unread_input(nonblocking: bool) -> io::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

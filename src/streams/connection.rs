@@ -79,7 +79,7 @@
 use crate::services::timer::deadline_after;
 use crate::streams::codec::Codec;
 use crate::streams::limits::{Limits, Timeouts};
-use crate::sys::{Backend, FileObj, Source};
+use crate::sys::{self, Backend, FileObj, Source};
 use crate::{Events, Selector, SelectorKey, TimerHandle, EVENT_READ, EVENT_WRITE};
 use log::{debug, warn};
 use std::cell::Cell;
@@ -146,7 +146,6 @@ const QUEUE_MIN: usize = 4 << 10;
 
 /// At an orderly close, unread input up to this much is read and dropped, so that closing
 /// sends an end of file rather than a reset that could destroy the last replies.
-#[cfg(unix)]
 const DISCARD_AT_CLOSE: usize = 256 << 10;
 
 /// Emptied write queues with room of `SPARE_MIN..=SPARE_MAX` are kept for the thread's next
@@ -552,10 +551,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// `Closed(None)` at the end.
     ///
     /// What the peer sent meanwhile and was not read (requests pipelined behind the last one
-    /// answered) is read and dropped before the socket is closed, up to 256 KiB, on Unix: TCP
-    /// answers a close with unread input with a reset, which would throw away the part of the
-    /// last replies the peer has not received yet. Bytes arriving after the close still cause
-    /// one; on Windows the reset is not avoided.
+    /// answered) is read and dropped before the socket is closed, up to 256 KiB: TCP answers a
+    /// close with unread input with a reset, which would throw away the part of the last
+    /// replies the peer has not received yet. Bytes arriving after the close still cause one.
     ///
     /// A peer that never reads keeps the queue, and so the connection, forever: that is what
     /// [`Timeouts::send`] and the caps in [`Limits`] are for.
@@ -1026,22 +1024,18 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// of an end of file, and a reset throws away whatever of the last reply the kernel has
     /// not delivered yet (nginx's `lingering_close` exists for this). Only the bytes already
     /// there are read (`FIONREAD`), so this never blocks, even on a blocking socket; bytes
-    /// arriving after the close still cause a reset. Unix only: on Windows it does nothing.
+    /// arriving after the close still cause a reset.
     fn discard_unread(&mut self) {
-        #[cfg(unix)]
-        {
-            let Ok(ready) = rustix::io::ioctl_fionread(self.stream.as_fd()) else {
-                return;
-            };
-            let mut left =
-                usize::try_from(ready).map_or(DISCARD_AT_CLOSE, |n| n.min(DISCARD_AT_CLOSE));
-            let mut scratch = [0u8; 4096];
-            while left > 0 {
-                match self.stream.read(&mut scratch[..left.min(4096)]) {
-                    // End of file, or an error (an interrupted read only leaves bytes unread).
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => left -= n,
-                }
+        let Ok(ready) = sys::unread_bytes(&self.stream) else {
+            return; // a source FIONREAD does not apply to
+        };
+        let mut left = ready.min(DISCARD_AT_CLOSE);
+        let mut scratch = [0u8; 4096];
+        while left > 0 {
+            match self.stream.read(&mut scratch[..left.min(4096)]) {
+                // End of file, or an error (an interrupted read only leaves bytes unread).
+                Ok(0) | Err(_) => return,
+                Ok(n) => left -= n,
             }
         }
     }

@@ -194,6 +194,29 @@ pub(crate) fn raw_source<S: Source>(source: &S) -> RawSource {
     return source.as_socket().fileno();
 }
 
+/// How many bytes can be read from `source` now without blocking (`FIONREAD`): what the peer
+/// sent that nobody has read yet.
+pub(crate) fn unread_bytes(source: &impl AsSource) -> io::Result<usize> {
+    #[cfg(unix)]
+    return Ok(usize::try_from(rustix::io::ioctl_fionread(source.as_fd())?).unwrap_or(usize::MAX));
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::AsRawSocket;
+        use windows_sys::Win32::Networking::WinSock::{
+            ioctlsocket, WSAGetLastError, FIONREAD, SOCKET, SOCKET_ERROR,
+        };
+        let mut unread: u32 = 0;
+        let socket = source.as_socket().as_raw_socket() as SOCKET;
+        // SAFETY: `socket` is borrowed from `source` for the call, so it is open; FIONREAD
+        // writes one u32 to the pointer, which points at `unread`.
+        if unsafe { ioctlsocket(socket, FIONREAD, &mut unread) } == SOCKET_ERROR {
+            // SAFETY: no precondition; reads this thread's last Winsock error.
+            return Err(io::Error::from_raw_os_error(unsafe { WSAGetLastError() }));
+        }
+        Ok(unread as usize)
+    }
+}
+
 /// Errors that say the process or the system is out of a resource for now — descriptors,
 /// socket buffers, memory — rather than that the source is broken: `EMFILE`, `ENFILE`,
 /// `ENOBUFS`, `ENOMEM` (`WSAEMFILE`, `WSAENOBUFS` on Windows), and kind `OutOfMemory`.
