@@ -157,7 +157,8 @@ record_cpu() {
     record "$1" "$2 cpu" "$3" "$4" "$(awk -v t="$5" -v n="$6" -v hz="$tick" \
         'BEGIN { printf "%.3f", t * 1e6 / hz / n }')"
     [ $# -gt 6 ] || return 0
-    record "$1" "$2 tool cpu" "$3" "$4" "$(awk -v t="$7" -v n="$6" 'BEGIN { printf "%.3f", t * 1e6 / n }')"
+    record "$1" "$2 tool cpu" "$3" "$4" \
+        "$(awk -v t="$7" -v n="$6" 'BEGIN { printf "%.3f", t * 1e6 / n }')"
     record "$1" "$2 sleeps" "$3" "$4" "$(awk -v s="$8" -v n="$6" 'BEGIN { printf "%.4f", s / n }')"
 }
 # tool_seconds: the user + system CPU time of the last load-tool run (GNU time's output).
@@ -171,7 +172,8 @@ redis_bench() {
     for test in ${tests//,/ }; do
         local before slept rps row
         before=$(cpu_ticks) slept=$(sleeps)
-        /usr/bin/time -f "%U %S" -o "$work/time" timeout 300 "${tool[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -q --csv \
+        /usr/bin/time -f "%U %S" -o "$work/time" timeout 300 "${tool[@]}" \
+            redis-benchmark -h 127.0.0.1 -p "$port" -q --csv \
             -n "$requests" -c "$c" -P "$p" -t "$test" >"$work/rb.csv"
         rps=$(awk -F, 'NR == 2 { gsub(/"/, "", $2); print $2 }' "$work/rb.csv")
         row="${prefix:-}$test -c $c -P $p"
@@ -187,8 +189,8 @@ wrk_bench() {
     local section=$1 name=$2 run=$3 port=$4 cpus=$5 t=$6 c=$7 tool=() before slept
     [ "$cpus" = - ] || tool=(taskset -c "$cpus")
     before=$(cpu_ticks) slept=$(sleeps)
-    /usr/bin/time -f "%U %S" -o "$work/time" timeout 120 "${tool[@]}" wrk --latency -t "$t" -c "$c" -d "$duration" \
-        "http://127.0.0.1:$port/" >"$work/wrk.out"
+    /usr/bin/time -f "%U %S" -o "$work/time" timeout 120 "${tool[@]}" \
+        wrk --latency -t "$t" -c "$c" -d "$duration" "http://127.0.0.1:$port/" >"$work/wrk.out"
     local ticks=$(($(cpu_ticks) - before)) slept=$(($(sleeps) - slept))
     local row="${prefix:-}-t$t -c $c" errors
     errors=$(sed -n 's/.*Socket errors: \(.*\)/\1/p; s/.*Non-2xx or 3xx responses: \(.*\)/non-2xx \1/p' "$work/wrk.out")
