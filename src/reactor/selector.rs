@@ -132,9 +132,10 @@ pub struct Selector<B: Backend = PollingBackend> {
     pub(crate) generation: usize,
     /// Numbers each poll, so that two reports for one key in one poll merge into one pair.
     batch: u64,
-    /// The reports of the last poll, one per ready key, reused so that a steady-state loop
-    /// allocates nothing. A report's mask is emptied once its callback has run.
-    ready: Vec<(Token, Events)>,
+    /// The reports of the last poll, one per ready key (the key as it was at the poll), reused
+    /// so that a steady-state loop allocates nothing. A report's mask is emptied once its
+    /// callback has run. Keeping the whole key makes `select`'s list a copy of this one.
+    ready: Vec<(SelectorKey, Events)>,
     /// The buffer of the `Ready` lists `select` returns: lent out, given back when dropped.
     spare: Spare,
     /// Set when a dispatch stopped early (a panic, or `ErrorAction::Stop`): the reports from
@@ -256,13 +257,10 @@ impl<B: Backend> Selector<B> {
         let mut pairs = self.spare.take(); // the buffer the last `Ready` gave back
         if from == 0 {
             // Just polled: every report names a live registration, its mask within its events.
-            pairs.reserve(self.ready.len());
-            for &(token, mask) in &self.ready {
-                pairs.push((self.entries[token.index()].key, mask));
-            }
+            pairs.extend_from_slice(&self.ready);
         } else {
-            pairs.extend(self.ready[from..].iter().filter_map(|&(token, mask)| {
-                let key = self.entries[self.current(token)?].key;
+            pairs.extend(self.ready[from..].iter().filter_map(|&(key, mask)| {
+                let key = self.entries[self.current(key.token)?].key;
                 let mask = mask & key.events;
                 (!mask.is_empty()).then_some((key, mask))
             }));
@@ -346,8 +344,8 @@ impl<B: Backend> Selector<B> {
         };
         let mut called = 0;
         for i in from..self.ready.len() {
-            let (token, mask) = self.ready[i];
-            called += usize::from(self.dispatch_token(token, mask)?);
+            let (key, mask) = self.ready[i];
+            called += usize::from(self.dispatch_token(key.token, mask)?);
         }
         Ok(called + self.run_timers() + self.run_calls())
     }
@@ -504,14 +502,14 @@ impl<B: Backend> Selector<B> {
     fn take_owed(&mut self) -> Option<usize> {
         let from = self.owed.take()?;
         let owed = self.ready.get(from..)?;
-        let live = |&(token, mask): &(Token, Events)| {
-            self.current(token)
+        let live = |&(key, mask): &(SelectorKey, Events)| {
+            self.current(key.token)
                 .is_some_and(|i| !(mask & self.entries[i].key.events).is_empty())
         };
         owed.iter().any(live).then_some(from)
     }
 
-    /// Waits for readiness and fills `ready` with one `(token, mask)` per ready key. With
+    /// Waits for readiness and fills `ready` with one `(key, mask)` per ready key. With
     /// `services`, a queued call or stop request from a [`Handle`] also ends the wait.
     fn poll(&mut self, timeout: Option<Duration>, services: bool) -> io::Result<()> {
         self.ready.clear();
@@ -541,7 +539,7 @@ impl<B: Backend> Selector<B> {
                 } else {
                     entry.batch = batch;
                     entry.slot = ready.len();
-                    ready.push((token, mask));
+                    ready.push((entry.key, mask));
                 }
             });
             if services {
