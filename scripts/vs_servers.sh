@@ -131,11 +131,13 @@ results=$work/results # lines: SECTION|ROW|SERVER|RUN|VALUE
 touch "$results"
 record() { echo "$1|$2|$3|$4|$5" >>"$results"; }
 
+# The running server's process and its children (nginx's worker).
+server_pids() { echo "$server" $(pgrep -P "$server" || true); }
 # The CPU time the running server (and its children: nginx's worker) has used, in clock ticks.
 tick=$(getconf CLK_TCK)
 cpu_ticks() {
     local pid total=0
-    for pid in "$server" $(pgrep -P "$server" || true); do
+    for pid in $(server_pids); do
         total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
     done
     echo "$total"
@@ -144,7 +146,7 @@ cpu_ticks() {
 # time, the next byte a client sends must wake it, and the client's write pays for that.
 sleeps() {
     local pid total=0
-    for pid in "$server" $(pgrep -P "$server" || true); do
+    for pid in $(server_pids); do
         total=$((total + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
             awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }')))
     done
