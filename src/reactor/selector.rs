@@ -28,13 +28,13 @@ use crate::reactor::registration::Handler;
 use crate::services::executor::{Done, Pool};
 use crate::services::remote::{Handle, Remote};
 use crate::services::timer::{Once, TimerQueue};
-use crate::sys::{Backend, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
+use crate::sys::{Backend, FdMap, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
 use crate::{Events, SelectorKey};
 use log::{debug, warn};
 use slab::Slab;
 use std::any::{Any, TypeId};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -127,7 +127,7 @@ pub struct Selector<B: Backend = PollingBackend> {
     /// The registrations; `registry.rs` adds and removes them.
     pub(crate) entries: Slab<Entry<B>>,
     /// Descriptor to slab index, for lookups by file object.
-    pub(crate) fds: HashMap<RawSource, usize>,
+    pub(crate) fds: FdMap<usize>,
     /// Bumped by every registration, so tokens of reused slots differ (see `key.rs`).
     pub(crate) generation: usize,
     /// Numbers each poll, so that two reports for one key in one poll merge into one pair.
@@ -204,7 +204,7 @@ impl<B: Backend> Selector<B> {
         Ok(Selector {
             backend: B::new()?,
             entries: Slab::new(),
-            fds: HashMap::new(),
+            fds: FdMap::default(),
             generation: 0,
             batch: 0,
             ready: Vec::new(),

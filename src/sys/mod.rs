@@ -35,6 +35,7 @@ use std::time::Duration;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod epoll;
+mod fd_map;
 mod poll;
 mod polling;
 #[cfg(test)]
@@ -48,6 +49,7 @@ pub use self::epoll::EpollBackend;
 pub use self::poll::PollBackend;
 pub use self::polling::PollingBackend;
 pub use self::select::SelectBackend;
+pub(crate) use fd_map::FdMap;
 
 #[cfg(unix)]
 pub(crate) use std::os::fd::{AsFd as AsSource, AsRawFd as AsRaw, RawFd as RawSource};

@@ -10,9 +10,8 @@
 //! masks both with the registered events.
 
 use super::wake::{self, WakePipe};
-use super::{Backend, RawSource, Waker, WAKE};
+use super::{Backend, FdMap, RawSource, Waker, WAKE};
 use crate::{Events, Mode};
-use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ pub struct PollBackend {
     /// `tokens[i]` is the token of `fds[i]`.
     tokens: Vec<usize>,
     /// Where each descriptor sits in `fds`.
-    index: HashMap<RawSource, usize>,
+    index: FdMap<usize>,
     /// The self-pipe watched under [`WAKE`], once a waker was asked for.
     wake: Option<WakePipe>,
 }
