@@ -2,7 +2,8 @@
 //! root of its own, and raw `TcpStream`s talk HTTP to it over loopback (replies parsed
 //! minimally here). Keep-alive, pipelining, HTTP/1.0, static files and every way out of the
 //! root, the refusals (400, 405, 413, 431, 501), the header and idle timeouts, several loops,
-//! and clients that misbehave (garbage, half-close, reset, never reading).
+//! clients that misbehave (garbage, half-close, reset, never reading), and the descriptor
+//! limit.
 //!
 //! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
 //! `cargo build --examples && cargo test --test http_server`.
@@ -816,6 +817,23 @@ fn a_client_that_never_reads_does_not_stop_the_others() {
         .expect("shut the hog down"); // its blocked write fails
     writer.join().expect("the writer thread");
     assert_eq!(fx.client().get("/").body, HELLO);
+}
+
+/// Under `ulimit -n 64`, 100 clients: http_server serves those its descriptors allow, does
+/// not spin while the others wait, and serves a new client once they leave (see
+/// `common::descriptor_limit`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_descriptor_limit_is_survived() {
+    common::descriptor_limit("http_server", &["127.0.0.1:0"], |mut conn, i| {
+        conn.write_all(get(&format!("/?client={i}")).as_bytes())?;
+        let reply = read_reply(&mut BufReader::new(conn), false)?;
+        if (reply.status, reply.body.as_slice()) != (200, HELLO) {
+            let msg = format!("GET / for client {i}: {reply:?}");
+            return Err(io::Error::new(ErrorKind::InvalidData, msg));
+        }
+        Ok(())
+    });
 }
 
 // --- The process: help, Ctrl-C -----------------------------------------------------------------

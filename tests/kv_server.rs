@@ -1,8 +1,10 @@
 //! `examples/kv_server` end to end: the server runs as a process, and a small RESP client here
 //! checks every command's replies (errors included, byte for byte as redis-server 7.0 gives
 //! them), expiry, pipelining, inline commands, QUIT, `--threads 2` with and without
-//! `--no-reuseport`, protocol errors and over-limit requests, and the faults a server meets: a
-//! client that never reads, garbage, a half-close, a reset. Loopback only; every wait bounded.
+//! `--no-reuseport`, protocol errors and over-limit requests, the three timeouts (a request
+//! never finished, a silent client, a client that never reads), and the faults a server meets:
+//! a client that never reads, garbage, a half-close, a reset, the descriptor limit. Loopback
+//! only; every wait bounded.
 //!
 //! The example must be built first. A plain `cargo test` builds it; to run this file alone:
 //! `cargo build --examples && cargo test --test kv_server`.
@@ -49,6 +51,11 @@ fn err(text: &str) -> Reply {
     Error(text.into())
 }
 
+/// A command's arguments: its space-separated words.
+fn split(words: &str) -> Vec<&[u8]> {
+    words.split(' ').map(str::as_bytes).collect()
+}
+
 /// A connection to the server, its reads and writes bounded by [`TIMEOUT`].
 struct Client {
     conn: TcpStream,
@@ -67,8 +74,7 @@ impl Client {
     /// Sends one command (space-separated words) and reads its reply.
     #[track_caller]
     fn cmd(&mut self, words: &str) -> Reply {
-        let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
-        self.cmd_args(&args)
+        self.cmd_args(&split(words))
     }
 
     #[track_caller]
@@ -83,8 +89,7 @@ impl Client {
     fn pipeline(&mut self, commands: &[&str]) -> Vec<Reply> {
         let mut bytes = Vec::new();
         for words in commands {
-            let args: Vec<&[u8]> = words.split(' ').map(str::as_bytes).collect();
-            bytes.extend(resp_request(&args));
+            bytes.extend(resp_request(&split(words)));
         }
         self.send(&bytes);
         let replies = commands.iter().map(|words| {
@@ -638,7 +643,116 @@ fn declared_lengths_are_not_allocated() {
     drop(clients);
 }
 
+// --- Timeouts --------------------------------------------------------------------------------
+
+/// `--frame-timeout`: a client that starts a request and never finishes it (slowloris) is
+/// closed once the request is that old, with no reply (as Redis's `timeout`), while another
+/// client is served.
+#[test]
+fn a_request_never_finished_is_closed_after_the_frame_timeout() {
+    let mut server = start(&["--frame-timeout", "0.3"]);
+    let mut slow = Client::new(&server);
+    let start = Instant::now(); // before its first byte
+    slow.send(b"*2\r\n$3\r\nGET\r\n$1\r");
+    let mut other = Client::new(&server);
+    assert_eq!(other.cmd("ECHO meanwhile"), bulk("meanwhile"));
+    let rest = slow.read_to_close();
+    let took = start.elapsed();
+    assert!(
+        rest.is_empty(),
+        "a reply: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+    assert_serves(&mut server, "after closing a slow request");
+}
+
+/// `--idle-timeout`: a client silent that long is closed; one that keeps talking is not.
+#[test]
+fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let mut server = start(&["--idle-timeout", "0.3"]);
+    let mut idle = Client::new(&server);
+    assert_eq!(idle.cmd("PING"), Status("PONG".into()));
+    let start = Instant::now(); // after the last byte moved
+    let mut busy = Client::new(&server);
+    let rest = idle.read_to_close();
+    let took = start.elapsed();
+    assert!(rest.is_empty(), "bytes at the idle close: {rest:?}");
+    assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+    // The busy client talked all along (each command within 0.3 s of the previous one).
+    for i in 0..3 {
+        assert_eq!(busy.cmd(&format!("ECHO {i}")), bulk(&i.to_string()));
+    }
+    assert_serves(&mut server, "after an idle close");
+}
+
+/// `--send-timeout`: a client that pipelines requests and never reads the replies is cut off
+/// once it has accepted none of them for that long; another client is served throughout.
+#[test]
+fn a_client_that_never_reads_is_cut_off_after_the_send_timeout() {
+    let mut server = start(&["--send-timeout", "0.3"]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &vec![b'v'; 64 << 10]]), ok());
+    let hog = connect(server.addr()).expect("connect");
+    let mut sender = hog.try_clone().expect("clone the socket");
+    sender.set_write_timeout(None).expect("blocking writes");
+    let writer = thread::spawn(move || {
+        let gets = resp_request(&[b"GET", b"big"]).repeat(1000);
+        loop {
+            if let Err(e) = sender.write_all(&gets) {
+                return e;
+            }
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut i = 0;
+    while !writer.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the client that never reads is still served"
+        );
+        assert_eq!(
+            c.cmd(&format!("ECHO {i}")),
+            bulk(&i.to_string()),
+            "beside the hog"
+        );
+        i += 1;
+        thread::sleep(Duration::from_millis(20)); // pacing the other client, not a wait
+    }
+    let error = writer.join().expect("the writer thread");
+    assert!(
+        matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the client that never reads: {error}"
+    );
+    drop(hog);
+    assert_serves(&mut server, "after cutting off a client that never read");
+}
+
 // --- Faults --------------------------------------------------------------------------------
+
+/// Under `ulimit -n 64`, 100 clients: kv_server serves those its descriptors allow, does not
+/// spin while the others wait, and serves a new client once they leave (see
+/// `common::descriptor_limit`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_descriptor_limit_is_survived() {
+    common::descriptor_limit(NAME, &["127.0.0.1:0"], |mut conn, i| {
+        let text = format!("client {i}");
+        conn.write_all(&resp_request(&[b"ECHO", text.as_bytes()]))?;
+        let expected = format!("${}\r\n{text}\r\n", text.len());
+        let mut reply = vec![0u8; expected.len()];
+        conn.read_exact(&mut reply)?;
+        if reply != expected.as_bytes() {
+            let got = String::from_utf8_lossy(&reply);
+            let msg = format!("ECHO {text:?}: got {got:?}");
+            return Err(io::Error::new(ErrorKind::InvalidData, msg));
+        }
+        Ok(())
+    });
+}
 
 /// One client pipelines GETs of a 64 KiB value and never reads; another must be served
 /// meanwhile, and the server still after the first leaves.

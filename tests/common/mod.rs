@@ -536,3 +536,130 @@ pub fn run_example(name: &str, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap_or_else(|e| panic!("{name}: cannot run it: {e}"))
 }
+
+/// A server's stderr, for failure messages: its last warnings and errors (the per-connection
+/// lines would bury them), then its last `n` lines.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let alarms: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+        .collect();
+    let last = |lines: &[&str]| lines[lines.len().saturating_sub(n)..].join("\n");
+    format!(
+        "(warnings and errors)\n{}\n(last lines)\n{}",
+        last(&alarms),
+        last(&lines)
+    )
+}
+
+// --- Descriptor limit (Linux: /proc) ---------------------------------------------------------
+
+/// The server's CPU time so far, in clock ticks: utime + stime, fields 14 and 15 of
+/// `/proc/PID/stat` (counted after the command name, which may contain spaces).
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let after_name = &stat[stat.rfind(')').expect("(comm) in /proc/PID/stat") + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect(); // field 3 is fields[0]
+    let field = |n: usize| fields[n - 3].parse::<u64>().expect("a number of ticks");
+    field(14) + field(15)
+}
+
+/// Clock ticks per second, from `getconf CLK_TCK` (100 if that fails: Linux's usual value).
+#[cfg(target_os = "linux")]
+fn clock_ticks_per_second() -> f64 {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    text.ok().and_then(|t| t.parse().ok()).unwrap_or(100.0)
+}
+
+/// Under `ulimit -n 64`, 100 clients: the server accepts what its descriptors allow (each of
+/// those gets a round trip), the others wait in the listen queue. It must stay alive, not spin
+/// (the listener stays readable while connections wait), and once the clients leave it must
+/// serve a new one: the listener must not have been closed on `EMFILE`. `round_trip(conn, i)`
+/// is one request and its reply, checked, on client number `i`.
+#[cfg(target_os = "linux")]
+pub fn descriptor_limit(
+    name: &str,
+    args: &[&str],
+    round_trip: impl Fn(&TcpStream, usize) -> io::Result<()>,
+) {
+    const LIMIT: usize = 64;
+    const CLIENTS: usize = 100;
+    const HOLD: Duration = Duration::from_secs(1);
+    const MAX_CPU_PERCENT: f64 = 30.0; // a spinning server takes about 100
+    let mut server = ExampleServer::start_with_fd_limit(name, LIMIT as u32, args);
+    let pid = server.pid();
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("/proc/PID/fd")
+            .count()
+    };
+
+    // After the first round trip the loop is running: every descriptor but this connection
+    // is the server's own (stdio, the poller, the listener, the signal pipe...).
+    let first = connect(server.addr()).expect("the first client connects");
+    round_trip(&first, 0).expect("the first client is served");
+    let room = LIMIT - (open_fds() - 1);
+    let mut clients = vec![first];
+    let mut failures = Vec::new();
+    for i in 1..CLIENTS {
+        let client = connect(server.addr()).and_then(|conn| {
+            if i < room {
+                round_trip(&conn, i)?; // the server has a descriptor for this one
+            }
+            Ok(conn)
+        });
+        match client {
+            Ok(conn) => clients.push(conn),
+            Err(e) => {
+                let why = match e.kind() {
+                    io::ErrorKind::ConnectionRefused => ": the listener is closed",
+                    _ => "",
+                };
+                failures.push(format!("client {i} of {CLIENTS}: {e}{why}"));
+                break;
+            }
+        }
+    }
+
+    if let Some(status) = server.exited() {
+        failures.push(format!("the server exited at the limit: {status}"));
+    } else {
+        let ticks = cpu_ticks(pid);
+        let start = Instant::now();
+        std::thread::sleep(HOLD); // a measurement period, not a synchronisation
+        let seconds = (cpu_ticks(pid) - ticks) as f64 / clock_ticks_per_second();
+        let percent = seconds * 100.0 / start.elapsed().as_secs_f64();
+        eprintln!("{name}: {percent:.0}% of one core while at the limit with {CLIENTS} clients");
+        if percent > MAX_CPU_PERCENT {
+            failures.push(format!(
+                "{percent:.0}% of one core while at the limit (over {MAX_CPU_PERCENT}%): it spins"
+            ));
+        }
+    }
+
+    drop(clients);
+    let start = Instant::now();
+    match connect(server.addr()).and_then(|conn| round_trip(&conn, CLIENTS)) {
+        Ok(()) => eprintln!(
+            "{name}: a new client served {:.2} s after the {CLIENTS} others left",
+            start.elapsed().as_secs_f64()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => failures.push(format!(
+            "a new client after the others left: {e}: the listener is closed"
+        )),
+        Err(e) => failures.push(format!("a new client after the others left: {e}")),
+    }
+    assert!(
+        failures.is_empty(),
+        "{name} under `ulimit -n {LIMIT}` with {CLIENTS} clients (room for {room}):\n  {}\n\
+         stderr (end):\n{}",
+        failures.join("\n  "),
+        tail(&server.stderr(), 10)
+    );
+}
