@@ -1,7 +1,7 @@
 //! `examples/file_server` end to end: the server and `file_client` run as processes, over
 //! loopback, each test with a temporary root of its own. Round trips of empty to 50 MiB files,
 //! 20 clients at once, resumed downloads, every way out of the root, interrupted and oversize
-//! uploads, a client that stops reading, and protocol garbage.
+//! uploads, a client that stops reading, protocol garbage, and the descriptor limit.
 //!
 //! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
 //! `cargo build --examples && cargo test --test file_server`.
@@ -772,4 +772,22 @@ fn a_restarted_server_removes_unfinished_uploads() {
     fx.wait_for_log("the cleanup", &["removed 1 unfinished upload"]);
     let names: Vec<_> = fx.snapshot().into_keys().collect();
     assert_eq!(names, ["keep"]);
+}
+
+/// Under `ulimit -n 64`, 100 clients: the file server serves those its descriptors allow (a
+/// refused `DELETE` each), does not spin while the others wait, and serves a new client once
+/// they leave (see `common::descriptor_limit`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_descriptor_limit_is_survived() {
+    let dir = TempDir::new("fd-limit");
+    let root = dir.path().to_str().expect("a UTF-8 temporary path");
+    let args = ["--root", root, "--listen", "127.0.0.1:0"];
+    common::descriptor_limit("file_server", &args, |mut conn, i| {
+        write_frame(&mut conn, format!("DELETE missing-{i}").as_bytes())?;
+        match read_reply(&mut conn)? {
+            Reply::Err { code, .. } if code == "not-found" => Ok(()),
+            other => Err(io::Error::other(format!("DELETE missing-{i}: {other:?}"))),
+        }
+    });
 }

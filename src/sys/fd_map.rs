@@ -6,7 +6,7 @@
 //! object — which a `Connection` makes after every callback (`get_key`), as do `modify` and
 //! `unregister`. One multiplication by an odd constant (Knuth's multiplicative hashing) spreads
 //! consecutive descriptors (Unix: the lowest free number) and Windows socket handles (multiples
-//! of 4) over the buckets just as well.
+//! of 4) over the buckets as well as SipHash's random placement does (see the tests).
 
 use super::RawSource;
 use std::collections::HashMap;
