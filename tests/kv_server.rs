@@ -836,6 +836,42 @@ fn half_close_still_gets_the_replies() {
     assert_eq!(c.read_to_close(), b"+OK\r\n$1\r\n1\r\n:2\r\n");
 }
 
+/// A client pipelines 8 MiB of replies' worth of GETs, half-closes, then reads slowly: every
+/// reply arrives, whole and in order, then end of file. The replies are far more than the
+/// socket buffers hold, so the server must queue what the socket does not take and write it
+/// as the client reads; a server using `write_all` on its non-blocking socket loses it.
+#[test]
+fn a_slow_reader_gets_every_reply_then_end_of_file() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let value: Vec<u8> = (0..64 << 10).map(|i| (i % 251) as u8).collect();
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    const GETS: usize = 128;
+    c.send(&resp_request(&[b"GET", b"big"]).repeat(GETS));
+    c.conn.shutdown(Shutdown::Write).expect("half-close");
+    let mut reply = format!("${}\r\n", value.len()).into_bytes();
+    reply.extend_from_slice(&value);
+    reply.extend_from_slice(b"\r\n");
+    let expected = reply.repeat(GETS);
+    let mut received = Vec::with_capacity(expected.len());
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        match c.conn.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("after {} of {} bytes: {e}", received.len(), expected.len()),
+        }
+        thread::sleep(Duration::from_micros(500)); // a slow reader, not a wait
+    }
+    assert_eq!(
+        received.len(),
+        expected.len(),
+        "bytes received before end of file"
+    );
+    let first_bad = received.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(first_bad, None, "the first byte that differs");
+}
+
 /// A client resets its connection with replies still to come: the server goes on.
 #[test]
 fn a_reset_is_survived() {
