@@ -674,7 +674,8 @@ fn a_silent_client_is_closed_after_the_idle_timeout() {
     let mut idle = Client::new(&server);
     assert_eq!(idle.cmd("PING"), Status("PONG".into()));
     let start = Instant::now(); // after the last byte moved
-                                // Meanwhile another client talks every 100 ms, for longer than the idle client lasts.
+
+    // Meanwhile another client talks every 100 ms, for longer than the idle client lasts.
     let mut busy = Client::new(&server);
     let talker = thread::spawn(move || {
         for i in 0..8 {
