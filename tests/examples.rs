@@ -389,41 +389,13 @@ fn uppercase_server_closes_a_slowloris_after_the_frame_timeout() {
 fn uppercase_server_cuts_off_a_client_that_never_reads_after_the_send_timeout() {
     let args = ["127.0.0.1:0", "--send-timeout", "0.3"];
     let server = ExampleServer::start(UPPERCASE.name, &args);
-    let hog = connect(server.addr()).expect("connect");
-    let mut sender = hog.try_clone().expect("clone the client socket");
-    sender.set_write_timeout(None).expect("blocking writes");
-    let writer = thread::spawn(move || {
-        let chunk = lines(64 << 10);
-        loop {
-            if let Err(e) = sender.write_all(&chunk) {
-                return e;
-            }
-        }
-    });
     let good = connect(server.addr()).expect("connect");
-    round_trip(&UPPERCASE, &good, 0).expect("a client beside the hog is served");
-    let start = Instant::now();
-    let deadline = start + TIMEOUT;
-    while !writer.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the client that never reads is still served"
-        );
-        round_trip(&UPPERCASE, &good, 1).expect("a client beside the hog is served");
-        thread::sleep(Duration::from_millis(20)); // pacing the other client, not a wait
-    }
-    let error = writer.join().expect("the writer thread");
-    assert!(
-        matches!(
-            error.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-        ),
-        "the client that never reads: {error}"
-    );
+    common::hog_is_cut_off(server.addr(), lines(64 << 10), |i| {
+        round_trip(&UPPERCASE, &good, i).expect("a client beside the hog is served");
+    });
     server.wait_for_stderr("the send timeout logged", |text| {
         text.contains("closed: send timeout")
     });
-    drop(hog);
 }
 
 /// `idle_echo_server --idle-timeout 0.5`: a client trickling a line (a byte every 100 ms:

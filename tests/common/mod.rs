@@ -537,6 +537,42 @@ pub fn run_example(name: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{name}: cannot run it: {e}"))
 }
 
+/// A client of the server at `addr` that sends `chunk` over and over and never reads, until
+/// the server cuts it off: its write then fails with a reset or a broken pipe, which this
+/// returns after. Meanwhile, every 20 ms, `beside(i)` runs round trip `i` of another client,
+/// which must succeed. Fails if the hog is still served after [`TIMEOUT`].
+#[track_caller]
+pub fn hog_is_cut_off(addr: SocketAddr, chunk: Vec<u8>, mut beside: impl FnMut(usize)) {
+    use std::io::Write;
+    let hog = connect(addr).expect("connect the client that never reads");
+    let mut sender = hog.try_clone().expect("clone the client socket");
+    sender.set_write_timeout(None).expect("blocking writes");
+    let writer = std::thread::spawn(move || loop {
+        if let Err(e) = sender.write_all(&chunk) {
+            return e;
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut i = 0;
+    while !writer.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the client that never reads is still served"
+        );
+        beside(i);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20)); // pacing the other client, not a wait
+    }
+    let error = writer.join().expect("the writer thread");
+    assert!(
+        matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        ),
+        "the client that never reads: {error}"
+    );
+}
+
 /// A server's stderr, for failure messages: its last warnings and errors (the per-connection
 /// lines would bury them), then its last `n` lines.
 pub fn tail(text: &str, n: usize) -> String {
