@@ -190,6 +190,12 @@ fn debug_output_names_what_matters() -> io::Result<()> {
     );
     timer.cancel();
     assert!(format!("{timer:?}").contains("cancelled: true"));
+    // A backend says what it watches: poll(2)'s how many descriptors.
+    let mut poll = selectloop::PollSelector::new()?;
+    let (b, _peer_b) = socketpair()?;
+    poll.register(b, EVENT_READ, |_, _, _| Ok(()))?;
+    let shown = format!("{poll:?}");
+    assert!(shown.contains("PollBackend { registered: 1"), "{shown}");
     Ok(())
 }
 

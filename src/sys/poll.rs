@@ -230,3 +230,53 @@ mod os {
         Ok(n as usize)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::FileObj;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A connected loopback TCP pair: a source on every platform poll(2) or `WSAPoll` runs on.
+    fn pair() -> io::Result<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let a = TcpStream::connect(listener.local_addr()?)?;
+        Ok((a, listener.accept()?.0))
+    }
+
+    /// `wait` reports the descriptors that are ready, each with what it is ready for, and
+    /// nothing else: not one that is not ready, and never the wake-up pipe (a wake-up is
+    /// drained and reported to no one).
+    #[test]
+    fn only_ready_descriptors_are_reported_never_the_wake_up() -> io::Result<()> {
+        let mut backend = PollBackend::new()?;
+        let wake = backend.waker()?;
+        let (quiet, _quiet_peer) = pair()?;
+        let (ready, mut ready_peer) = pair()?;
+        // SAFETY: both streams outlive their registrations, deleted at the end.
+        unsafe {
+            backend.add(quiet.fileno(), 1, Events::READ, Mode::Level)?;
+            backend.add(ready.fileno(), 2, Events::READ, Mode::Level)?;
+        }
+        wake()?;
+        ready_peer.write_all(b"x")?;
+        let mut reports = Vec::new();
+        for _ in 0..10 {
+            // The wake-up alone may end a wait before the byte arrives: wait again.
+            backend.wait(Some(Duration::from_secs(5)), |token, events| {
+                reports.push((token, events))
+            })?;
+            if !reports.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(reports, [(2, Events::READ)]);
+        // SAFETY: both were added above and are still open.
+        unsafe {
+            backend.delete(quiet.fileno())?;
+            backend.delete(ready.fileno())?;
+        }
+        Ok(())
+    }
+}
