@@ -190,12 +190,27 @@ fn debug_output_names_what_matters() -> io::Result<()> {
     );
     timer.cancel();
     assert!(format!("{timer:?}").contains("cancelled: true"));
-    // A backend says what it watches: poll(2)'s how many descriptors.
+    // Each backend says what it is: poll(2) how many descriptors it watches, select(2) which.
     let mut poll = selectloop::PollSelector::new()?;
     let (b, _peer_b) = socketpair()?;
     poll.register(b, EVENT_READ, |_, _, _| Ok(()))?;
     let shown = format!("{poll:?}");
     assert!(shown.contains("PollBackend { registered: 1"), "{shown}");
+    let mut select = selectloop::SelectSelector::new()?;
+    let (c, _peer_c) = socketpair()?;
+    let key = select.register(c, EVENT_READ, |_, _, _| Ok(()))?;
+    let shown = format!("{select:?}");
+    let watched = format!("SelectBackend {{ registered: [({}, ", key.fd());
+    assert!(
+        shown.contains(&watched) && shown.contains("sets: Sets { .. }"),
+        "{shown}"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let epoll = selectloop::EpollSelector::new()?;
+        let shown = format!("{epoll:?}");
+        assert!(shown.contains("backend: EpollBackend { epoll: "), "{shown}");
+    }
     Ok(())
 }
 

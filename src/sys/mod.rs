@@ -291,3 +291,77 @@ pub(crate) fn reserve_descriptor() -> Option<Reserve> {
     #[cfg(windows)]
     return None;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A connected loopback TCP pair: a source every backend takes, on every platform.
+    fn pair() -> io::Result<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let a = TcpStream::connect(listener.local_addr()?)?;
+        Ok((a, listener.accept()?.0))
+    }
+
+    /// `wait` reports the descriptors that are ready, each with what it is ready for, and
+    /// nothing else: not one that is not ready, and never the backend's own wake-up
+    /// descriptor (a wake-up is consumed and reported to no one). The selector above would
+    /// hide both mistakes — it drops empty masks and unknown tokens — but a wake-up never
+    /// consumed leaves the loop spinning.
+    fn only_ready_descriptors_are_reported_never_the_wake_up<B: Backend>() -> io::Result<()> {
+        let mut backend = B::new()?;
+        let wake = backend.waker()?;
+        let (quiet, _quiet_peer) = pair()?;
+        let (ready, mut ready_peer) = pair()?;
+        // SAFETY: both streams outlive their registrations, deleted at the end.
+        unsafe {
+            backend.add(quiet.fileno(), 1, Events::READ, Mode::Level)?;
+            backend.add(ready.fileno(), 2, Events::READ, Mode::Level)?;
+        }
+        wake()?;
+        ready_peer.write_all(b"x")?;
+        let mut reports = Vec::new();
+        for _ in 0..10 {
+            // The wake-up alone may end a wait before the byte arrives: wait again.
+            backend.wait(Some(Duration::from_secs(5)), |token, events| {
+                reports.push((token, events))
+            })?;
+            if !reports.is_empty() {
+                break;
+            }
+        }
+        // A backend may report a descriptor twice in one wait (kqueue, a filter each; `polling`
+        // after a notification): the selector merges them.
+        let only_ready = reports.iter().all(|&report| report == (2, Events::READ));
+        assert!(only_ready && !reports.is_empty(), "{reports:?}");
+        // SAFETY: both were added above and are still open.
+        unsafe {
+            backend.delete(quiet.fileno())?;
+            backend.delete(ready.fileno())?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn polling_reports_only_ready_descriptors() -> io::Result<()> {
+        only_ready_descriptors_are_reported_never_the_wake_up::<PollingBackend>()
+    }
+
+    #[test]
+    fn poll_reports_only_ready_descriptors() -> io::Result<()> {
+        only_ready_descriptors_are_reported_never_the_wake_up::<PollBackend>()
+    }
+
+    #[test]
+    fn select_reports_only_ready_descriptors() -> io::Result<()> {
+        only_ready_descriptors_are_reported_never_the_wake_up::<SelectBackend>()
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn epoll_reports_only_ready_descriptors() -> io::Result<()> {
+        only_ready_descriptors_are_reported_never_the_wake_up::<EpollBackend>()
+    }
+}
