@@ -1818,6 +1818,8 @@ fn a_peer_that_sends_but_never_reads_is_closed_after_the_send_timeout() -> io::R
     let (quiet_key, quiet_seen) =
         timed_connection(&mut sel, quiet, Bytes, limits, timeouts, false)?;
     Connection::<Stream, Bytes>::with(&mut sel, &quiet_key, |conn| conn.send(b"hello"))??;
+    // The talker's send clock starts with its first flush, inside `with`: no earlier than now.
+    let start = Instant::now();
     Connection::<Stream, Bytes>::with(&mut sel, &talker_key, |conn| {
         conn.send(&pattern(16 << 20))
     })??;
@@ -1826,7 +1828,6 @@ fn a_peer_that_sends_but_never_reads_is_closed_after_the_send_timeout() -> io::R
     let trickle = sel.call_repeating(Duration::from_millis(50), move |_| {
         let _ = (&talker_peer).write(b"x"); // fails once the connection is closed
     });
-    let start = Instant::now();
     let deadline = start + TIMEOUT;
     while !talker_seen
         .borrow()
