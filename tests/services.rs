@@ -182,6 +182,10 @@ fn debug_output_names_what_matters() -> io::Result<()> {
         shown.starts_with("Selector {") && shown.contains(&format!("{key:?}")),
         "{shown}"
     );
+    assert!(
+        shown.contains("backend: PollingBackend { poller: "),
+        "{shown}"
+    );
     let timer = sel.call_later(Duration::from_secs(60), |_| {});
     let shown = format!("{timer:?}");
     assert!(

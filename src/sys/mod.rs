@@ -297,6 +297,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
 
     /// A connected loopback TCP pair: a source every backend takes, on every platform.
     fn pair() -> io::Result<(TcpStream, TcpStream)> {
@@ -342,6 +343,49 @@ mod tests {
             backend.delete(ready.fileno())?;
         }
         Ok(())
+    }
+
+    /// Wake-ups before a wait coalesce: however many, none fails (a full pipe already holds
+    /// one), the next wait returns at once, and it consumes them all: the wait after it lasts
+    /// its whole timeout.
+    fn wake_ups_coalesce<B: Backend>() -> io::Result<()> {
+        let mut backend = B::new()?;
+        let wake = backend.waker()?;
+        for _ in 0..10_000 {
+            wake()?;
+        }
+        let nothing = |token, _| panic!("an event for token {token}: nothing is registered");
+        let start = Instant::now();
+        backend.wait(Some(Duration::from_secs(10)), nothing)?;
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "not woken: {took:?}");
+        let timeout = Duration::from_millis(50);
+        let start = Instant::now();
+        backend.wait(Some(timeout), nothing)?;
+        let took = start.elapsed();
+        assert!(took >= timeout, "woken again, after {took:?}: not drained");
+        Ok(())
+    }
+
+    #[test]
+    fn polling_coalesces_wake_ups() -> io::Result<()> {
+        wake_ups_coalesce::<PollingBackend>()
+    }
+
+    #[test]
+    fn poll_coalesces_wake_ups() -> io::Result<()> {
+        wake_ups_coalesce::<PollBackend>()
+    }
+
+    #[test]
+    fn select_coalesces_wake_ups() -> io::Result<()> {
+        wake_ups_coalesce::<SelectBackend>()
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn epoll_coalesces_wake_ups() -> io::Result<()> {
+        wake_ups_coalesce::<EpollBackend>()
     }
 
     #[test]
