@@ -650,9 +650,13 @@ fn executor_reports_panics_and_cancellation() -> io::Result<()> {
     // The only worker is held by the first job, so the second cannot start before it is
     // cancelled.
     let (release, gate) = mpsc::channel::<()>();
+    let (started, wait_started) = mpsc::channel();
     let o = outcomes.clone();
-    sel.run_in_executor(
-        move || gate.recv_timeout(TIMEOUT).is_ok(),
+    let first = sel.run_in_executor(
+        move || {
+            started.send(()).expect("test alive");
+            gate.recv_timeout(TIMEOUT).is_ok()
+        },
         move |_, r: io::Result<bool>| o.borrow_mut().push(format!("first: {:?}", r.ok())),
     )?;
     let o = outcomes.clone();
@@ -663,8 +667,22 @@ fn executor_reports_panics_and_cancellation() -> io::Result<()> {
             o.borrow_mut().push(format!("second: {:?} {e}", e.kind()));
         },
     )?;
+    wait_started
+        .recv_timeout(TIMEOUT)
+        .expect("the first job did not start");
+    // A handle's Debug says where its work is.
+    assert_eq!(
+        format!("{first:?}"),
+        r#"WorkHandle { state: "running or done" }"#
+    );
+    assert_eq!(format!("{second:?}"), r#"WorkHandle { state: "pending" }"#);
     assert!(second.cancel());
     assert!(!second.cancel(), "cancelled twice");
+    assert_eq!(
+        format!("{second:?}"),
+        r#"WorkHandle { state: "cancelled" }"#
+    );
+    assert!(!first.cancel(), "running work was cancelled");
     release.send(()).expect("worker alive");
     let o = outcomes.clone();
     sel.run_in_executor(
@@ -689,6 +707,74 @@ fn executor_reports_panics_and_cancellation() -> io::Result<()> {
         sel.set_executor_threads(4).unwrap_err().kind(),
         ErrorKind::ResourceBusy
     );
+    Ok(())
+}
+
+/// Sets its flag when dropped: tells whether a queued job was dropped, not run.
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn dropping_the_selector_waits_for_running_work_and_drops_queued_work_unrun() -> io::Result<()> {
+    use std::sync::{atomic::AtomicBool, atomic::Ordering::SeqCst, Arc};
+    for close in [false, true] {
+        let mut sel = DefaultSelector::new()?;
+        sel.set_executor_threads(1)?;
+        let flags = || Arc::new(AtomicBool::new(false));
+        let (finished, ran, dropped, done_ran) = (flags(), flags(), flags(), Rc::new(Cell::new(0)));
+        // The running job ends on its own after a while: nobody releases it, and a selector
+        // that waits for it must not wait forever.
+        let (started, wait_started) = mpsc::channel();
+        let (_release, gate) = mpsc::channel::<()>();
+        let f = finished.clone();
+        let d = done_ran.clone();
+        sel.run_in_executor(
+            move || {
+                started.send(()).expect("test alive");
+                let _ = gate.recv_timeout(Duration::from_millis(300));
+                f.store(true, SeqCst);
+            },
+            move |_, _| d.set(d.get() + 1),
+        )?;
+        let (r, flag) = (ran.clone(), DropFlag(dropped.clone()));
+        let d = done_ran.clone();
+        sel.run_in_executor(
+            move || {
+                let _flag = &flag;
+                r.store(true, SeqCst);
+            },
+            move |_, _| d.set(d.get() + 1),
+        )?;
+        wait_started
+            .recv_timeout(TIMEOUT)
+            .expect("the first job did not start");
+        match close {
+            true => sel.close()?,
+            false => drop(sel),
+        }
+        assert!(
+            finished.load(SeqCst),
+            "close: {close}: the selector was gone before its running job had finished"
+        );
+        assert!(
+            !ran.load(SeqCst),
+            "close: {close}: a queued job ran after the selector was gone"
+        );
+        assert!(
+            dropped.load(SeqCst),
+            "close: {close}: the queued job was not dropped"
+        );
+        assert_eq!(
+            done_ran.get(),
+            0,
+            "close: {close}: a done callback ran without a loop"
+        );
+    }
     Ok(())
 }
 
@@ -735,35 +821,6 @@ fn executor_thread_counts_out_of_range_are_refused() -> io::Result<()> {
     release.send(()).expect("worker alive");
     sel.run()?;
     assert_eq!(done.get(), 2);
-    Ok(())
-}
-
-#[test]
-fn dropping_the_selector_runs_no_done_callback() -> io::Result<()> {
-    let mut sel = DefaultSelector::new()?;
-    sel.set_executor_threads(1)?;
-    let (started, wait_started) = mpsc::channel();
-    let (release, gate) = mpsc::channel::<()>();
-    let done_ran = Rc::new(Cell::new(false));
-    let d = done_ran.clone();
-    sel.run_in_executor(
-        move || {
-            started.send(()).expect("test alive");
-            gate.recv_timeout(TIMEOUT).is_ok()
-        },
-        move |_, _| d.set(true),
-    )?;
-    let d = done_ran.clone();
-    sel.run_in_executor(
-        || unreachable!("queued work ran after drop"),
-        move |_, _| d.set(true),
-    )?;
-    wait_started
-        .recv_timeout(TIMEOUT)
-        .expect("the first job started");
-    release.send(()).expect("worker alive");
-    drop(sel); // waits for the running job; the queued one never runs
-    assert!(!done_ran.get());
     Ok(())
 }
 

@@ -100,14 +100,6 @@ impl Drop for Pool {
     }
 }
 
-impl fmt::Debug for Pool {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("threads", &self.workers.len())
-            .finish()
-    }
-}
-
 /// A handle to work submitted with [`Selector::run_in_executor`]: it can cancel the work
 /// before it starts. `Send + Sync`, so any thread may cancel.
 pub struct WorkHandle<B: Backend = PollingBackend> {
