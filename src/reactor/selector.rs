@@ -511,6 +511,11 @@ impl<B: Backend> Selector<B> {
 
     /// Waits for readiness and fills `ready` with one `(key, mask)` per ready key. With
     /// `services`, a queued call or stop request from a [`Handle`] also ends the wait.
+    ///
+    /// Inlined into its two callers, `select` and `run_once` (`#[inline]` alone was not taken):
+    /// one call frame less per wait, 23 to 31 fewer instructions per event with one ready
+    /// source per wait (`scripts/count.sh --pingpong`, N = 1), none with 64.
+    #[inline(always)]
     fn poll(&mut self, timeout: Option<Duration>, services: bool) -> io::Result<()> {
         self.ready.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));

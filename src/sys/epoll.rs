@@ -127,6 +127,7 @@ impl Backend for EpollBackend {
         Ok(epoll::delete(&self.epoll, fd)?)
     }
 
+    #[inline(always)] // into the selector's `poll`: see `PollingBackend::wait`
     fn wait(
         &mut self,
         timeout: Option<Duration>,

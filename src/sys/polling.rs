@@ -167,6 +167,10 @@ impl Backend for PollingBackend {
         self.poller.delete(fd)
     }
 
+    // Inlined into the selector's `poll`, itself inlined into `select` and `run_once`: one
+    // call frame less per wait, 7 to 13 fewer instructions per event with one ready source
+    // per wait (`scripts/count.sh --pingpong`, N = 1), none with 64.
+    #[inline(always)]
     fn wait(
         &mut self,
         timeout: Option<Duration>,
