@@ -184,6 +184,8 @@ fn debug_output_names_what_matters() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let (a, _peer) = socketpair()?;
     let key = sel.register(a, EVENT_READ, |_, _, _| Ok(()))?;
+    let handle = sel.handle()?;
+    assert_eq!(format!("{handle:?}"), "Handle { closed: false, .. }");
     let shown = format!("{sel:?}");
     assert!(
         shown.starts_with("Selector {") && shown.contains(&format!("{key:?}")),
@@ -222,6 +224,8 @@ fn debug_output_names_what_matters() -> io::Result<()> {
         let shown = format!("{epoll:?}");
         assert!(shown.contains("backend: EpollBackend { epoll: "), "{shown}");
     }
+    sel.close()?;
+    assert_eq!(format!("{handle:?}"), "Handle { closed: true, .. }");
     Ok(())
 }
 
@@ -839,6 +843,13 @@ fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
     })?;
     signal_hook::low_level::raise(SIGUSR2)?;
     run_until(&mut sel, "the SIGUSR2 handler", || got.get() >= 1)?;
+    // Readiness with no signal behind it (here, dispatched by hand) calls nobody.
+    sel.dispatch(&key, EVENT_READ)?;
+    assert_eq!(
+        got.get(),
+        1,
+        "a spurious readiness called the signal handler"
+    );
     let err = sel
         .add_signal_handler(signal_hook::consts::SIGKILL, |_, _| {})
         .unwrap_err();
