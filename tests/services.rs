@@ -859,6 +859,32 @@ fn signal_reaches_its_handler_on_the_loop_thread() -> io::Result<()> {
     Ok(())
 }
 
+/// Removing a signal handler (unregistering it, or closing the selector) removes the OS-level
+/// handler and closes both ends of its pipe: 200 handlers added and removed leave no
+/// descriptor behind. (Other tests open and close descriptors meanwhile: far fewer than 100.)
+#[cfg(target_os = "linux")]
+#[test]
+fn removed_signal_handlers_leave_no_descriptor_open() -> io::Result<()> {
+    use selectloop::signals::SIGWINCH;
+    let open = || std::fs::read_dir("/proc/self/fd").map(|d| d.count());
+    let before = open()?;
+    for i in 0..200 {
+        let mut sel = DefaultSelector::new()?;
+        let key = sel.add_signal_handler(SIGWINCH, |_, _| {})?;
+        if i % 2 == 0 {
+            sel.unregister(&key)?;
+        } else {
+            sel.close()?;
+        }
+    }
+    let after = open()?;
+    assert!(
+        after < before + 100,
+        "{before} descriptors open before, {after} after 200 signal handlers came and went"
+    );
+    Ok(())
+}
+
 #[cfg(unix)]
 #[test]
 fn invalid_signal_numbers_are_refused_with_invalid_input() -> io::Result<()> {
