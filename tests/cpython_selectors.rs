@@ -623,6 +623,7 @@ fn test_select_interrupt_noraise<B: Backend>() -> io::Result<()> {
 /// sources than `polling`'s default event buffer (1,024) holds.
 fn test_above_fd_setsize<B: Backend>() -> io::Result<()> {
     const NUM_PAIRS: usize = 1500;
+    let _many = common::many_descriptors();
     let mut sel = common::selector::<B>()?;
     let mut writers = HashSet::new();
     for _ in 0..NUM_PAIRS {
@@ -683,6 +684,7 @@ macro_rules! instantiate {
             $(#[$attr])*
             #[test]
             fn $name() -> io::Result<()> {
+                let _numbers = crate::common::low_descriptors::<$backend>();
                 super::$name::<$backend>()
             }
         )*

@@ -714,6 +714,7 @@ fn panic_leaves_selector_consistent<B: Backend>() -> io::Result<()> {
 fn thousand_ready_at_once<B: Backend>() -> io::Result<()> {
     let is_select = std::any::type_name::<B>().ends_with("SelectBackend");
     let n = if is_select { 250 } else { 1000 };
+    let _many = (!is_select).then(common::many_descriptors);
     let mut sel = selector::<B>()?;
     let mut peers = Vec::with_capacity(n);
     let counts: Vec<Count> = (0..n).map(|_| count()).collect();
@@ -792,6 +793,7 @@ fn run_stops<B: Backend>() -> io::Result<()> {
 // select(2) refuses what does not fit its fixed-size sets, with InvalidInput, instead of
 // writing past them.
 fn select_refuses_past_fd_setsize() -> io::Result<()> {
+    let _many = common::many_descriptors();
     let mut sel = selector::<selectloop::SelectBackend>()?;
     let mut kept = Vec::new();
     let err = loop {
@@ -920,6 +922,7 @@ fn epoll_reports_65_ready_in_one_select() -> io::Result<()> {
 
 #[test]
 fn default_reports_1025_ready_in_one_select() -> io::Result<()> {
+    let _many = common::many_descriptors();
     n_ready_in_one_select::<selectloop::PollingBackend>(1025)
 }
 

@@ -11,7 +11,9 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{
+    Arc, Condvar, Mutex, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::{Duration, Instant};
 
 /// Instantiates each listed generic test (`fn name<B: Backend>() -> io::Result<()>`, defined in
@@ -33,6 +35,7 @@ macro_rules! instantiate {
             $(#[$tattr])*
             #[test]
             fn $test() -> std::io::Result<()> {
+                let _numbers = crate::common::low_descriptors::<$backend>();
                 super::$test::<$backend>()
             }
         )*
@@ -66,6 +69,24 @@ pub fn tcp_pair() -> io::Result<(std::net::TcpStream, std::net::TcpStream)> {
     let a = std::net::TcpStream::connect(listener.local_addr()?)?;
     let (b, _) = listener.accept()?;
     Ok((a, b))
+}
+
+/// Taken for writing by a test that holds more descriptors than `select(2)` can watch
+/// (`FD_SETSIZE`: descriptor numbers up to 1023 on Unix), and for reading by every test of
+/// `SelectSelector`: beside the former, in the same process, the latter would get descriptor
+/// numbers past 1023, which its selector refuses.
+static DESCRIPTORS: RwLock<()> = RwLock::new(());
+
+/// Held by a test that opens more than about a thousand descriptors at once.
+pub fn many_descriptors() -> RwLockWriteGuard<'static, ()> {
+    DESCRIPTORS.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held by every test of backend `B` if `B` is `select(2)`'s (the `instantiate!` tests take
+/// it themselves): no test holding many descriptors runs meanwhile.
+pub fn low_descriptors<B: Backend>() -> Option<RwLockReadGuard<'static, ()>> {
+    let select = std::any::type_name::<B>().ends_with("SelectBackend");
+    select.then(|| DESCRIPTORS.read().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// A selector of backend `B`.
