@@ -170,6 +170,65 @@ fn large_write_to_a_slow_reader_arrives_intact_then_write_interest_goes_off() ->
     Ok(())
 }
 
+/// A connection detached from one selector and registered in another must find its own
+/// registration there, not the one that holds its old token (the first registration of each
+/// fresh selector gets the same one): its write interest must follow what it has queued, or
+/// a queue larger than the socket's buffer stalls.
+#[test]
+fn a_connection_moved_to_another_selector_follows_its_own_registration() -> io::Result<()> {
+    const LEN: usize = 8 << 20;
+    let mut first = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let (key, seen) = connection(&mut first, a, LineCodec::new(64), Limits::default(), true)?;
+    peer.write_all(b"one\n")?;
+    run_until(&mut first, "the first line", || seen.borrow().len() == 1)?;
+    let conn: Connection<Stream, LineCodec> = first.detach(&key)?;
+
+    let mut second = DefaultSelector::new()?;
+    let (other, _other_peer) = socketpair()?;
+    let other_key = second.register(other, EVENT_WRITE, |_, _, _| Ok(()))?;
+    let (data, sent) = (pattern(LEN), Rc::new(Cell::new(false)));
+    let (d, s) = (data.clone(), sent.clone());
+    let key = conn.register(&mut second, move |_, conn, event| match event {
+        ConnEvent::Frame(_) => {
+            s.set(true);
+            conn.send(&d)
+        }
+        _ => Ok(()),
+    })?;
+    peer.write_all(b"two\n")?;
+    run_until(&mut second, "the second line", || sent.get())?;
+    // More is queued than the socket took (over the high-water mark: reading paused), and
+    // the peer reads nothing yet.
+    assert_eq!(events_of(&second, &key), Some(EVENT_WRITE));
+    let reader = thread::spawn(move || -> io::Result<Vec<u8>> {
+        let mut got = Vec::with_capacity(4 + LEN);
+        let mut buf = vec![0u8; 64 << 10];
+        while got.len() < 4 + LEN {
+            match peer.read(&mut buf)? {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(got)
+    });
+    run_until(&mut second, "8 MiB from the moved connection", || {
+        reader.is_finished()
+    })?;
+    let got = reader.join().expect("reader panicked")?;
+    assert!(
+        got[..4] == *b"one\n" && got[4..] == data[..],
+        "the bytes arrived changed"
+    );
+    assert_eq!(
+        events_of(&second, &key),
+        Some(EVENT_READ),
+        "write interest left on"
+    );
+    assert_eq!(events_of(&second, &other_key), Some(EVENT_WRITE));
+    Ok(())
+}
+
 // --- Back-pressure and limits --------------------------------------------------------------------
 
 #[test]

@@ -497,6 +497,12 @@ impl<B: Backend> Selector<B> {
         (entry.key.token == token).then_some(token.index())
     }
 
+    /// The key of the registration `token` was issued for, if it is still registered.
+    #[inline]
+    pub(crate) fn key_of(&self, token: Token) -> Option<SelectorKey> {
+        self.current(token).map(|index| self.entries[index].key)
+    }
+
     /// Where the reports a stopped dispatch left undelivered start in `ready`, if any of them
     /// is still deliverable (its registration alive and still waiting for those events).
     fn take_owed(&mut self) -> Option<usize> {

@@ -225,6 +225,9 @@ pub struct Connection<S, C: Codec> {
     sent: u64,
     /// When each deadline's clock started (see `next_deadline`); all `None` with no timeout.
     clock: Clock,
+    /// The key of the connection's registration, as of its last callback: found again by its
+    /// token (an index), not by hashing the descriptor (see `own_key`).
+    key: Option<SelectorKey>,
 }
 
 /// The instants the deadlines count from, noted as bytes move (no timer is touched then).
@@ -352,6 +355,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             received: 0,
             sent: 0,
             clock: Clock::default(),
+            key: None,
         }
     }
 
@@ -982,7 +986,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         if self.done() {
             return self.finish(sel, callback, timer);
         }
-        let key = sel.get_key(self)?;
+        let key = self.own_key(sel)?;
         let events = self.next_interest(now);
         if events != key.events() {
             sel.modify(self, events)?;
@@ -991,6 +995,23 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.arm(sel, timer, key, now);
         }
         Ok(())
+    }
+
+    /// The key of this connection's registration, from its own callback. The token kept from
+    /// the last call finds it in the selector's slab directly, without hashing the descriptor;
+    /// the first call looks the descriptor up, and so does a call after the connection was
+    /// registered anew: its old token is then gone (tokens carry a generation) or, in another
+    /// selector, names a registration of another descriptor.
+    #[inline]
+    fn own_key<B: Backend>(&mut self, sel: &Selector<B>) -> io::Result<SelectorKey> {
+        let fd = FileObj::fileno(self);
+        let kept = self.key.and_then(|key| sel.key_of(key.token));
+        if let Some(key) = kept.filter(|key| key.fd == fd) {
+            return Ok(key);
+        }
+        let key = sel.get_key(self)?;
+        self.key = Some(key);
+        Ok(key)
     }
 
     /// Ends the connection: cancels its timer, unregisters it (its socket is closed when the
