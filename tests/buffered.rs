@@ -201,7 +201,8 @@ fn a_connection_moved_to_another_selector_follows_its_own_registration() -> io::
     // More is queued than the socket took (over the high-water mark: reading paused), and
     // the peer reads nothing yet.
     assert_eq!(events_of(&second, &key), Some(EVENT_WRITE));
-    let reader = thread::spawn(move || -> io::Result<Vec<u8>> {
+    // The peer comes back with the bytes: closing it here would end the connection.
+    let reader = thread::spawn(move || -> io::Result<(Vec<u8>, Stream)> {
         let mut got = Vec::with_capacity(4 + LEN);
         let mut buf = vec![0u8; 64 << 10];
         while got.len() < 4 + LEN {
@@ -210,12 +211,12 @@ fn a_connection_moved_to_another_selector_follows_its_own_registration() -> io::
                 n => got.extend_from_slice(&buf[..n]),
             }
         }
-        Ok(got)
+        Ok((got, peer))
     });
     run_until(&mut second, "8 MiB from the moved connection", || {
         reader.is_finished()
     })?;
-    let got = reader.join().expect("reader panicked")?;
+    let (got, _peer) = reader.join().expect("reader panicked")?;
     assert!(
         got[..4] == *b"one\n" && got[4..] == data[..],
         "the bytes arrived changed"
