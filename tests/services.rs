@@ -731,8 +731,9 @@ fn dropping_the_selector_waits_for_running_work_and_drops_queued_work_unrun() ->
         sel.set_executor_threads(1)?;
         let flags = || Arc::new(AtomicBool::new(false));
         let (finished, ran, dropped, done_ran) = (flags(), flags(), flags(), Rc::new(Cell::new(0)));
-        // The running job ends on its own after a while: nobody releases it, and a selector
-        // that waits for it must not wait forever.
+        // The running job ends on its own after a second: nobody releases it, and a selector
+        // that waits for it must not wait forever. (The selector must be gone before then, or
+        // the queued job would start: a second is far more than the two lines between.)
         let (started, wait_started) = mpsc::channel();
         let (_release, gate) = mpsc::channel::<()>();
         let f = finished.clone();
@@ -740,7 +741,7 @@ fn dropping_the_selector_waits_for_running_work_and_drops_queued_work_unrun() ->
         sel.run_in_executor(
             move || {
                 started.send(()).expect("test alive");
-                let _ = gate.recv_timeout(Duration::from_millis(300));
+                let _ = gate.recv_timeout(Duration::from_secs(1));
                 f.store(true, SeqCst);
             },
             move |_, _| d.set(d.get() + 1),
