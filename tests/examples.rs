@@ -4,9 +4,9 @@
 //! trickling one) and `blast_server`'s bounded memory. Users copy these programs, so they must
 //! survive all of it.
 //!
-//! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
-//! `cargo build --examples && cargo test --test examples`. Each fault is one generic function
-//! below, and each server one line per fault at the end.
+//! Each example is built on first use (`common::example_binary`), so this file runs alone too:
+//! `cargo test --test examples`. Each fault is one generic function below, and each server one
+//! line per fault at the end.
 
 mod common;
 

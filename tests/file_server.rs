@@ -3,8 +3,8 @@
 //! 20 clients at once, resumed downloads, every way out of the root, interrupted and oversize
 //! uploads, a client that stops reading, protocol garbage, and the descriptor limit.
 //!
-//! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
-//! `cargo build --examples && cargo test --test file_server`.
+//! Each example is built on first use (`common::example_binary`), so this file runs alone too:
+//! `cargo test --test file_server`.
 
 mod common;
 #[path = "../examples/file_server/protocol.rs"]

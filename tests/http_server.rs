@@ -5,8 +5,8 @@
 //! clients that misbehave (garbage, half-close, reset, never reading), and the descriptor
 //! limit.
 //!
-//! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
-//! `cargo build --examples && cargo test --test http_server`.
+//! Each example is built on first use (`common::example_binary`), so this file runs alone too:
+//! `cargo test --test http_server`.
 
 mod common;
 

@@ -6,8 +6,8 @@
 //! a client that never reads, garbage, a half-close, a reset, the descriptor limit. Loopback
 //! only; every wait bounded.
 //!
-//! The example must be built first. A plain `cargo test` builds it; to run this file alone:
-//! `cargo build --examples && cargo test --test kv_server`.
+//! Each example is built on first use (`common::example_binary`), so this file runs alone too:
+//! `cargo test --test kv_server`.
 
 mod common;
 

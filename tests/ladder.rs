@@ -5,8 +5,8 @@
 //! once per edge. The faults every example server must survive (slow reader, descriptor limit,
 //! reset, garbage, Ctrl-C) are in `tests/examples.rs`, which lists these servers too.
 //!
-//! The examples must be built first. A plain `cargo test` builds them; to run this file alone:
-//! `cargo build --examples && cargo test --test ladder`.
+//! Each example is built on first use (`common::example_binary`), so this file runs alone too:
+//! `cargo test --test ladder`.
 
 mod common;
 

@@ -233,24 +233,85 @@ pub fn logged_count(parts: &[&str]) -> usize {
 
 // --- Example servers as processes (tests/examples.rs) ---------------------------------------
 
-/// The built binary of example `name`.
+/// The built binary of example `name`, up to date with its sources.
 ///
-/// This test executable is `target/<profile>/deps/NAME-HASH`; the examples are in
-/// `target/<profile>/examples/`. A plain `cargo test` builds them first; `cargo test --test
-/// examples` alone does not, hence the message. A binary older than its sources is refused too:
-/// it would test yesterday's code.
+/// This test executable is `TARGET_DIR/[TRIPLE/]PROFILE/deps/NAME-HASH`, and the examples are
+/// built into `TARGET_DIR/[TRIPLE/]PROFILE/examples/`. A plain `cargo test` builds them, but
+/// `cargo test --all-targets` builds them as test harnesses instead (no program at that path),
+/// and `cargo test --test examples` alone not at all: so the first call for each example runs
+/// `cargo build --example NAME` with this executable's profile, target and target directory
+/// (a no-op when it is fresh; cargo's lock serialises concurrent builds). A cross build run
+/// under an emulator (the Windows leg, under Wine) cannot run cargo: there the examples must
+/// be built beforehand (`cargo test --no-run` does), and a binary older than its sources is
+/// refused, as it would test yesterday's code.
 #[track_caller]
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps/");
+        .expect("the test executable is in TARGET_DIR/PROFILE/deps/");
     let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     let bin = profile_dir.join("examples").join(file);
-    let rebuild = "build the examples first: `cargo build --examples` (a plain `cargo test` \
-                   builds them; `cargo test --test examples` alone does not)";
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    if cfg!(unix) {
+        build_example(name, profile_dir);
+    } else {
+        refuse_stale(name, &bin);
+    }
+    bin
+}
+
+/// Runs `cargo build --example NAME` for the profile, target and target directory of
+/// `profile_dir`, once per example per test process.
+#[track_caller]
+fn build_example(name: &str, profile_dir: &Path) {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if built.iter().any(|b| b == name) {
+        return;
+    }
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("example {name}: no profile in {}", profile_dir.display()),
+    };
+    // TARGET_DIR holds cargo's CACHEDIR.TAG; a cross build's PROFILE is under TARGET_DIR/TRIPLE.
+    let parent = profile_dir.parent().expect("TARGET_DIR/PROFILE");
+    let (target_dir, triple) = match parent.join("CACHEDIR.TAG").exists() {
+        true => (parent, None),
+        false => (parent.parent().unwrap_or(parent), parent.file_name()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--quiet", "--example", name, "--profile", profile])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if let Some(triple) = triple {
+        command.arg("--target").arg(triple);
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("example {name}: cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "example {name}: {command:?} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.push(name.to_string());
+}
+
+/// Fails if example `name`'s binary `bin` is missing or older than a source it is built from.
+#[track_caller]
+fn refuse_stale(name: &str, bin: &Path) {
+    let rebuild = "build the examples first: `cargo test --no-run` (or `cargo build --examples`) \
+                   for this target";
+    let built = std::fs::metadata(bin).and_then(|m| m.modified());
     let built = built.unwrap_or_else(|e| {
         panic!(
             "example {name}: no binary at {} ({e}): {rebuild}",
@@ -285,7 +346,6 @@ pub fn example_binary(name: &str) -> PathBuf {
             );
         }
     }
-    bin
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
