@@ -1144,6 +1144,309 @@ fn abort_ends_a_connection_whose_peer_never_reads_exactly_once() -> io::Result<(
     Ok(())
 }
 
+// --- What the callback may still receive after each ending ---------------------------------------
+
+/// What [`scripted`]'s callback does with frame number `n`: its sends, and how it ends things.
+type OnFrame = Box<dyn FnMut(&mut Connection<Stream, LineCodec>, usize) -> io::Result<()>>;
+
+/// Registers `stream` as a line connection whose callback records every event and runs
+/// `on_frame` for each frame, numbered from 0 — as a server's callback does, with `?` on its
+/// sends.
+fn scripted(
+    sel: &mut DefaultSelector,
+    stream: Stream,
+    limits: Limits,
+    timeouts: Timeouts,
+    mut on_frame: OnFrame,
+) -> io::Result<(SelectorKey, Events_)> {
+    common::init_logging();
+    let seen: Events_ = Rc::default();
+    let log = seen.clone();
+    let conn = Connection::new(stream, LineCodec::new(64))
+        .with_limits(limits)?
+        .with_timeouts(timeouts);
+    let mut frames = 0;
+    let key = conn.register(sel, move |_, conn, event| {
+        match event {
+            ConnEvent::Frame(frame) => {
+                log.borrow_mut().push(Seen::Frame(frame));
+                frames += 1;
+                on_frame(conn, frames - 1)?;
+            }
+            ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
+            ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
+            ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+        }
+        Ok(())
+    })?;
+    Ok((key, seen))
+}
+
+/// `n` numbered lines, `0\n` to `n-1\n`, as one write: a pipelining peer.
+fn numbered_lines(n: usize) -> Vec<u8> {
+    (0..n).flat_map(|i| format!("{i}\n").into_bytes()).collect()
+}
+
+/// Reads from `peer` on a thread until end of file; the thread returns what it read, or the
+/// error (a reset) that ended it.
+fn read_all_on_a_thread(mut peer: Stream) -> thread::JoinHandle<Result<Vec<u8>, io::Error>> {
+    thread::spawn(move || {
+        peer.set_read_timeout(Some(TIMEOUT))?;
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got)?;
+        Ok(got)
+    })
+}
+
+/// The frames of `seen`, and whether `Closed` came exactly once, last.
+fn frames_and_closed_last(seen: &[Seen]) -> (usize, bool) {
+    let frames = seen.iter().filter(|s| matches!(s, Seen::Frame(_))).count();
+    let closed = seen.iter().filter(|s| matches!(s, Seen::Closed(_))).count();
+    (
+        frames,
+        closed == 1 && matches!(seen.last(), Some(Seen::Closed(_))),
+    )
+}
+
+/// `close()` on one frame of many received in one read: no frame after it, the reply sent
+/// before it arrives whole, then end of file, and the callback gets `Closed(None)`. (Every
+/// frame of the read used to be delivered, and the first `send_frame(..)?` after the close
+/// failed, so the selector closed the socket with the reply queued, and `Closed` never came.)
+#[test]
+fn after_close_no_frame_comes_the_queue_is_flushed_then_closed() -> io::Result<()> {
+    const REPLY: usize = 1 << 20; // more than the socket buffers hold
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(2000))?;
+    let on_frame: OnFrame = Box::new(|conn, n| {
+        if n == 0 {
+            conn.send(&pattern(REPLY))?;
+            conn.close();
+            return Ok(());
+        }
+        conn.send_frame(b"a reply to a request after the close")
+    });
+    let (_, seen) = scripted(
+        &mut sel,
+        a,
+        Limits::default(),
+        Timeouts::default(),
+        on_frame,
+    )?;
+    let reader = read_all_on_a_thread(peer.try_clone()?);
+    run_until(&mut sel, "Closed", || {
+        frames_and_closed_last(&seen.borrow()).1
+    })?;
+    assert_eq!(
+        *seen.borrow(),
+        [Seen::Frame(b"0".to_vec()), Seen::Closed(None)]
+    );
+    let got = reader.join().expect("reader")?; // a reset would be an error here
+    assert!(got == pattern(REPLY), "the reply did not arrive whole");
+    assert!(sel.is_empty());
+    Ok(())
+}
+
+/// `abort()` on one frame of many: no frame after it, `Closed(ConnectionAborted)`.
+#[test]
+fn after_abort_no_frame_comes() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(2000))?;
+    let on_frame: OnFrame = Box::new(|conn, n| {
+        if n == 3 {
+            conn.abort();
+            return Ok(());
+        }
+        conn.send_frame(b"ok")
+    });
+    let (_, seen) = scripted(
+        &mut sel,
+        a,
+        Limits::default(),
+        Timeouts::default(),
+        on_frame,
+    )?;
+    run_until(&mut sel, "Closed", || {
+        frames_and_closed_last(&seen.borrow()).1
+    })?;
+    let seen = seen.borrow();
+    assert_eq!(frames_and_closed_last(&seen), (4, true), "{:?}", &seen[..5]);
+    assert_eq!(seen[4], Seen::Closed(Some(ErrorKind::ConnectionAborted)));
+    read_to_eof_or_reset(&mut peer);
+    Ok(())
+}
+
+/// A frame whose reply passes the hard cap ends the connection before the next frame.
+#[test]
+fn after_the_hard_cap_is_passed_no_frame_comes() -> io::Result<()> {
+    let limits = Limits {
+        hard_cap: 64 << 10,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(2000))?;
+    // The peer never reads: a 16 MiB reply is over the cap whatever the socket takes.
+    let on_frame: OnFrame = Box::new(|conn, n| match n {
+        0 => conn.send(&pattern(16 << 20)),
+        _ => conn.send_frame(b"ok"),
+    });
+    let (_, seen) = scripted(&mut sel, a, limits, Timeouts::default(), on_frame)?;
+    run_until(&mut sel, "Closed", || {
+        frames_and_closed_last(&seen.borrow()).1
+    })?;
+    let seen = seen.borrow();
+    assert_eq!(
+        frames_and_closed_last(&seen),
+        (1, true),
+        "frames after the cap"
+    );
+    assert_eq!(seen[1], Seen::Closed(Some(ErrorKind::OutOfMemory)));
+    read_to_eof_or_reset(&mut peer);
+    Ok(())
+}
+
+/// An error returned by the callback ends that connection as a failure: no frame after it,
+/// then `Closed` with that error, logged; the loop and other connections go on.
+#[test]
+fn after_the_callback_fails_no_frame_comes_and_closed_carries_the_error() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(2000))?;
+    let on_frame: OnFrame = Box::new(|conn, n| match n {
+        1 => Err(io::Error::new(
+            ErrorKind::InvalidData,
+            "request 1 is refused",
+        )),
+        _ => conn.send_frame(b"ok"),
+    });
+    let (_, seen) = scripted(
+        &mut sel,
+        a,
+        Limits::default(),
+        Timeouts::default(),
+        on_frame,
+    )?;
+    let (other, mut other_peer) = socketpair()?;
+    let (_, other_seen) = connection(&mut sel, other, LineCodec::new(64), Limits::default(), true)?;
+    run_until(&mut sel, "Closed", || {
+        frames_and_closed_last(&seen.borrow()).1
+    })?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"0".to_vec()),
+            Seen::Frame(b"1".to_vec()),
+            Seen::Closed(Some(ErrorKind::InvalidData))
+        ]
+    );
+    assert!(logged(&[
+        "WARN",
+        "request 1 is refused",
+        "closing the connection"
+    ]));
+    read_to_eof_or_reset(&mut peer);
+    other_peer.write_all(b"still served\n")?;
+    run_until(&mut sel, "the other's echo", || {
+        !other_seen.borrow().is_empty()
+    })?;
+    let mut echo = [0u8; 13];
+    other_peer.read_exact(&mut echo)?;
+    assert_eq!(&echo, b"still served\n");
+    Ok(())
+}
+
+/// Limits for the back-pressure tests below: replies of `REPLY` bytes pass the high-water
+/// mark after four frames.
+const REPLY: usize = 256 << 10;
+const FRAME_LIMITS: Limits = Limits {
+    high_water: 1 << 20,
+    low_water: 256 << 10,
+    read_chunk: 64 << 10,
+    hard_cap: usize::MAX,
+    soft_cap: usize::MAX,
+    soft_cap_for: Duration::ZERO,
+};
+
+/// Frame `n`'s reply: `REPLY` bytes, each `n`.
+fn reply_to(n: usize) -> Vec<u8> {
+    vec![n as u8; REPLY]
+}
+
+/// While more than the high-water mark is queued, no frame is handed over (they wait in the
+/// read buffer): a peer that pipelines requests and reads slowly costs at most the high-water
+/// mark plus one reply. Once it reads, every frame comes, in order, then `PeerClosed` (after the
+/// frames the peer sent before its end of file), then `Closed(None)`; nothing is lost.
+#[test]
+fn past_the_high_water_mark_frames_wait_then_all_come_in_order() -> io::Result<()> {
+    const N: usize = 64; // 16 MiB of replies: far more than the socket buffers hold
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(N))?;
+    peer.shutdown(std::net::Shutdown::Write)?; // a half-close right after the requests
+    let on_frame: OnFrame = Box::new(|conn, n| conn.send(&reply_to(n)));
+    let (key, seen) = scripted(&mut sel, a, FRAME_LIMITS, Timeouts::default(), on_frame)?;
+    for _ in 0..5 {
+        sel.run_once(Some(Duration::from_millis(10)))?;
+    }
+    let frames = frames_and_closed_last(&seen.borrow()).0;
+    assert!(
+        frames < N,
+        "all {N} frames handed over to a peer that reads nothing"
+    );
+    let conn: &mut Connection<Stream, LineCodec> = sel.source_mut(&key)?;
+    let queued = conn.queued();
+    assert!(
+        queued <= FRAME_LIMITS.high_water + REPLY,
+        "{queued} bytes queued after {frames} frames"
+    );
+    let reader = read_all_on_a_thread(peer);
+    run_until(&mut sel, "Closed", || {
+        frames_and_closed_last(&seen.borrow()).1
+    })?;
+    let got = reader.join().expect("reader")?;
+    let want: Vec<u8> = (0..N).flat_map(reply_to).collect();
+    assert!(got == want, "the replies arrived changed or out of order");
+    // `Drained` comes between frames, each time the queue crossed the low-water mark.
+    let seen = seen.borrow();
+    assert!(seen.contains(&Seen::Drained));
+    let mut want: Vec<Seen> = (0..N)
+        .map(|n| Seen::Frame(n.to_string().into_bytes()))
+        .collect();
+    want.extend([Seen::PeerClosed, Seen::Closed(None)]);
+    let events: Vec<&Seen> = seen.iter().filter(|s| **s != Seen::Drained).collect();
+    assert!(
+        events.iter().copied().eq(want.iter()),
+        "every frame in order, then PeerClosed, then Closed: {events:?}"
+    );
+    Ok(())
+}
+
+/// A timeout that ends a connection whose frames wait: `Closed(TimedOut)`, and none of the
+/// waiting frames after it.
+#[test]
+fn a_timeout_ends_a_connection_whose_frames_wait_and_none_comes_after() -> io::Result<()> {
+    let timeouts = Timeouts {
+        send: Some(Duration::from_millis(200)),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(64))?;
+    let on_frame: OnFrame = Box::new(|conn, n| conn.send(&reply_to(n)));
+    let (_, seen) = scripted(&mut sel, a, FRAME_LIMITS, timeouts, on_frame)?;
+    run_until(&mut sel, "Closed", || {
+        frames_and_closed_last(&seen.borrow()).1
+    })?;
+    let seen = seen.borrow();
+    let (frames, closed_last) = frames_and_closed_last(&seen);
+    assert!(closed_last && frames < 64, "{frames} frames");
+    assert_eq!(seen.last(), Some(&Seen::Closed(Some(ErrorKind::TimedOut))));
+    read_to_eof_or_reset(&mut peer);
+    Ok(())
+}
+
 // --- Memory --------------------------------------------------------------------------------------
 
 /// What every connection of `keys` holds in buffers, read without touching the connections.

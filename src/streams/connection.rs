@@ -11,8 +11,11 @@
 //!   as the socket takes, and the rest as the peer reads. WRITE interest is on exactly while
 //!   the queue is non-empty (check it with `get_key`).
 //! - Back-pressure: when the queue passes the high-water mark, the connection stops reading
-//!   (READ interest off) until it drains to the low-water mark; the peer's own sends then
-//!   block in TCP flow control instead of piling up here. A program that produces data itself
+//!   (READ interest off) and stops handing frames to the callback — frames already received
+//!   wait in the read buffer, undecoded — until it drains to the low-water mark; the peer's own
+//!   sends then block in TCP flow control instead of piling up here. A peer that pipelines
+//!   requests and reads the replies slowly costs at most the high-water mark plus one reply,
+//!   and loses nothing. A program that produces data itself
 //!   (a file, a broadcast) sends while [`queued`](Connection::queued) is under the high-water
 //!   mark, and sends more on [`ConnEvent::Drained`] (asyncio's `resume_writing`, Node's
 //!   `'drain'`).
@@ -62,6 +65,15 @@
 //! then, once, `Closed` with how the connection ended. On end of file from the peer (which may
 //! be a half-close: it can still receive) the connection decodes what is left
 //! (`decode_eof`), reports `PeerClosed`, flushes what is queued, and closes itself.
+//!
+//! However a connection ends, no frame follows the end: after [`close`](Connection::close)
+//! (what is queued is flushed whole, then `Closed(None)`), [`abort`](Connection::abort), a cap
+//! passed, a timeout, a protocol error or an error returned by the callback (each then
+//! `Closed(Some(error))`), frames received and not yet handed over are dropped; after
+//! `PeerClosed` there are none left. An error the callback returns (other than `WouldBlock` and
+//! `Interrupted`, ignored as in [`Selector::dispatch`]) ends that connection as a failure:
+//! logged at `warn`, its queue dropped, and `Closed` carries the error — the selector's error
+//! handler does not see it.
 //!
 //! # Ending a connection from outside its callback
 //!
@@ -113,7 +125,9 @@ impl ByteStream for std::os::unix::net::UnixStream {
 /// What a [`Connection`]'s callback is told.
 #[derive(Debug)]
 pub enum ConnEvent<T> {
-    /// A decoded frame.
+    /// A decoded frame. None comes after the connection began to end (see [`Closed`](Self::Closed)),
+    /// nor while more than the high-water mark is queued ([`Limits::high_water`]): frames
+    /// received meanwhile wait, undecoded, until the queue drains to the low-water mark.
     Frame(T),
     /// The write queue has fallen to the low-water mark ([`Limits::low_water`]) after holding
     /// more (counting what `send` queued before the connection wrote any of it): send more now
@@ -131,8 +145,9 @@ pub enum ConnEvent<T> {
     /// close (by [`close`](Connection::close) or after `PeerClosed`), else the error that ended
     /// it: the peer reset it, a protocol error from the codec (`InvalidData`, or
     /// `UnexpectedEof` for a frame cut short), [`abort`](Connection::abort)
-    /// (`ConnectionAborted`), a [timeout](Timeouts) (`TimedOut`), or an output cap
-    /// ([`Limits::hard_cap`], [`Limits::soft_cap`]: `OutOfMemory`).
+    /// (`ConnectionAborted`), a [timeout](Timeouts) (`TimedOut`), an output cap
+    /// ([`Limits::hard_cap`], [`Limits::soft_cap`]: `OutOfMemory`), or an error the callback
+    /// returned (that error).
     Closed(Option<io::Error>),
 }
 
@@ -212,6 +227,8 @@ pub struct Connection<S, C: Codec> {
     closing: bool,
     /// The peer sent end of file: no more reading; flush, then close.
     eof: bool,
+    /// `PeerClosed` was told: nothing more is decoded.
+    peer_closed: bool,
     /// Why the connection must end now (reset, protocol error, abort, timeout, cap), if it must.
     failed: Option<io::Error>,
     /// More than `low_water` bytes were queued since the last `Drained`.
@@ -348,6 +365,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             paused: false,
             closing: false,
             eof: false,
+            peer_closed: false,
             failed: None,
             above_low: false,
             woken: false,
@@ -425,6 +443,10 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// Registers the connection for READ; `callback` receives its [`ConnEvent`]s.
+    ///
+    /// An error `callback` returns ends this connection (logged at `warn`; its queue is
+    /// dropped, and `callback` gets `Closed` with that error), not the loop; `WouldBlock` and
+    /// `Interrupted` are ignored.
     ///
     /// With timeouts or a soft cap, the connection's timer is first scheduled in the next loop
     /// iteration ([`run_once`](Selector::run_once)); the idle timeout counts from now.
@@ -504,7 +526,10 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let now = conn.timed().then(Instant::now);
         conn.flush(now);
         conn.check_hard_cap();
-        let wake = conn.done() || conn.drain_owed() || now.is_some_and(|now| conn.unarmed(now));
+        let wake = conn.done()
+            || conn.drain_owed()
+            || conn.resume_owed()
+            || now.is_some_and(|now| conn.unarmed(now));
         let events = conn.next_interest(now);
         let key = sel.get_key(key)?;
         if events != key.events() {
@@ -551,8 +576,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// Closes the connection once everything queued is written: then shuts down the write half
-    /// (the peer reads end of file) and closes it. Reading stops now. The callback gets
-    /// `Closed(None)` at the end.
+    /// (the peer reads end of file) and closes it. Reading stops now: no frame comes after
+    /// this call, not even one received in the same read (those are dropped), nor `Drained`
+    /// or `PeerClosed`. The callback gets `Closed(None)` at the end.
     ///
     /// What the peer sent meanwhile and was not read (requests pipelined behind the last one
     /// answered) is read and dropped before the socket is closed, up to 256 KiB: TCP answers a
@@ -652,21 +678,44 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let queued = self.queued();
         if queued > self.limits.high_water {
             self.paused = true;
-        } else if queued <= self.limits.low_water && self.paused {
-            self.paused = false;
-            if self.clock.frame_since.is_some() {
-                self.clock.frame_since = now; // the frame's clock stopped while not reading
-                self.clock.started = true;
-            }
+        } else if queued <= self.limits.low_water && self.paused && !self.holds_input() {
+            self.resume(now);
         }
         let mut events = Events::NONE;
         if self.reading() {
             events |= EVENT_READ;
         }
-        if queued > 0 || self.done() || self.drain_owed() {
+        if queued > 0 || self.done() || self.drain_owed() || self.resume_owed() {
             events |= EVENT_WRITE;
         }
         events
+    }
+
+    /// Reading resumes: the queue is down to the low-water mark.
+    fn resume(&mut self, now: Option<Instant>) {
+        self.paused = false;
+        if self.clock.frame_since.is_some() {
+            self.clock.frame_since = now; // the frame's clock stopped while not reading
+            self.clock.started = true;
+        }
+    }
+
+    /// True while received input waits to be handed over: bytes undecoded (maybe whole
+    /// frames, held back over the high-water mark), or the peer's end of file not told yet.
+    fn holds_input(&self) -> bool {
+        self.rstart < self.rend || (self.eof && !self.peer_closed)
+    }
+
+    /// True when the callback is owed what waited while the queue was over the high-water
+    /// mark: the queue is down to the low-water mark and input is held. Only the connection's
+    /// own callback can deliver it, so a queue drained from `with` wakes it, and a bare
+    /// `select()` loop gets there through WRITE interest (see `next_interest`).
+    fn resume_owed(&self) -> bool {
+        self.paused
+            && self.queued() <= self.limits.low_water
+            && self.holds_input()
+            && !self.closing
+            && self.failed.is_none()
     }
 
     /// True when the connection should end now: it failed, or it is closing with nothing left
@@ -674,7 +723,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// `Drained` to a half-closed peer still has more to send, however fast the queue emptied.
     fn done(&self) -> bool {
         self.failed.is_some()
-            || ((self.closing || self.eof) && self.queued() == 0 && !self.drain_owed())
+            || ((self.closing || self.peer_closed) && self.queued() == 0 && !self.drain_owed())
     }
 
     /// Gives an empty queue room for `len` bytes: the thread's spare if that is large enough
@@ -849,25 +898,44 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
     }
 
-    /// Reads, decodes and delivers the frames; at end of file, what is left, then `PeerClosed`.
+    /// Reads once, then hands the callback what it may take now (see `deliver`).
     fn receive<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
         callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
         now: Option<Instant>,
-    ) -> io::Result<()> {
+    ) {
         let received = self.received;
-        let filled = self.fill();
-        let mut decoded = false;
-        let result = self.decode(sel, callback, filled, &mut decoded);
-        self.keep_leftover(); // whatever the callbacks returned
+        match self.fill() {
+            Ok(more) => self.eof = !more,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => self.failed = Some(e),
+        }
+        if let Some(now) = now.filter(|_| self.received != received) {
+            self.clock.last_io = Some(now);
+        }
+        self.deliver(sel, callback, now);
+    }
+
+    /// Hands the callback every frame decoded from the read buffer while it may take them
+    /// (`takes_frames`); after the peer's end of file, what the codec makes of the rest, then
+    /// `PeerClosed`. What is not decoded stays, in a buffer of the connection's own; with the
+    /// clock on, notes when the incomplete frame at its front began.
+    fn deliver<B: Backend>(
+        &mut self,
+        sel: &mut Selector<B>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        now: Option<Instant>,
+    ) {
+        let start = self.rstart;
+        self.decode(sel, callback, now);
+        let decoded = self.rstart > start;
+        self.keep_leftover();
         if let Some(now) = now {
+            // Undecoded bytes are one incomplete frame (or frames waiting: the frame timeout
+            // does not run then, reading being paused): the one from before if no frame was
+            // decoded (it began when it began), else one that began now.
             let clock = &mut self.clock;
-            if self.received != received {
-                clock.last_io = Some(now);
-            }
-            // Undecoded bytes are one incomplete frame: the one from before this read if no
-            // frame was decoded (it began when it began), else one that began now.
             clock.started |= self.rstart < self.rend && clock.frame_since.is_none();
             clock.frame_since = match (self.rstart == self.rend, decoded) {
                 (true, _) => None,
@@ -875,57 +943,46 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
                 (false, true) => Some(now),
             };
         }
-        result
     }
 
-    /// Handles a read's outcome, then decodes and delivers every complete frame; at end of
-    /// file, what the codec makes of the rest, then `PeerClosed`. Notes whether it decoded any.
+    /// The frames of `deliver`, and at end of file the rest and `PeerClosed`.
     fn decode<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
         callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
-        filled: io::Result<bool>,
-        decoded: &mut bool,
-    ) -> io::Result<()> {
-        let eof = match filled {
-            Ok(more) => !more,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => false,
-            Err(e) => {
-                self.failed = Some(e);
-                false
-            }
-        };
-        let start = self.rstart;
-        while self.failed.is_none() {
-            // `get`, not indexing (the same checks): a codec that claimed more bytes than it
-            // was given (its frame delivered already) is an error, not a panic.
-            let Some(buf) = self.rbuf.get(self.rstart..self.rend) else {
-                self.rstart = self.rend;
-                self.protocol_error(overclaimed());
-                break;
-            };
+        now: Option<Instant>,
+    ) {
+        while self.takes_frames(now) {
+            let buf = &self.rbuf[self.rstart..self.rend];
             match self.codec.decode(buf) {
                 Ok(Some((frame, used))) => {
-                    self.rstart += used;
-                    callback(sel, self, ConnEvent::Frame(frame))?;
+                    // A codec that claimed more bytes than it was given is an error, not a
+                    // panic; its frame is delivered, nothing after it.
+                    let over = used > buf.len();
+                    self.rstart = if over { self.rend } else { self.rstart + used };
+                    self.tell(sel, callback, ConnEvent::Frame(frame));
+                    if over {
+                        self.protocol_error(overclaimed());
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => self.protocol_error(e),
             }
         }
-        *decoded = self.rstart > start;
-        while eof && self.failed.is_none() && self.rstart < self.rend {
+        if !self.eof || self.peer_closed {
+            return;
+        }
+        while self.rstart < self.rend && self.takes_frames(now) {
             match self.codec.decode_eof(&self.rbuf[self.rstart..self.rend]) {
                 Ok(Some((_, used))) if used > self.rend - self.rstart => {
                     self.protocol_error(overclaimed());
                 }
                 Ok(Some((frame, used))) => {
                     self.rstart += used;
-                    *decoded = true;
-                    callback(sel, self, ConnEvent::Frame(frame))?;
                     if used == 0 {
-                        break; // it would be asked the same thing again
+                        self.rstart = self.rend; // it would be asked the same thing again
                     }
+                    self.tell(sel, callback, ConnEvent::Frame(frame));
                 }
                 Ok(None) => {
                     let left = self.rend - self.rstart;
@@ -938,11 +995,58 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
                 Err(e) => self.protocol_error(e),
             }
         }
-        if eof && self.failed.is_none() {
-            self.eof = true; // after the frames that came before the end of file
-            callback(sel, self, ConnEvent::PeerClosed)?;
+        if self.takes_frames(now) {
+            self.peer_closed = true; // after the frames that came before the end of file
+            self.tell(sel, callback, ConnEvent::PeerClosed);
         }
-        Ok(())
+    }
+
+    /// True while the callback may be handed frames (and `PeerClosed`): not once the connection
+    /// failed or began closing, and not while more than the high-water mark is queued once the
+    /// socket has taken what it will. Frames then wait, undecoded, until the queue drains to
+    /// the low-water mark (`resume_owed`): back-pressure between frames, not only between
+    /// reads. The hard cap is checked here too, so that no frame follows a reply that passed it.
+    #[inline]
+    fn takes_frames(&mut self, now: Option<Instant>) -> bool {
+        if self.failed.is_some() || self.closing {
+            return false;
+        }
+        let queued = self.queued();
+        if queued <= self.limits.high_water && queued <= self.limits.hard_cap {
+            return true;
+        }
+        self.flush(now);
+        self.check_hard_cap();
+        self.paused = self.queued() > self.limits.high_water;
+        self.failed.is_none() && !self.paused
+    }
+
+    /// Calls the user's callback with `event`. An error it returns ends the connection as a
+    /// failure (`Closed` then carries it); `WouldBlock` and `Interrupted` mean "not ready after
+    /// all", as for [`Selector::dispatch`], and are ignored.
+    #[inline]
+    fn tell<B: Backend>(
+        &mut self,
+        sel: &mut Selector<B>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        event: ConnEvent<C::Item>,
+    ) {
+        if let Err(e) = callback(sel, self, event) {
+            if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
+                self.callback_failed(e);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn callback_failed(&mut self, e: io::Error) {
+        warn!(
+            "fd {}: the callback failed: {e}; closing the connection",
+            self.fileno()
+        );
+        self.failed.get_or_insert(e);
+        self.drop_queue();
     }
 
     /// Fails the connection with a protocol error from (or about) the codec, logged.
@@ -953,8 +1057,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// The registration's callback. For readiness: write, read and decode, tell the user. For
     /// a wake-up (`woken`: the timer, or `with`): end the connection if a deadline has
-    /// passed. Then, either way: `Drained` if owed, the hard cap, the end if done, else the
-    /// interest and the timer.
+    /// passed. Then, either way: `Drained` if owed, the frames that waited for the queue to
+    /// drain, the hard cap, the end if done, else the interest and the timer.
     fn on_ready<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
@@ -973,13 +1077,18 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             }
             // READ may be in the mask while reading is paused or over: a report from before.
             if mask.is_readable() && self.reading() {
-                self.receive(sel, callback, now)?;
+                self.receive(sel, callback, now);
                 self.flush(now);
             }
         }
         if self.drain_owed() {
             self.above_low = false;
-            callback(sel, self, ConnEvent::Drained)?;
+            self.tell(sel, callback, ConnEvent::Drained);
+            self.flush(now);
+        }
+        if self.resume_owed() {
+            self.resume(now);
+            self.deliver(sel, callback, now);
             self.flush(now);
         }
         self.check_hard_cap();

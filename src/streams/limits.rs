@@ -42,11 +42,12 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Stop reading from the peer while more than this many bytes wait to be written
-    /// (default 1 MiB). `usize::MAX` means never stop; `0` means stop while anything at all
-    /// is queued.
+    /// Stop reading from the peer, and handing frames already received to the callback, while
+    /// more than this many bytes wait to be written (default 1 MiB). `usize::MAX` means never
+    /// stop; `0` means stop while anything at all is queued.
     pub high_water: usize,
-    /// Resume reading once the queue is at most this (default 256 KiB). At most `high_water`.
+    /// Resume reading (and handing frames over) once the queue is at most this (default
+    /// 256 KiB). At most `high_water`.
     /// [`ConnEvent::Drained`](crate::ConnEvent::Drained) comes when the queue falls to it.
     pub low_water: usize,
     /// How much one read may take (default 64 KiB); also how much the read buffer grows by
@@ -56,7 +57,8 @@ pub struct Limits {
     /// The most bytes that may stay queued for the peer (default `usize::MAX`: no cap). More,
     /// once the connection has written what the socket takes, closes it at once: the queue is
     /// dropped and the callback gets `Closed(Some(error))` of kind `OutOfMemory`. Nothing is
-    /// ever cut short silently. It is checked when the callback (or
+    /// ever cut short silently. It is checked after each frame handed to the callback (no
+    /// frame follows a reply that passed it) and when the callback (or
     /// [`with`](crate::Connection::with)) returns, so one callback's sends may pass it in the
     /// meantime.
     pub hard_cap: usize,
