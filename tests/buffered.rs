@@ -28,29 +28,31 @@ type Events_ = Rc<RefCell<Vec<Seen>>>;
 
 /// Registers `stream` as a connection with `codec` that records its events and, if `echo`,
 /// sends every frame back.
-fn connection<C>(
+fn connection<S, C>(
     sel: &mut DefaultSelector,
-    stream: Stream,
+    stream: S,
     codec: C,
     limits: Limits,
     echo: bool,
 ) -> io::Result<(SelectorKey, Events_)>
 where
+    S: selectloop::ByteStream,
     C: selectloop::Codec<Item = Vec<u8>, Frame = [u8]>,
 {
     timed_connection(sel, stream, codec, limits, Timeouts::default(), echo)
 }
 
 /// As [`connection`], with timeouts.
-fn timed_connection<C>(
+fn timed_connection<S, C>(
     sel: &mut DefaultSelector,
-    stream: Stream,
+    stream: S,
     codec: C,
     limits: Limits,
     timeouts: Timeouts,
     echo: bool,
 ) -> io::Result<(SelectorKey, Events_)>
 where
+    S: selectloop::ByteStream,
     C: selectloop::Codec<Item = Vec<u8>, Frame = [u8]>,
 {
     common::init_logging();
@@ -1573,12 +1575,93 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
     Ok(())
 }
 
-/// Fills the socket under `key` by writing to it directly (bypassing the queue), so that
-/// what is sent next stays queued.
-fn fill_the_socket(sel: &mut DefaultSelector, key: &SelectorKey) {
-    let conn: &mut Connection<Stream, Bytes> = sel.source_mut(key).expect("open");
-    let chunk = [0u8; 4096];
-    while conn.get_ref().write(&chunk).is_ok() {} // until WouldBlock
+/// One end of a socket pair whose writes can be refused, as a full socket refuses them
+/// (`WouldBlock`) while `full` is set: a peer that never reads, for tests that need exactly
+/// what was sent to stay queued.
+///
+/// Filling a real socket is not enough: a TCP socket that refused a write takes more later,
+/// as the kernel moves its bytes on to the peer's receive buffer — on a busy machine well
+/// after the refusal (under Wine, where the tests' socket pairs are loopback TCP, 128 KiB
+/// went through after the socket had refused a write, so a queue meant to pass a cap never
+/// did). The socket is filled too, so that it is not reported writable over and over.
+struct Gated {
+    stream: Stream,
+    full: Rc<Cell<bool>>,
+}
+
+impl Gated {
+    /// A full socket (its peer never reads) and the switch that keeps it full.
+    fn new() -> io::Result<(Gated, Rc<Cell<bool>>, Stream)> {
+        let (a, peer) = socketpair()?;
+        let chunk = [0u8; 4096];
+        while (&a).write(&chunk).is_ok() {} // until WouldBlock
+        let full = Rc::new(Cell::new(true));
+        let stream = Gated {
+            stream: a,
+            full: full.clone(),
+        };
+        Ok((stream, full, peer))
+    }
+}
+
+impl Read for Gated {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Gated {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self.full.get() {
+            true => Err(ErrorKind::WouldBlock.into()),
+            false => self.stream.write(data),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl selectloop::ByteStream for Gated {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Gated {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Gated {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsSocket for Gated {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.stream.as_socket()
+    }
+}
+
+#[cfg(windows)]
+impl std::os::windows::io::AsRawSocket for Gated {
+    fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+        self.stream.as_raw_socket()
+    }
+}
+
+type GatedConn = Connection<Gated, Bytes>;
+
+/// The bytes queued on the gated connection `key`.
+fn queued(sel: &mut DefaultSelector, key: &SelectorKey) -> usize {
+    let conn: &mut GatedConn = sel.source_mut(key).expect("open");
+    conn.queued()
 }
 
 #[test]
@@ -1586,21 +1669,21 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     let mut sel = DefaultSelector::new()?;
     let mut conns = Vec::new();
     for _ in 0..5 {
-        let (a, peer) = socketpair()?;
+        let (a, full, peer) = Gated::new()?; // sends stay queued while `full`
         let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
-        conns.push((key, peer));
+        conns.push((key, full, peer));
     }
     let memory = |sel: &mut DefaultSelector, key: &SelectorKey| {
-        let conn: &mut Connection<Stream, Bytes> = sel.source_mut(key).expect("open");
+        let conn: &mut GatedConn = sel.source_mut(key).expect("open");
         conn.buffer_memory()
     };
     // A 1 MiB queue, written out: the connection holds nothing (the thread keeps it).
-    let (big, big_peer) = &mut conns[0];
+    let (big, big_full, big_peer) = &mut conns[0];
     let big = *big;
-    fill_the_socket(&mut sel, &big);
-    Connection::<Stream, Bytes>::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
+    GatedConn::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
     let room = memory(&mut sel, &big);
     assert!(room >= 1 << 20, "{room}");
+    big_full.set(false);
     let mut reader = big_peer.try_clone()?;
     let draining = thread::spawn(move || -> io::Result<()> {
         let mut buf = vec![0u8; 64 << 10];
@@ -1614,23 +1697,19 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     }
     // A small send to a full socket: a small queue, not the 1 MiB one.
     let small = conns[1].0;
-    fill_the_socket(&mut sel, &small);
-    Connection::<Stream, Bytes>::with(&mut sel, &small, |conn| conn.send(b"small"))??;
+    GatedConn::with(&mut sel, &small, |conn| conn.send(b"small"))??;
     assert_eq!(memory(&mut sel, &small), 4096);
     // A medium one (a large send, but under a sixteenth of it): a queue of its own size.
     let medium = conns[4].0;
-    fill_the_socket(&mut sel, &medium);
-    Connection::<Stream, Bytes>::with(&mut sel, &medium, |conn| conn.send(&[3; 5 << 10]))??;
+    GatedConn::with(&mut sel, &medium, |conn| conn.send(&[3; 5 << 10]))??;
     assert_eq!(memory(&mut sel, &medium), 5 << 10);
     // A large one (over a sixteenth of it): the 1 MiB one, not a new allocation grown to it.
     let large = conns[2].0;
-    fill_the_socket(&mut sel, &large);
-    Connection::<Stream, Bytes>::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
+    GatedConn::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
     assert_eq!(memory(&mut sel, &large), room);
     // A small frame to a full socket: a small queue too.
     let framed = conns[3].0;
-    fill_the_socket(&mut sel, &framed);
-    Connection::<Stream, Bytes>::with(&mut sel, &framed, |conn| conn.send_frame(b"small"))??;
+    GatedConn::with(&mut sel, &framed, |conn| conn.send_frame(b"small"))??;
     assert_eq!(memory(&mut sel, &framed), 4096);
     drop(sel); // closes the connections: the reader sees end of file
     draining.join().expect("reader")?;
@@ -1733,16 +1812,16 @@ fn exactly_the_hard_cap_queued_is_not_over_it() -> io::Result<()> {
         ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
-    let (a, _peer) = socketpair()?;
+    let (a, _full, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
     let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
-    fill_the_socket(&mut sel, &key); // the peer never reads: all that is sent stays queued
-    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    GatedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
     for _ in 0..3 {
         sel.run_once(Some(Duration::from_millis(20)))?;
     }
     assert_eq!(*seen.borrow(), [], "closed at the cap");
-    // Over it (by as much again: a TCP socket may take a few more bytes meanwhile): closed.
-    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    assert_eq!(queued(&mut sel, &key), CAP);
+    // One byte over it: closed.
+    GatedConn::with(&mut sel, &key, |conn| conn.send(b"!"))??;
     run_until(&mut sel, "the hard cap", || !seen.borrow().is_empty())?;
     assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
     Ok(())
@@ -1758,20 +1837,19 @@ fn exactly_the_soft_cap_queued_is_not_over_it() -> io::Result<()> {
         ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
-    let (a, _peer) = socketpair()?;
+    let (a, _full, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
     let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
-    fill_the_socket(&mut sel, &key); // the peer never reads: all that is sent stays queued
-    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    GatedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
     // Twice the grace period at the cap, not over it: still open.
     let until = Instant::now() + 2 * FOR;
     while Instant::now() < until {
         sel.run_once(Some(Duration::from_millis(20)))?;
     }
     assert_eq!(*seen.borrow(), [], "closed at the cap");
-    // Over it (by as much again: a TCP socket may take a few more bytes meanwhile), for the
-    // grace period: closed.
+    assert_eq!(queued(&mut sel, &key), CAP);
+    // One byte over it, for the grace period: closed.
     let start = Instant::now();
-    Connection::<Stream, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    GatedConn::with(&mut sel, &key, |conn| conn.send(b"!"))??;
     run_until(&mut sel, "the soft cap", || !seen.borrow().is_empty())?;
     assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
     assert!(start.elapsed() >= FOR, "closed before the grace period");
