@@ -12,12 +12,13 @@
 //! why: `write_all` on a non-blocking socket loses data) with the connection's own timeouts,
 //! on one timer each that moving bytes never touches. Lines rather than raw bytes, because an
 //! idle timer alone cannot catch a client that sends one byte a second: every byte is traffic.
+//! An echo is exactly the bytes received: a last line the client did not end with a newline
+//! comes back without one (`RawLines` below says why `LineCodec` alone would add it).
 //! A line that has begun must be complete within `--frame-timeout` (by default the idle
 //! timeout): that is what ends a trickling client. The loop is `run()`, because timers are the
 //! loop's service (a bare `select()` reports I/O only).
 
-use selectloop::Timeouts;
-use selectloop::EVENT_READ;
+use selectloop::{Codec, Timeouts, EVENT_READ};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, LineCodec, Selector};
 use std::io;
 use std::net::TcpListener;
@@ -36,11 +37,43 @@ const LIMITS: Limits = Limits {
     soft_cap_for: Duration::from_secs(30),
 };
 
+/// Lines exactly as received: each with its `\n`, and a last one without if the client ended
+/// without one. `LineCodec` finds and bounds the lines, but its items drop the `\n` and its
+/// `encode` (`send_frame`) appends one, so an unterminated last line, which it delivers at end
+/// of file as it came, would go back with a `\n` it never had.
+struct RawLines(LineCodec);
+
+impl Codec for RawLines {
+    type Item = Vec<u8>;
+    type Frame = [u8];
+
+    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        Ok(self.0.decode(buf)?.map(with_newline))
+    }
+
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        Ok(self.0.decode_eof(buf)?.map(with_newline))
+    }
+
+    fn encode(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(line); // as it came, newline or not
+        Ok(())
+    }
+}
+
+/// A line from `LineCodec`, with its `\n` back if it had one (then it used one byte more).
+fn with_newline((mut line, used): (Vec<u8>, usize)) -> (Vec<u8>, usize) {
+    if used > line.len() {
+        line.push(b'\n');
+    }
+    (line, used)
+}
+
 fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io::Result<()> {
     let (conn, addr) = sock.accept()?;
     log::info!("accepted {addr}");
     conn.set_nonblocking(true)?;
-    let conn = Connection::new(conn, LineCodec::new(MAX_LINE))
+    let conn = Connection::new(conn, RawLines(LineCodec::new(MAX_LINE)))
         .with_limits(LIMITS)?
         .with_timeouts(timeouts);
     conn.register(sel, move |_sel, conn, event| {

@@ -840,3 +840,38 @@ fn model_poll_ctrl_c() {
 fn model_epoll_edge_ctrl_c() {
     ctrl_c(&MODEL_EPOLL_EDGE);
 }
+
+// --- idle_echo_server: an echo is the bytes received -------------------------------------------
+
+/// 16 MiB of lines, the last one without its newline, then a half-close: exactly the same
+/// bytes come back, no `\n` added at the end.
+#[test]
+fn idle_echo_server_echoes_an_unterminated_last_line_exactly() {
+    let server = IDLE_ECHO.start();
+    let mut payload = lines(16 << 20);
+    *payload.last_mut().expect("not empty") = b'.'; // the last line, unterminated
+    let conn = connect(server.addr()).expect("connect");
+    let mut sender = conn.try_clone().expect("clone the client socket");
+    let sent = payload.clone();
+    let writer = thread::spawn(move || -> io::Result<()> {
+        sender.write_all(&sent)?;
+        sender.shutdown(Shutdown::Write)
+    });
+    let mut echo = Vec::with_capacity(payload.len() + 1);
+    (&conn)
+        .read_to_end(&mut echo)
+        .unwrap_or_else(|e| panic!("after {} bytes of echo: {e}", echo.len()));
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("send it all");
+    assert_eq!(
+        echo.len(),
+        payload.len(),
+        "{} bytes sent, {} echoed; the echo ends with {:?}",
+        payload.len(),
+        echo.len(),
+        String::from_utf8_lossy(&echo[echo.len().saturating_sub(20)..])
+    );
+    assert!(echo == payload, "the echo differs from what was sent");
+}
