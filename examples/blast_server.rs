@@ -1,6 +1,6 @@
 //! A server that sends each client a payload it produces itself (a file being served, a
 //! broadcast), in memory that does not grow with the payload. Runs wherever selectloop does;
-//! Ctrl-C stops it cleanly.
+//! Ctrl-C or SIGTERM stops it cleanly and reports how many connections it closed.
 //!
 //! ```text
 //! cargo run --example blast_server -- [ADDR] [--payload BYTES] [--send-timeout SECS]
@@ -16,11 +16,14 @@
 //! `--send-timeout` closes a client that stops reading; the hard cap is a backstop the
 //! producer never reaches.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use selectloop::{Bytes, SelectorKey, EVENT_READ};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, Selector, Timeouts};
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::process::ExitCode;
 
 type Conn = Connection<TcpStream, Bytes>;
 
@@ -80,43 +83,39 @@ const USAGE: &str = "usage: blast_server [ADDR] [--payload BYTES] [--send-timeou
   ADDR                 where to listen (default 127.0.0.1:8090)
   --payload BYTES      what each client gets (default 1073741824: 1 GiB)
   --send-timeout SECS  close a client that accepted nothing for SECS (default: off; may be
-                       fractional)";
+                       fractional)
+Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
 
-fn parse_args() -> Result<(String, Options), lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Options), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut addr = "127.0.0.1:8090".to_string();
+    let mut addr = None;
     let mut options = Options {
         payload: 1 << 30,
         timeouts: Timeouts::default(),
     };
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("payload") => options.payload = parser.value()?.parse()?,
+            Long("payload") => options.payload = cli::bytes(parser, "--payload")?,
             Long("send-timeout") => {
-                let secs: f64 = parser.value()?.parse()?;
-                let secs = Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
-                options.timeouts.send = Some(secs);
+                options.timeouts.send = Some(cli::secs(parser, "--send-timeout")?);
             }
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((addr, options))
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:8090".into()), options))
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let (addr, options) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, options) = parse_args().unwrap_or_else(|e| {
-        eprintln!("blast_server: {e}; try --help");
-        std::process::exit(2);
-    });
+    cli::status(serve(&addr, options))
+}
+
+fn serve(addr: &str, options: Options) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
-    let sock = TcpListener::bind(&addr)?;
+    let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!(
@@ -126,10 +125,12 @@ fn main() -> io::Result<()> {
     sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, options)
     })?;
-    sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
-    let others = sel.len(); // the listener (and the signal handler): not connections
+    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
+        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
+    }
+    let others = sel.len(); // the listener (and the signal handlers): not connections
 
-    sel.run()?; // until Ctrl-C
+    sel.run()?; // until Ctrl-C or SIGTERM
     let connections = sel.len() - others;
     sel.close()?; // closes the listener and every connection
     eprintln!("interrupted: closed {connections} connection(s)");

@@ -18,10 +18,13 @@
 //! come for `--timeout` seconds (also each connect's timeout). `scripts/count.sh` and the
 //! I/O-model comparison (`benches/ladder.rs`) drive the servers with it.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Selector};
 use std::cell::{Cell, RefCell};
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -34,74 +37,57 @@ struct Args {
     timeout: Duration,
 }
 
-fn parse_args() -> Result<Args, lexopt::Error> {
+const USAGE: &str = "usage: echo_client [ADDR] [--count N [--connections C] [--size BYTES]] \
+[--timeout SECS]
+
+  ADDR              the server (default 127.0.0.1:8088); without --count, lines typed are sent
+  --count N         send N lines and check each echo, then exit
+  --connections C   C connections at once, N lines each (default 1)
+  --size BYTES      lines of exactly BYTES bytes (newline included, at least 2), digits only
+  --timeout SECS    give up after SECS with no echo (default 10; may be fractional)
+Exit status: 0 if every echo came back intact, 1 otherwise, 2 for a bad command line.";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
+    let mut addr = None;
     let mut args = Args {
-        addr: "127.0.0.1:8088".to_string(),
+        addr: String::new(),
         count: None,
         connections: 1,
         size: None,
         timeout: Duration::from_secs(10),
     };
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("count") => args.count = Some(parser.value()?.parse()?),
-            Long("connections") => args.connections = parser.value()?.parse()?,
-            Long("size") => args.size = Some(parser.value()?.parse()?),
-            Long("timeout") => {
-                let secs: f64 = parser.value()?.parse()?;
-                args.timeout = Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
-            }
-            Short('h') | Long("help") => {
-                println!(
-                    "usage: echo_client [ADDR] [--count N [--connections C] [--size BYTES]]\n\
-                     ADDR defaults to 127.0.0.1:8088; without --count, lines typed are sent.\n\
-                     --count N         send N lines and check each echo, then exit\n\
-                     --connections C   C connections at once, N lines each (default 1)\n\
-                     --size BYTES      lines of exactly BYTES bytes, digits only\n\
-                     --timeout SECS    give up after SECS with no echo (default 10)"
-                );
-                std::process::exit(0);
-            }
-            Value(value) => args.addr = value.string()?,
+            Long("count") => args.count = Some(cli::number(parser, "--count", ..)?),
+            Long("connections") => args.connections = cli::number(parser, "--connections", 1..)?,
+            Long("size") => args.size = Some(cli::number(parser, "--size", 2..)?),
+            Long("timeout") => args.timeout = cli::secs(parser, "--timeout")?,
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    if args.connections == 0 || args.size.is_some_and(|size| size < 2) {
-        return Err("--connections must be at least 1, --size at least 2".into());
-    }
     if args.timeout.is_zero() {
-        return Err("--timeout must be above 0".into());
+        return Err("--timeout: must be above 0 seconds".into());
     }
+    args.addr = addr.unwrap_or_else(|| "127.0.0.1:8088".into());
     Ok(args)
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("echo_client: {e}; try --help");
-            return ExitCode::from(2);
-        }
-    };
+    let args = cli::parse(USAGE, parse_args);
     let result = match args.count {
         Some(n) => load(&args, n),
         None => interactive(&args.addr, args.timeout),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo_client: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::status(result)
 }
 
 /// Sends each line typed on stdin and prints what comes back, like the Python tutorials' client:
 /// plain blocking sockets, which is all one interactive connection needs.
 fn interactive(addr: &str, timeout: Duration) -> io::Result<()> {
-    let mut conn = TcpStream::connect(addr)?;
+    let mut conn = TcpStream::connect(addr).map_err(cli::about(addr))?;
     conn.set_read_timeout(Some(timeout))?; // a dead server fails, not hangs
     let mut reader = BufReader::new(conn.try_clone()?);
     eprintln!("connected to {addr}; type lines, Ctrl-D to quit");
@@ -163,7 +149,7 @@ type Conn = Connection<TcpStream, Bytes>;
 
 /// Runs `args.connections` connections at once, each checking `n` echoes; prints the totals.
 fn load(args: &Args, n: u64) -> io::Result<()> {
-    let addr = resolve(&args.addr)?;
+    let addr = cli::resolve(&args.addr).map_err(cli::about(&args.addr))?;
     let mut sel = DefaultSelector::new()?;
     let load = Rc::new(Load {
         n,
@@ -223,15 +209,6 @@ fn load(args: &Args, n: u64) -> io::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The first address `addr` resolves to (resolving blocks: done once, before the loop).
-fn resolve(addr: &str) -> io::Result<SocketAddr> {
-    let mut addrs = addr.to_socket_addrs()?;
-    addrs.next().ok_or_else(|| {
-        let msg = format!("{addr}: resolves to no address");
-        io::Error::new(ErrorKind::InvalidInput, msg)
-    })
 }
 
 /// A connected stream becomes a connection that sends its first line.

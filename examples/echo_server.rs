@@ -1,6 +1,6 @@
 //! The echo server from Python's `selectors` documentation, with writes that lose nothing.
-//! Runs wherever selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the console's Ctrl-C
-//! on Windows).
+//! Runs wherever selectloop does; Ctrl-C or SIGTERM stops it cleanly and reports how many
+//! connections it closed (on Windows: the console's Ctrl-C, or its closing).
 //!
 //! ```text
 //! cargo run --example echo_server [ADDR]        # default 127.0.0.1:8088
@@ -46,12 +46,20 @@
 //! and retried with backoff (logged once, no spinning), and clients still waiting after a
 //! second are refused; a connection that died before it was accepted is skipped. Ctrl-C is
 //! Python's `KeyboardInterrupt`: the loop ends, and closing the selector closes every
-//! connection.
+//! connection; SIGTERM does the same.
+//!
+//! A bad command line (`echo_server 8088`: a port without its host) is refused with the usage
+//! line and exit status 2; a run-time error is one line, `echo_server: ADDR: what went wrong`
+//! (the address in use), and exit status 1 (`examples/common/cli.rs`, shared by every example).
+
+#[path = "common/cli.rs"]
+mod cli;
 
 use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
 use std::cell::Cell;
 use std::io;
 use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::rc::Rc;
 
 fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
@@ -73,30 +81,47 @@ fn read(
     Ok(()) // after end of file (`PeerClosed`), the connection flushes, then closes itself
 }
 
-fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match std::env::args().nth(1) {
-        Some(arg) if arg == "-h" || arg == "--help" => {
-            println!("usage: echo_server [ADDR]   (default 127.0.0.1:8088)");
-            return Ok(());
+const USAGE: &str = "usage: echo_server [ADDR]
+
+  ADDR  where to listen (default 127.0.0.1:8088)
+Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut addr = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
         }
-        arg => arg.unwrap_or("127.0.0.1:8088".into()),
-    };
+    }
+    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
+}
+
+fn main() -> ExitCode {
+    let addr = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::status(serve(&addr))
+}
+
+fn serve(addr: &str) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
-    let sock = TcpListener::bind(&addr)?;
+    let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("echo server on {addr}; try: cargo run --example echo_client {addr}");
     sel.register(sock, EVENT_READ, accept)?;
 
     // Python's KeyboardInterrupt: the handler is a registration like the others, so the
-    // select/dispatch loop below runs it on this thread.
+    // select/dispatch loop below runs it on this thread. SIGTERM (what `kill` and service
+    // managers send) stops it the same way.
     let running = Rc::new(Cell::new(true));
-    {
+    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
         let running = running.clone();
-        sel.add_signal_handler(selectloop::signals::SIGINT, move |_, _| running.set(false))?;
+        sel.add_signal_handler(signal, move |_, _| running.set(false))?;
     }
-    let others = sel.len(); // the listener (and the signal handler): not connections
+    let others = sel.len(); // the listener (and the signal handlers): not connections
 
     while running.get() {
         for (key, mask) in sel.select(None)? {

@@ -11,10 +11,13 @@
 //! A download goes to `PATH.part` and is renamed to `PATH` once its CRC-32 matches; if it is
 //! interrupted, the same command resumes it from the end of `PATH.part` (`GET` with an
 //! offset). An upload is stored by the server only when complete and verified. Transfers show
-//! a progress bar on a terminal. Any failure ends with a message and exit status 1.
+//! a progress bar on a terminal. Any failure ends with a message and exit status 1; a bad
+//! command line with the usage line and exit status 2.
 //!
 //! A blocking client (the server is the showcase): plain `TcpStream`s with timeouts.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "file_server/protocol.rs"]
 mod protocol;
 
@@ -24,6 +27,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// An `ERR` reply: the request failed, the connection is fine.
@@ -60,7 +64,7 @@ struct Client {
 
 impl Client {
     fn connect(addr: &str, timeout: Duration) -> io::Result<Client> {
-        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let addrs: Vec<_> = addr.to_socket_addrs().map_err(cli::about(addr))?.collect();
         let mut last = io::Error::new(ErrorKind::InvalidInput, format!("{addr}: no address"));
         for a in addrs {
             match TcpStream::connect_timeout(&a, timeout) {
@@ -223,12 +227,14 @@ fn report(verb: &str, name: &str, total: u64, moved: u64, started: Instant) {
 
 const USAGE: &str = "usage: file_client ADDR [COMMAND] [--timeout SECS]
 
+  ADDR                      the server, HOST:PORT (file_server's default: 127.0.0.1:8091)
   (no command)              an interactive menu: list, get NAME, put PATH, delete NAME, quit
   list                      the server's files: size and name
   get NAME [--out PATH]     download NAME to PATH (default: NAME here), resuming PATH.part
   put PATH [--as NAME]      upload PATH as NAME (default: its file name)
   delete NAME               delete NAME on the server
-  --timeout SECS            how long to wait for the server (default 60)";
+  --timeout SECS            how long to wait for the server (default 60; may be fractional)
+Exit status: 0 on success, 1 if the command failed, 2 for a bad command line.";
 
 enum Command {
     Menu,
@@ -238,45 +244,52 @@ enum Command {
     Delete { name: String },
 }
 
-fn parse_args() -> Result<(String, Command, Duration), lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Command, Duration), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_env();
-    let (mut values, mut out, mut alias, mut timeout) = (Vec::new(), None, None, 60.0);
+    let (mut addr, mut words) = (None, Vec::new());
+    let (mut out, mut alias, mut timeout) = (None, None, Duration::from_secs(60));
     while let Some(arg) = parser.next()? {
         match arg {
             Long("out") => out = Some(PathBuf::from(parser.value()?)),
             Long("as") => alias = Some(parser.value()?.string()?),
-            Long("timeout") => timeout = parser.value()?.parse()?,
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Value(value) => values.push(value.string()?),
+            Long("timeout") => timeout = cli::secs(parser, "--timeout")?,
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Value(value) => words.push(value.string()?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    let timeout = Duration::try_from_secs_f64(timeout).map_err(|e| e.to_string())?;
-    let mut values = values.into_iter();
-    let addr = values.next().ok_or("ADDR is required")?;
-    let rest: Vec<String> = values.collect();
-    let one = |what: &str| match rest.as_slice() {
-        [_, arg] => Ok(arg.clone()),
-        _ => Err(format!("{} takes one {what}", rest[0])),
-    };
-    let command = match rest.first().map(String::as_str) {
-        None => Command::Menu,
-        Some("list") if rest.len() == 1 => Command::List,
-        Some("get") => Command::Get {
-            name: one("NAME")?,
-            out,
+    let addr = addr.ok_or("missing ADDR, the server's address")?;
+    if timeout.is_zero() {
+        return Err("--timeout: must be above 0 seconds".into());
+    }
+    let command = match words.as_slice() {
+        [] => Command::Menu,
+        [list] if list == "list" => Command::List,
+        [get, name] if get == "get" => Command::Get {
+            name: name.clone(),
+            out: out.take(),
         },
-        Some("put") => Command::Put {
-            path: PathBuf::from(one("PATH")?),
-            name: alias,
+        [put, path] if put == "put" => Command::Put {
+            path: PathBuf::from(path),
+            name: alias.take(),
         },
-        Some("delete") => Command::Delete { name: one("NAME")? },
-        Some(other) => return Err(format!("unknown command {other:?}").into()),
+        [delete, name] if delete == "delete" => Command::Delete { name: name.clone() },
+        [command, ..] => {
+            let takes = match command.as_str() {
+                "list" => "no argument",
+                "get" | "delete" => "one NAME",
+                "put" => "one PATH",
+                _ => return Err(format!("unknown command {command:?}").into()),
+            };
+            return Err(format!("{command} takes {takes}: {}", words.join(" ")).into());
+        }
     };
+    if out.is_some() || alias.is_some() {
+        let flag = if out.is_some() { "--out" } else { "--as" };
+        let command = if out.is_some() { "get" } else { "put" };
+        return Err(format!("{flag} goes with {command} only").into());
+    }
     Ok((addr, command, timeout))
 }
 
@@ -368,11 +381,8 @@ fn menu(addr: &str, timeout: Duration) -> io::Result<()> {
     Ok(())
 }
 
-fn main() {
-    let (addr, command, timeout) = parse_args().unwrap_or_else(|e| {
-        eprintln!("file_client: {e}; try --help");
-        std::process::exit(2);
-    });
+fn main() -> ExitCode {
+    let (addr, command, timeout) = cli::parse(USAGE, parse_args);
     let result = match command {
         Command::Menu => menu(&addr, timeout),
         command => Client::connect(&addr, timeout).and_then(|mut client| {
@@ -381,8 +391,5 @@ fn main() {
             Ok(())
         }),
     };
-    if let Err(e) = result {
-        eprintln!("file_client: {e}");
-        std::process::exit(1);
-    }
+    cli::status(result)
 }

@@ -1,7 +1,7 @@
 //! The echo server with timeouts: a client that says nothing for `--idle-timeout` seconds is
 //! closed, and so is one that trickles a line without ever finishing it, or stops reading its
-//! echoes. Runs wherever selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the
-//! console's Ctrl-C on Windows).
+//! echoes. Runs wherever selectloop does; Ctrl-C or SIGTERM stops it cleanly and reports how
+//! many connections it closed (on Windows: the console's Ctrl-C, or its closing).
 //!
 //! ```text
 //! cargo run --example idle_echo_server -- [ADDR] [--idle-timeout SECS] [--frame-timeout SECS]
@@ -12,15 +12,20 @@
 //! why: `write_all` on a non-blocking socket loses data) with the connection's own timeouts,
 //! on one timer each that moving bytes never touches. Lines rather than raw bytes, because an
 //! idle timer alone cannot catch a client that sends one byte a second: every byte is traffic.
+//! An echo is exactly the bytes received: a last line the client did not end with a newline
+//! comes back without one (`RawLines` below says why `LineCodec` alone would add it).
 //! A line that has begun must be complete within `--frame-timeout` (by default the idle
 //! timeout): that is what ends a trickling client. The loop is `run()`, because timers are the
 //! loop's service (a bare `select()` reports I/O only).
 
-use selectloop::Timeouts;
-use selectloop::EVENT_READ;
+#[path = "common/cli.rs"]
+mod cli;
+
+use selectloop::{Codec, Timeouts, EVENT_READ};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, LineCodec, Selector};
 use std::io;
 use std::net::TcpListener;
+use std::process::ExitCode;
 use std::time::Duration;
 
 const MAX_LINE: usize = 64 << 10;
@@ -36,11 +41,43 @@ const LIMITS: Limits = Limits {
     soft_cap_for: Duration::from_secs(30),
 };
 
+/// Lines exactly as received: each with its `\n`, and a last one without if the client ended
+/// without one. `LineCodec` finds and bounds the lines, but its items drop the `\n` and its
+/// `encode` (`send_frame`) appends one, so an unterminated last line, which it delivers at end
+/// of file as it came, would go back with a `\n` it never had.
+struct RawLines(LineCodec);
+
+impl Codec for RawLines {
+    type Item = Vec<u8>;
+    type Frame = [u8];
+
+    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        Ok(self.0.decode(buf)?.map(with_newline))
+    }
+
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+        Ok(self.0.decode_eof(buf)?.map(with_newline))
+    }
+
+    fn encode(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(line); // as it came, newline or not
+        Ok(())
+    }
+}
+
+/// A line from `LineCodec`, with its `\n` back if it had one (then it used one byte more).
+fn with_newline((mut line, used): (Vec<u8>, usize)) -> (Vec<u8>, usize) {
+    if used > line.len() {
+        line.push(b'\n');
+    }
+    (line, used)
+}
+
 fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io::Result<()> {
     let (conn, addr) = sock.accept()?;
     log::info!("accepted {addr}");
     conn.set_nonblocking(true)?;
-    let conn = Connection::new(conn, LineCodec::new(MAX_LINE))
+    let conn = Connection::new(conn, RawLines(LineCodec::new(MAX_LINE)))
         .with_limits(LIMITS)?
         .with_timeouts(timeouts);
     conn.register(sel, move |_sel, conn, event| {
@@ -65,50 +102,39 @@ const USAGE: &str = "usage: idle_echo_server [ADDR] [--idle-timeout SECS] [--fra
   --frame-timeout SECS  close a client whose line is not complete SECS after its first byte
                         (default: the idle timeout)
   --send-timeout SECS   close a client that accepted none of its echoes for SECS (default: off)
-SECS may be fractional (0.5).";
+SECS may be fractional (0.5). Ctrl-C or SIGTERM stops it, reporting how many connections it
+closed.";
 
-/// A flag's value: seconds, fractional or not.
-fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
-    use lexopt::ValueExt;
-    let secs: f64 = parser.value()?.parse()?;
-    Ok(Some(
-        Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
-    ))
-}
-
-fn parse_args() -> Result<(String, Timeouts), lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Timeouts), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut addr = "127.0.0.1:8088".to_string();
+    let mut addr = None;
     let mut timeouts = Timeouts {
         idle: Some(Duration::from_secs(10)),
         ..Timeouts::default()
     };
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("idle-timeout") => timeouts.idle = secs(&mut parser)?,
-            Long("frame-timeout") => timeouts.frame = secs(&mut parser)?,
-            Long("send-timeout") => timeouts.send = secs(&mut parser)?,
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
+            Long("idle-timeout") => timeouts.idle = Some(cli::secs(parser, "--idle-timeout")?),
+            Long("frame-timeout") => timeouts.frame = Some(cli::secs(parser, "--frame-timeout")?),
+            Long("send-timeout") => timeouts.send = Some(cli::secs(parser, "--send-timeout")?),
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
     timeouts.frame = timeouts.frame.or(timeouts.idle);
-    Ok((addr, timeouts))
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:8088".into()), timeouts))
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let (addr, timeouts) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, timeouts) = parse_args().unwrap_or_else(|e| {
-        eprintln!("idle_echo_server: {e}; try --help");
-        std::process::exit(2);
-    });
+    cli::status(serve(&addr, timeouts))
+}
+
+fn serve(addr: &str, timeouts: Timeouts) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
-    let sock = TcpListener::bind(&addr)?;
+    let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     let secs = |t: Option<Duration>| t.map_or("off".into(), |t| format!("{} s", t.as_secs_f64()));
@@ -121,10 +147,12 @@ fn main() -> io::Result<()> {
     sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, timeouts)
     })?;
-    sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
-    let others = sel.len(); // the listener (and the signal handler): not connections
+    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
+        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
+    }
+    let others = sel.len(); // the listener (and the signal handlers): not connections
 
-    sel.run()?; // until Ctrl-C
+    sel.run()?; // until Ctrl-C or SIGTERM
     let connections = sel.len() - others;
     sel.close()?; // closes the listener and every connection
     eprintln!("interrupted: closed {connections} connection(s)");

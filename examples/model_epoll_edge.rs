@@ -30,8 +30,13 @@
 //! selectloop's `EpollSelector` with `Mode::Edge` is this loop as a library.
 //!
 //! Platforms: Linux (and Android) only — epoll is Linux's; the BSDs and macOS have kqueue,
-//! Windows IOCP (`DefaultSelector` uses whichever the platform has). Ctrl-C: a SIGINT handler
-//! sets a flag and interrupts `epoll_wait` (`EINTR`), and the server exits cleanly.
+//! Windows IOCP (`DefaultSelector` uses whichever the platform has); elsewhere it says so and
+//! exits with status 1. Ctrl-C or SIGTERM: a signal handler sets a flag and interrupts
+//! `epoll_wait` (`EINTR`), and the server exits cleanly, reporting how many connections it
+//! closed.
+
+#[path = "common/cli.rs"]
+mod cli;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod server {
@@ -156,7 +161,9 @@ mod server {
 
     pub fn run(listener: TcpListener, read_once: bool) -> io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())?;
+        }
         listener.set_nonblocking(true)?;
         let epoll = epoll::create(CreateFlags::CLOEXEC)?;
         let flags = EventFlags::IN | EventFlags::ET;
@@ -217,14 +224,35 @@ mod server {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn main() -> std::io::Result<()> {
+const USAGE: &str = "usage: model_epoll_edge [ADDR] [--read-once]
+
+  ADDR         where to listen (default 127.0.0.1:8088)
+  --read-once  the classic bug: one read per edge (a burst's echo stalls)
+Linux only. Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, bool), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut addr, mut read_once) = (None, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("read-once") => read_once = true,
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:8088".into()), read_once))
+}
+
+fn main() -> std::process::ExitCode {
+    let (addr, read_once) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, read_once) = parse_args().unwrap_or_else(|e| {
-        eprintln!("model_epoll_edge: {e}; try --help");
-        std::process::exit(2);
-    });
-    let listener = std::net::TcpListener::bind(&addr)?;
+    cli::status(run(&addr, read_once))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn run(addr: &str, read_once: bool) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr).map_err(cli::about(addr))?;
     let addr = listener.local_addr()?; // the real port, if ADDR asked for port 0
     let mode = match read_once {
         true => "reading ONCE per edge (the bug)",
@@ -234,27 +262,8 @@ fn main() -> std::io::Result<()> {
     server::run(listener, read_once)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn parse_args() -> Result<(String, bool), lexopt::Error> {
-    use lexopt::prelude::*;
-    let (mut addr, mut read_once) = ("127.0.0.1:8088".to_string(), false);
-    let mut parser = lexopt::Parser::from_env();
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("read-once") => read_once = true,
-            Short('h') | Long("help") => {
-                println!("usage: model_epoll_edge [ADDR] [--read-once]   (default 127.0.0.1:8088)\n--read-once   the classic bug: one read per edge");
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    Ok((addr, read_once))
-}
-
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn main() -> std::process::ExitCode {
-    eprintln!("model_epoll_edge needs epoll, which is Linux's (macOS and the BSDs have kqueue)");
-    std::process::ExitCode::FAILURE
+fn run(_addr: &str, _read_once: bool) -> std::io::Result<()> {
+    let msg = "needs epoll, which is Linux's (macOS and the BSDs have kqueue)";
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, msg))
 }

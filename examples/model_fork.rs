@@ -22,8 +22,14 @@
 //! that no zombie remains once the clients are gone.
 //!
 //! Platforms: Unix only — Windows has no `fork` (its processes start from a program, not from a
-//! copy of the running one). Ctrl-C ends the parent (the default action); children serving a
-//! client finish with it.
+//! copy of the running one; there it says so and exits with status 1). Ctrl-C or SIGTERM ends
+//! the parent by the signal's default action, so it prints no report of the connections it
+//! closed (see `model_blocking`). Children serving a client keep serving it after a `kill -TERM`
+//! of the parent, until the client leaves; Ctrl-C at a terminal ends them too (the terminal
+//! signals its whole foreground process group).
+
+#[path = "common/cli.rs"]
+mod cli;
 
 #[cfg(unix)]
 mod server {
@@ -107,17 +113,33 @@ mod server {
     }
 }
 
-#[cfg(unix)]
-fn main() -> std::io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match std::env::args().nth(1) {
-        Some(arg) if arg == "-h" || arg == "--help" => {
-            println!("usage: model_fork [ADDR]   (default 127.0.0.1:8088)");
-            return Ok(());
+const USAGE: &str = "usage: model_fork [ADDR]
+
+  ADDR  where to listen (default 127.0.0.1:8088)
+Unix only. Ctrl-C or SIGTERM ends it at once (the default action: no report).";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut addr = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
         }
-        arg => arg.unwrap_or("127.0.0.1:8088".into()),
-    };
-    let listener = std::net::TcpListener::bind(&addr)?;
+    }
+    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
+}
+
+fn main() -> std::process::ExitCode {
+    let addr = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::status(run(&addr))
+}
+
+#[cfg(unix)]
+fn run(addr: &str) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr).map_err(cli::about(addr))?;
     let addr = listener.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!(
         "model_fork on {addr}, a process per client; try: cargo run --example echo_client {addr}"
@@ -126,7 +148,7 @@ fn main() -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn main() -> std::process::ExitCode {
-    eprintln!("model_fork needs fork(2), which this platform does not have (Unix only)");
-    std::process::ExitCode::FAILURE
+fn run(_addr: &str) -> std::io::Result<()> {
+    let msg = "needs fork(2), which this platform does not have (Unix only)";
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, msg))
 }

@@ -20,11 +20,16 @@
 //! without bound: above 256 KiB queued, the server stops reading from it until it drains. At end
 //! of file, the queue is flushed before the connection is closed.
 //!
-//! Platforms: any (std only). Ctrl-C: on Unix the loop sees a flag set by a SIGINT handler and
-//! exits cleanly; on Windows the console's Ctrl-C ends the process.
+//! Platforms: any (std only). Ctrl-C or SIGTERM: on Unix the loop sees a flag set by a signal
+//! handler, exits cleanly and reports how many connections it closed; on Windows the console's
+//! Ctrl-C ends the process.
+
+#[path = "common/cli.rs"]
+mod cli;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,24 +81,43 @@ impl Client {
     }
 }
 
-/// A flag set by Ctrl-C (SIGINT), on Unix; never set on Windows.
+/// A flag set by Ctrl-C (SIGINT) or SIGTERM, on Unix; never set on Windows.
 fn interrupted() -> io::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     #[cfg(unix)]
-    signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
     Ok(flag)
 }
 
-fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match std::env::args().nth(1) {
-        Some(arg) if arg == "-h" || arg == "--help" => {
-            println!("usage: model_nonblocking_busy [ADDR]   (default 127.0.0.1:8088)");
-            return Ok(());
+const USAGE: &str = "usage: model_nonblocking_busy [ADDR]
+
+  ADDR  where to listen (default 127.0.0.1:8088)
+Ctrl-C or SIGTERM stops it, reporting how many connections it closed (Unix; on Windows
+Ctrl-C ends it at once).";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut addr = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
         }
-        arg => arg.unwrap_or("127.0.0.1:8088".into()),
-    };
-    let listener = TcpListener::bind(&addr)?;
+    }
+    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
+}
+
+fn main() -> ExitCode {
+    let addr = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::status(run(&addr))
+}
+
+fn run(addr: &str) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).map_err(cli::about(addr))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!(

@@ -22,15 +22,20 @@
 //! not: time in proportion to the connections (the README's c10k benchmark measures it), which
 //! `epoll` (`model_epoll_edge`) avoids. `selectloop::PollSelector` is this loop as a library.
 //!
-//! Platforms: any. rustix wraps poll(2) on Unix and `WSAPoll` on Windows. Ctrl-C: on Unix, a
-//! SIGINT handler sets a flag and interrupts `poll` (`EINTR`), and the server exits cleanly; on
-//! Windows the console's Ctrl-C ends the process.
+//! Platforms: any. rustix wraps poll(2) on Unix and `WSAPoll` on Windows. Ctrl-C or SIGTERM: on
+//! Unix, a signal handler sets a flag and interrupts `poll` (`EINTR`), and the server exits
+//! cleanly, reporting how many connections it closed; on Windows the console's Ctrl-C ends the
+//! process.
+
+#[path = "common/cli.rs"]
+mod cli;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fd::{AsFd, AsRawFd, RawFd};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,24 +115,43 @@ impl Client {
     }
 }
 
-/// A flag set by Ctrl-C (SIGINT), on Unix; never set on Windows.
+/// A flag set by Ctrl-C (SIGINT) or SIGTERM, on Unix; never set on Windows.
 fn interrupted() -> io::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     #[cfg(unix)]
-    signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone())?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
     Ok(flag)
 }
 
-fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match std::env::args().nth(1) {
-        Some(arg) if arg == "-h" || arg == "--help" => {
-            println!("usage: model_poll [ADDR]   (default 127.0.0.1:8088)");
-            return Ok(());
+const USAGE: &str = "usage: model_poll [ADDR]
+
+  ADDR  where to listen (default 127.0.0.1:8088)
+Ctrl-C or SIGTERM stops it, reporting how many connections it closed (Unix; on Windows
+Ctrl-C ends it at once).";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut addr = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
         }
-        arg => arg.unwrap_or("127.0.0.1:8088".into()),
-    };
-    let listener = TcpListener::bind(&addr)?;
+    }
+    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
+}
+
+fn main() -> ExitCode {
+    let addr = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::status(run(&addr))
+}
+
+fn run(addr: &str) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).map_err(cli::about(addr))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("model_poll on {addr}; try: cargo run --example echo_client {addr}");

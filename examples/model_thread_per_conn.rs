@@ -16,10 +16,15 @@
 //! Starting a thread can fail (out of memory or of the per-user thread limit): then that client
 //! is closed and the server goes on, where `thread::spawn` would panic and kill the server.
 //!
-//! Platforms: any (std only). Ctrl-C ends the process (the default action).
+//! Platforms: any (std only). Ctrl-C or SIGTERM ends the process by the signal's default
+//! action, so it prints no report of the connections it closed (see `model_blocking`).
+
+#[path = "common/cli.rs"]
+mod cli;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
@@ -37,16 +42,32 @@ fn serve(mut conn: TcpStream) -> io::Result<()> {
     }
 }
 
-fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match std::env::args().nth(1) {
-        Some(arg) if arg == "-h" || arg == "--help" => {
-            println!("usage: model_thread_per_conn [ADDR]   (default 127.0.0.1:8088)");
-            return Ok(());
+const USAGE: &str = "usage: model_thread_per_conn [ADDR]
+
+  ADDR  where to listen (default 127.0.0.1:8088)
+Ctrl-C or SIGTERM ends it at once (the default action: no report).";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut addr = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
         }
-        arg => arg.unwrap_or("127.0.0.1:8088".into()),
-    };
-    let listener = TcpListener::bind(&addr)?;
+    }
+    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
+}
+
+fn main() -> ExitCode {
+    let addr = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::status(run(&addr))
+}
+
+fn run(addr: &str) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).map_err(cli::about(addr))?;
     let addr = listener.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("model_thread_per_conn on {addr}, a thread per client; try: cargo run --example echo_client {addr}");
     let mut failing = false;

@@ -12,10 +12,15 @@
 //! shows it). A pool only works when connections are short; for long-lived ones it is the
 //! iterative server again, N at a time.
 //!
-//! Platforms: any (std only). Ctrl-C ends the process (the default action).
+//! Platforms: any (std only). Ctrl-C or SIGTERM ends the process by the signal's default
+//! action, so it prints no report of the connections it closed (see `model_blocking`).
+
+#[path = "common/cli.rs"]
+mod cli;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -51,36 +56,34 @@ fn worker(id: usize, queue: Queue) {
     }
 }
 
-fn parse_args() -> Result<(String, usize), lexopt::Error> {
+const USAGE: &str = "usage: model_thread_pool [ADDR] [--workers N]
+
+  ADDR         where to listen (default 127.0.0.1:8088)
+  --workers N  threads serving connections, 1 to 1024 (default 3)
+Ctrl-C or SIGTERM ends it at once (the default action: no report).";
+
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, usize), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut addr, mut workers) = ("127.0.0.1:8088".to_string(), 3);
-    let mut parser = lexopt::Parser::from_env();
+    let (mut addr, mut workers) = (None, 3);
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("workers") => workers = parser.value()?.parse()?,
-            Short('h') | Long("help") => {
-                println!(
-                    "usage: model_thread_pool [ADDR] [--workers N]   (default 127.0.0.1:8088, 3)"
-                );
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
+            Long("workers") => workers = cli::number(parser, "--workers", 1..=1024)?,
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    if !(1..=1024).contains(&workers) {
-        return Err("--workers must be 1 to 1024".into());
-    }
-    Ok((addr, workers))
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:8088".into()), workers))
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let (addr, workers) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, workers) = parse_args().unwrap_or_else(|e| {
-        eprintln!("model_thread_pool: {e}; try --help");
-        std::process::exit(2);
-    });
-    let listener = TcpListener::bind(&addr)?;
+    cli::status(run(&addr, workers))
+}
+
+fn run(addr: &str, workers: usize) -> io::Result<()> {
+    let listener = TcpListener::bind(addr).map_err(cli::about(addr))?;
     let addr = listener.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("model_thread_pool on {addr}, {workers} workers; try: cargo run --example echo_client {addr}");
     let (queue, jobs) = mpsc::channel();

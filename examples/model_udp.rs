@@ -21,14 +21,19 @@
 //!
 //! Platforms: any (wherever selectloop runs). On Windows, a `recv_from` may fail with
 //! `ConnectionReset`: an earlier `send_to` reached a port where nobody listens (an ICMP
-//! message); the server skips it and reads on. Ctrl-C stops the server cleanly on every platform
-//! (SIGINT on Unix, the console's Ctrl-C on Windows).
+//! message); the server skips it and reads on. Ctrl-C or SIGTERM stops the server cleanly on
+//! every platform (on Windows: the console's Ctrl-C, or its closing), and it reports how many
+//! datagrams it echoed (UDP has no connections to count).
+
+#[path = "common/cli.rs"]
+mod cli;
 
 use selectloop::{DefaultSelector, Events, Selector, TimerHandle, EVENT_READ, EVENT_WRITE};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -100,7 +105,7 @@ impl Echoes {
 
 fn server(addr: SocketAddr) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
-    let sock = UdpSocket::bind(addr)?;
+    let sock = UdpSocket::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("model_udp on {addr}; try: cargo run --example model_udp -- --client {addr}");
@@ -113,8 +118,10 @@ fn server(addr: SocketAddr) -> io::Result<()> {
     sel.register(sock, EVENT_READ, move |sel, sock, mask| {
         state.borrow_mut().on_ready(sel, sock, mask)
     })?;
-    sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
-    sel.run()?; // until Ctrl-C
+    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
+        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
+    }
+    sel.run()?; // until Ctrl-C or SIGTERM
     sel.close()?;
     eprintln!("interrupted: echoed {} datagram(s)", echoes.borrow().echoed);
     Ok(())
@@ -281,55 +288,40 @@ fn client(addr: SocketAddr, count: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let result = parse_args().map_err(|e| {
-        eprintln!("model_udp: {e}; try --help");
-        std::process::ExitCode::from(2)
-    });
-    let (addr, as_client, count) = match result {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let addr = match addr.to_socket_addrs().map(|mut addrs| addrs.next()) {
-        Ok(Some(addr)) => addr,
-        Ok(None) => return fail_with(io::Error::other(format!("{addr}: no address"))),
-        Err(e) => return fail_with(e),
-    };
-    let result = match as_client {
-        true => client(addr, count),
-        false => server(addr),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => fail_with(e),
-    }
-}
+const USAGE: &str = "usage: model_udp [ADDR]                          the echo server
+       model_udp --client [ADDR] [--count N]    send N datagrams (default 10), check each echo
 
-fn fail_with(e: io::Error) -> std::process::ExitCode {
-    eprintln!("model_udp: {e}");
-    std::process::ExitCode::FAILURE
-}
+ADDR defaults to 127.0.0.1:8088. Ctrl-C or SIGTERM stops the server, reporting how many
+datagrams it echoed.";
 
-fn parse_args() -> Result<(String, bool, u64), lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, bool, u64), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut addr, mut as_client, mut count) = ("127.0.0.1:8088".to_string(), false, 10);
-    let mut parser = lexopt::Parser::from_env();
+    let (mut addr, mut as_client, mut count) = (None, false, 10);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("client") => as_client = true,
-            Long("count") => count = parser.value()?.parse()?,
-            Short('h') | Long("help") => {
-                println!(
-                    "usage: model_udp [ADDR]                          the echo server\n       \
-                     model_udp --client [ADDR] [--count N]    send N datagrams (default 10), check each echo\n\
-                     ADDR defaults to 127.0.0.1:8088"
-                );
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
+            Long("count") => count = cli::number(parser, "--count", ..)?,
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((addr, as_client, count))
+    Ok((
+        addr.unwrap_or_else(|| "127.0.0.1:8088".into()),
+        as_client,
+        count,
+    ))
+}
+
+fn main() -> ExitCode {
+    let (addr, as_client, count) = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let run = || {
+        let resolved = cli::resolve(&addr).map_err(cli::about(&addr))?;
+        match as_client {
+            true => client(resolved, count),
+            false => server(resolved),
+        }
+    };
+    cli::status(run())
 }

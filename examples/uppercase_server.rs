@@ -1,5 +1,6 @@
 //! The tutorials' upper-casing server, on a buffered line-based connection. Runs wherever
-//! selectloop does; Ctrl-C stops it cleanly (SIGINT on Unix, the console's Ctrl-C on Windows).
+//! selectloop does; Ctrl-C or SIGTERM stops it cleanly and reports how many connections it
+//! closed (on Windows: the console's Ctrl-C, or its closing).
 //!
 //! ```text
 //! cargo run --example uppercase_server -- [ADDR] [--idle-timeout SECS] [--frame-timeout SECS]
@@ -15,10 +16,14 @@
 //! silent (`--idle-timeout`), takes too long over a line (`--frame-timeout`: slowloris), or
 //! does not read its replies (`--send-timeout`).
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, LineCodec, Selector, Timeouts};
 use selectloop::{Events, EVENT_READ};
 use std::io;
 use std::net::TcpListener;
+use std::process::ExitCode;
 use std::time::Duration;
 
 const MAX_LINE: usize = 4096;
@@ -61,55 +66,46 @@ const USAGE: &str = "usage: uppercase_server [ADDR] [--idle-timeout SECS] [--fra
   --idle-timeout SECS   close a client that sent and read nothing for SECS
   --frame-timeout SECS  close a client whose line is not complete SECS after its first byte
   --send-timeout SECS   close a client that accepted none of its replies for SECS
-SECS may be fractional (0.5); a timeout not given is off.";
+SECS may be fractional (0.5); a timeout not given is off. Ctrl-C or SIGTERM stops it,
+reporting how many connections it closed.";
 
-/// A flag's value: seconds, fractional or not.
-fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
-    use lexopt::ValueExt;
-    let secs: f64 = parser.value()?.parse()?;
-    Ok(Some(
-        Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
-    ))
-}
-
-fn parse_args() -> Result<(String, Timeouts), lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Timeouts), lexopt::Error> {
     use lexopt::prelude::*;
-    let (mut addr, mut timeouts) = ("127.0.0.1:8089".to_string(), Timeouts::default());
-    let mut parser = lexopt::Parser::from_env();
+    let (mut addr, mut timeouts) = (None, Timeouts::default());
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("idle-timeout") => timeouts.idle = secs(&mut parser)?,
-            Long("frame-timeout") => timeouts.frame = secs(&mut parser)?,
-            Long("send-timeout") => timeouts.send = secs(&mut parser)?,
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
+            Long("idle-timeout") => timeouts.idle = Some(cli::secs(parser, "--idle-timeout")?),
+            Long("frame-timeout") => timeouts.frame = Some(cli::secs(parser, "--frame-timeout")?),
+            Long("send-timeout") => timeouts.send = Some(cli::secs(parser, "--send-timeout")?),
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    Ok((addr, timeouts))
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:8089".into()), timeouts))
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let (addr, timeouts) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, timeouts) = parse_args().unwrap_or_else(|e| {
-        eprintln!("uppercase_server: {e}; try --help");
-        std::process::exit(2);
-    });
+    cli::status(serve(&addr, timeouts))
+}
+
+fn serve(addr: &str, timeouts: Timeouts) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
-    let sock = TcpListener::bind(&addr)?;
+    let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
     sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, timeouts)
     })?;
-    sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
-    let others = sel.len(); // the listener (and the signal handler): not connections
+    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
+        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
+    }
+    let others = sel.len(); // the listener (and the signal handlers): not connections
 
-    sel.run()?; // until Ctrl-C; `run`, not `select`, fires the timeouts
+    sel.run()?; // until Ctrl-C or SIGTERM; `run`, not `select`, fires the timeouts
     let connections = sel.len() - others;
     sel.close()?; // closes the listener and every connection
     eprintln!("interrupted: closed {connections} connection(s)");

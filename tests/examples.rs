@@ -2,7 +2,8 @@
 //! client that reads slowly and half-closes, the descriptor limit, a reset, garbage, a client
 //! that never reads, and Ctrl-C; then their timeouts (slowloris, a client that never reads, a
 //! trickling one) and `blast_server`'s bounded memory. Users copy these programs, so they must
-//! survive all of it.
+//! survive all of it. Then every example program's command line, as a newcomer meets it (bad
+//! flags, `--help`, an address in use...), and SIGTERM.
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test examples`. Each fault is one generic function below, and each server one
@@ -839,4 +840,663 @@ fn model_poll_ctrl_c() {
 #[test]
 fn model_epoll_edge_ctrl_c() {
     ctrl_c(&MODEL_EPOLL_EDGE);
+}
+
+// --- The command line: usage errors, --help, run-time errors, SIGTERM ---------------------------
+//
+// Every example program, as a newcomer runs it: an unknown flag, an extra argument or a bad value
+// is refused with `PROG: what (try --help)` and the usage line, exit status 2; `-h`/`--help`
+// prints the usage, exit status 0, wherever it comes; a run-time error is one line,
+// `PROG: ADDR: what went wrong`, exit status 1; never a Rust `Debug` struct.
+
+/// Runs example `name` with `args`, which must make it end by itself (a usage error, `--help`,
+/// a failure at start-up), and returns its exit status, stdout and stderr. Still running after
+/// [`TIMEOUT`], it is killed and the test fails.
+#[track_caller]
+fn run_to_end(name: &str, args: &[String]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::example_binary(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name}: cannot start it: {e}"));
+    // Both pipes reach end of file when it exits.
+    let (closed, is_closed) = std::sync::mpsc::channel();
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        let closed = closed.clone();
+        thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            let _ = closed.send(());
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + TIMEOUT;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if is_closed.recv_timeout(left).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().expect("the stderr reader");
+            panic!(
+                "{name} {args:?} still runs after {TIMEOUT:?} (it should have ended at once); \
+                 stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+    }
+    std::process::Output {
+        status: child.wait().expect("wait for the program"),
+        stdout: stdout.join().expect("the stdout reader"),
+        stderr: stderr.join().expect("the stderr reader"),
+    }
+}
+
+/// An example program, and the arguments that make it use an address (and whatever else it
+/// needs to start).
+struct Program {
+    name: &'static str,
+    with_addr: fn(&str) -> Vec<String>,
+}
+
+impl Program {
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        run_to_end(self.name, &args)
+    }
+
+    #[track_caller]
+    fn run_at(&self, addr: &str, more: &[&str]) -> std::process::Output {
+        let mut args = (self.with_addr)(addr);
+        args.extend(more.iter().map(|a| a.to_string()));
+        run_to_end(self.name, &args)
+    }
+}
+
+fn addr_only(addr: &str) -> Vec<String> {
+    vec![addr.to_string()]
+}
+
+/// `--root .`: the crate's directory, which exists (these runs end before serving anything).
+fn file_server_at(addr: &str) -> Vec<String> {
+    ["--root", ".", "--listen", addr].map(String::from).to_vec()
+}
+
+fn file_client_at(addr: &str) -> Vec<String> {
+    vec![addr.to_string(), "list".to_string()]
+}
+
+fn udp_client_at(addr: &str) -> Vec<String> {
+    vec!["--client".to_string(), addr.to_string()]
+}
+
+/// Bytes a program wrote, as text (for assertions and messages).
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Neither stream shows a Rust `Debug` struct (`Error: Os { code: 98, kind: AddrInUse, .. }`).
+#[track_caller]
+fn assert_no_debug_struct(name: &str, out: &std::process::Output) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = text(bytes);
+        for debug in ["Error {", "Custom {", "Os {", "kind:"] {
+            assert!(
+                !text.contains(debug),
+                "{name}: a Debug struct ({debug:?}) on its {stream}:\n{text}"
+            );
+        }
+    }
+}
+
+/// A usage error: exit status 2; stderr is `PROG: <message> (try --help)`, with `message` in
+/// its first line, then the usage line.
+#[track_caller]
+fn assert_usage_error(name: &str, out: &std::process::Output, message: &str) {
+    let stderr = text(&out.stderr);
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        out.status.code() == Some(2)
+            && first.starts_with(&format!("{name}: "))
+            && first.contains(message)
+            && first.ends_with("(try --help)")
+            && stderr.contains(&format!("usage: {name}")),
+        "{name}: expected exit status 2 and \"{name}: ...{message}... (try --help)\" then the \
+         usage line; got {}, stderr:\n{stderr}",
+        out.status
+    );
+    assert_no_debug_struct(name, out);
+}
+
+fn refuses_an_unknown_flag(program: &Program) {
+    let out = program.run(&["--bogus"]);
+    assert_usage_error(program.name, &out, "--bogus");
+}
+
+/// `--help` and `-h`, alone or after arguments that would start it: the usage on stdout.
+fn prints_help(program: &Program) {
+    let name = program.name;
+    for out in [
+        program.run(&["--help"]),
+        program.run(&["-h"]),
+        program.run_at("127.0.0.1:0", &["--help"]),
+    ] {
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success() && stdout.starts_with(&format!("usage: {name}")),
+            "{name} --help: {}; stdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert_no_debug_struct(name, &out);
+    }
+}
+
+fn refuses_an_extra_argument(program: &Program) {
+    let out = program.run_at("127.0.0.1:0", &["extra"]);
+    assert_usage_error(program.name, &out, "extra");
+}
+
+/// `PROG 8088`, the usual slip: an address needs its host.
+fn refuses_a_port_without_its_host(program: &Program) {
+    let out = program.run_at("8088", &[]);
+    let message = "8088: not a socket address (expected HOST:PORT, e.g. 127.0.0.1:8088)";
+    assert_usage_error(program.name, &out, message);
+}
+
+/// With its address taken by another socket (bound here first): exit status 1 and one line,
+/// `PROG: 127.0.0.1:PORT: ` and the system's text for "address in use".
+fn fails_on_an_address_in_use(program: &Program, udp: bool) {
+    let name = program.name;
+    let (_taken, addr, os_text) = if udp {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+        let addr = taken.local_addr().expect("its address");
+        let e = std::net::UdpSocket::bind(addr).expect_err("a second bind fails");
+        (
+            Box::new(taken) as Box<dyn std::any::Any>,
+            addr,
+            e.to_string(),
+        )
+    } else {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+        let addr = taken.local_addr().expect("its address");
+        let e = std::net::TcpListener::bind(addr).expect_err("a second bind fails");
+        (
+            Box::new(taken) as Box<dyn std::any::Any>,
+            addr,
+            e.to_string(),
+        )
+    };
+    let out = program.run_at(&addr.to_string(), &[]);
+    let stderr = text(&out.stderr);
+    let expected = format!("{name}: {addr}: {os_text}");
+    assert!(
+        out.status.code() == Some(1) && stderr.trim_end() == expected,
+        "{name} on an address in use: expected exit status 1 and {expected:?}; got {}, \
+         stderr:\n{stderr}",
+        out.status
+    );
+    assert_no_debug_struct(name, &out);
+}
+
+/// The tests every program gets, one module per program.
+macro_rules! command_line_tests {
+    ($($(#[$attr:meta])* $module:ident: $name:literal, $with_addr:ident;)*) => {$(
+        $(#[$attr])*
+        mod $module {
+            const PROGRAM: super::Program = super::Program {
+                name: $name,
+                with_addr: super::$with_addr,
+            };
+            #[test]
+            fn refuses_an_unknown_flag() {
+                super::refuses_an_unknown_flag(&PROGRAM);
+            }
+            #[test]
+            fn prints_help() {
+                super::prints_help(&PROGRAM);
+            }
+            #[test]
+            fn refuses_an_extra_argument() {
+                super::refuses_an_extra_argument(&PROGRAM);
+            }
+            #[test]
+            fn refuses_a_port_without_its_host() {
+                super::refuses_a_port_without_its_host(&PROGRAM);
+            }
+        }
+    )*};
+}
+
+command_line_tests! {
+    cli_echo_server: "echo_server", addr_only;
+    cli_idle_echo_server: "idle_echo_server", addr_only;
+    cli_uppercase_server: "uppercase_server", addr_only;
+    cli_blast_server: "blast_server", addr_only;
+    cli_kv_server: "kv_server", addr_only;
+    cli_http_server: "http_server", addr_only;
+    cli_file_server: "file_server", file_server_at;
+    cli_model_blocking: "model_blocking", addr_only;
+    cli_model_thread_per_conn: "model_thread_per_conn", addr_only;
+    cli_model_thread_pool: "model_thread_pool", addr_only;
+    cli_model_fork: "model_fork", addr_only;
+    cli_model_nonblocking_busy: "model_nonblocking_busy", addr_only;
+    cli_model_select: "model_select", addr_only;
+    cli_model_poll: "model_poll", addr_only;
+    cli_model_epoll_edge: "model_epoll_edge", addr_only;
+    cli_model_udp: "model_udp", addr_only;
+    cli_model_udp_client: "model_udp", udp_client_at;
+    cli_echo_client: "echo_client", addr_only;
+    cli_file_client: "file_client", file_client_at;
+}
+
+/// Each server on an address in use (model_fork and model_epoll_edge only where they run).
+macro_rules! address_in_use_tests {
+    ($($(#[$attr:meta])* $test:ident: $name:literal, $with_addr:ident, $udp:literal;)*) => {$(
+        $(#[$attr])*
+        #[test]
+        fn $test() {
+            let program = Program { name: $name, with_addr: $with_addr };
+            fails_on_an_address_in_use(&program, $udp);
+        }
+    )*};
+}
+
+address_in_use_tests! {
+    echo_server_address_in_use: "echo_server", addr_only, false;
+    idle_echo_server_address_in_use: "idle_echo_server", addr_only, false;
+    uppercase_server_address_in_use: "uppercase_server", addr_only, false;
+    blast_server_address_in_use: "blast_server", addr_only, false;
+    kv_server_address_in_use: "kv_server", addr_only, false;
+    http_server_address_in_use: "http_server", addr_only, false;
+    file_server_address_in_use: "file_server", file_server_at, false;
+    model_blocking_address_in_use: "model_blocking", addr_only, false;
+    model_thread_per_conn_address_in_use: "model_thread_per_conn", addr_only, false;
+    model_thread_pool_address_in_use: "model_thread_pool", addr_only, false;
+    #[cfg(unix)]
+    model_fork_address_in_use: "model_fork", addr_only, false;
+    model_nonblocking_busy_address_in_use: "model_nonblocking_busy", addr_only, false;
+    model_select_address_in_use: "model_select", addr_only, false;
+    model_poll_address_in_use: "model_poll", addr_only, false;
+    #[cfg(target_os = "linux")]
+    model_epoll_edge_address_in_use: "model_epoll_edge", addr_only, false;
+    model_udp_address_in_use: "model_udp", addr_only, true;
+}
+
+/// A bad value is refused and named: `PROG: --flag value: what it should be`.
+#[test]
+fn bad_values_are_named() {
+    for (name, args, message) in [
+        (
+            "blast_server",
+            &["--payload", "1G"][..],
+            "--payload 1G: not a byte count",
+        ),
+        (
+            "idle_echo_server",
+            &["--idle-timeout", "-1"],
+            "--idle-timeout -1: not a number of seconds",
+        ),
+        (
+            "uppercase_server",
+            &["--frame-timeout", "soon"],
+            "--frame-timeout soon: not a number of seconds",
+        ),
+        (
+            "model_thread_pool",
+            &["--workers", "0"],
+            "--workers 0: must be 1 to 1024",
+        ),
+        (
+            "kv_server",
+            &["--threads", "0"],
+            "--threads 0: must be 1 to 1024",
+        ),
+        (
+            "kv_server",
+            &["--max-bulk", "lots"],
+            "--max-bulk lots: not a byte count",
+        ),
+        (
+            "http_server",
+            &["--threads", "0"],
+            "--threads 0: must be 1 to 1024",
+        ),
+        (
+            "http_server",
+            &["--header-timeout", "x"],
+            "--header-timeout x: not a number of seconds",
+        ),
+        (
+            "file_server",
+            &["--root", ".", "--max-clients", "-3"],
+            "--max-clients -3: not a whole number",
+        ),
+        (
+            "model_udp",
+            &["--client", "--count", "ten"],
+            "--count ten: not a whole number",
+        ),
+        (
+            "echo_client",
+            &["--connections", "0"],
+            "--connections 0: must be at least 1",
+        ),
+        (
+            "echo_client",
+            &["--size", "1"],
+            "--size 1: must be at least 2",
+        ),
+        (
+            "echo_client",
+            &["--timeout", "0"],
+            "--timeout: must be above 0 seconds",
+        ),
+        (
+            "file_client",
+            &["127.0.0.1:1", "list", "--timeout", "x"],
+            "--timeout x: not a number of seconds",
+        ),
+        (
+            "file_client",
+            &["127.0.0.1:1", "fetch", "a"],
+            "unknown command \"fetch\"",
+        ),
+        ("file_client", &["127.0.0.1:1", "get"], "get takes one NAME"),
+        (
+            "file_client",
+            &["127.0.0.1:1", "list", "--out", "x"],
+            "--out goes with get only",
+        ),
+        ("file_client", &[], "missing ADDR"),
+        (
+            "file_server",
+            &["--listen", "127.0.0.1:0"],
+            "--root DIR is required",
+        ),
+    ] {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = run_to_end(name, &args);
+        assert_usage_error(name, &out, message);
+    }
+}
+
+/// A root that does not exist is a run-time error: exit status 1, the flag and the system's text.
+#[test]
+fn a_missing_root_is_one_line_and_status_1() {
+    let missing = std::env::temp_dir()
+        .join("selectloop-no-such-dir")
+        .join("nonexistent");
+    let missing = missing
+        .to_str()
+        .expect("a UTF-8 temporary path")
+        .to_string();
+    for (name, args) in [
+        (
+            "file_server",
+            vec!["--root", &missing, "--listen", "127.0.0.1:0"],
+        ),
+        ("http_server", vec!["--root", &missing, "127.0.0.1:0"]),
+    ] {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = run_to_end(name, &args);
+        let stderr = text(&out.stderr);
+        let expected = format!("{name}: --root {missing}: ");
+        assert!(
+            out.status.code() == Some(1)
+                && stderr.starts_with(&expected)
+                && stderr.lines().count() == 1,
+            "{name} --root {missing}: expected exit status 1 and one line starting with \
+             {expected:?}; got {}, stderr:\n{stderr}",
+            out.status
+        );
+        assert_no_debug_struct(name, &out);
+    }
+}
+
+// --- SIGTERM (Unix): a server stops as on Ctrl-C ------------------------------------------------
+
+/// Sends the server SIGTERM, what `kill` and service managers send.
+#[cfg(unix)]
+#[track_caller]
+fn send_sigterm(server: &ExampleServer) {
+    let pid = server.pid().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(kill.expect("run kill").success(), "kill -TERM {pid}");
+}
+
+/// Sends the server SIGTERM and waits for it to exit.
+#[cfg(unix)]
+#[track_caller]
+fn terminate(server: &mut ExampleServer) -> std::process::ExitStatus {
+    send_sigterm(server);
+    server.wait_for_exit("its exit after SIGTERM")
+}
+
+/// One client, served once (so accepted), then SIGTERM: exit status 0, and "closed 1
+/// connection(s)" on stderr.
+#[cfg(unix)]
+fn sigterm_with_a_client(name: &str, args: &[&str], served: fn(&TcpStream)) {
+    let mut server = ExampleServer::start(name, args);
+    let conn = connect(server.addr()).expect("connect");
+    served(&conn);
+    let status = terminate(&mut server);
+    let stderr = server.stderr();
+    assert!(
+        status.success() && stderr.contains("closed 1 connection(s)"),
+        "{name} on SIGTERM with 1 client: {status}, expected success and \"closed 1 \
+         connection(s)\"; stderr (end):\n{}",
+        tail(&stderr, 10)
+    );
+    assert_no_debug_struct(
+        name,
+        &std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr: stderr.into_bytes(),
+        },
+    );
+    drop(conn);
+}
+
+/// A line and its reply (an echo, or in capitals).
+#[cfg(unix)]
+fn line_served(mut conn: &TcpStream) {
+    conn.write_all(b"hello\n").expect("send a line");
+    let mut reply = [0u8; 6];
+    conn.read_exact(&mut reply).expect("its reply");
+    assert!(reply.eq_ignore_ascii_case(b"hello\n"), "reply {reply:?}");
+}
+
+/// The first bytes of the payload.
+#[cfg(unix)]
+fn payload_served(mut conn: &TcpStream) {
+    let mut start = [0u8; 4096];
+    conn.read_exact(&mut start).expect("the payload starts");
+}
+
+#[cfg(unix)]
+fn ping_served(mut conn: &TcpStream) {
+    conn.write_all(&common::resp_request(&[b"PING"]))
+        .expect("send PING");
+    let mut reply = [0u8; 7];
+    conn.read_exact(&mut reply).expect("its reply");
+    assert_eq!(&reply, b"+PONG\r\n");
+}
+
+#[cfg(unix)]
+fn hello_served(mut conn: &TcpStream) {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("send a request");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !reply.ends_with(b"Hello, World!\n") {
+        let n = conn.read(&mut buf).expect("the reply");
+        assert!(n > 0, "end of file after {:?}", text(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A request the file server does not know: an `ERR` reply, and the connection stays open.
+#[cfg(unix)]
+fn refusal_served(mut conn: &TcpStream) {
+    let request = b"HELLO";
+    conn.write_all(&(request.len() as u32).to_be_bytes())
+        .and_then(|()| conn.write_all(request))
+        .expect("send a frame");
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).expect("the reply's length");
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut reply).expect("the reply");
+    assert!(reply.starts_with(b"ERR "), "reply {:?}", text(&reply));
+}
+
+#[cfg(unix)]
+#[test]
+fn echo_server_sigterm() {
+    sigterm_with_a_client("echo_server", &["127.0.0.1:0"], line_served);
+}
+#[cfg(unix)]
+#[test]
+fn idle_echo_server_sigterm() {
+    sigterm_with_a_client("idle_echo_server", &["127.0.0.1:0"], line_served);
+}
+#[cfg(unix)]
+#[test]
+fn uppercase_server_sigterm() {
+    sigterm_with_a_client("uppercase_server", &["127.0.0.1:0"], line_served);
+}
+#[cfg(unix)]
+#[test]
+fn blast_server_sigterm() {
+    sigterm_with_a_client("blast_server", &["127.0.0.1:0"], payload_served);
+}
+#[cfg(unix)]
+#[test]
+fn kv_server_sigterm() {
+    sigterm_with_a_client("kv_server", &["127.0.0.1:0"], ping_served);
+}
+#[cfg(unix)]
+#[test]
+fn http_server_sigterm() {
+    sigterm_with_a_client("http_server", &["127.0.0.1:0"], hello_served);
+}
+#[cfg(unix)]
+#[test]
+fn file_server_sigterm() {
+    let root = std::env::temp_dir().join(format!("selectloop-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("create the root");
+    let root_arg = root.to_str().expect("a UTF-8 temporary path");
+    let args = ["--root", root_arg, "--listen", "127.0.0.1:0"];
+    sigterm_with_a_client("file_server", &args, refusal_served);
+    let _ = std::fs::remove_dir_all(&root);
+}
+#[cfg(unix)]
+#[test]
+fn model_nonblocking_busy_sigterm() {
+    sigterm_with_a_client("model_nonblocking_busy", &["127.0.0.1:0"], line_served);
+}
+#[cfg(unix)]
+#[test]
+fn model_select_sigterm() {
+    sigterm_with_a_client("model_select", &["127.0.0.1:0"], line_served);
+}
+#[cfg(unix)]
+#[test]
+fn model_poll_sigterm() {
+    sigterm_with_a_client("model_poll", &["127.0.0.1:0"], line_served);
+}
+#[cfg(target_os = "linux")]
+#[test]
+fn model_epoll_edge_sigterm() {
+    sigterm_with_a_client("model_epoll_edge", &["127.0.0.1:0"], line_served);
+}
+
+/// UDP has no connections: the server reports the datagrams it echoed.
+#[cfg(unix)]
+#[test]
+fn model_udp_sigterm() {
+    let mut server = ExampleServer::start("model_udp", &["127.0.0.1:0"]);
+    let addr = server.addr().to_string();
+    let out = common::run_example("model_udp", &["--client", &addr, "--count", "5"]);
+    assert!(out.status.success(), "model_udp --client: {}", out.status);
+    let status = terminate(&mut server);
+    let stderr = server.stderr();
+    assert!(
+        status.success() && stderr.contains("interrupted: echoed 5 datagram(s)"),
+        "model_udp on SIGTERM: {status}; stderr:\n{stderr}"
+    );
+}
+
+/// The blocking rungs end by SIGTERM's default action, without a report, as their docs and the
+/// README say: a thread blocked in `accept` or `read` has no way to be told to stop. The forking
+/// server's child goes on serving its client until the client leaves.
+#[cfg(unix)]
+#[test]
+fn the_blocking_rungs_end_on_sigterm_without_a_report() {
+    use std::os::unix::process::ExitStatusExt;
+    for name in [
+        "model_blocking",
+        "model_thread_per_conn",
+        "model_thread_pool",
+        "model_fork",
+    ] {
+        let mut server = ExampleServer::start(name, &["127.0.0.1:0"]);
+        let conn = connect(server.addr()).expect("connect");
+        line_served(&conn);
+        send_sigterm(&server);
+        if name == "model_fork" {
+            line_served(&conn); // by the child, whether or not the parent is gone yet
+        }
+        drop(conn); // model_fork's child, which shares the parent's stderr, exits
+        let status = server.wait_for_exit("its exit after SIGTERM");
+        let stderr = server.stderr();
+        assert!(
+            status.signal() == Some(15) && !stderr.contains("connection(s)"),
+            "{name} on SIGTERM: {status}, expected the signal's default action (no report); \
+             stderr:\n{stderr}"
+        );
+    }
+}
+
+// --- idle_echo_server: an echo is the bytes received -------------------------------------------
+
+/// 16 MiB of lines, the last one without its newline, then a half-close: exactly the same
+/// bytes come back, no `\n` added at the end.
+#[test]
+fn idle_echo_server_echoes_an_unterminated_last_line_exactly() {
+    let server = IDLE_ECHO.start();
+    let mut payload = lines(16 << 20);
+    *payload.last_mut().expect("not empty") = b'.'; // the last line, unterminated
+    let conn = connect(server.addr()).expect("connect");
+    let mut sender = conn.try_clone().expect("clone the client socket");
+    let sent = payload.clone();
+    let writer = thread::spawn(move || -> io::Result<()> {
+        sender.write_all(&sent)?;
+        sender.shutdown(Shutdown::Write)
+    });
+    let mut echo = Vec::with_capacity(payload.len() + 1);
+    (&conn)
+        .read_to_end(&mut echo)
+        .unwrap_or_else(|e| panic!("after {} bytes of echo: {e}", echo.len()));
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("send it all");
+    assert_eq!(
+        echo.len(),
+        payload.len(),
+        "{} bytes sent, {} echoed; the echo ends with {:?}",
+        payload.len(),
+        echo.len(),
+        text(&echo[echo.len().saturating_sub(20)..])
+    );
+    assert!(echo == payload, "the echo differs from what was sent");
 }

@@ -32,7 +32,7 @@ thread_local! {
     static ACCEPTED: RefCell<Option<Accepted>> = RefCell::new(None);
 }
 
-/// Serves `addr` with `threads` loops until Ctrl-C. `factory` runs once on each loop's
+/// Serves `addr` with `threads` loops until Ctrl-C or SIGTERM. `factory` runs once on each loop's
 /// thread and returns what that loop does with a connection (so per-loop state can be `Rc`).
 /// `reuse_port: false` makes Linux use the acceptor too (the examples' `--no-reuseport`, to
 /// compare the two); elsewhere it is always used.
@@ -55,7 +55,9 @@ where
         ));
     }
     let reuse_port = reuse_port && cfg!(target_os = "linux") && threads > 1;
-    let first = bind(addr, reuse_port)?;
+    // The error names the address, as the examples report errors (`PROG: ADDR: error`).
+    let first =
+        bind(addr, reuse_port).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
     let addr = first.local_addr()?; // the real port, for the other listeners too
     let how = if threads == 1 {
         "one loop"
@@ -64,7 +66,7 @@ where
     } else {
         "one loop per thread, the first accepting for all"
     };
-    eprintln!("{name} on {addr} ({threads} thread(s): {how}); Ctrl-C stops it");
+    eprintln!("{name} on {addr} ({threads} thread(s): {how}); Ctrl-C or SIGTERM stops it");
 
     let running = Arc::new(AtomicBool::new(true));
     let factory = Arc::new(factory);

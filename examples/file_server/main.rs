@@ -1,7 +1,8 @@
 //! The Python tutorials' file server, done right: one thread serves every client; files stream
 //! with bounded memory whatever their size or the client's speed; names cannot leave the
 //! served directory; an interrupted or corrupted upload never leaves a partial file nor
-//! replaces the old version; a download resumes from an offset. Ctrl-C stops it cleanly.
+//! replaces the old version; a download resumes from an offset. Ctrl-C or SIGTERM stops it
+//! cleanly, reporting how many connections it closed.
 //!
 //! ```text
 //! cargo run --example file_server -- --root DIR [--listen ADDR] [--max-clients N]
@@ -18,6 +19,8 @@
 //! went quiet or stopped reading, and a frame must be complete 30 s after its first byte.
 //! Each request is logged at `info` (`RUST_LOG=debug` shows connections too).
 
+#[path = "../common/cli.rs"]
+mod cli;
 mod paths;
 mod protocol;
 mod transfer;
@@ -31,6 +34,7 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use transfer::{read_ahead, Body, Conn, Download, Upload};
@@ -460,14 +464,11 @@ const USAGE: &str = "usage: file_server --root DIR [--listen ADDR] [--max-client
   --send-timeout SECS  close a client that accepted nothing for SECS while data waited for it
                        (default 60)
   --executor           read files on the executor's threads instead of the loop thread
-SECS may be fractional. RUST_LOG=debug shows connections; the default, info, each request.";
+SECS may be fractional. RUST_LOG=debug shows connections; the default, info, each request.
+Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
 
-fn parse_args() -> Result<Options, lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
     use lexopt::prelude::*;
-    fn secs(parser: &mut lexopt::Parser) -> Result<Duration, lexopt::Error> {
-        let secs: f64 = parser.value()?.parse()?;
-        Ok(Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?)
-    }
     let mut root = None;
     let mut options = Options {
         root: PathBuf::new(),
@@ -478,20 +479,16 @@ fn parse_args() -> Result<Options, lexopt::Error> {
         send_timeout: Duration::from_secs(60),
         executor: false,
     };
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("root") => root = Some(PathBuf::from(parser.value()?)),
-            Long("listen") => options.listen = parser.value()?.string()?,
-            Long("max-clients") => options.max_clients = parser.value()?.parse()?,
-            Long("max-upload") => options.max_upload = parser.value()?.parse()?,
-            Long("idle-timeout") => options.idle_timeout = secs(&mut parser)?,
-            Long("send-timeout") => options.send_timeout = secs(&mut parser)?,
+            Long("listen") => options.listen = cli::addr(parser.value()?)?,
+            Long("max-clients") => options.max_clients = cli::number(parser, "--max-clients", ..)?,
+            Long("max-upload") => options.max_upload = cli::bytes(parser, "--max-upload")?,
+            Long("idle-timeout") => options.idle_timeout = cli::secs(parser, "--idle-timeout")?,
+            Long("send-timeout") => options.send_timeout = cli::secs(parser, "--send-timeout")?,
             Long("executor") => options.executor = true,
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -499,14 +496,15 @@ fn parse_args() -> Result<Options, lexopt::Error> {
     Ok(options)
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let options = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let options = parse_args().unwrap_or_else(|e| {
-        eprintln!("file_server: {e}; try --help");
-        std::process::exit(2);
-    });
-    let root = Root::open(&options.root)?;
-    let sock = TcpListener::bind(&options.listen)?;
+    cli::status(run(options))
+}
+
+fn run(options: Options) -> io::Result<()> {
+    let root = Root::open(&options.root)?; // its error names --root
+    let sock = TcpListener::bind(&options.listen).map_err(cli::about(&options.listen))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!(
@@ -528,9 +526,11 @@ fn main() -> io::Result<()> {
     sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, &listener_server)
     })?;
-    sel.add_signal_handler(selectloop::signals::SIGINT, |sel, _| sel.stop())?;
+    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
+        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
+    }
 
-    sel.run()?; // until Ctrl-C
+    sel.run()?; // until Ctrl-C or SIGTERM
     let clients = server.clients.get();
     sel.close()?; // closes every connection; unfinished uploads remove their temporary files
     eprintln!("interrupted: closed {clients} connection(s)");

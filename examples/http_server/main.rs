@@ -53,9 +53,12 @@
 //!
 //! `--threads N` runs N loops, one per thread (`examples/common/loops.rs`): on Linux each with
 //! its own `SO_REUSEPORT` listener, elsewhere (or with `--no-reuseport`) one acceptor handing
-//! connections out in turn. Ctrl-C stops it. Nothing is logged per connection at the default
-//! level (`RUST_LOG=debug` shows why each one closed).
+//! connections out in turn. Ctrl-C or SIGTERM stops it, reporting how many connections it
+//! closed. Nothing is logged per connection at the default level (`RUST_LOG=debug` shows why
+//! each one closed).
 
+#[path = "../common/cli.rs"]
+mod cli;
 #[path = "../common/loops.rs"]
 mod loops;
 #[allow(dead_code)] // the upload and listing parts are the file server's
@@ -73,8 +76,9 @@ use request::{Body, Method, Parsed, Request, RequestCodec, Target};
 use selectloop::{ConnEvent, Connection, Timeouts};
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,7 +268,7 @@ const USAGE: &str = "usage: http_server [ADDR] [--threads N] [--no-reuseport] [-
                    [--max-header BYTES] [--header-timeout SECS] [--idle-timeout SECS]
 
   ADDR                   where to listen (default 127.0.0.1:8080)
-  --threads N            loops, one per thread (default 1)
+  --threads N            loops, one per thread, 1 to 1024 (default 1)
   --no-reuseport         with --threads on Linux: one listener, its loop handing connections
                          to the others (default: one SO_REUSEPORT listener per loop)
   --root DIR             the directory GET /static/NAME serves files from (default: the
@@ -274,10 +278,11 @@ const USAGE: &str = "usage: http_server [ADDR] [--threads N] [--no-reuseport] [-
                          the connection is closed (default 10)
   --idle-timeout SECS    close a connection with no traffic for SECS (default 75)
   -h, --help             this help
-SECS may be fractional (0.5). GET / answers \"Hello, World!\\n\"; GET and HEAD only.";
+SECS may be fractional (0.5). GET / answers \"Hello, World!\\n\"; GET and HEAD only.
+Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
 
 struct Options {
-    addr: SocketAddr,
+    addr: String,
     threads: usize,
     reuse_port: bool,
     root: PathBuf,
@@ -285,16 +290,11 @@ struct Options {
     timeouts: Timeouts,
 }
 
-fn parse_args() -> Result<Options, lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
     use lexopt::prelude::*;
-    fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
-        let secs: f64 = parser.value()?.parse()?;
-        Ok(Some(
-            Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
-        ))
-    }
+    let mut addr = None;
     let mut options = Options {
-        addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        addr: String::new(),
         threads: 1,
         reuse_port: true,
         root: PathBuf::from("."),
@@ -305,41 +305,44 @@ fn parse_args() -> Result<Options, lexopt::Error> {
             send: None, // a client that stops reading moves no byte: the idle timeout ends it
         },
     };
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("threads") => options.threads = parser.value()?.parse()?,
+            Long("threads") => options.threads = cli::number(parser, "--threads", 1..=1024)?,
             Long("no-reuseport") => options.reuse_port = false,
             Long("root") => options.root = PathBuf::from(parser.value()?),
-            Long("max-header") => options.max_header = parser.value()?.parse()?,
-            Long("header-timeout") => options.timeouts.frame = secs(&mut parser)?,
-            Long("idle-timeout") => options.timeouts.idle = secs(&mut parser)?,
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
+            Long("max-header") => options.max_header = cli::bytes(parser, "--max-header")?,
+            Long("header-timeout") => {
+                options.timeouts.frame = Some(cli::secs(parser, "--header-timeout")?);
             }
-            Value(value) => options.addr = value.parse()?,
+            Long("idle-timeout") => {
+                options.timeouts.idle = Some(cli::secs(parser, "--idle-timeout")?)
+            }
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
+    options.addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
     Ok(options)
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let options = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let options = parse_args().unwrap_or_else(|e| {
-        eprintln!("http_server: {e}; try --help");
-        std::process::exit(2);
-    });
+    cli::status(run(options))
+}
+
+fn run(options: Options) -> io::Result<()> {
+    let addr = cli::resolve(&options.addr).map_err(cli::about(&options.addr))?;
     let config = Arc::new(Config {
-        root: paths::Root::open(&options.root)?,
+        root: paths::Root::open(&options.root)?, // its error names --root
         max_header: options.max_header,
         timeouts: options.timeouts,
     });
     let factory = move || accepted(config.clone());
     loops::serve(
         "http_server",
-        options.addr,
+        addr,
         options.threads,
         options.reuse_port,
         factory,

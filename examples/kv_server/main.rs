@@ -1,6 +1,7 @@
 //! A key-value server speaking the Redis protocol (RESP2), on selectloop: `redis-cli`,
 //! `redis-benchmark` and Redis client libraries talk to it. Strings only, in memory, no
-//! persistence. Runs wherever selectloop does; Ctrl-C stops it cleanly.
+//! persistence. Runs wherever selectloop does; Ctrl-C or SIGTERM stops it cleanly and reports
+//! how many connections it closed.
 //!
 //! ```text
 //! cargo run --release --example kv_server -- [ADDR] [--threads N] [flags]  # 127.0.0.1:6380
@@ -65,6 +66,8 @@
 //! read, not per request), 16 per loop with more. A multi-key command locks all its keys'
 //! shards (in order, so no two loops wait for each other), so it stays atomic.
 
+#[path = "../common/cli.rs"]
+mod cli;
 #[path = "../common/loops.rs"]
 mod loops;
 
@@ -76,7 +79,8 @@ use commands::Flow;
 use resp::{RespCodec, RespLimits, Sink};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, Timeouts};
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +91,6 @@ type Conn = Connection<TcpStream, RespCodec>;
 /// The server's settings, from its flags.
 #[derive(Clone, Copy, Debug)]
 struct Options {
-    addr: SocketAddr,
     threads: usize,
     reuse_port: bool,
     resp: RespLimits,
@@ -186,12 +189,12 @@ fn start_sweeper(sel: &mut DefaultSelector, store: Arc<Store>, next: Arc<AtomicI
     });
 }
 
-const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--max-bulk BYTES] \
-[--max-args N] [--max-inline BYTES] [--max-request BYTES] [--max-output BYTES] \
-[--idle-timeout SECS] [--frame-timeout SECS] [--send-timeout SECS]
+const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--max-bulk BYTES]
+                 [--max-args N] [--max-inline BYTES] [--max-request BYTES] [--max-output BYTES]
+                 [--idle-timeout SECS] [--frame-timeout SECS] [--send-timeout SECS]
 
   ADDR                  where to listen (default 127.0.0.1:6380)
-  --threads N           loops, one per thread, sharing the store (default 1)
+  --threads N           loops, one per thread, sharing the store, 1 to 1024 (default 1)
   --no-reuseport        with --threads, one listener handing connections out, even on Linux
   --max-bulk BYTES      the longest argument (default 16777216: 16 MiB)
   --max-args N          the most arguments in one request (default 1048576)
@@ -201,67 +204,52 @@ const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--m
   --idle-timeout SECS   close a client that sent and read nothing for SECS
   --frame-timeout SECS  close a client whose request is not complete SECS after its first byte
   --send-timeout SECS   close a client that accepted none of its replies for SECS
-SECS may be fractional (0.5); a timeout not given is off.";
+SECS may be fractional (0.5); a timeout not given is off. Ctrl-C or SIGTERM stops it,
+reporting how many connections it closed.";
 
-/// A flag's value: seconds, fractional or not.
-fn secs(parser: &mut lexopt::Parser) -> Result<Option<Duration>, lexopt::Error> {
-    use lexopt::ValueExt;
-    let secs: f64 = parser.value()?.parse()?;
-    Ok(Some(
-        Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?,
-    ))
-}
-
-fn parse_args() -> Result<Options, lexopt::Error> {
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Options), lexopt::Error> {
     use lexopt::prelude::*;
-    let mut addr = "127.0.0.1:6380".to_string();
+    let mut addr = None;
     let (mut threads, mut reuse_port, mut max_output) = (1, true, 256 << 20);
     let (mut resp, mut timeouts) = (RespLimits::default(), Timeouts::default());
-    let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("threads") => threads = parser.value()?.parse()?,
+            Long("threads") => threads = cli::number(parser, "--threads", 1..=1024)?,
             Long("no-reuseport") => reuse_port = false,
-            Long("max-bulk") => resp.max_bulk = parser.value()?.parse()?,
-            Long("max-args") => resp.max_args = parser.value()?.parse()?,
-            Long("max-inline") => resp.max_inline = parser.value()?.parse()?,
-            Long("max-request") => resp.max_request = parser.value()?.parse()?,
-            Long("max-output") => max_output = parser.value()?.parse()?,
-            Long("idle-timeout") => timeouts.idle = secs(&mut parser)?,
-            Long("frame-timeout") => timeouts.frame = secs(&mut parser)?,
-            Long("send-timeout") => timeouts.send = secs(&mut parser)?,
-            Short('h') | Long("help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Value(value) => addr = value.string()?,
+            Long("max-bulk") => resp.max_bulk = cli::bytes(parser, "--max-bulk")?,
+            Long("max-args") => resp.max_args = cli::number(parser, "--max-args", ..)?,
+            Long("max-inline") => resp.max_inline = cli::bytes(parser, "--max-inline")?,
+            Long("max-request") => resp.max_request = cli::bytes(parser, "--max-request")?,
+            Long("max-output") => max_output = cli::bytes(parser, "--max-output")?,
+            Long("idle-timeout") => timeouts.idle = Some(cli::secs(parser, "--idle-timeout")?),
+            Long("frame-timeout") => timeouts.frame = Some(cli::secs(parser, "--frame-timeout")?),
+            Long("send-timeout") => timeouts.send = Some(cli::secs(parser, "--send-timeout")?),
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
         }
     }
-    let addr = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("{addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr}: no address"))?;
     if max_output < resp.max_bulk.saturating_add(64) {
         return Err("--max-output must be above --max-bulk (a GET reply must fit)".into());
     }
-    Ok(Options {
-        addr,
+    let options = Options {
         threads,
         reuse_port,
         resp,
         max_output,
         timeouts,
-    })
+    };
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:6380".into()), options))
 }
 
-fn main() -> io::Result<()> {
+fn main() -> ExitCode {
+    let (addr, options) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let options = parse_args().unwrap_or_else(|e| {
-        eprintln!("kv_server: {e}; try --help");
-        std::process::exit(2);
-    });
+    cli::status(run(&addr, options))
+}
+
+fn run(addr: &str, options: Options) -> io::Result<()> {
+    let addr = cli::resolve(addr).map_err(cli::about(addr))?;
     let store = Arc::new(Store::new(options.threads));
     let next_sweep = Arc::new(AtomicI64::new(0));
     store::now_ms(); // starts the clock
@@ -278,7 +266,7 @@ fn main() -> io::Result<()> {
     };
     loops::serve(
         "kv_server",
-        options.addr,
+        addr,
         options.threads,
         options.reuse_port,
         factory,
