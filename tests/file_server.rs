@@ -218,6 +218,21 @@ impl Raw {
         }
     }
 
+    /// `LIST`'s body, as text.
+    fn list(&mut self) -> String {
+        let len = match self.request("LIST") {
+            Reply::Data(len) => len,
+            other => panic!("LIST: {other:?}"),
+        };
+        let mut text = Vec::new();
+        read_body(&mut self.stream, len, |chunk| {
+            text.extend_from_slice(chunk);
+            Ok(())
+        })
+        .expect("LIST's body");
+        String::from_utf8(text).expect("a UTF-8 listing")
+    }
+
     fn put(&mut self, name: &str, data: &[u8]) -> Reply {
         match self.request(&format!("PUT {} {name}", data.len())) {
             Reply::Ready => {}
@@ -501,6 +516,97 @@ fn names_that_escape_the_root_are_refused() {
         outside_before,
         "outside the root changed"
     );
+}
+
+/// Symbolic links, with every verb. A link leading out of the root — to a file, to a
+/// directory, through another link, or to nothing — is refused by `GET`, `PUT` and `DELETE`
+/// with `bad-name` (`PUT` onto it used to be accepted, replacing the link) and left out of
+/// `LIST`. A link to a file inside the root is listed and served; `PUT` replaces the link
+/// itself with the new file, and `DELETE` removes the link: the file it led to is untouched.
+/// Nothing outside the root is read, written or removed.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_root_are_refused_by_every_verb() {
+    use std::os::unix::fs::symlink;
+    let outside = TempDir::new("outside");
+    let secret = outside.path().join("secret");
+    fs::write(&secret, b"not for clients").unwrap();
+    let missing = outside.path().join("missing");
+    let fx = Fixture::start_with(&[], |root| {
+        fs::write(root.join("ok.txt"), b"served").unwrap();
+        symlink(&secret, root.join("link-out")).unwrap();
+        symlink(outside.path(), root.join("dir-out")).unwrap();
+        symlink("link-out", root.join("via-link")).unwrap(); // inside, then out
+        symlink(&missing, root.join("to-nothing")).unwrap();
+        symlink("ok.txt", root.join("link-in")).unwrap();
+        symlink("ok.txt", root.join("link-in-2")).unwrap();
+    });
+    let outside_before = snapshot(outside.path());
+    let is_link = |name: &str| {
+        fs::symlink_metadata(fx.root.join(name)).is_ok_and(|m| m.file_type().is_symlink())
+    };
+    let mut raw = Raw::connect(fx.addr());
+
+    assert_eq!(raw.list(), "6 link-in\n6 link-in-2\n6 ok.txt\n", "LIST");
+    for name in ["link-out", "dir-out", "via-link"] {
+        for request in [
+            format!("GET 0 {name}"),
+            format!("PUT 5 {name}"),
+            format!("DELETE {name}"),
+        ] {
+            assert_eq!(raw.refused(&request), "bad-name", "{request}");
+        }
+        assert!(is_link(name), "{name} is no longer the link it was");
+    }
+    assert_eq!(
+        raw.refused("PUT 5 to-nothing"),
+        "bad-name",
+        "PUT onto a link to nothing"
+    );
+    assert_eq!(raw.refused("GET 0 to-nothing"), "not-found");
+    assert_eq!(raw.refused("DELETE to-nothing"), "not-found");
+    assert!(is_link("to-nothing"));
+    assert!(
+        !missing.exists(),
+        "PUT wrote through a link to outside the root"
+    );
+    assert_eq!(
+        raw.list(),
+        "6 link-in\n6 link-in-2\n6 ok.txt\n",
+        "LIST after the refusals"
+    );
+
+    // A link inside the root: served; PUT replaces the link, DELETE removes it.
+    assert_same("GET link-in", &raw.get("link-in", 0).unwrap(), b"served");
+    assert_eq!(raw.put("link-in", b"new"), Reply::Ok(Some(3)));
+    assert!(!is_link("link-in"), "PUT left the link in place");
+    assert_same("link-in now", &raw.get("link-in", 0).unwrap(), b"new");
+    assert_same(
+        "ok.txt",
+        &fs::read(fx.root.join("ok.txt")).unwrap(),
+        b"served",
+    );
+    assert_eq!(raw.request("DELETE link-in-2"), Reply::Ok(None));
+    assert!(!fx.root.join("link-in-2").exists(), "DELETE left the link");
+    assert_same("ok.txt", &raw.get("ok.txt", 0).unwrap(), b"served");
+    assert_eq!(raw.list(), "3 link-in\n6 ok.txt\n", "LIST at the end");
+    assert_eq!(raw.request("QUIT"), Reply::Ok(None));
+
+    assert_eq!(
+        snapshot(outside.path()),
+        outside_before,
+        "outside the root changed"
+    );
+    let names: Vec<_> = fx.snapshot().into_keys().collect();
+    let expected = [
+        "dir-out",
+        "link-in",
+        "link-out",
+        "ok.txt",
+        "to-nothing",
+        "via-link",
+    ];
+    assert_eq!(names, expected, "the root's entries");
 }
 
 /// A client gone mid-upload (its socket closed, reset, or the process killed) leaves no file
