@@ -1,7 +1,9 @@
 //! `examples/file_server` end to end: the server and `file_client` run as processes, over
 //! loopback, each test with a temporary root of its own. Round trips of empty to 50 MiB files,
-//! 20 clients at once, resumed downloads, every way out of the root, interrupted and oversize
-//! uploads, a client that stops reading, protocol garbage, and the descriptor limit.
+//! 20 clients at once, resumed downloads, every way out of the root (symbolic links with every
+//! request), interrupted and oversize uploads, a client that stops reading, silent clients (the
+//! handshake timeout, and 100 of them at `--max-clients`), protocol garbage, and the
+//! descriptor limit.
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test file_server`.
@@ -216,6 +218,32 @@ impl Raw {
             }
             other => Err(io::Error::other(format!("GET {name}: {other:?}"))),
         }
+    }
+
+    /// `LIST`'s body, as text.
+    fn list(&mut self) -> String {
+        let len = match self.request("LIST") {
+            Reply::Data(len) => len,
+            other => panic!("LIST: {other:?}"),
+        };
+        let mut text = Vec::new();
+        read_body(&mut self.stream, len, |chunk| {
+            text.extend_from_slice(chunk);
+            Ok(())
+        })
+        .expect("LIST's body");
+        String::from_utf8(text).expect("a UTF-8 listing")
+    }
+
+    /// True if the server has not closed the connection (nor sent anything on it): a read
+    /// would block.
+    fn is_open(&self) -> bool {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        let open =
+            matches!((&self.stream).read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock);
+        self.stream.set_nonblocking(false).unwrap();
+        open
     }
 
     fn put(&mut self, name: &str, data: &[u8]) -> Reply {
@@ -503,6 +531,97 @@ fn names_that_escape_the_root_are_refused() {
     );
 }
 
+/// Symbolic links, with every verb. A link leading out of the root — to a file, to a
+/// directory, through another link, or to nothing — is refused by `GET`, `PUT` and `DELETE`
+/// with `bad-name` (`PUT` onto it used to be accepted, replacing the link) and left out of
+/// `LIST`. A link to a file inside the root is listed and served; `PUT` replaces the link
+/// itself with the new file, and `DELETE` removes the link: the file it led to is untouched.
+/// Nothing outside the root is read, written or removed.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_root_are_refused_by_every_verb() {
+    use std::os::unix::fs::symlink;
+    let outside = TempDir::new("outside");
+    let secret = outside.path().join("secret");
+    fs::write(&secret, b"not for clients").unwrap();
+    let missing = outside.path().join("missing");
+    let fx = Fixture::start_with(&[], |root| {
+        fs::write(root.join("ok.txt"), b"served").unwrap();
+        symlink(&secret, root.join("link-out")).unwrap();
+        symlink(outside.path(), root.join("dir-out")).unwrap();
+        symlink("link-out", root.join("via-link")).unwrap(); // inside, then out
+        symlink(&missing, root.join("to-nothing")).unwrap();
+        symlink("ok.txt", root.join("link-in")).unwrap();
+        symlink("ok.txt", root.join("link-in-2")).unwrap();
+    });
+    let outside_before = snapshot(outside.path());
+    let is_link = |name: &str| {
+        fs::symlink_metadata(fx.root.join(name)).is_ok_and(|m| m.file_type().is_symlink())
+    };
+    let mut raw = Raw::connect(fx.addr());
+
+    assert_eq!(raw.list(), "6 link-in\n6 link-in-2\n6 ok.txt\n", "LIST");
+    for name in ["link-out", "dir-out", "via-link"] {
+        for request in [
+            format!("GET 0 {name}"),
+            format!("PUT 5 {name}"),
+            format!("DELETE {name}"),
+        ] {
+            assert_eq!(raw.refused(&request), "bad-name", "{request}");
+        }
+        assert!(is_link(name), "{name} is no longer the link it was");
+    }
+    assert_eq!(
+        raw.refused("PUT 5 to-nothing"),
+        "bad-name",
+        "PUT onto a link to nothing"
+    );
+    assert_eq!(raw.refused("GET 0 to-nothing"), "not-found");
+    assert_eq!(raw.refused("DELETE to-nothing"), "not-found");
+    assert!(is_link("to-nothing"));
+    assert!(
+        !missing.exists(),
+        "PUT wrote through a link to outside the root"
+    );
+    assert_eq!(
+        raw.list(),
+        "6 link-in\n6 link-in-2\n6 ok.txt\n",
+        "LIST after the refusals"
+    );
+
+    // A link inside the root: served; PUT replaces the link, DELETE removes it.
+    assert_same("GET link-in", &raw.get("link-in", 0).unwrap(), b"served");
+    assert_eq!(raw.put("link-in", b"new"), Reply::Ok(Some(3)));
+    assert!(!is_link("link-in"), "PUT left the link in place");
+    assert_same("link-in now", &raw.get("link-in", 0).unwrap(), b"new");
+    assert_same(
+        "ok.txt",
+        &fs::read(fx.root.join("ok.txt")).unwrap(),
+        b"served",
+    );
+    assert_eq!(raw.request("DELETE link-in-2"), Reply::Ok(None));
+    assert!(!fx.root.join("link-in-2").exists(), "DELETE left the link");
+    assert_same("ok.txt", &raw.get("ok.txt", 0).unwrap(), b"served");
+    assert_eq!(raw.list(), "3 link-in\n6 ok.txt\n", "LIST at the end");
+    assert_eq!(raw.request("QUIT"), Reply::Ok(None));
+
+    assert_eq!(
+        snapshot(outside.path()),
+        outside_before,
+        "outside the root changed"
+    );
+    let names: Vec<_> = fx.snapshot().into_keys().collect();
+    let expected = [
+        "dir-out",
+        "link-in",
+        "link-out",
+        "ok.txt",
+        "to-nothing",
+        "via-link",
+    ];
+    assert_eq!(names, expected, "the root's entries");
+}
+
 /// A client gone mid-upload (its socket closed, reset, or the process killed) leaves no file
 /// and the previous version intact; so does a body whose CRC does not match.
 #[test]
@@ -689,24 +808,118 @@ fn a_client_that_stops_reading_is_dropped_and_stalls_no_one() {
     assert!(got < 64 << 20, "the stuck client got all {got} bytes");
 }
 
-/// An idle client is closed after `--idle-timeout`; with `--max-clients`, one too many is
-/// told `ERR busy`.
+/// An idle client is closed after `--idle-timeout`, whether it sent requests or not.
 #[test]
-fn idle_clients_are_closed_and_extra_ones_told_busy() {
-    let fx = Fixture::start(&["--idle-timeout", "1", "--max-clients", "2"]);
+fn idle_clients_are_closed() {
+    let fx = Fixture::start(&["--idle-timeout", "1"]);
     let (mut a, mut b) = (Raw::connect(fx.addr()), Raw::connect(fx.addr()));
-    assert_eq!(a.request("LIST"), Reply::Data(0));
+    assert_eq!(a.list(), "");
+    a.expect_closed("an idle client");
+    b.expect_closed("an idle client");
+    let a_addr = a.stream.local_addr().unwrap().to_string();
+    fx.wait_for_log("the idle timeout", &[&a_addr, "idle timeout"]);
+    let mut c = Raw::connect(fx.addr());
+    assert_eq!(c.list(), "");
+}
+
+/// 100 clients that say nothing do not lock a new client out: at `--max-clients`, the server
+/// closes the client idle longest (here the first of them, idle since it connected) and
+/// serves the new one at once; the next newcomer (`file_client`) makes room the same way,
+/// by closing the second silent client (the first newcomer's last request is more recent);
+/// the others stay connected.
+#[test]
+fn a_full_server_closes_its_longest_idle_client_to_serve_a_new_one() {
+    let fx = Fixture::start(&["--max-clients", "100", "--handshake-timeout", "60"]);
+    let mut silent: Vec<Raw> = (0..100).map(|_| Raw::connect(fx.addr())).collect();
+    let mut newcomer = Raw::connect(fx.addr());
+    assert_eq!(newcomer.list(), "", "the 101st client");
+
+    let first = silent[0].stream.local_addr().unwrap().to_string();
+    let got = silent[0].expect_closed("the longest idle client");
+    assert_eq!(got, 0, "the closed client was sent something");
+    fx.wait_for_log(
+        "the first silent client's eviction",
+        &[&first, "to make room"],
+    );
+
+    let listing = fx.client_ok(&["list"]);
+    assert_eq!(listing, "", "file_client's list");
+    let second = silent[1].stream.local_addr().unwrap().to_string();
+    silent[1].expect_closed("the second longest idle client");
+    fx.wait_for_log(
+        "the second silent client's eviction",
+        &[&second, "to make room"],
+    );
+
+    assert_eq!(newcomer.list(), "", "the first newcomer, still served");
+    for (i, peer) in silent.iter().enumerate().skip(2) {
+        assert!(peer.is_open(), "silent client {i} was closed too");
+    }
+}
+
+/// Only when every client is in the middle of a transfer (an upload being received, a
+/// download being sent) is a newcomer told `ERR busy`; once one of them waits for a request
+/// again, the next newcomer is served, and that one is closed.
+#[test]
+fn a_full_server_in_mid_transfer_tells_a_new_client_busy() {
+    let fx = Fixture::start(&["--max-clients", "2"]);
+    let huge = random_bytes(32 << 20, 13);
+    fs::write(fx.root.join("huge.bin"), &huge).unwrap();
+    let mut uploader = Raw::connect(fx.addr());
+    assert_eq!(uploader.request("PUT 3 up.txt"), Reply::Ready); // the body waits
+    let mut reader = Raw::connect(fx.addr());
+    assert_eq!(reader.request("GET 0 huge.bin"), Reply::Data(32 << 20)); // not read yet
     let mut third = Raw::connect(fx.addr());
     match third.reply() {
         Reply::Err { code, .. } => assert_eq!(code, "busy"),
         other => panic!("a third client: {other:?}"),
     }
-    third.expect_closed("a client over --max-clients");
-    a.expect_closed("an idle client"); // read_body left the trailer: a closes with bytes
-    b.expect_closed("an idle client");
-    fx.wait_for_log("the idle timeout", &["idle timeout"]);
-    let mut c = Raw::connect(fx.addr()); // both gone: room again
-    assert_eq!(c.request("LIST"), Reply::Data(0));
+    third.expect_closed("a client told busy");
+
+    write_body(&mut uploader.stream, &mut &b"abc"[..], 3, |_| {}).unwrap();
+    assert_eq!(uploader.reply(), Reply::Ok(Some(3)));
+    let mut fourth = Raw::connect(fx.addr());
+    assert_eq!(
+        fourth.list(),
+        "33554432 huge.bin\n3 up.txt\n",
+        "a fourth client"
+    );
+    uploader.expect_closed("the client that finished its upload, closed to make room");
+
+    let mut got = Vec::with_capacity(huge.len());
+    read_body(&mut reader.stream, huge.len() as u64, |chunk| {
+        got.extend_from_slice(chunk);
+        Ok(())
+    })
+    .expect("the download, not interrupted");
+    assert_same("the download", &got, &huge);
+}
+
+/// `--handshake-timeout`: a client that has not sent a complete request that long after it
+/// connected is closed, and logged — one that sent nothing, half a header, or only garbage —
+/// while a client that sent one stays, however long it then waits.
+#[test]
+fn clients_without_a_request_are_closed_after_the_handshake_timeout() {
+    let fx = Fixture::start(&["--handshake-timeout", "1"]);
+    let mut talker = Raw::connect(fx.addr());
+    assert_eq!(talker.list(), "");
+    let mut silent = Raw::connect(fx.addr());
+    let mut half = Raw::connect(fx.addr());
+    half.stream.write_all(&[0, 0, 0, 4, b'L', b'I']).unwrap();
+    let mut garbage = Raw::connect(fx.addr());
+    assert_eq!(garbage.refused("HELLO"), "bad-request");
+
+    let addr = silent.stream.local_addr().unwrap().to_string();
+    assert_eq!(silent.expect_closed("a silent client"), 0);
+    fx.wait_for_log("the silent client's close", &[&addr, "--handshake-timeout"]);
+    half.expect_closed("a client that sent half a header");
+    garbage.expect_closed("a client that sent only garbage");
+    // Connected before the others, so past its own handshake time: its request counted.
+    assert!(
+        talker.is_open(),
+        "the client that sent a request was closed"
+    );
+    assert_eq!(talker.list(), "");
 }
 
 /// Garbage gets an error reply or a close, never a crash, and never a large allocation.

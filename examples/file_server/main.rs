@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --example file_server -- --root DIR [--listen ADDR] [--max-clients N]
-//!     [--max-upload BYTES] [--idle-timeout SECS] [--send-timeout SECS] [--executor]
+//!     [--max-upload BYTES] [--handshake-timeout SECS] [--idle-timeout SECS]
+//!     [--send-timeout SECS] [--executor]
 //! cargo run --example file_client -- 127.0.0.1:8091 list     # or get NAME, put PATH, ...
 //! ```
 //!
@@ -17,7 +18,20 @@
 //! pauses while 1 MiB is queued for it, a hard cap closes it past that plus a few chunks (a
 //! backstop: the server never queues that much), the idle and send timeouts close clients that
 //! went quiet or stopped reading, and a frame must be complete 30 s after its first byte.
-//! Each request is logged at `info` (`RUST_LOG=debug` shows connections too).
+//!
+//! Clients that say nothing cannot lock others out. A connection that has not sent a complete
+//! request (a header that parses as one) within `--handshake-timeout` of connecting (default
+//! 10 s) is closed. And at `--max-clients`, a newcomer is served: the server makes room by
+//! closing the connection idle longest — idle meaning waiting for a request (not receiving
+//! an upload's body, not sending a reply's body), for as long as since its last request was
+//! answered or, if it made none, since it connected (the first accepted of two idle as long).
+//! Only when no connection is idle (all are in the middle of a transfer) is the newcomer told
+//! `ERR busy` and closed. A closed idle connection had its last reply handed over whole; if
+//! part of it was still queued (the client was slow to read it), that part is dropped and
+//! the close logged as such.
+//!
+//! Each request is logged at `info`, and so are the connections closed by the handshake
+//! timeout or to make room (`RUST_LOG=debug` shows every connection).
 
 #[path = "../common/cli.rs"]
 mod cli;
@@ -28,8 +42,9 @@ mod transfer;
 use paths::{io_refusal, Root};
 use protocol::{parse_crc, parse_request, Code, Refusal, Request, CHUNK, MAX_FRAME};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, LengthPrefixed, Limits};
-use selectloop::{Selector, SelectorKey, Timeouts, EVENT_READ};
+use selectloop::{Selector, SelectorKey, Timeouts, TimerHandle, EVENT_READ};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
@@ -38,6 +53,9 @@ use std::process::ExitCode;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 use transfer::{read_ahead, Body, Conn, Download, Upload};
+
+/// A session's request before it has sent any, for the log.
+const CONNECTED: &str = "(connected)";
 
 /// A download's reads on the executor take this much at a time.
 const READ_AHEAD: usize = 4 * CHUNK;
@@ -65,6 +83,7 @@ struct Options {
     listen: String,
     max_clients: usize,
     max_upload: u64,
+    handshake_timeout: Duration,
     idle_timeout: Duration,
     send_timeout: Duration,
     executor: bool,
@@ -77,6 +96,49 @@ struct Server {
     clients: Cell<usize>,
     /// The loop thread's read buffer for downloads: one for all of them.
     buf: RefCell<Vec<u8>>,
+    sessions: Sessions,
+}
+
+/// Every connection, by a number of its own (in the order they were accepted): where the
+/// server looks for the one idle longest when it is full.
+#[derive(Default)]
+struct Sessions {
+    next: Cell<u64>,
+    all: RefCell<HashMap<u64, Weak<RefCell<Session>>>>,
+}
+
+impl Sessions {
+    fn add(&self, session: &Rc<RefCell<Session>>) {
+        let id = session.borrow().id;
+        self.all.borrow_mut().insert(id, Rc::downgrade(session));
+    }
+
+    fn new_id(&self) -> u64 {
+        let id = self.next.get();
+        self.next.set(id + 1);
+        id
+    }
+
+    /// The connection waiting for a request for the longest time (the earlier accepted one if
+    /// two have waited as long), with when it began to wait.
+    fn longest_idle(&self) -> Option<(Rc<RefCell<Session>>, Instant)> {
+        let all = self.all.borrow();
+        let idle = all
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter_map(|session| {
+                let (since, id) = {
+                    let s = session.try_borrow().ok()?;
+                    let State::Idle = s.state else {
+                        return None;
+                    };
+                    (s.idle_since, s.id)
+                };
+                Some((since, id, session))
+            });
+        idle.min_by_key(|&(since, id, _)| (since, id))
+            .map(|(since, _, session)| (session, since))
+    }
 }
 
 enum State {
@@ -92,6 +154,7 @@ enum State {
 
 /// One client.
 struct Session {
+    id: u64,
     peer: SocketAddr,
     key: Option<SelectorKey>,
     me: Weak<RefCell<Session>>,
@@ -100,6 +163,12 @@ struct Session {
     /// The request being served and when it began, for the log.
     request: String,
     started: Instant,
+    /// Since when the connection waits for a request: its last request was answered (the
+    /// whole reply handed to the connection), or it connected.
+    idle_since: Instant,
+    /// Closes the connection if no complete request came `--handshake-timeout` after it
+    /// connected; cancelled by the first one.
+    handshake: Option<TimerHandle>,
 }
 
 impl Session {
@@ -129,6 +198,9 @@ impl Session {
                 self.started = Instant::now();
                 match parse_request(&frame) {
                     Ok(request) => {
+                        if let Some(timer) = self.handshake.take() {
+                            timer.cancel();
+                        }
                         self.request = request.to_string();
                         match self.serve(sel, conn, request) {
                             Ok(()) => Ok(()),
@@ -336,6 +408,7 @@ impl Session {
     fn finished(&mut self, sent: u64) {
         self.log("sent", sent);
         self.state = State::Idle;
+        self.idle_since = Instant::now();
     }
 
     /// Replies with a header; a refusal as a reply is not an error of the connection.
@@ -347,6 +420,7 @@ impl Session {
     fn done(&mut self, conn: &mut Conn, header: &str, bytes: u64) -> io::Result<()> {
         self.reply(conn, header)?;
         self.log("ok", bytes);
+        self.idle_since = Instant::now();
         Ok(())
     }
 
@@ -355,6 +429,7 @@ impl Session {
         self.state = State::Idle;
         self.reply(conn, &refusal.header())?;
         self.log(&format!("refused: {refusal}"), 0);
+        self.idle_since = Instant::now();
         Ok(())
     }
 
@@ -375,9 +450,75 @@ impl Session {
         );
     }
 
+    /// `--handshake-timeout` after the connection was accepted, if no request came.
+    fn handshake_expired(&mut self, sel: &mut Selector) {
+        self.handshake = None;
+        let (State::Idle, Some(key)) = (&self.state, self.key) else {
+            return;
+        };
+        let secs = self.server.options.handshake_timeout.as_secs_f64();
+        log::info!(
+            "{}: no complete request {secs} s after connecting (--handshake-timeout); closing",
+            self.peer
+        );
+        self.state = State::Closing;
+        if let Err(e) = Conn::with(sel, &key, |conn| conn.close()) {
+            log::warn!("{}: closing: {e}", self.peer); // gone already: nothing to do
+        }
+    }
+
+    /// The server is full and this connection is the one idle longest: closes it, for
+    /// `newcomer`. Returns false if it could not (it was gone).
+    fn make_room(&mut self, sel: &mut Selector, newcomer: SocketAddr, since: Instant) -> bool {
+        let Some(key) = self.key else {
+            return false;
+        };
+        // A reply the client has not read all of yet is cut: the connection must go now, to
+        // make room, and the client sees it closed, never a reply spliced with another.
+        let result = Conn::with(sel, &key, |conn| {
+            let queued = conn.queued();
+            match queued {
+                0 => conn.close(),
+                _ => conn.abort(),
+            }
+            queued
+        });
+        let queued = match result {
+            Ok(queued) => queued,
+            Err(e) => {
+                log::warn!("{}: closing to make room: {e}", self.peer);
+                return false;
+            }
+        };
+        if let Some(timer) = self.handshake.take() {
+            timer.cancel();
+        }
+        self.state = State::Closing;
+        let since_what = match self.request.as_str() {
+            CONNECTED => "since it connected",
+            _ => "since its last request",
+        };
+        let dropped = match queued {
+            0 => String::new(),
+            n => format!("; the last {n} bytes of its last reply, unread, are dropped"),
+        };
+        log::info!(
+            "{}: closed to make room for {newcomer} (--max-clients {}): the longest idle, \
+             {:.1} s {since_what}{dropped}",
+            self.peer,
+            self.server.options.max_clients,
+            since.elapsed().as_secs_f64(),
+        );
+        true
+    }
+
     fn on_closed(&mut self, conn: &Conn, reason: Option<io::Error>) {
         let server = &self.server;
         server.clients.set(server.clients.get() - 1);
+        server.sessions.all.borrow_mut().remove(&self.id);
+        if let Some(timer) = self.handshake.take() {
+            timer.cancel();
+        }
         match std::mem::replace(&mut self.state, State::Closing) {
             State::Sending(download) => {
                 self.log("interrupted", download.sent);
@@ -417,16 +558,21 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io
     let conn = Connection::new(stream, LengthPrefixed::new(MAX_FRAME))
         .with_limits(LIMITS)?
         .with_timeouts(timeouts);
-    let busy = server.clients.get() >= options.max_clients;
+    let full = server.clients.get() >= options.max_clients;
+    let busy = full && !make_room(sel, server, peer);
+    let now = Instant::now();
     let session = Rc::new_cyclic(|me| {
         RefCell::new(Session {
+            id: server.sessions.new_id(),
             peer,
             key: None,
             me: me.clone(),
             server: server.clone(),
             state: State::Idle,
-            request: "(connected)".to_string(),
-            started: Instant::now(),
+            request: CONNECTED.to_string(),
+            started: now,
+            idle_since: now,
+            handshake: None,
         })
     });
     let s = session.clone();
@@ -436,6 +582,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io
     })?;
     session.borrow_mut().key = Some(key);
     server.clients.set(server.clients.get() + 1); // counted down on `Closed`
+    server.sessions.add(&session); // removed on `Closed`
     log::debug!("{peer} connected");
     if busy {
         let max = options.max_clients;
@@ -449,17 +596,41 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io
             conn.close();
         })?;
         session.borrow_mut().state = State::Closing;
+    } else {
+        let me = Rc::downgrade(&session);
+        let timer = sel.call_later(options.handshake_timeout, move |sel| {
+            if let Some(session) = me.upgrade() {
+                session.borrow_mut().handshake_expired(sel);
+            }
+        });
+        session.borrow_mut().handshake = Some(timer);
     }
     Ok(())
 }
 
+/// The server is full: closes the connection idle longest, to serve `newcomer`. Returns
+/// false if none is idle (all are in the middle of a transfer).
+fn make_room(sel: &mut Selector, server: &Server, newcomer: SocketAddr) -> bool {
+    let Some((session, since)) = server.sessions.longest_idle() else {
+        return false;
+    };
+    let made = session.borrow_mut().make_room(sel, newcomer, since);
+    made
+}
+
 const USAGE: &str = "usage: file_server --root DIR [--listen ADDR] [--max-clients N] \
-[--max-upload BYTES] [--idle-timeout SECS] [--send-timeout SECS] [--executor]
+[--max-upload BYTES] [--handshake-timeout SECS] [--idle-timeout SECS] [--send-timeout SECS] \
+[--executor]
 
   --root DIR           the directory served (its files, not its subdirectories)
   --listen ADDR        where to listen (default 127.0.0.1:8091)
-  --max-clients N      clients served at once; more are told `ERR busy` (default 100)
+  --max-clients N      clients served at once (default 100); at the limit, a new client is
+                       served and the one idle longest (waiting for a request) closed; only
+                       if all are mid-transfer is the new one told `ERR busy`
   --max-upload BYTES   the largest upload accepted (default 4294967296: 4 GiB)
+  --handshake-timeout SECS
+                       close a client that sent no complete request SECS after connecting
+                       (default 10)
   --idle-timeout SECS  close a client that sent and read nothing for SECS (default 300)
   --send-timeout SECS  close a client that accepted nothing for SECS while data waited for it
                        (default 60)
@@ -475,6 +646,7 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
         listen: "127.0.0.1:8091".to_string(),
         max_clients: 100,
         max_upload: 4 << 30,
+        handshake_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(300),
         send_timeout: Duration::from_secs(60),
         executor: false,
@@ -485,6 +657,9 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
             Long("listen") => options.listen = cli::addr(parser.value()?)?,
             Long("max-clients") => options.max_clients = cli::number(parser, "--max-clients", ..)?,
             Long("max-upload") => options.max_upload = cli::bytes(parser, "--max-upload")?,
+            Long("handshake-timeout") => {
+                options.handshake_timeout = cli::secs(parser, "--handshake-timeout")?
+            }
             Long("idle-timeout") => options.idle_timeout = cli::secs(parser, "--idle-timeout")?,
             Long("send-timeout") => options.send_timeout = cli::secs(parser, "--send-timeout")?,
             Long("executor") => options.executor = true,
@@ -520,6 +695,7 @@ fn run(options: Options) -> io::Result<()> {
         options,
         clients: Cell::new(0),
         buf: RefCell::new(vec![0; CHUNK]),
+        sessions: Sessions::default(),
     });
     let mut sel = DefaultSelector::new()?;
     let listener_server = server.clone();

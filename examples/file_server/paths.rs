@@ -2,8 +2,12 @@
 //!
 //! Names are checked twice. [`check_name`] (the protocol's rule) lets through only plain file
 //! names: no separators, no `..`, no drive letters, no device names. Then the file system has
-//! its say: a name that is a symbolic link is followed only if it leads to a regular file inside
-//! the root (checked on the canonical path), and only regular files are served.
+//! its say: a name that is a symbolic link is accepted only if it leads to a regular file inside
+//! the root (checked on the canonical path), and only regular files are served. The verbs agree
+//! on links: one leading out of the root is `bad-name` for `GET`, `PUT` and `DELETE` alike,
+//! and `LIST` leaves it out. A link to a file inside the root is listed and read through;
+//! `DELETE` removes the link, and `PUT` replaces the link with the new file (a rename never
+//! writes through a link): the file it led to is untouched.
 //!
 //! Uploads are written to a temporary file in the root, `.upload-<pid>-<n>.part` (a name no
 //! request can reach: names starting with `.` are refused, and `LIST` skips them), and renamed
@@ -83,21 +87,41 @@ impl Root {
         }
     }
 
-    /// Where an upload of `name` is renamed to. An existing link is replaced, not followed.
+    /// Where an upload of `name` is renamed to. A link is replaced, not followed; and only a
+    /// link that `GET` would read through (to a regular file inside the root): `PUT` agrees
+    /// with `GET` and `DELETE` on the links it refuses, although replacing them would write
+    /// nothing outside the root.
     ///
     /// # Errors
     ///
-    /// `bad-name` for a refused name or a directory.
+    /// `bad-name` for a refused name, a directory, a link leading out of the root, or a link
+    /// to no regular file (to a directory, or to nothing); `io` if the name cannot be looked up.
     pub fn target(&self, name: &str) -> Result<PathBuf, Refusal> {
         check_name(name)?;
         let path = self.dir.join(name);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                let msg = format!("{name:?} is a directory");
-                Err(Refusal::new(Code::BadName, msg))
-            }
-            _ => Ok(path),
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(path), // a new file
+            Err(e) => return Err(io_refusal(name, &e)),
+        };
+        if meta.is_dir() {
+            let msg = format!("{name:?} is a directory");
+            return Err(Refusal::new(Code::BadName, msg));
         }
+        if meta.file_type().is_symlink() {
+            match self.existing(name) {
+                Ok(_) => {}
+                Err(refusal) if refusal.code == Code::BadName => return Err(refusal),
+                Err(_) => {
+                    let msg = format!(
+                        "{name:?} is a link to no file of the served directory (to a \
+                         directory, or to nothing); it is not replaced"
+                    );
+                    return Err(Refusal::new(Code::BadName, msg));
+                }
+            }
+        }
+        Ok(path)
     }
 
     /// A new temporary file in the root, for an upload.

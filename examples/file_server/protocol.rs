@@ -72,7 +72,8 @@ pub enum Code {
     Range,
     /// The body's CRC-32 does not match its trailer's.
     Checksum,
-    /// The server has as many clients as it accepts.
+    /// The server has as many clients as it accepts, all in the middle of a transfer (with
+    /// one idle, it closes that one instead).
     Busy,
     /// The server could not read or write the file.
     Io,
