@@ -18,6 +18,8 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/shutdown.rs"]
+mod shutdown;
 
 use selectloop::{Bytes, SelectorKey, EVENT_READ};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, Selector, Timeouts};
@@ -122,17 +124,11 @@ fn serve(addr: &str, options: Options) -> io::Result<()> {
         "blast server on {addr}; {} bytes to each client",
         options.payload
     );
-    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+    let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, options)
     })?;
-    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
-        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
-    }
-    let others = sel.len(); // the listener (and the signal handlers): not connections
+    shutdown::stop_on_signals(&mut sel)?;
 
     sel.run()?; // until Ctrl-C or SIGTERM
-    let connections = sel.len() - others;
-    sel.close()?; // closes the listener and every connection
-    eprintln!("interrupted: closed {connections} connection(s)");
-    Ok(())
+    shutdown::close::<TcpStream, Bytes>(sel, &[listener]) // flushes, then closes
 }

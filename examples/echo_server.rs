@@ -45,8 +45,9 @@
 //! whose default policy keeps a server alive — out of file descriptors, the listener is paused
 //! and retried with backoff (logged once, no spinning), and clients still waiting after a
 //! second are refused; a connection that died before it was accepted is skipped. Ctrl-C is
-//! Python's `KeyboardInterrupt`: the loop ends, and closing the selector closes every
-//! connection; SIGTERM does the same.
+//! Python's `KeyboardInterrupt`: the loop ends; SIGTERM does the same. Then the server stops
+//! accepting, lets each connection send what it has queued (at most 5 s), and closes them
+//! (`examples/common/shutdown.rs`, shared by the servers).
 //!
 //! A bad command line (`echo_server 8088`: a port without its host) is refused with the usage
 //! line and exit status 2; a run-time error is one line, `echo_server: ADDR: what went wrong`
@@ -54,6 +55,8 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/shutdown.rs"]
+mod shutdown;
 
 use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
 use std::cell::Cell;
@@ -111,7 +114,7 @@ fn serve(addr: &str) -> io::Result<()> {
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("echo server on {addr}; try: cargo run --example echo_client {addr}");
-    sel.register(sock, EVENT_READ, accept)?;
+    let listener = sel.register(sock, EVENT_READ, accept)?;
 
     // Python's KeyboardInterrupt: the handler is a registration like the others, so the
     // select/dispatch loop below runs it on this thread. SIGTERM (what `kill` and service
@@ -121,15 +124,12 @@ fn serve(addr: &str) -> io::Result<()> {
         let running = running.clone();
         sel.add_signal_handler(signal, move |_, _| running.set(false))?;
     }
-    let others = sel.len(); // the listener (and the signal handlers): not connections
 
     while running.get() {
         for (key, mask) in sel.select(None)? {
             sel.dispatch(&key, mask)?;
         }
     }
-    let connections = sel.len() - others;
-    sel.close()?; // closes the listener and every connection
-    eprintln!("interrupted: closed {connections} connection(s)");
-    Ok(())
+    // Stop accepting, let each connection send what it has queued, then close them all.
+    shutdown::close::<TcpStream, Bytes>(sel, &[listener])
 }

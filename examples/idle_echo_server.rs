@@ -20,11 +20,13 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/shutdown.rs"]
+mod shutdown;
 
 use selectloop::{Codec, Timeouts, EVENT_READ};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, LineCodec, Selector};
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -144,17 +146,11 @@ fn serve(addr: &str, timeouts: Timeouts) -> io::Result<()> {
         secs(timeouts.frame),
         secs(timeouts.send)
     );
-    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+    let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, timeouts)
     })?;
-    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
-        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
-    }
-    let others = sel.len(); // the listener (and the signal handlers): not connections
+    shutdown::stop_on_signals(&mut sel)?;
 
     sel.run()?; // until Ctrl-C or SIGTERM
-    let connections = sel.len() - others;
-    sel.close()?; // closes the listener and every connection
-    eprintln!("interrupted: closed {connections} connection(s)");
-    Ok(())
+    shutdown::close::<TcpStream, RawLines>(sel, &[listener]) // flushes, then closes
 }

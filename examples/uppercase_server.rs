@@ -18,11 +18,13 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/shutdown.rs"]
+mod shutdown;
 
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, LineCodec, Selector, Timeouts};
 use selectloop::{Events, EVENT_READ};
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -97,17 +99,11 @@ fn serve(addr: &str, timeouts: Timeouts) -> io::Result<()> {
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
-    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+    let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, timeouts)
     })?;
-    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
-        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
-    }
-    let others = sel.len(); // the listener (and the signal handlers): not connections
+    shutdown::stop_on_signals(&mut sel)?;
 
     sel.run()?; // until Ctrl-C or SIGTERM; `run`, not `select`, fires the timeouts
-    let connections = sel.len() - others;
-    sel.close()?; // closes the listener and every connection
-    eprintln!("interrupted: closed {connections} connection(s)");
-    Ok(())
+    shutdown::close::<TcpStream, LineCodec>(sel, &[listener]) // flushes, then closes
 }

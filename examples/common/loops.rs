@@ -12,10 +12,13 @@
 //!   BSDs have an `SO_REUSEPORT` that does not balance (FreeBSD's balancing one is
 //!   `SO_REUSEPORT_LB`), and Windows has none.
 //!
-//! Ctrl-C (SIGINT) or SIGTERM stops every loop; each closes its connections, and the total is
-//! printed, as `echo_server` does.
+//! Ctrl-C (SIGINT) or SIGTERM stops every loop; each stops accepting, lets its connections send
+//! what they have queued and closes them (`shutdown.rs`, which the example includes too), and
+//! the total is printed, as `echo_server` does.
 
-use selectloop::{DefaultSelector, Events, Handle, Selector, EVENT_READ};
+use crate::shutdown;
+use selectloop::EVENT_READ;
+use selectloop::{ByteStream, Codec, DefaultSelector, Events, Handle, Selector, SelectorKey};
 use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,7 +41,9 @@ thread_local! {
 /// compare the two); elsewhere it is always used.
 ///
 /// The first line on stderr names the address bound (the real port if `addr` asked for 0).
-pub fn serve<F>(
+/// The connections are `Connection<S, C>`s: at the end, each is closed once what it has queued
+/// is written.
+pub fn serve<S: ByteStream, C: Codec + 'static, F>(
     name: &str,
     addr: SocketAddr,
     threads: usize,
@@ -84,12 +89,13 @@ where
             let mut sel = DefaultSelector::new()?;
             tx.send(sel.handle())
                 .expect("the main thread waits for the handle");
+            let mut listeners = Vec::new();
             if let Some(listener) = listener {
-                register_listener(&mut sel, listener, factory())?;
+                listeners.push(register_listener(&mut sel, listener, factory())?);
             } else {
                 ACCEPTED.with(|accepted| *accepted.borrow_mut() = Some(factory()));
             }
-            run(&mut sel, &running)
+            run::<S, C>(&mut sel, &running, &listeners)
         }));
         let handle = rx
             .recv()
@@ -111,7 +117,7 @@ where
             }
         });
     }
-    register_listener(&mut sel, first, accepted)?;
+    let listener = register_listener(&mut sel, first, accepted)?;
     for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
         let (running, handles) = (running.clone(), handles.clone());
         sel.add_signal_handler(signal, move |_, _| {
@@ -121,7 +127,7 @@ where
             }
         })?;
     }
-    let mut closed = run(&mut sel, &running)?;
+    let mut closed = run::<S, C>(&mut sel, &running, &[listener])?;
     for worker in workers {
         closed += worker.join().expect("a loop panicked")?;
     }
@@ -152,7 +158,7 @@ fn register_listener(
     sel: &mut DefaultSelector,
     listener: TcpListener,
     mut accepted: Accepted,
-) -> io::Result<()> {
+) -> io::Result<SelectorKey> {
     sel.register(
         listener,
         EVENT_READ,
@@ -164,8 +170,7 @@ fn register_listener(
             conn.set_nodelay(true)?;
             accepted(sel, conn)
         },
-    )?;
-    Ok(())
+    )
 }
 
 /// Sends `conn` to the loop of `handle`, whose thread's `ACCEPTED` takes it.
@@ -181,11 +186,15 @@ fn hand_over(handle: &Handle, conn: TcpStream) -> io::Result<()> {
     })
 }
 
-/// Runs `sel` until `running` turns false; returns how many connections it then closed.
-fn run(sel: &mut DefaultSelector, running: &AtomicBool) -> io::Result<usize> {
-    let others = sel.len(); // the listener and signal handlers: not connections
+/// Runs `sel` until `running` turns false, then stops accepting on `listeners` and closes the
+/// connections once their queues are written (`shutdown::drain`); returns how many there were.
+fn run<S: ByteStream, C: Codec>(
+    sel: &mut DefaultSelector,
+    running: &AtomicBool,
+    listeners: &[SelectorKey],
+) -> io::Result<usize> {
     while running.load(Ordering::SeqCst) {
         sel.run_once(None)?;
     }
-    Ok(sel.len().saturating_sub(others))
+    shutdown::drain::<S, C>(sel, listeners)
 }

@@ -37,6 +37,8 @@
 mod cli;
 mod paths;
 mod protocol;
+#[path = "../common/shutdown.rs"]
+mod shutdown;
 mod transfer;
 
 use paths::{io_refusal, Root};
@@ -47,7 +49,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::{Rc, Weak};
@@ -699,16 +701,13 @@ fn run(options: Options) -> io::Result<()> {
     });
     let mut sel = DefaultSelector::new()?;
     let listener_server = server.clone();
-    sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+    let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, &listener_server)
     })?;
-    for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
-        sel.add_signal_handler(signal, |sel, _| sel.stop())?;
-    }
+    shutdown::stop_on_signals(&mut sel)?;
 
     sel.run()?; // until Ctrl-C or SIGTERM
-    let clients = server.clients.get();
-    sel.close()?; // closes every connection; unfinished uploads remove their temporary files
-    eprintln!("interrupted: closed {clients} connection(s)");
-    Ok(())
+                // Replies queued go out whole, then every connection closes; unfinished uploads remove
+                // their temporary files.
+    shutdown::close::<TcpStream, LengthPrefixed>(sel, &[listener])
 }

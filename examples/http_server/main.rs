@@ -66,6 +66,8 @@ mod loops;
 mod paths;
 #[path = "../file_server/protocol.rs"]
 mod protocol;
+#[path = "../common/shutdown.rs"]
+mod shutdown;
 
 mod files;
 mod request;
@@ -340,7 +342,7 @@ fn run(options: Options) -> io::Result<()> {
         timeouts: options.timeouts,
     });
     let factory = move || accepted(config.clone());
-    loops::serve(
+    loops::serve::<TcpStream, RequestCodec, _>(
         "http_server",
         addr,
         options.threads,

@@ -70,6 +70,8 @@
 mod cli;
 #[path = "../common/loops.rs"]
 mod loops;
+#[path = "../common/shutdown.rs"]
+mod shutdown;
 
 mod commands;
 mod resp;
@@ -264,7 +266,7 @@ fn run(addr: &str, options: Options) -> io::Result<()> {
             accept(sel, stream, &store, &options)
         })
     };
-    loops::serve(
+    loops::serve::<TcpStream, RespCodec, _>(
         "kv_server",
         addr,
         options.threads,
