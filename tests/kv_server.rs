@@ -60,14 +60,33 @@ fn split(words: &str) -> Vec<&[u8]> {
 struct Client {
     conn: TcpStream,
     buf: Vec<u8>,
+    /// The most bytes one read takes (at most 64 KiB)...
+    read_size: usize,
+    /// ...and the pause after each read: a client that reads slowly.
+    pace: Duration,
 }
 
 impl Client {
     fn new(server: &ExampleServer) -> Client {
-        let conn = connect(server.addr()).expect("connect to kv_server");
+        Client::on(connect(server.addr()).expect("connect to kv_server"))
+    }
+
+    fn on(conn: TcpStream) -> Client {
         Client {
             conn,
             buf: Vec::new(),
+            read_size: 64 << 10,
+            pace: Duration::ZERO,
+        }
+    }
+
+    /// This client, reading at most `read_size` bytes at a time and pausing `pace` after each
+    /// read.
+    fn slow(self, read_size: usize, pace: Duration) -> Client {
+        Client {
+            read_size: read_size.min(64 << 10),
+            pace,
+            ..self
         }
     }
 
@@ -107,11 +126,14 @@ impl Client {
     /// Reads more bytes; end of file is an error of kind `UnexpectedEof`.
     fn fill(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 64 << 10];
-        let n = self.conn.read(&mut chunk)?;
+        let n = self.conn.read(&mut chunk[..self.read_size])?;
         if n == 0 {
             return Err(io::Error::new(ErrorKind::UnexpectedEof, "end of file"));
         }
         self.buf.extend_from_slice(&chunk[..n]);
+        if !self.pace.is_zero() {
+            thread::sleep(self.pace); // a slow reader, not a wait
+        }
         Ok(())
     }
 
@@ -196,6 +218,42 @@ fn assert_serves(server: &mut ExampleServer, after: &str) {
     }
     let mut client = Client::new(server);
     assert_eq!(client.cmd("PING"), Status("PONG".into()), "{after}");
+}
+
+/// A 1 MiB value, its bytes a pattern that `seed` shifts (so that two values differ).
+fn big_value(seed: u8) -> Vec<u8> {
+    (0..1 << 20).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// A reply for a failure message: a long value is shown by its length and first bytes.
+fn brief(reply: &Reply) -> String {
+    match reply {
+        Bulk(Some(value)) if value.len() > 64 => format!(
+            "a bulk of {} bytes beginning {:?}",
+            value.len(),
+            String::from_utf8_lossy(&value[..32])
+        ),
+        Array(items) if items.len() > 8 => format!("an array of {} items", items.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Reads a reply, which must be `value`, whole.
+#[track_caller]
+fn expect_value(c: &mut Client, value: &[u8], what: &str) {
+    match c.read_reply() {
+        Ok(Bulk(Some(got))) if got == value => {}
+        Ok(Bulk(Some(got))) if got.len() == value.len() => panic!(
+            "{what}: a value of the right length but not the one expected: a reply out of \
+             order (another key's value)?"
+        ),
+        Ok(other) => panic!(
+            "{what}: expected a bulk of {} bytes, got {}",
+            value.len(),
+            brief(&other)
+        ),
+        Err(e) => panic!("{what}: no reply: {e}"),
+    }
 }
 
 // --- Commands --------------------------------------------------------------------------------
@@ -464,11 +522,7 @@ fn threads_share_one_store(args: &[&str]) {
         .map(|i| {
             let addr = server.addr();
             thread::spawn(move || {
-                let conn = connect(addr).expect("connect");
-                let mut c = Client {
-                    conn,
-                    buf: Vec::new(),
-                };
+                let mut c = Client::on(connect(addr).expect("connect"));
                 for _ in 0..200 {
                     assert!(matches!(c.cmd("INCR counter"), Int(_)));
                 }
@@ -592,13 +646,16 @@ fn requests_over_the_limits_are_refused_and_closed() {
 /// The resident memory of process `pid` (KiB), and its virtual size.
 #[cfg(target_os = "linux")]
 fn memory_kib(pid: u32) -> (u64, u64) {
+    (status_kib(pid, "VmRSS:"), status_kib(pid, "VmSize:"))
+}
+
+/// Field `name` (`VmRSS:`, `VmHWM:`...) of `/proc/PID/status`, in KiB.
+#[cfg(target_os = "linux")]
+fn status_kib(pid: u32, name: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let field = |name: &str| {
-        let line = status.lines().find_map(|l| l.strip_prefix(name));
-        let kib = line.and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
-        kib.unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
-    };
-    (field("VmRSS:"), field("VmSize:"))
+    let line = status.lines().find_map(|l| l.strip_prefix(name));
+    let kib = line.and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
+    kib.unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
 }
 
 /// 32 clients each declare a 256 MiB argument (allowed) and send 3 bytes of it: the server must
@@ -641,6 +698,344 @@ fn declared_lengths_are_not_allocated() {
         "32 declared 256 MiB arguments grew the server from {before:?} to {after:?} KiB"
     );
     drop(clients);
+}
+
+// --- Replies larger than the output cap: back-pressure between requests ----------------------
+
+/// The issue's reproduction: with `--max-output 4194304`, ten GETs of a 1 MiB value, a SET and
+/// an ECHO in one write. The replies (10 MiB) are more than the cap, yet every one arrives,
+/// whole and in order, to a client reading 4 KiB at a time: the server runs a request only
+/// while at most its high-water mark (1 MiB) is queued, and the rest when the client has read.
+#[test]
+fn a_pipeline_whose_replies_pass_max_output_is_answered_whole() {
+    let mut server = start(&["--max-bulk", "1048576", "--max-output", "4194304"]);
+    let value = big_value(1);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    let mut requests = resp_request(&[b"GET", b"big"]).repeat(10);
+    requests.extend(resp_request(&[b"SET", b"marker", b"1"]));
+    requests.extend(resp_request(&[b"ECHO", b"done"]));
+    let mut slow = Client::new(&server).slow(4096, Duration::from_micros(100));
+    slow.send(&requests);
+    for i in 0..10 {
+        expect_value(&mut slow, &value, &format!("GET {i} of 10"));
+    }
+    assert_eq!(slow.read_reply().expect("the SET's reply"), ok());
+    assert_eq!(slow.read_reply().expect("the ECHO's reply"), bulk("done"));
+    assert_eq!(c.cmd("GET marker"), bulk("1"), "the SET after the GETs ran");
+    assert_serves(&mut server, "after a pipeline past --max-output");
+}
+
+/// An MGET whose reply could never fit under `--max-output` (300 times a 1 MiB key: 300 MiB,
+/// the cap 256 MiB) is not run: one whole error reply, logged at warn with the client's
+/// address, and the connection stays in step (Redis has no such cap, and answers it all).
+#[test]
+fn an_mget_reply_over_max_output_is_refused_whole_and_in_step() {
+    let server = start(&[]);
+    let value = big_value(2);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(std::iter::repeat_n(&b"big"[..], 300));
+    let reply = c.cmd_args(&mget);
+    // `*300\r\n`, then 300 times `$1048576\r\n`, the value and `\r\n`.
+    let size = 6 + 300 * (10 + value.len() + 2);
+    match &reply {
+        Error(text)
+            if text.starts_with("ERR ")
+                && text.contains(&size.to_string())
+                && text.contains("--max-output") => {}
+        other => panic!(
+            "MGET of 300 MiB: expected an error naming its size ({size}) and --max-output, \
+             got {}",
+            brief(other)
+        ),
+    }
+    assert_eq!(
+        c.cmd("PING"),
+        Status("PONG".into()),
+        "in step after the error"
+    );
+    let peer = c
+        .conn
+        .local_addr()
+        .expect("the client's address")
+        .to_string();
+    server.wait_for_stderr("a warning naming the client", |text| {
+        text.lines()
+            .any(|line| line.contains("WARN") && line.contains(&peer))
+    });
+}
+
+/// 300 pipelined GETs of 1 MiB values in one write (what a redis-py pipeline of 300 GETs
+/// sends), from a client that reads in 64 KiB reads: all 300 replies, whole, in order. Once
+/// 50 have arrived, 100 more GETs follow in a second write, while the server still holds most
+/// of the first ones: they are answered after them. The three values differ, so that a reply
+/// out of order shows.
+#[test]
+fn three_hundred_pipelined_gets_of_a_mebibyte_all_arrive_in_order() {
+    let mut server = start(&[]);
+    let values: Vec<Vec<u8>> = (0..3).map(|i| big_value(i + 10)).collect();
+    let mut c = Client::new(&server);
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(
+            c.cmd_args(&[b"SET", format!("big{i}").as_bytes(), value]),
+            ok()
+        );
+    }
+    let gets = |from: usize, to: usize| -> Vec<u8> {
+        let get = |i: usize| resp_request(&[b"GET", format!("big{}", i % 3).as_bytes()]);
+        (from..to).flat_map(get).collect()
+    };
+    let (first, second) = (gets(0, 300), gets(300, 400));
+    let mut sender = c.conn.try_clone().expect("clone the socket");
+    let (read_50, has_read_50) = std::sync::mpsc::channel::<()>();
+    let writer = thread::spawn(move || {
+        sender.write_all(&first)?;
+        if has_read_50.recv_timeout(TIMEOUT).is_ok() {
+            sender.write_all(&second)?;
+        }
+        io::Result::Ok(())
+    });
+    let mut c = c.slow(64 << 10, Duration::from_micros(50));
+    for i in 0..400 {
+        expect_value(&mut c, &values[i % 3], &format!("GET {i} of 400"));
+        if i == 49 {
+            read_50.send(()).expect("the writer waits");
+        }
+    }
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("send the GETs");
+    assert_eq!(
+        c.cmd("PING"),
+        Status("PONG".into()),
+        "in step after 400 GETs"
+    );
+    assert_serves(&mut server, "after 400 GETs of 1 MiB");
+}
+
+/// At the limit: with `--max-output 4194304` a reply may take 3 MiB (the cap less the 1 MiB
+/// high-water mark). An MGET of two 1 MiB values fits and comes whole; of three, it is over
+/// by 40 bytes and refused; so is a CONFIG GET naming a parameter 130,000 times (its reply
+/// echoes them). The connection stays in step throughout.
+#[test]
+fn replies_up_to_the_limit_are_whole_and_over_it_refused() {
+    let server = start(&["--max-bulk", "1048576", "--max-output", "4194304"]);
+    let value = big_value(6);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    c.send(&resp_request(&[b"MGET", b"big", b"nope", b"big"]));
+    match c.read_reply() {
+        Ok(Array(items)) if items.len() == 3 => {
+            let expected = [
+                Bulk(Some(value.clone())),
+                Bulk(None),
+                Bulk(Some(value.clone())),
+            ];
+            assert!(items == expected, "MGET of 2 MiB: wrong items");
+        }
+        other => panic!("MGET of 2 MiB: {:?}", other.map(|r| brief(&r))),
+    }
+    let limit = 3 << 20;
+    let size = 4 + 3 * (10 + value.len() + 2);
+    let refused = |size: usize| {
+        Error(format!(
+            "ERR reply of {size} bytes is over the {limit}-byte limit (--max-output less the \
+             high-water mark)"
+        ))
+    };
+    assert_eq!(c.cmd("MGET big big big"), refused(size));
+    assert_eq!(c.cmd("PING"), Status("PONG".into()), "in step after MGET");
+    let mut config: Vec<&[u8]> = vec![b"CONFIG", b"GET"];
+    config.extend(std::iter::repeat_n(&b"appendonly"[..], 130_000));
+    let size = 9 + 130_000 * (17 + 8); // `*260000`; `$10 appendonly`, `$2 no`
+    assert_eq!(c.cmd_args(&config), refused(size));
+    assert_eq!(
+        c.cmd("ECHO after"),
+        bulk("after"),
+        "in step after CONFIG GET"
+    );
+}
+
+/// `--max-output` must leave room for the largest GET reply above the 1 MiB a client's replies
+/// may queue before its next request waits: with `--max-bulk 1048576`, 2 MiB and 32 bytes. One
+/// byte less is refused at start, with the least value; that much serves GETs of the largest
+/// value, pipelined, whole.
+#[test]
+fn max_output_must_leave_room_for_the_largest_get() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::example_binary(NAME))
+        .args([
+            "127.0.0.1:0",
+            "--max-bulk",
+            "1048576",
+            "--max-output",
+            "2097183",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kv_server");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kv_server started with --max-output 2097183 (--max-bulk 1048576)");
+        }
+        thread::sleep(Duration::from_millis(10)); // polling the exit, not a synchronisation
+    };
+    let mut stderr = String::new();
+    let pipe = child.stderr.as_mut().expect("stderr is piped");
+    pipe.read_to_string(&mut stderr).expect("read its stderr");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-output must be at least 2097184"),
+        "the refusal names the least value: {stderr}"
+    );
+
+    let server = start(&["--max-bulk", "1048576", "--max-output", "2097184"]);
+    let value = big_value(7);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    c.send(&resp_request(&[b"GET", b"big"]).repeat(3));
+    for i in 0..3 {
+        expect_value(
+            &mut c,
+            &value,
+            &format!("GET {i} at the least --max-output"),
+        );
+    }
+}
+
+/// The same through redis-py's pipeline, if redis-py is installed (skipped otherwise).
+#[test]
+fn a_redis_py_pipeline_of_300_large_gets_completes() {
+    use std::process::Command;
+    let probe = Command::new("python3")
+        .args(["-c", "import redis"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: redis-py is not installed (python3 -c 'import redis' fails)");
+        return;
+    }
+    let server = start(&[]);
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
+value = bytes(i % 251 for i in range(1 << 20))
+r.set("big", value)
+p = r.pipeline(transaction=False)
+for _ in range(300):
+    p.get("big")
+replies = p.execute()
+bad = [i for i, v in enumerate(replies) if v != value]
+assert len(replies) == 300 and not bad, f"{len(replies)} replies, wrong: {bad[:5]}"
+assert r.ping()
+"#;
+    let port = server.addr().port().to_string();
+    let out = Command::new("python3")
+        .args(["-c", script, &port])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// QUIT, and a protocol error, behind requests whose replies pass the high-water mark: they
+/// still end the connection, after every reply before them (and nothing after them runs).
+#[test]
+fn quit_and_protocol_errors_still_close_after_large_replies() {
+    let server = start(&["--max-bulk", "1048576", "--max-output", "4194304"]);
+    let value = big_value(4);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+
+    let mut requests = resp_request(&[b"GET", b"big"]).repeat(10);
+    requests.extend(resp_request(&[b"QUIT"]));
+    requests.extend(resp_request(&[b"SET", b"after", b"1"]));
+    let mut slow = Client::new(&server).slow(16 << 10, Duration::from_micros(100));
+    slow.send(&requests);
+    for i in 0..10 {
+        expect_value(&mut slow, &value, &format!("GET {i} before QUIT"));
+    }
+    assert_eq!(String::from_utf8_lossy(&slow.read_to_close()), "+OK\r\n");
+    assert_eq!(c.cmd("GET after"), Bulk(None), "nothing runs after QUIT");
+
+    let mut requests = resp_request(&[b"GET", b"big"]).repeat(10);
+    requests.extend(resp_request(&[b"PING"]));
+    requests.extend(b"*1\r\n$x\r\nPING\r\n");
+    let mut slow = Client::new(&server).slow(16 << 10, Duration::from_micros(100));
+    slow.send(&requests);
+    for i in 0..10 {
+        expect_value(
+            &mut slow,
+            &value,
+            &format!("GET {i} before a protocol error"),
+        );
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&slow.read_to_close()),
+        "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
+}
+
+/// Ten clients each send 1,000 GETs of a 1 MiB value in one write and never read. The server
+/// runs a client's requests only while at most 1 MiB of its replies is queued, so its memory
+/// stays bounded (it grew by 2.5 GiB before: 256 MiB per client, up to `--max-output`), and
+/// another client is served meanwhile. The peak (VmHWM) is measured, not only the end state.
+#[cfg(target_os = "linux")]
+#[test]
+fn clients_that_never_read_cost_bounded_memory() {
+    let mut server = start(&[]);
+    let value = big_value(5);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    c.send(&resp_request(&[b"GET", b"big"]));
+    expect_value(&mut c, &value, "GET before the clients that never read");
+    let pid = server.pid();
+    let before = (status_kib(pid, "VmHWM:"), status_kib(pid, "VmRSS:"));
+    let gets = resp_request(&[b"GET", b"big"]).repeat(1000);
+    let hogs: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut hog = connect(server.addr()).expect("connect a client that never reads");
+            hog.write_all(&gets).expect("send 1,000 GETs");
+            hog
+        })
+        .collect();
+    // Each has replies waiting: the server has read its GETs and run some.
+    poll_until("replies for every client that never reads", || {
+        hogs.iter().all(|hog| {
+            hog.set_nonblocking(true).expect("non-blocking");
+            let peeked = hog.peek(&mut [0u8; 1]);
+            hog.set_nonblocking(false).expect("blocking");
+            matches!(peeked, Ok(1))
+        })
+    });
+    for i in 0..2 {
+        assert_eq!(c.cmd(&format!("ECHO {i}")), bulk(&i.to_string()));
+    }
+    c.send(&resp_request(&[b"GET", b"big"]));
+    expect_value(&mut c, &value, "GET beside ten clients that never read");
+    let after = (status_kib(pid, "VmHWM:"), status_kib(pid, "VmRSS:"));
+    eprintln!("kv_server memory (peak, resident) in KiB: {before:?} before, {after:?} after");
+    assert!(
+        after.0 < before.0 + (100 << 10),
+        "ten clients that never read grew the server's peak memory from {} to {} KiB",
+        before.0,
+        after.0
+    );
+    drop(hogs);
+    assert_serves(&mut server, "after ten clients that never read left");
 }
 
 // --- Timeouts --------------------------------------------------------------------------------

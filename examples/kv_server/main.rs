@@ -26,11 +26,15 @@
 //! # Protocol
 //!
 //! Requests are RESP arrays of bulk strings, or inline commands (a line typed in telnet, with
-//! Redis's quoting). Requests may be pipelined: every request of one read is run, and their
-//! replies go out in one write (`Connection::send` only queues; the connection writes after
-//! the read's callbacks). A malformed request is answered as Redis answers it (`-ERR Protocol
-//! error: invalid bulk length`, ...), after the requests before it, and the connection is
-//! closed once that is written. See `resp.rs`.
+//! Redis's quoting). Requests may be pipelined: the requests of one read run in order, and
+//! their replies go out in one write (`Connection::send` only queues; the connection writes
+//! after the read's callbacks). While more than the connection's high-water mark (1 MiB) of a
+//! client's replies waits to be written, its next requests wait too, and run, in order, as it
+//! reads (`ConnEvent::Drained`): a client that pipelines many GETs of large values and reads
+//! slowly gets every reply, and costs the server about one read's requests and 1 MiB of
+//! replies, not the replies of all it sent. A malformed request is answered as Redis answers
+//! it (`-ERR Protocol error: invalid bulk length`, ...), after the requests before it, and the
+//! connection is closed once that is written. See `resp.rs`.
 //!
 //! # Limits
 //!
@@ -42,9 +46,12 @@
 //! - `--max-request BYTES`: the most bytes of one request, all its arguments together
 //!   (default 64 MiB; Redis's `client-query-buffer-limit` is 1 GiB);
 //! - `--max-output BYTES`: the most replies queued for a client (default 256 MiB; Redis has
-//!   no cap for ordinary clients): a client that pipelines `GET`s of large values without
-//!   reading is closed. Reading from a client pauses while 1 MiB of its replies wait (the
-//!   connection's back-pressure), so a slow reader never gets near the cap;
+//!   no cap for ordinary clients). Since a request runs only while at most 1 MiB is queued,
+//!   the cap bounds one reply: a reply larger than the cap less 1 MiB (an MGET of many large
+//!   values) is not sent, nor the command run; the client gets one error reply instead
+//!   (`-ERR reply of N bytes is over the M-byte limit ...`), logged at warn, and stays in
+//!   step (see `commands.rs`). The cap must leave room for the largest GET reply: at least
+//!   `--max-bulk` plus 1 MiB and 32 bytes;
 //! - `--idle-timeout`, `--frame-timeout`, `--send-timeout SECS`: close a client silent that
 //!   long (Redis's `timeout`), slower than that to send a request (slowloris), or that
 //!   accepts no reply for that long (each off unless given, as in Redis).
@@ -75,6 +82,7 @@ mod store;
 use commands::Flow;
 use resp::{RespCodec, RespLimits, Sink};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, Timeouts};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -103,34 +111,65 @@ impl Sink for Conn {
         // Fails only once the connection is closing, when replies no longer matter.
         let _ = self.send(bytes);
     }
-
-    fn full(&self) -> bool {
-        self.queued() > self.limits().hard_cap
-    }
 }
 
-/// Runs the requests of one read, in order, their replies queued on `conn`; then the protocol
-/// error that followed them, if any, and the close. Nothing runs after `QUIT`.
-fn serve(store: &Store, conn: &mut Conn, batch: resp::Batch, quit: &mut bool) {
-    if *quit {
-        return;
-    }
-    let mut db = Session::new(store); // the shard(s) locked for this batch
-    for cmd in batch.commands() {
-        if commands::execute(cmd, &mut db, conn) == Flow::Quit {
-            *quit = true;
-            conn.close();
+/// A client's requests received and not run yet, in order: whole batches (one per read), the
+/// first begun at request `next`. They wait while more than the high-water mark of replies
+/// is queued (see `serve`).
+#[derive(Debug, Default)]
+struct Backlog {
+    batches: VecDeque<resp::Batch>,
+    next: usize,
+    /// `QUIT` ran, or a protocol error was answered: nothing more runs.
+    ended: bool,
+}
+
+/// Runs the client's waiting requests in order, their replies queued on `conn`, each only
+/// while at most the high-water mark is queued: the rest wait for `Drained` (and a batch
+/// that arrives meanwhile waits behind them). So a client that pipelines more than it reads
+/// costs at most about one read's requests, the high-water mark and one reply, and never
+/// reaches the output cap (`--max-output`, which a reply may take up to, less the mark: see
+/// `commands.rs`). After a batch's requests, the protocol error that followed them, if any,
+/// and the close. Nothing runs after `QUIT`.
+fn serve(store: &Store, conn: &mut Conn, backlog: &mut Backlog, peer: SocketAddr) {
+    let limits = conn.limits();
+    let max_reply = limits.hard_cap.saturating_sub(limits.high_water);
+    let mut db = Session::new(store); // locks a shard when a request needs it, until it returns
+    while let Some(batch) = backlog.batches.front() {
+        if backlog.ended {
+            backlog.batches.clear();
             return;
         }
-        if conn.full() {
-            return; // over the output cap: the connection closes itself when this returns
+        if conn.queued() > limits.high_water {
+            return; // `Drained` comes once the client has read down to the low-water mark
         }
-    }
-    drop(db);
-    if let Some(e) = batch.error {
-        log::debug!("{:?}: protocol error: {e:?}", conn.get_ref().peer_addr());
-        e.write(conn);
-        conn.close();
+        let Some(cmd) = batch.command(backlog.next) else {
+            let error = batch.error;
+            backlog.batches.pop_front();
+            backlog.next = 0;
+            if let Some(e) = error {
+                log::debug!("{peer}: protocol error: {e:?}");
+                e.write(conn);
+                conn.close();
+                backlog.ended = true;
+            }
+            continue;
+        };
+        backlog.next += 1;
+        match commands::execute(cmd, &mut db, conn, max_reply) {
+            Flow::Continue => {}
+            Flow::Quit => {
+                conn.close();
+                backlog.ended = true;
+            }
+            Flow::TooLarge { size } => log::warn!(
+                "{peer}: {} refused: its reply of {size} bytes is over the {max_reply}-byte \
+                 limit (--max-output {} less the high-water mark {}); answered with an error",
+                String::from_utf8_lossy(cmd.get(0)),
+                limits.hard_cap,
+                limits.high_water
+            ),
+        }
     }
 }
 
@@ -151,13 +190,25 @@ fn accept(
     let conn = Connection::new(stream, RespCodec::new(options.resp))
         .with_limits(limits)?
         .with_timeouts(options.timeouts);
-    let (store, mut quit) = (store.clone(), false);
+    let (store, mut backlog) = (store.clone(), Backlog::default());
     conn.register(sel, move |_sel, conn, event| {
         match event {
-            ConnEvent::Frame(batch) => serve(&store, conn, batch, &mut quit),
-            ConnEvent::Drained | ConnEvent::PeerClosed => {} // the replies are flushed, then it closes
-            ConnEvent::Closed(None) => log::debug!("{peer} closed"),
-            ConnEvent::Closed(Some(e)) => log::debug!("{peer} closed: {e}"),
+            ConnEvent::Frame(batch) => {
+                if !backlog.ended {
+                    backlog.batches.push_back(batch); // behind any still waiting
+                }
+                serve(&store, conn, &mut backlog, peer);
+            }
+            ConnEvent::Drained => serve(&store, conn, &mut backlog, peer),
+            // What is queued is flushed, and what waits runs on `Drained`; then it closes.
+            ConnEvent::PeerClosed => {}
+            ConnEvent::Closed(reason) => {
+                backlog = Backlog::default();
+                match reason {
+                    None => log::debug!("{peer} closed"),
+                    Some(e) => log::debug!("{peer} closed: {e}"),
+                }
+            }
         }
         Ok(())
     })?;
@@ -197,7 +248,8 @@ const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--m
   --max-args N          the most arguments in one request (default 1048576)
   --max-inline BYTES    the longest inline request (default 65536)
   --max-request BYTES   the most bytes of one request (default 67108864: 64 MiB)
-  --max-output BYTES    close a client with more replies queued (default 268435456: 256 MiB)
+  --max-output BYTES    the most replies queued for a client: a larger reply is refused
+                        (default 268435456: 256 MiB; at least --max-bulk + 1 MiB + 32)
   --idle-timeout SECS   close a client that sent and read nothing for SECS
   --frame-timeout SECS  close a client whose request is not complete SECS after its first byte
   --send-timeout SECS   close a client that accepted none of its replies for SECS
@@ -243,8 +295,18 @@ fn parse_args() -> Result<Options, lexopt::Error> {
         .map_err(|e| format!("{addr}: {e}"))?
         .next()
         .ok_or_else(|| format!("{addr}: no address"))?;
-    if max_output < resp.max_bulk.saturating_add(64) {
-        return Err("--max-output must be above --max-bulk (a GET reply must fit)".into());
+    // A request runs with up to the high-water mark queued: the largest GET reply must fit
+    // above it (its header and CRLFs take at most 25 bytes).
+    let least = resp
+        .max_bulk
+        .saturating_add(Limits::default().high_water + 32);
+    if max_output < least {
+        return Err(format!(
+            "--max-output must be at least {least}: --max-bulk, plus the 1 MiB a client's \
+             replies may queue before its next request waits, plus 32 (the largest GET reply \
+             must fit)"
+        )
+        .into());
     }
     Ok(Options {
         addr,
