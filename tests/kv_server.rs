@@ -457,6 +457,288 @@ fn keys_expire_on_access_and_by_the_sweep() {
     );
 }
 
+/// Sets `keys` keys (`key:0`...) with `SET key v PX px` in one pipelined stream (written by a
+/// thread while the replies are read), and checks every reply.
+fn set_expiring_keys(c: &mut Client, keys: usize, px: u64) {
+    let px = px.to_string();
+    let mut requests = Vec::with_capacity(keys * 48);
+    for i in 0..keys {
+        let key = format!("key:{i}");
+        requests.extend(resp_request(&[
+            b"SET",
+            key.as_bytes(),
+            b"v",
+            b"PX",
+            px.as_bytes(),
+        ]));
+    }
+    let mut sender = c.conn.try_clone().expect("clone the socket");
+    let writer = thread::spawn(move || sender.write_all(&requests));
+    let mut replies = vec![0u8; keys * 5];
+    c.conn
+        .read_exact(&mut replies)
+        .unwrap_or_else(|e| panic!("the replies to {keys} SETs: {e}"));
+    let first_bad = replies.chunks(5).position(|reply| reply != b"+OK\r\n");
+    assert_eq!(first_bad, None, "the first SET not answered +OK");
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("send the SETs");
+}
+
+/// 200,000 keys set with `PX 100` that nobody reads again are all deleted by the sweep within
+/// 20 s (it took about 60 s when the sweep was capped at 320 keys per 100 ms; Redis's active
+/// expiry takes under 2 s), and the server answers meanwhile.
+#[test]
+fn a_mass_expiry_is_swept_promptly() {
+    mass_expiry(&[]);
+}
+
+/// The same with two loops: 32 shards, swept in turn.
+#[test]
+fn a_mass_expiry_is_swept_promptly_with_two_loops() {
+    mass_expiry(&["--threads", "2"]);
+}
+
+fn mass_expiry(args: &[&str]) {
+    const KEYS: usize = 200_000;
+    let server = start(args);
+    let mut c = Client::new(&server);
+    set_expiring_keys(&mut c, KEYS, 100);
+    let mut pinger = Client::new(&server);
+    let (start, bound) = (Instant::now(), 2 * TIMEOUT);
+    loop {
+        let left = match c.cmd("DBSIZE") {
+            Int(left) => left,
+            other => panic!("DBSIZE: {other:?}"),
+        };
+        if left == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < bound,
+            "{left} of {KEYS} keys set with PX 100 still there {bound:?} after the last was set"
+        );
+        assert_eq!(pinger.cmd("PING"), Status("PONG".into()), "while sweeping");
+        thread::sleep(Duration::from_millis(20)); // polling DBSIZE, not a synchronisation
+    }
+    eprintln!(
+        "{args:?}: {KEYS} expired keys swept {:.2} s after the last was set",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// The figures of docs/kv_expiry.md: how fast the sweep deletes expired keys nobody reads,
+/// and what it costs the loop (PING round trips, one a millisecond on a client of their own,
+/// during the mass expiry and during a quiet spell of 2 s before it). A measurement, not a
+/// check: run it in release mode,
+/// `cargo test --release --test kv_server -- --ignored --nocapture expiry_sweep_figures`,
+/// with `KV_KEYS` (default 1,000,000), `KV_THREADS` (default 1) and `KV_MAX_SECS` (the longest
+/// it waits for the sweep, default 60; the rate is then of the keys deleted so far).
+#[test]
+#[ignore = "a measurement for docs/kv_expiry.md; run it in release mode"]
+fn expiry_sweep_figures() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let env = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let (keys, threads, max_secs) = (
+        env("KV_KEYS", 1_000_000),
+        env("KV_THREADS", 1),
+        env("KV_MAX_SECS", 60),
+    );
+    let server = start(&["--threads", &threads.to_string()]);
+    let origin = Instant::now();
+    let (stop, rtts) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let mut pinger = Client::new(&server);
+    let pings = {
+        let (stop, rtts) = (stop.clone(), rtts.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                assert_eq!(pinger.cmd("PING"), Status("PONG".into()));
+                rtts.lock().unwrap().push((sent - origin, sent.elapsed()));
+                thread::sleep(Duration::from_millis(1)); // pacing: the PINGs cost the server little
+            }
+        })
+    };
+    let quiet = Duration::from_secs(2);
+    thread::sleep(quiet); // the quiet spell, measured by the pinger
+    let mut c = Client::new(&server);
+    let px = 4000; // more than loading takes: checked below
+    let loading = Instant::now();
+    let cpu_before_load = cpu_seconds(server.pid());
+    set_expiring_keys(&mut c, keys as usize, px);
+    let loaded = loading.elapsed();
+    let load_cpu = cpu_seconds(server.pid()) - cpu_before_load;
+    assert_eq!(
+        c.cmd("DBSIZE"),
+        Int(keys as i64),
+        "keys expired while loading: raise px"
+    );
+    let (mut first_gone, mut cpu_at_first) = (None, 0.0);
+    let mut left = keys as i64;
+    let end = loading + Duration::from_millis(px) + Duration::from_secs(max_secs);
+    while left > 0 && Instant::now() < end {
+        let cpu = cpu_seconds(server.pid());
+        left = match c.cmd("DBSIZE") {
+            Int(n) => n,
+            other => panic!("DBSIZE: {other:?}"),
+        };
+        if left < keys as i64 && first_gone.is_none() {
+            (first_gone, cpu_at_first) = (Some(Instant::now()), cpu);
+        }
+        thread::sleep(Duration::from_millis(5)); // polling DBSIZE, not a synchronisation
+    }
+    let swept_at = Instant::now();
+    let sweep_cpu = cpu_seconds(server.pid()) - cpu_at_first;
+    stop.store(true, Ordering::Relaxed);
+    pings.join().expect("the pinger");
+    let first_gone = first_gone.expect("no key was deleted");
+    let took = swept_at - first_gone;
+    let deleted = keys as i64 - left;
+    let rtts = rtts.lock().unwrap();
+    let spell = |from: Duration, to: Duration| {
+        let mut spell: Vec<Duration> = rtts
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .map(|&(_, rtt)| rtt)
+            .collect();
+        spell.sort();
+        let at = |q: f64| spell[((spell.len() - 1) as f64 * q) as usize];
+        format!(
+            "{} PINGs, median {:?}, p99 {:?}, worst {:?}",
+            spell.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        )
+    };
+    eprintln!(
+        "threads {threads}: {keys} keys loaded in {:.2} s; {deleted} deleted in {:.3} s after the \
+         first: {:.0} keys/s{}",
+        loaded.as_secs_f64(),
+        took.as_secs_f64(),
+        deleted as f64 / took.as_secs_f64(),
+        if left > 0 {
+            format!(" ({left} left)")
+        } else {
+            String::new()
+        }
+    );
+    eprintln!(
+        "  server CPU: loading {:.2} s ({:.2} us a key), sweeping {:.2} s ({:.2} us a key, \
+         DBSIZE and PINGs included)",
+        load_cpu,
+        load_cpu * 1e6 / keys as f64,
+        sweep_cpu,
+        sweep_cpu * 1e6 / deleted as f64
+    );
+    eprintln!("  quiet: {}", spell(Duration::ZERO, quiet));
+    eprintln!("  sweep: {}", spell(first_gone - origin, swept_at - origin));
+}
+
+/// More figures for docs/kv_expiry.md: whether the sweep keeps up with keys expiring as fast
+/// as the server takes them. One client pipelines `SET key:N v PX 100` (N never repeats) for
+/// `KV_SECS` seconds (default 10), 10,000 at a time, as fast as the replies come back;
+/// another asks DBSIZE every second. If the sweep keeps up, DBSIZE stays near the keys set in
+/// the last 100 ms or so; if not, it grows all along. `KV_THREADS` as above. Run in release:
+/// `cargo test --release --test kv_server -- --ignored --nocapture expiry_keeps_up_figures`.
+#[test]
+#[ignore = "a measurement for docs/kv_expiry.md; run it in release mode"]
+fn expiry_keeps_up_figures() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let env = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let (secs, threads) = (env("KV_SECS", 10), env("KV_THREADS", 1));
+    let server = start(&["--threads", &threads.to_string()]);
+    let c = Client::new(&server);
+    let (stop, acked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut sender = c.conn.try_clone().expect("clone the socket");
+    const CHUNK: u64 = 10_000;
+    let (window, window_rx) = std::sync::mpsc::sync_channel::<()>(4); // chunks in flight
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let (mut n, mut buf) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                buf.clear();
+                for _ in 0..CHUNK {
+                    let key = format!("key:{n}");
+                    buf.extend(resp_request(&[b"SET", key.as_bytes(), b"v", b"PX", b"100"]));
+                    n += 1;
+                }
+                if window.send(()).is_err() || sender.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let reader = {
+        let (acked, mut conn) = (acked.clone(), c.conn.try_clone().expect("clone"));
+        thread::spawn(move || {
+            let mut replies = vec![0u8; CHUNK as usize * 5];
+            while window_rx.recv().is_ok() {
+                if conn.read_exact(&mut replies).is_err() {
+                    break;
+                }
+                assert!(replies.chunks(5).all(|r| r == b"+OK\r\n"), "a SET not +OK");
+                acked.fetch_add(CHUNK, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut probe = Client::new(&server);
+    let start = Instant::now();
+    let cpu_start = cpu_seconds(server.pid());
+    let mut last = 0;
+    for second in 1..=secs {
+        thread::sleep(Duration::from_secs(1)); // sampling once a second, not a synchronisation
+        let keys = match probe.cmd("DBSIZE") {
+            Int(n) => n,
+            other => panic!("DBSIZE: {other:?}"),
+        };
+        let now = acked.load(Ordering::Relaxed);
+        eprintln!(
+            "  {second:>3} s: {:>8} SETs acknowledged that second, DBSIZE {keys}",
+            now - last
+        );
+        last = now;
+    }
+    let took = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(server.pid()) - cpu_start;
+    stop.store(true, Ordering::Relaxed);
+    drop(c);
+    writer.join().expect("the writer");
+    reader.join().expect("the reader");
+    eprintln!(
+        "threads {threads}: {last} SETs with PX 100 in {took:.1} s: {:.0} a second; server CPU \
+         {cpu:.2} s ({:.2} us a SET, its expiry included)",
+        last as f64 / took,
+        cpu * 1e6 / last as f64
+    );
+}
+
+/// The CPU time process `pid` has used so far (user and system), in seconds: fields 14 and 15
+/// of `/proc/PID/stat`, in clock ticks, at 100 a second (Linux's); 0 elsewhere.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after_name = &stat[stat.rfind(')').map_or(0, |at| at + 1)..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect(); // field 3 is fields[0]
+    let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    (ticks(14).unwrap_or(0.0) + ticks(15).unwrap_or(0.0)) / 100.0
+}
+
 #[test]
 fn a_thousand_pipelined_commands_in_one_write_are_answered_in_order() {
     let server = start(&[]);

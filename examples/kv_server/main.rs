@@ -61,8 +61,13 @@
 //! # Expiry
 //!
 //! A key past its deadline is gone for every command at once (checked on each access, and
-//! deleted then), and a sweep every 100 ms deletes expired keys nobody asks for, sampling as
-//! Redis does so that a sweep is bounded work: see `store.rs`.
+//! deleted then), and a sweep deletes expired keys nobody asks for, as Redis's active expiry
+//! does: every 100 ms it samples keys with a deadline, and goes on while samples find more
+//! than 10% expired, for at most 25 ms. A sweep that runs out of time is followed by fast
+//! sweeps of 1 ms every 2 ms on its loop, and by the next tick of any loop, until it has
+//! caught up: keys expiring as fast as the server takes them are swept as fast, and the loop
+//! is kept from its clients for at most a slow sweep's 25 ms at a time. See `store.rs`, and
+//! `docs/kv_expiry.md` for the figures.
 //!
 //! # Threads
 //!
@@ -82,9 +87,11 @@ mod store;
 use commands::Flow;
 use resp::{RespCodec, RespLimits, Sink};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, Timeouts};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +110,18 @@ struct Options {
     timeouts: Timeouts,
 }
 
-/// How often the expiry sweep runs.
+/// How often the expiry sweep runs...
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// ...and the most time one sweep takes: a quarter of the period, as Redis's slow cycle.
+const SWEEP_BUDGET: Duration = Duration::from_millis(25);
+
+/// After a sweep that ran out of time, a fast sweep of at most this long follows on the same
+/// loop `FAST_GAP` later, and so on while they run out of time too (Redis's fast cycle: 1 ms,
+/// not more often than every 2 ms). The loop then answers within about 1 ms between two fast
+/// sweeps, and gives them half its time.
+const FAST_BUDGET: Duration = Duration::from_millis(1);
+const FAST_GAP: Duration = Duration::from_millis(1);
 
 impl Sink for Conn {
     fn put(&mut self, bytes: &[u8]) {
@@ -215,13 +232,34 @@ fn accept(
     Ok(())
 }
 
+/// A loop's part in the expiry sweep.
+struct Sweeper {
+    store: Arc<Store>,
+    /// When the next sweep is due (ms, `store::now_ms`), shared by the loops.
+    next: Arc<AtomicI64>,
+    rng: u64,
+    /// A fast sweep is scheduled on this loop.
+    fast: bool,
+}
+
 /// Starts the expiry sweep on this loop. Every loop that has had a client runs the timer, and
-/// each tick the first loop to claim it (`next`, shared) sweeps the whole store: one sweep
-/// every `SWEEP_EVERY` in all, as long as any loop runs.
+/// each tick the first loop to claim it (`next`, shared) sweeps the store, for at most
+/// `SWEEP_BUDGET`: one sweep every `SWEEP_EVERY` in all, as long as any loop runs. A sweep
+/// that runs out of time with expired keys left makes the next one due at once, so that the
+/// next tick of any loop sweeps too, and starts fast sweeps on its loop (see `FAST_BUDGET`):
+/// keys expiring faster than a quarter of one loop can delete get more of it, and of the
+/// other loops.
 fn start_sweeper(sel: &mut DefaultSelector, store: Arc<Store>, next: Arc<AtomicI64>) {
-    let mut rng = store::now_ms() as u64 | 1;
-    sel.call_repeating(SWEEP_EVERY, move |_sel| {
+    let rng = store::now_ms() as u64 | 1;
+    let sweeper = Rc::new(RefCell::new(Sweeper {
+        store,
+        next,
+        rng,
+        fast: false,
+    }));
+    sel.call_repeating(SWEEP_EVERY, move |sel| {
         let now = store::now_ms();
+        let next = sweeper.borrow().next.clone();
         let due = next.load(Ordering::Relaxed);
         let step = SWEEP_EVERY.as_millis() as i64;
         if now >= due
@@ -229,12 +267,43 @@ fn start_sweeper(sel: &mut DefaultSelector, store: Arc<Store>, next: Arc<AtomicI
                 .compare_exchange(due, now + step - 5, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let deleted = store.sweep(&mut rng);
-            if deleted > 0 {
-                log::trace!("expiry sweep: {deleted} key(s) deleted");
-            }
+            sweep(sel, &sweeper, SWEEP_BUDGET);
         }
     });
+}
+
+/// Sweeps the store for at most `budget`; if that ran out of time with expired keys left,
+/// makes the next sweep due at once and schedules a fast one on this loop (unless one is).
+fn sweep(sel: &mut DefaultSelector, sweeper: &Rc<RefCell<Sweeper>>, budget: Duration) {
+    let mut state = sweeper.borrow_mut();
+    let Sweeper {
+        store, next, rng, ..
+    } = &mut *state;
+    let started = store::now_ms();
+    let swept = store.sweep(rng, budget);
+    if swept.deleted > 0 {
+        log::trace!(
+            "expiry sweep: {} key(s) deleted in {} ms{}",
+            swept.deleted,
+            store::now_ms() - started,
+            if swept.out_of_time {
+                ", out of time"
+            } else {
+                ""
+            }
+        );
+    }
+    if swept.out_of_time {
+        next.store(store::now_ms(), Ordering::Relaxed);
+        if !state.fast {
+            state.fast = true;
+            let sweeper = sweeper.clone();
+            sel.call_later(FAST_GAP, move |sel| {
+                sweeper.borrow_mut().fast = false;
+                sweep(sel, &sweeper, FAST_BUDGET);
+            });
+        }
+    }
 }
 
 const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--max-bulk BYTES] \
