@@ -32,7 +32,7 @@
 //! client's replies waits to be written, its next requests wait too, and run, in order, as it
 //! reads (`ConnEvent::Drained`): a client that pipelines many GETs of large values and reads
 //! slowly gets every reply, and costs the server about one read's requests and 1 MiB of
-//! replies, not the replies of all it sent. A malformed request is answered as Redis answers
+//! replies plus one, not the replies of all it sent. A malformed request is answered as Redis answers
 //! it (`-ERR Protocol error: invalid bulk length`, ...), after the requests before it, and the
 //! connection is closed once that is written. See `resp.rs`.
 //!
@@ -146,8 +146,11 @@ struct Backlog {
 /// that arrives meanwhile waits behind them). So a client that pipelines more than it reads
 /// costs at most about one read's requests, the high-water mark and one reply, and never
 /// reaches the output cap (`--max-output`, which a reply may take up to, less the mark: see
-/// `commands.rs`). After a batch's requests, the protocol error that followed them, if any,
-/// and the close. Nothing runs after `QUIT`.
+/// `commands.rs`). (A client that reads as fast as it is answered may have more of its
+/// requests read meanwhile, as the connection reads whenever its queue is under the mark:
+/// they wait behind the others and cost their own bytes, never their replies.) After a
+/// batch's requests, the protocol error that followed them, if any, and the close. Nothing
+/// runs after `QUIT`.
 fn serve(store: &Store, conn: &mut Conn, backlog: &mut Backlog, peer: SocketAddr) {
     let limits = conn.limits();
     let max_reply = limits.hard_cap.saturating_sub(limits.high_water);
