@@ -141,46 +141,96 @@ struct Backlog {
     ended: bool,
 }
 
-/// Runs the client's waiting requests in order, their replies queued on `conn`, each only
-/// while at most the high-water mark is queued: the rest wait for `Drained` (and a batch
-/// that arrives meanwhile waits behind them). So a client that pipelines more than it reads
-/// costs at most about one read's requests, the high-water mark and one reply, and never
-/// reaches the output cap (`--max-output`, which a reply may take up to, less the mark: see
+/// Runs the client's waiting requests, then those of `new` (a batch just received), in
+/// order, their replies queued on `conn`, each only while at most the high-water mark is
+/// queued: the rest wait for `Drained`. So a client that pipelines more than it reads costs
+/// at most about one read's requests, the high-water mark and one reply, and never reaches
+/// the output cap (`--max-output`, which a reply may take up to, less the mark: see
 /// `commands.rs`). (A client that reads as fast as it is answered may have more of its
 /// requests read meanwhile, as the connection reads whenever its queue is under the mark:
 /// they wait behind the others and cost their own bytes, never their replies.) After a
 /// batch's requests, the protocol error that followed them, if any, and the close. Nothing
 /// runs after `QUIT`.
-fn serve(store: &Store, conn: &mut Conn, backlog: &mut Backlog, peer: SocketAddr) {
-    let limits = conn.limits();
-    let max_reply = limits.hard_cap.saturating_sub(limits.high_water);
+#[inline(always)] // see `run`
+fn serve(
+    store: &Store,
+    conn: &mut Conn,
+    backlog: &mut Backlog,
+    new: Option<resp::Batch>,
+    peer: SocketAddr,
+) {
+    if backlog.ended {
+        return;
+    }
     let mut db = Session::new(store); // locks a shard when a request needs it, until it returns
     while let Some(batch) = backlog.batches.front() {
-        if backlog.ended {
-            backlog.batches.clear();
-            return;
-        }
-        if conn.queued() > limits.high_water {
-            return; // `Drained` comes once the client has read down to the low-water mark
-        }
-        let Some(cmd) = batch.command(backlog.next) else {
-            let error = batch.error;
-            backlog.batches.pop_front();
-            backlog.next = 0;
-            if let Some(e) = error {
-                log::debug!("{peer}: protocol error: {e:?}");
-                e.write(conn);
-                conn.close();
-                backlog.ended = true;
+        match run(batch, backlog.next, &mut db, conn, peer) {
+            Ran::Done => {
+                backlog.batches.pop_front();
+                backlog.next = 0;
             }
-            continue;
-        };
-        backlog.next += 1;
-        match commands::execute(cmd, &mut db, conn, max_reply) {
+            Ran::Waiting(next) => {
+                backlog.next = next;
+                backlog.batches.extend(new); // behind the others
+                return;
+            }
+            Ran::Ended => {
+                *backlog = Backlog {
+                    ended: true,
+                    ..Backlog::default()
+                };
+                return;
+            }
+        }
+    }
+    // Nothing waits (the usual case): the new batch runs straight away, and is kept only if
+    // some of it must wait.
+    if let Some(batch) = new {
+        match run(&batch, 0, &mut db, conn, peer) {
+            Ran::Done => {}
+            Ran::Waiting(next) => {
+                backlog.next = next;
+                backlog.batches.push_back(batch);
+            }
+            Ran::Ended => backlog.ended = true,
+        }
+    }
+}
+
+/// What running a batch's requests came to.
+enum Ran {
+    /// All its requests ran, and no protocol error followed them.
+    Done,
+    /// Request `.0` (or, past the last, the protocol error) waits: the queue is over the
+    /// high-water mark.
+    Waiting(usize),
+    /// `QUIT` ran, or the protocol error was answered: the connection is closing.
+    Ended,
+}
+
+/// Runs `batch`'s requests from request `from` on (see `serve`). Inlined, as `serve` is into
+/// the connection's callback: as calls, the two cost 3% of the instructions of a request sent
+/// alone (callgrind).
+#[inline(always)]
+fn run(
+    batch: &resp::Batch,
+    from: usize,
+    db: &mut Session<'_>,
+    conn: &mut Conn,
+    peer: SocketAddr,
+) -> Ran {
+    let limits = conn.limits();
+    let max_reply = limits.hard_cap.saturating_sub(limits.high_water);
+    for (i, cmd) in (from..).zip(batch.commands_from(from)) {
+        // `Drained` comes once the client has read the queue down to the low-water mark.
+        if conn.queued() > limits.high_water {
+            return Ran::Waiting(i);
+        }
+        match commands::execute(cmd, db, conn, max_reply) {
             Flow::Continue => {}
             Flow::Quit => {
                 conn.close();
-                backlog.ended = true;
+                return Ran::Ended;
             }
             Flow::TooLarge { size } => log::warn!(
                 "{peer}: {} refused: its reply of {size} bytes is over the {max_reply}-byte \
@@ -191,6 +241,16 @@ fn serve(store: &Store, conn: &mut Conn, backlog: &mut Backlog, peer: SocketAddr
             ),
         }
     }
+    let Some(e) = batch.error else {
+        return Ran::Done;
+    };
+    if conn.queued() > limits.high_water {
+        return Ran::Waiting(batch.len());
+    }
+    log::debug!("{peer}: protocol error: {e:?}");
+    e.write(conn);
+    conn.close();
+    Ran::Ended
 }
 
 /// Wraps a new client in a connection and registers it.
@@ -213,13 +273,8 @@ fn accept(
     let (store, mut backlog) = (store.clone(), Backlog::default());
     conn.register(sel, move |_sel, conn, event| {
         match event {
-            ConnEvent::Frame(batch) => {
-                if !backlog.ended {
-                    backlog.batches.push_back(batch); // behind any still waiting
-                }
-                serve(&store, conn, &mut backlog, peer);
-            }
-            ConnEvent::Drained => serve(&store, conn, &mut backlog, peer),
+            ConnEvent::Frame(batch) => serve(&store, conn, &mut backlog, Some(batch), peer),
+            ConnEvent::Drained => serve(&store, conn, &mut backlog, None, peer),
             // What is queued is flushed, and what waits runs on `Drained`; then it closes.
             ConnEvent::PeerClosed => {}
             ConnEvent::Closed(reason) => {

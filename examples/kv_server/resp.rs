@@ -109,7 +109,6 @@ pub struct Batch {
 
 impl Batch {
     /// The number of requests.
-    #[allow(dead_code)] // for tests/kv_resp.rs, which includes this file
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -123,19 +122,20 @@ impl Batch {
     /// The requests, in order.
     #[allow(dead_code)] // for tests/kv_resp.rs
     pub fn commands(&self) -> impl Iterator<Item = Args<'_>> {
-        (0..self.ends.len()).filter_map(|i| self.command(i))
+        self.commands_from(0)
     }
 
-    /// Request `i` (0 is the first); `None` past the last.
-    pub fn command(&self, i: usize) -> Option<Args<'_>> {
-        let end = *self.ends.get(i)?;
-        let start = match i {
+    /// The requests from request `from` on (0 is the first), in order.
+    pub fn commands_from(&self, from: usize) -> impl Iterator<Item = Args<'_>> {
+        let ends = self.ends.get(from..).unwrap_or_default();
+        let first = match from {
             0 => 0,
-            _ => self.ends[i - 1],
+            _ => self.ends.get(from - 1).copied().unwrap_or(0),
         };
-        Some(Args {
+        let starts = std::iter::once(first).chain(ends.iter().copied());
+        starts.zip(ends).map(|(start, &end)| Args {
             data: &self.data,
-            args: self.args.get(start..end)?,
+            args: &self.args[start..end],
         })
     }
 
