@@ -308,3 +308,31 @@ fn integers_are_strict() {
     assert_eq!(resp::itoa(i64::MIN, &mut buf), b"-9223372036854775808");
     assert_eq!(resp::itoa(0, &mut buf), b"0");
 }
+
+/// The reply sizes MGET and CONFIG GET check against the output limit before writing are
+/// exactly what the encoders write (at each change in the number of digits, and around them).
+#[test]
+fn reply_sizes_are_what_is_written() {
+    let mut lengths: Vec<usize> = (0..=200).collect();
+    for digits in 2..=7 {
+        let power = 10usize.pow(digits);
+        lengths.extend([power - 1, power, power + 1]);
+    }
+    lengths.push(1 << 20);
+    for len in lengths {
+        let mut out = Vec::new();
+        resp::bulk(&mut out, &vec![b'v'; len]);
+        assert_eq!(resp::bulk_size(len), out.len(), "a bulk of {len} bytes");
+        out.clear();
+        resp::array(&mut out, len);
+        assert_eq!(resp::array_size(len), out.len(), "an array of {len}");
+    }
+    let mut out = Vec::new();
+    resp::null(&mut out);
+    assert_eq!(resp::NULL_SIZE, out.len());
+    for n in [u32::MAX as usize, i64::MAX as usize] {
+        out.clear();
+        resp::array(&mut out, n);
+        assert_eq!(resp::array_size(n), out.len(), "an array of {n}");
+    }
+}

@@ -60,14 +60,33 @@ fn split(words: &str) -> Vec<&[u8]> {
 struct Client {
     conn: TcpStream,
     buf: Vec<u8>,
+    /// The most bytes one read takes (at most 64 KiB)...
+    read_size: usize,
+    /// ...and the pause after each read: a client that reads slowly.
+    pace: Duration,
 }
 
 impl Client {
     fn new(server: &ExampleServer) -> Client {
-        let conn = connect(server.addr()).expect("connect to kv_server");
+        Client::on(connect(server.addr()).expect("connect to kv_server"))
+    }
+
+    fn on(conn: TcpStream) -> Client {
         Client {
             conn,
             buf: Vec::new(),
+            read_size: 64 << 10,
+            pace: Duration::ZERO,
+        }
+    }
+
+    /// This client, reading at most `read_size` bytes at a time and pausing `pace` after each
+    /// read.
+    fn slow(self, read_size: usize, pace: Duration) -> Client {
+        Client {
+            read_size: read_size.min(64 << 10),
+            pace,
+            ..self
         }
     }
 
@@ -107,11 +126,14 @@ impl Client {
     /// Reads more bytes; end of file is an error of kind `UnexpectedEof`.
     fn fill(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 64 << 10];
-        let n = self.conn.read(&mut chunk)?;
+        let n = self.conn.read(&mut chunk[..self.read_size])?;
         if n == 0 {
             return Err(io::Error::new(ErrorKind::UnexpectedEof, "end of file"));
         }
         self.buf.extend_from_slice(&chunk[..n]);
+        if !self.pace.is_zero() {
+            thread::sleep(self.pace); // a slow reader, not a wait
+        }
         Ok(())
     }
 
@@ -196,6 +218,42 @@ fn assert_serves(server: &mut ExampleServer, after: &str) {
     }
     let mut client = Client::new(server);
     assert_eq!(client.cmd("PING"), Status("PONG".into()), "{after}");
+}
+
+/// A 1 MiB value, its bytes a pattern that `seed` shifts (so that two values differ).
+fn big_value(seed: u8) -> Vec<u8> {
+    (0..1 << 20).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// A reply for a failure message: a long value is shown by its length and first bytes.
+fn brief(reply: &Reply) -> String {
+    match reply {
+        Bulk(Some(value)) if value.len() > 64 => format!(
+            "a bulk of {} bytes beginning {:?}",
+            value.len(),
+            String::from_utf8_lossy(&value[..32])
+        ),
+        Array(items) if items.len() > 8 => format!("an array of {} items", items.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Reads a reply, which must be `value`, whole.
+#[track_caller]
+fn expect_value(c: &mut Client, value: &[u8], what: &str) {
+    match c.read_reply() {
+        Ok(Bulk(Some(got))) if got == value => {}
+        Ok(Bulk(Some(got))) if got.len() == value.len() => panic!(
+            "{what}: a value of the right length but not the one expected: a reply out of \
+             order (another key's value)?"
+        ),
+        Ok(other) => panic!(
+            "{what}: expected a bulk of {} bytes, got {}",
+            value.len(),
+            brief(&other)
+        ),
+        Err(e) => panic!("{what}: no reply: {e}"),
+    }
 }
 
 // --- Commands --------------------------------------------------------------------------------
@@ -399,6 +457,288 @@ fn keys_expire_on_access_and_by_the_sweep() {
     );
 }
 
+/// Sets `keys` keys (`key:0`...) with `SET key v PX px` in one pipelined stream (written by a
+/// thread while the replies are read), and checks every reply.
+fn set_expiring_keys(c: &mut Client, keys: usize, px: u64) {
+    let px = px.to_string();
+    let mut requests = Vec::with_capacity(keys * 48);
+    for i in 0..keys {
+        let key = format!("key:{i}");
+        requests.extend(resp_request(&[
+            b"SET",
+            key.as_bytes(),
+            b"v",
+            b"PX",
+            px.as_bytes(),
+        ]));
+    }
+    let mut sender = c.conn.try_clone().expect("clone the socket");
+    let writer = thread::spawn(move || sender.write_all(&requests));
+    let mut replies = vec![0u8; keys * 5];
+    c.conn
+        .read_exact(&mut replies)
+        .unwrap_or_else(|e| panic!("the replies to {keys} SETs: {e}"));
+    let first_bad = replies.chunks(5).position(|reply| reply != b"+OK\r\n");
+    assert_eq!(first_bad, None, "the first SET not answered +OK");
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("send the SETs");
+}
+
+/// 200,000 keys set with `PX 100` that nobody reads again are all deleted by the sweep within
+/// 20 s (it took about 60 s when the sweep was capped at 320 keys per 100 ms; Redis's active
+/// expiry takes under 2 s), and the server answers meanwhile.
+#[test]
+fn a_mass_expiry_is_swept_promptly() {
+    mass_expiry(&[]);
+}
+
+/// The same with two loops: 32 shards, swept in turn.
+#[test]
+fn a_mass_expiry_is_swept_promptly_with_two_loops() {
+    mass_expiry(&["--threads", "2"]);
+}
+
+fn mass_expiry(args: &[&str]) {
+    const KEYS: usize = 200_000;
+    let server = start(args);
+    let mut c = Client::new(&server);
+    set_expiring_keys(&mut c, KEYS, 100);
+    let mut pinger = Client::new(&server);
+    let (start, bound) = (Instant::now(), 2 * TIMEOUT);
+    loop {
+        let left = match c.cmd("DBSIZE") {
+            Int(left) => left,
+            other => panic!("DBSIZE: {other:?}"),
+        };
+        if left == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < bound,
+            "{left} of {KEYS} keys set with PX 100 still there {bound:?} after the last was set"
+        );
+        assert_eq!(pinger.cmd("PING"), Status("PONG".into()), "while sweeping");
+        thread::sleep(Duration::from_millis(20)); // polling DBSIZE, not a synchronisation
+    }
+    eprintln!(
+        "{args:?}: {KEYS} expired keys swept {:.2} s after the last was set",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// The figures of docs/kv_expiry.md: how fast the sweep deletes expired keys nobody reads,
+/// and what it costs the loop (PING round trips, one a millisecond on a client of their own,
+/// during the mass expiry and during a quiet spell of 2 s before it). A measurement, not a
+/// check: run it in release mode,
+/// `cargo test --release --test kv_server -- --ignored --nocapture expiry_sweep_figures`,
+/// with `KV_KEYS` (default 1,000,000), `KV_THREADS` (default 1) and `KV_MAX_SECS` (the longest
+/// it waits for the sweep, default 60; the rate is then of the keys deleted so far).
+#[test]
+#[ignore = "a measurement for docs/kv_expiry.md; run it in release mode"]
+fn expiry_sweep_figures() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let env = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let (keys, threads, max_secs) = (
+        env("KV_KEYS", 1_000_000),
+        env("KV_THREADS", 1),
+        env("KV_MAX_SECS", 60),
+    );
+    let server = start(&["--threads", &threads.to_string()]);
+    let origin = Instant::now();
+    let (stop, rtts) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let mut pinger = Client::new(&server);
+    let pings = {
+        let (stop, rtts) = (stop.clone(), rtts.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                assert_eq!(pinger.cmd("PING"), Status("PONG".into()));
+                rtts.lock().unwrap().push((sent - origin, sent.elapsed()));
+                thread::sleep(Duration::from_millis(1)); // pacing: the PINGs cost the server little
+            }
+        })
+    };
+    let quiet = Duration::from_secs(2);
+    thread::sleep(quiet); // the quiet spell, measured by the pinger
+    let mut c = Client::new(&server);
+    let px = 4000; // more than loading takes: checked below
+    let loading = Instant::now();
+    let cpu_before_load = cpu_seconds(server.pid());
+    set_expiring_keys(&mut c, keys as usize, px);
+    let loaded = loading.elapsed();
+    let load_cpu = cpu_seconds(server.pid()) - cpu_before_load;
+    assert_eq!(
+        c.cmd("DBSIZE"),
+        Int(keys as i64),
+        "keys expired while loading: raise px"
+    );
+    let (mut first_gone, mut cpu_at_first) = (None, 0.0);
+    let mut left = keys as i64;
+    let end = loading + Duration::from_millis(px) + Duration::from_secs(max_secs);
+    while left > 0 && Instant::now() < end {
+        let cpu = cpu_seconds(server.pid());
+        left = match c.cmd("DBSIZE") {
+            Int(n) => n,
+            other => panic!("DBSIZE: {other:?}"),
+        };
+        if left < keys as i64 && first_gone.is_none() {
+            (first_gone, cpu_at_first) = (Some(Instant::now()), cpu);
+        }
+        thread::sleep(Duration::from_millis(5)); // polling DBSIZE, not a synchronisation
+    }
+    let swept_at = Instant::now();
+    let sweep_cpu = cpu_seconds(server.pid()) - cpu_at_first;
+    stop.store(true, Ordering::Relaxed);
+    pings.join().expect("the pinger");
+    let first_gone = first_gone.expect("no key was deleted");
+    let took = swept_at - first_gone;
+    let deleted = keys as i64 - left;
+    let rtts = rtts.lock().unwrap();
+    let spell = |from: Duration, to: Duration| {
+        let mut spell: Vec<Duration> = rtts
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .map(|&(_, rtt)| rtt)
+            .collect();
+        spell.sort();
+        let at = |q: f64| spell[((spell.len() - 1) as f64 * q) as usize];
+        format!(
+            "{} PINGs, median {:?}, p99 {:?}, worst {:?}",
+            spell.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        )
+    };
+    eprintln!(
+        "threads {threads}: {keys} keys loaded in {:.2} s; {deleted} deleted in {:.3} s after the \
+         first: {:.0} keys/s{}",
+        loaded.as_secs_f64(),
+        took.as_secs_f64(),
+        deleted as f64 / took.as_secs_f64(),
+        if left > 0 {
+            format!(" ({left} left)")
+        } else {
+            String::new()
+        }
+    );
+    eprintln!(
+        "  server CPU: loading {:.2} s ({:.2} us a key), sweeping {:.2} s ({:.2} us a key, \
+         DBSIZE and PINGs included)",
+        load_cpu,
+        load_cpu * 1e6 / keys as f64,
+        sweep_cpu,
+        sweep_cpu * 1e6 / deleted as f64
+    );
+    eprintln!("  quiet: {}", spell(Duration::ZERO, quiet));
+    eprintln!("  sweep: {}", spell(first_gone - origin, swept_at - origin));
+}
+
+/// More figures for docs/kv_expiry.md: whether the sweep keeps up with keys expiring as fast
+/// as the server takes them. One client pipelines `SET key:N v PX 100` (N never repeats) for
+/// `KV_SECS` seconds (default 10), 10,000 at a time, as fast as the replies come back;
+/// another asks DBSIZE every second. If the sweep keeps up, DBSIZE stays near the keys set in
+/// the last 100 ms or so; if not, it grows all along. `KV_THREADS` as above. Run in release:
+/// `cargo test --release --test kv_server -- --ignored --nocapture expiry_keeps_up_figures`.
+#[test]
+#[ignore = "a measurement for docs/kv_expiry.md; run it in release mode"]
+fn expiry_keeps_up_figures() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let env = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let (secs, threads) = (env("KV_SECS", 10), env("KV_THREADS", 1));
+    let server = start(&["--threads", &threads.to_string()]);
+    let c = Client::new(&server);
+    let (stop, acked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut sender = c.conn.try_clone().expect("clone the socket");
+    const CHUNK: u64 = 10_000;
+    let (window, window_rx) = std::sync::mpsc::sync_channel::<()>(4); // chunks in flight
+    let writer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let (mut n, mut buf) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                buf.clear();
+                for _ in 0..CHUNK {
+                    let key = format!("key:{n}");
+                    buf.extend(resp_request(&[b"SET", key.as_bytes(), b"v", b"PX", b"100"]));
+                    n += 1;
+                }
+                if window.send(()).is_err() || sender.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let reader = {
+        let (acked, mut conn) = (acked.clone(), c.conn.try_clone().expect("clone"));
+        thread::spawn(move || {
+            let mut replies = vec![0u8; CHUNK as usize * 5];
+            while window_rx.recv().is_ok() {
+                if conn.read_exact(&mut replies).is_err() {
+                    break;
+                }
+                assert!(replies.chunks(5).all(|r| r == b"+OK\r\n"), "a SET not +OK");
+                acked.fetch_add(CHUNK, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut probe = Client::new(&server);
+    let start = Instant::now();
+    let cpu_start = cpu_seconds(server.pid());
+    let mut last = 0;
+    for second in 1..=secs {
+        thread::sleep(Duration::from_secs(1)); // sampling once a second, not a synchronisation
+        let keys = match probe.cmd("DBSIZE") {
+            Int(n) => n,
+            other => panic!("DBSIZE: {other:?}"),
+        };
+        let now = acked.load(Ordering::Relaxed);
+        eprintln!(
+            "  {second:>3} s: {:>8} SETs acknowledged that second, DBSIZE {keys}",
+            now - last
+        );
+        last = now;
+    }
+    let took = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(server.pid()) - cpu_start;
+    stop.store(true, Ordering::Relaxed);
+    drop(c);
+    writer.join().expect("the writer");
+    reader.join().expect("the reader");
+    eprintln!(
+        "threads {threads}: {last} SETs with PX 100 in {took:.1} s: {:.0} a second; server CPU \
+         {cpu:.2} s ({:.2} us a SET, its expiry included)",
+        last as f64 / took,
+        cpu * 1e6 / last as f64
+    );
+}
+
+/// The CPU time process `pid` has used so far (user and system), in seconds: fields 14 and 15
+/// of `/proc/PID/stat`, in clock ticks, at 100 a second (Linux's); 0 elsewhere.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let after_name = &stat[stat.rfind(')').map_or(0, |at| at + 1)..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect(); // field 3 is fields[0]
+    let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    (ticks(14).unwrap_or(0.0) + ticks(15).unwrap_or(0.0)) / 100.0
+}
+
 #[test]
 fn a_thousand_pipelined_commands_in_one_write_are_answered_in_order() {
     let server = start(&[]);
@@ -464,11 +804,7 @@ fn threads_share_one_store(args: &[&str]) {
         .map(|i| {
             let addr = server.addr();
             thread::spawn(move || {
-                let conn = connect(addr).expect("connect");
-                let mut c = Client {
-                    conn,
-                    buf: Vec::new(),
-                };
+                let mut c = Client::on(connect(addr).expect("connect"));
                 for _ in 0..200 {
                     assert!(matches!(c.cmd("INCR counter"), Int(_)));
                 }
@@ -592,13 +928,16 @@ fn requests_over_the_limits_are_refused_and_closed() {
 /// The resident memory of process `pid` (KiB), and its virtual size.
 #[cfg(target_os = "linux")]
 fn memory_kib(pid: u32) -> (u64, u64) {
+    (status_kib(pid, "VmRSS:"), status_kib(pid, "VmSize:"))
+}
+
+/// Field `name` (`VmRSS:`, `VmHWM:`...) of `/proc/PID/status`, in KiB.
+#[cfg(target_os = "linux")]
+fn status_kib(pid: u32, name: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let field = |name: &str| {
-        let line = status.lines().find_map(|l| l.strip_prefix(name));
-        let kib = line.and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
-        kib.unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
-    };
-    (field("VmRSS:"), field("VmSize:"))
+    let line = status.lines().find_map(|l| l.strip_prefix(name));
+    let kib = line.and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
+    kib.unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
 }
 
 /// 32 clients each declare a 256 MiB argument (allowed) and send 3 bytes of it: the server must
@@ -641,6 +980,344 @@ fn declared_lengths_are_not_allocated() {
         "32 declared 256 MiB arguments grew the server from {before:?} to {after:?} KiB"
     );
     drop(clients);
+}
+
+// --- Replies larger than the output cap: back-pressure between requests ----------------------
+
+/// The issue's reproduction: with `--max-output 4194304`, ten GETs of a 1 MiB value, a SET and
+/// an ECHO in one write. The replies (10 MiB) are more than the cap, yet every one arrives,
+/// whole and in order, to a client reading 4 KiB at a time: the server runs a request only
+/// while at most its high-water mark (1 MiB) is queued, and the rest when the client has read.
+#[test]
+fn a_pipeline_whose_replies_pass_max_output_is_answered_whole() {
+    let mut server = start(&["--max-bulk", "1048576", "--max-output", "4194304"]);
+    let value = big_value(1);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    let mut requests = resp_request(&[b"GET", b"big"]).repeat(10);
+    requests.extend(resp_request(&[b"SET", b"marker", b"1"]));
+    requests.extend(resp_request(&[b"ECHO", b"done"]));
+    let mut slow = Client::new(&server).slow(4096, Duration::from_micros(100));
+    slow.send(&requests);
+    for i in 0..10 {
+        expect_value(&mut slow, &value, &format!("GET {i} of 10"));
+    }
+    assert_eq!(slow.read_reply().expect("the SET's reply"), ok());
+    assert_eq!(slow.read_reply().expect("the ECHO's reply"), bulk("done"));
+    assert_eq!(c.cmd("GET marker"), bulk("1"), "the SET after the GETs ran");
+    assert_serves(&mut server, "after a pipeline past --max-output");
+}
+
+/// An MGET whose reply could never fit under `--max-output` (300 times a 1 MiB key: 300 MiB,
+/// the cap 256 MiB) is not run: one whole error reply, logged at warn with the client's
+/// address, and the connection stays in step (Redis has no such cap, and answers it all).
+#[test]
+fn an_mget_reply_over_max_output_is_refused_whole_and_in_step() {
+    let server = start(&[]);
+    let value = big_value(2);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(std::iter::repeat_n(&b"big"[..], 300));
+    let reply = c.cmd_args(&mget);
+    // `*300\r\n`, then 300 times `$1048576\r\n`, the value and `\r\n`.
+    let size = 6 + 300 * (10 + value.len() + 2);
+    match &reply {
+        Error(text)
+            if text.starts_with("ERR ")
+                && text.contains(&size.to_string())
+                && text.contains("--max-output") => {}
+        other => panic!(
+            "MGET of 300 MiB: expected an error naming its size ({size}) and --max-output, \
+             got {}",
+            brief(other)
+        ),
+    }
+    assert_eq!(
+        c.cmd("PING"),
+        Status("PONG".into()),
+        "in step after the error"
+    );
+    let peer = c
+        .conn
+        .local_addr()
+        .expect("the client's address")
+        .to_string();
+    server.wait_for_stderr("a warning naming the client", |text| {
+        text.lines()
+            .any(|line| line.contains("WARN") && line.contains(&peer))
+    });
+}
+
+/// 300 pipelined GETs of 1 MiB values in one write (what a redis-py pipeline of 300 GETs
+/// sends), from a client that reads in 64 KiB reads: all 300 replies, whole, in order. Once
+/// 50 have arrived, 100 more GETs follow in a second write, while the server still holds most
+/// of the first ones: they are answered after them. The three values differ, so that a reply
+/// out of order shows.
+#[test]
+fn three_hundred_pipelined_gets_of_a_mebibyte_all_arrive_in_order() {
+    let mut server = start(&[]);
+    let values: Vec<Vec<u8>> = (0..3).map(|i| big_value(i + 10)).collect();
+    let mut c = Client::new(&server);
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(
+            c.cmd_args(&[b"SET", format!("big{i}").as_bytes(), value]),
+            ok()
+        );
+    }
+    let gets = |from: usize, to: usize| -> Vec<u8> {
+        let get = |i: usize| resp_request(&[b"GET", format!("big{}", i % 3).as_bytes()]);
+        (from..to).flat_map(get).collect()
+    };
+    let (first, second) = (gets(0, 300), gets(300, 400));
+    let mut sender = c.conn.try_clone().expect("clone the socket");
+    let (read_50, has_read_50) = std::sync::mpsc::channel::<()>();
+    let writer = thread::spawn(move || {
+        sender.write_all(&first)?;
+        if has_read_50.recv_timeout(TIMEOUT).is_ok() {
+            sender.write_all(&second)?;
+        }
+        io::Result::Ok(())
+    });
+    let mut c = c.slow(64 << 10, Duration::from_micros(50));
+    for i in 0..400 {
+        expect_value(&mut c, &values[i % 3], &format!("GET {i} of 400"));
+        if i == 49 {
+            read_50.send(()).expect("the writer waits");
+        }
+    }
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("send the GETs");
+    assert_eq!(
+        c.cmd("PING"),
+        Status("PONG".into()),
+        "in step after 400 GETs"
+    );
+    assert_serves(&mut server, "after 400 GETs of 1 MiB");
+}
+
+/// At the limit: with `--max-output 4194304` a reply may take 3 MiB (the cap less the 1 MiB
+/// high-water mark). An MGET of two 1 MiB values fits and comes whole; of three, it is over
+/// by 40 bytes and refused; so is a CONFIG GET naming a parameter 130,000 times (its reply
+/// echoes them). The connection stays in step throughout.
+#[test]
+fn replies_up_to_the_limit_are_whole_and_over_it_refused() {
+    let server = start(&["--max-bulk", "1048576", "--max-output", "4194304"]);
+    let value = big_value(6);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    c.send(&resp_request(&[b"MGET", b"big", b"nope", b"big"]));
+    match c.read_reply() {
+        Ok(Array(items)) if items.len() == 3 => {
+            let expected = [
+                Bulk(Some(value.clone())),
+                Bulk(None),
+                Bulk(Some(value.clone())),
+            ];
+            assert!(items == expected, "MGET of 2 MiB: wrong items");
+        }
+        other => panic!("MGET of 2 MiB: {:?}", other.map(|r| brief(&r))),
+    }
+    let limit = 3 << 20;
+    let size = 4 + 3 * (10 + value.len() + 2);
+    let refused = |size: usize| {
+        Error(format!(
+            "ERR reply of {size} bytes is over the {limit}-byte limit (--max-output less the \
+             high-water mark)"
+        ))
+    };
+    assert_eq!(c.cmd("MGET big big big"), refused(size));
+    assert_eq!(c.cmd("PING"), Status("PONG".into()), "in step after MGET");
+    let mut config: Vec<&[u8]> = vec![b"CONFIG", b"GET"];
+    config.extend(std::iter::repeat_n(&b"appendonly"[..], 130_000));
+    let size = 9 + 130_000 * (17 + 8); // `*260000`; `$10 appendonly`, `$2 no`
+    assert_eq!(c.cmd_args(&config), refused(size));
+    assert_eq!(
+        c.cmd("ECHO after"),
+        bulk("after"),
+        "in step after CONFIG GET"
+    );
+}
+
+/// `--max-output` must leave room for the largest GET reply above the 1 MiB a client's replies
+/// may queue before its next request waits: with `--max-bulk 1048576`, 2 MiB and 32 bytes. One
+/// byte less is refused at start, with the least value; that much serves GETs of the largest
+/// value, pipelined, whole.
+#[test]
+fn max_output_must_leave_room_for_the_largest_get() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::example_binary(NAME))
+        .args([
+            "127.0.0.1:0",
+            "--max-bulk",
+            "1048576",
+            "--max-output",
+            "2097183",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kv_server");
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kv_server started with --max-output 2097183 (--max-bulk 1048576)");
+        }
+        thread::sleep(Duration::from_millis(10)); // polling the exit, not a synchronisation
+    };
+    let mut stderr = String::new();
+    let pipe = child.stderr.as_mut().expect("stderr is piped");
+    pipe.read_to_string(&mut stderr).expect("read its stderr");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-output must be at least 2097184"),
+        "the refusal names the least value: {stderr}"
+    );
+
+    let server = start(&["--max-bulk", "1048576", "--max-output", "2097184"]);
+    let value = big_value(7);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    c.send(&resp_request(&[b"GET", b"big"]).repeat(3));
+    for i in 0..3 {
+        expect_value(
+            &mut c,
+            &value,
+            &format!("GET {i} at the least --max-output"),
+        );
+    }
+}
+
+/// The same through redis-py's pipeline, if redis-py is installed (skipped otherwise).
+#[test]
+fn a_redis_py_pipeline_of_300_large_gets_completes() {
+    use std::process::Command;
+    let probe = Command::new("python3")
+        .args(["-c", "import redis"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: redis-py is not installed (python3 -c 'import redis' fails)");
+        return;
+    }
+    let server = start(&[]);
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
+value = bytes(i % 251 for i in range(1 << 20))
+r.set("big", value)
+p = r.pipeline(transaction=False)
+for _ in range(300):
+    p.get("big")
+replies = p.execute()
+bad = [i for i, v in enumerate(replies) if v != value]
+assert len(replies) == 300 and not bad, f"{len(replies)} replies, wrong: {bad[:5]}"
+assert r.ping()
+"#;
+    let port = server.addr().port().to_string();
+    let out = Command::new("python3")
+        .args(["-c", script, &port])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// QUIT, and a protocol error, behind requests whose replies pass the high-water mark: they
+/// still end the connection, after every reply before them (and nothing after them runs).
+#[test]
+fn quit_and_protocol_errors_still_close_after_large_replies() {
+    let server = start(&["--max-bulk", "1048576", "--max-output", "4194304"]);
+    let value = big_value(4);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+
+    let mut requests = resp_request(&[b"GET", b"big"]).repeat(10);
+    requests.extend(resp_request(&[b"QUIT"]));
+    requests.extend(resp_request(&[b"SET", b"after", b"1"]));
+    let mut slow = Client::new(&server).slow(16 << 10, Duration::from_micros(100));
+    slow.send(&requests);
+    for i in 0..10 {
+        expect_value(&mut slow, &value, &format!("GET {i} before QUIT"));
+    }
+    assert_eq!(String::from_utf8_lossy(&slow.read_to_close()), "+OK\r\n");
+    assert_eq!(c.cmd("GET after"), Bulk(None), "nothing runs after QUIT");
+
+    let mut requests = resp_request(&[b"GET", b"big"]).repeat(10);
+    requests.extend(resp_request(&[b"PING"]));
+    requests.extend(b"*1\r\n$x\r\nPING\r\n");
+    let mut slow = Client::new(&server).slow(16 << 10, Duration::from_micros(100));
+    slow.send(&requests);
+    for i in 0..10 {
+        expect_value(
+            &mut slow,
+            &value,
+            &format!("GET {i} before a protocol error"),
+        );
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&slow.read_to_close()),
+        "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
+}
+
+/// Ten clients each send 1,000 GETs of a 1 MiB value in one write and never read. The server
+/// runs a client's requests only while at most 1 MiB of its replies is queued, so its memory
+/// stays bounded (it grew by 2.5 GiB before: 256 MiB per client, up to `--max-output`), and
+/// another client is served meanwhile. The peak (VmHWM) is measured, not only the end state.
+#[cfg(target_os = "linux")]
+#[test]
+fn clients_that_never_read_cost_bounded_memory() {
+    let mut server = start(&[]);
+    let value = big_value(5);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd_args(&[b"SET", b"big", &value]), ok());
+    c.send(&resp_request(&[b"GET", b"big"]));
+    expect_value(&mut c, &value, "GET before the clients that never read");
+    let pid = server.pid();
+    let before = (status_kib(pid, "VmHWM:"), status_kib(pid, "VmRSS:"));
+    let gets = resp_request(&[b"GET", b"big"]).repeat(1000);
+    let hogs: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut hog = connect(server.addr()).expect("connect a client that never reads");
+            hog.write_all(&gets).expect("send 1,000 GETs");
+            hog
+        })
+        .collect();
+    // Each has replies waiting: the server has read its GETs and run some.
+    poll_until("replies for every client that never reads", || {
+        hogs.iter().all(|hog| {
+            hog.set_nonblocking(true).expect("non-blocking");
+            let peeked = hog.peek(&mut [0u8; 1]);
+            hog.set_nonblocking(false).expect("blocking");
+            matches!(peeked, Ok(1))
+        })
+    });
+    for i in 0..2 {
+        assert_eq!(c.cmd(&format!("ECHO {i}")), bulk(&i.to_string()));
+    }
+    c.send(&resp_request(&[b"GET", b"big"]));
+    expect_value(&mut c, &value, "GET beside ten clients that never read");
+    let after = (status_kib(pid, "VmHWM:"), status_kib(pid, "VmRSS:"));
+    eprintln!("kv_server memory (peak, resident) in KiB: {before:?} before, {after:?} after");
+    assert!(
+        after.0 < before.0 + (100 << 10),
+        "ten clients that never read grew the server's peak memory from {} to {} KiB",
+        before.0,
+        after.0
+    );
+    drop(hogs);
+    assert_serves(&mut server, "after ten clients that never read left");
 }
 
 // --- Timeouts --------------------------------------------------------------------------------

@@ -1,5 +1,18 @@
 //! The commands: each request's arguments in, its reply out, in Redis's words (the error
 //! texts were checked against redis-server 7.0).
+//!
+//! # Replies too large
+//!
+//! A reply goes out whole or not at all: a client reading a reply cut short would take the
+//! next one for the rest of it. The server caps what it queues for a client (`--max-output`)
+//! and runs a request only while at most the high-water mark is queued (`main.rs`), so a reply
+//! of up to `max_reply` (the cap less that mark) always fits. A command whose reply could be
+//! larger computes its size first, under the locks it then writes it under, and if it is over
+//! `max_reply` answers `-ERR reply of N bytes is over the M-byte limit (--max-output less the
+//! high-water mark)` instead, having changed nothing a client could see: MGET (many large values) and CONFIG GET
+//! (its arguments echoed). Redis has no such limit for ordinary clients. GET, ECHO and PING
+//! reply with at most one argument's worth (`--max-bulk`), which `--max-output` must leave
+//! room for.
 
 use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Sink};
 use crate::store::{Clock, Found, Session, Shard};
@@ -10,13 +23,19 @@ pub enum Flow {
     Continue,
     /// `QUIT`: reply, then close once the replies are written.
     Quit,
+    /// Not run: its reply would have been `size` bytes, over the limit. An error reply was
+    /// written instead.
+    TooLarge {
+        size: usize,
+    },
 }
 
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
 
-/// Runs one request, writing its reply to `out`.
-pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink) -> Flow {
+/// Runs one request, writing its reply to `out`; a reply over `max_reply` bytes is refused
+/// (see the module docs).
+pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
     let (name, argc) = (cmd.get(0), cmd.len());
     // Command names are case-insensitive: matched in capitals, copied to the stack.
     let mut upper = [0u8; 8];
@@ -41,7 +60,7 @@ pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink) -> Flow
         b"DECR" if argc == 2 => incr_by(db, cmd.get(1), -1, out),
         b"DEL" if argc >= 2 => del(db, cmd, out),
         b"EXISTS" if argc >= 2 => exists(db, cmd, out),
-        b"MGET" if argc >= 2 => mget(db, cmd, out),
+        b"MGET" if argc >= 2 => return mget(db, cmd, out, max_reply),
         b"MSET" if argc >= 3 && argc % 2 == 1 => mset(db, cmd, out),
         b"EXPIRE" if argc == 3 => expire(db, cmd, out),
         b"TTL" if argc == 2 => ttl(db, cmd.get(1), out),
@@ -57,7 +76,7 @@ pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink) -> Flow
         }
         // redis-cli and redis-benchmark ask for the command table at start: there is none.
         b"COMMAND" => array(out, 0),
-        b"CONFIG" if argc >= 2 => config(cmd, out),
+        b"CONFIG" if argc >= 2 => return config(cmd, out, max_reply),
         b"GET" | b"SET" | b"PING" | b"ECHO" | b"INCR" | b"DECR" | b"DEL" | b"EXISTS" | b"MGET"
         | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" => wrong_arity(out, name),
         _ => unknown(cmd, out),
@@ -175,16 +194,45 @@ fn exists(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     integer(out, found as i64); // a key named twice counts twice, as in Redis
 }
 
-fn mget(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
-    array(out, cmd.len() - 1);
+/// The size of [`reply_value`]'s reply for `key`; an expired key is deleted.
+fn value_size(shard: &mut Shard, key: &[u8], clock: &mut Clock) -> usize {
+    match shard.find(key, clock) {
+        Found::Live(entry) => resp::bulk_size(entry.value.len()),
+        Found::Expired => {
+            shard.remove(key);
+            resp::NULL_SIZE
+        }
+        Found::Missing => resp::NULL_SIZE,
+    }
+}
+
+/// MGET's reply is sized first, under the same locks (so the same values), and written only
+/// if it fits: never a header followed by fewer items.
+fn mget(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
     db.with_keys(cmd.iter(1), |locked, clock| {
+        let mut size = resp::array_size(cmd.len() - 1);
         for key in cmd.iter(1) {
-            if out.full() {
-                return; // the connection is closed for it: no point going on
-            }
+            size = size.saturating_add(value_size(locked.shard(key), key, clock));
+        }
+        if size > max_reply {
+            return too_large(out, size, max_reply);
+        }
+        array(out, cmd.len() - 1);
+        for key in cmd.iter(1) {
             reply_value(locked.shard(key), key, clock, out);
         }
-    });
+        Flow::Continue
+    })
+}
+
+/// The error for a reply of `size` bytes, over `max_reply`.
+fn too_large(out: &mut impl Sink, size: usize, max_reply: usize) -> Flow {
+    let text = format!(
+        "ERR reply of {size} bytes is over the {max_reply}-byte limit (--max-output less the \
+         high-water mark)"
+    );
+    error(out, &text);
+    Flow::TooLarge { size }
 }
 
 fn mset(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
@@ -251,19 +299,22 @@ fn flushdb(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
 }
 
 /// `CONFIG GET parameter...`: what redis-benchmark asks (`save`, `appendonly`), with the
-/// values of a server that never writes to disk; other parameters are not listed.
-fn config(cmd: Args<'_>, out: &mut impl Sink) {
+/// values of a server that never writes to disk; other parameters are not listed. Each one
+/// named is echoed, so the reply is sized first.
+fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
     let sub = cmd.get(1);
     if !sub.eq_ignore_ascii_case(b"GET") {
         out.put(b"-ERR unknown subcommand '");
         put_sanitized(out, c_string(sub), 128);
-        return out.put(b"'. Try CONFIG HELP.\r\n");
+        out.put(b"'. Try CONFIG HELP.\r\n");
+        return Flow::Continue;
     }
     if cmd.len() < 3 {
-        return error(
+        error(
             out,
             "ERR wrong number of arguments for 'config|get' command",
         );
+        return Flow::Continue;
     }
     let value = |name: &[u8]| -> Option<&'static [u8]> {
         if name.eq_ignore_ascii_case(b"save") {
@@ -274,7 +325,17 @@ fn config(cmd: Args<'_>, out: &mut impl Sink) {
             None
         }
     };
-    let known = cmd.iter(2).filter(|name| value(name).is_some()).count();
+    let (mut known, mut size) = (0, 0usize);
+    for name in cmd.iter(2) {
+        if let Some(value) = value(name) {
+            known += 1;
+            size = size.saturating_add(resp::bulk_size(name.len()) + resp::bulk_size(value.len()));
+        }
+    }
+    let size = size.saturating_add(resp::array_size(2 * known));
+    if size > max_reply {
+        return too_large(out, size, max_reply);
+    }
     array(out, 2 * known);
     for name in cmd.iter(2) {
         if let Some(value) = value(name) {
@@ -282,6 +343,7 @@ fn config(cmd: Args<'_>, out: &mut impl Sink) {
             bulk(out, value);
         }
     }
+    Flow::Continue
 }
 
 /// `-ERR wrong number of arguments for 'get' command`

@@ -27,11 +27,15 @@
 //! # Protocol
 //!
 //! Requests are RESP arrays of bulk strings, or inline commands (a line typed in telnet, with
-//! Redis's quoting). Requests may be pipelined: every request of one read is run, and their
-//! replies go out in one write (`Connection::send` only queues; the connection writes after
-//! the read's callbacks). A malformed request is answered as Redis answers it (`-ERR Protocol
-//! error: invalid bulk length`, ...), after the requests before it, and the connection is
-//! closed once that is written. See `resp.rs`.
+//! Redis's quoting). Requests may be pipelined: the requests of one read run in order, and
+//! their replies go out in one write (`Connection::send` only queues; the connection writes
+//! after the read's callbacks). While more than the connection's high-water mark (1 MiB) of a
+//! client's replies waits to be written, its next requests wait too, and run, in order, as it
+//! reads (`ConnEvent::Drained`): a client that pipelines many GETs of large values and reads
+//! slowly gets every reply, and costs the server about one read's requests and 1 MiB of
+//! replies plus one, not the replies of all it sent. A malformed request is answered as Redis answers
+//! it (`-ERR Protocol error: invalid bulk length`, ...), after the requests before it, and the
+//! connection is closed once that is written. See `resp.rs`.
 //!
 //! # Limits
 //!
@@ -43,9 +47,12 @@
 //! - `--max-request BYTES`: the most bytes of one request, all its arguments together
 //!   (default 64 MiB; Redis's `client-query-buffer-limit` is 1 GiB);
 //! - `--max-output BYTES`: the most replies queued for a client (default 256 MiB; Redis has
-//!   no cap for ordinary clients): a client that pipelines `GET`s of large values without
-//!   reading is closed. Reading from a client pauses while 1 MiB of its replies wait (the
-//!   connection's back-pressure), so a slow reader never gets near the cap;
+//!   no cap for ordinary clients). Since a request runs only while at most 1 MiB is queued,
+//!   the cap bounds one reply: a reply larger than the cap less 1 MiB (an MGET of many large
+//!   values) is not sent, nor the command run; the client gets one error reply instead
+//!   (`-ERR reply of N bytes is over the M-byte limit ...`), logged at warn, and stays in
+//!   step (see `commands.rs`). The cap must leave room for the largest GET reply: at least
+//!   `--max-bulk` plus 1 MiB and 32 bytes;
 //! - `--idle-timeout`, `--frame-timeout`, `--send-timeout SECS`: close a client silent that
 //!   long (Redis's `timeout`), slower than that to send a request (slowloris), or that
 //!   accepts no reply for that long (each off unless given, as in Redis).
@@ -55,8 +62,13 @@
 //! # Expiry
 //!
 //! A key past its deadline is gone for every command at once (checked on each access, and
-//! deleted then), and a sweep every 100 ms deletes expired keys nobody asks for, sampling as
-//! Redis does so that a sweep is bounded work: see `store.rs`.
+//! deleted then), and a sweep deletes expired keys nobody asks for, as Redis's active expiry
+//! does: every 100 ms it samples keys with a deadline, and goes on while samples find more
+//! than 10% expired, for at most 25 ms. A sweep that runs out of time is followed by fast
+//! sweeps of 1 ms every 2 ms on its loop, and by the next tick of any loop, until it has
+//! caught up: keys expiring as fast as the server takes them are swept as fast, and the loop
+//! is kept from its clients for at most a slow sweep's 25 ms at a time. See `store.rs`, and
+//! `docs/kv_expiry.md` for the figures.
 //!
 //! # Threads
 //!
@@ -80,9 +92,12 @@ mod store;
 use commands::Flow;
 use resp::{RespCodec, RespLimits, Sink};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, Timeouts};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,43 +115,147 @@ struct Options {
     timeouts: Timeouts,
 }
 
-/// How often the expiry sweep runs.
+/// How often the expiry sweep runs...
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// ...and the most time one sweep takes: a quarter of the period, as Redis's slow cycle.
+const SWEEP_BUDGET: Duration = Duration::from_millis(25);
+
+/// After a sweep that ran out of time, a fast sweep of at most this long follows on the same
+/// loop `FAST_GAP` later, and so on while they run out of time too (Redis's fast cycle: 1 ms,
+/// not more often than every 2 ms). The loop then answers within about 1 ms between two fast
+/// sweeps, and gives them half its time.
+const FAST_BUDGET: Duration = Duration::from_millis(1);
+const FAST_GAP: Duration = Duration::from_millis(1);
 
 impl Sink for Conn {
     fn put(&mut self, bytes: &[u8]) {
         // Fails only once the connection is closing, when replies no longer matter.
         let _ = self.send(bytes);
     }
+}
 
-    fn full(&self) -> bool {
-        self.queued() > self.limits().hard_cap
+/// A client's requests received and not run yet, in order: whole batches (one per read), the
+/// first begun at request `next`. They wait while more than the high-water mark of replies
+/// is queued (see `serve`).
+#[derive(Debug, Default)]
+struct Backlog {
+    batches: VecDeque<resp::Batch>,
+    next: usize,
+    /// `QUIT` ran, or a protocol error was answered: nothing more runs.
+    ended: bool,
+}
+
+/// Runs the client's waiting requests, then those of `new` (a batch just received), in
+/// order, their replies queued on `conn`, each only while at most the high-water mark is
+/// queued: the rest wait for `Drained`. So a client that pipelines more than it reads costs
+/// at most about one read's requests, the high-water mark and one reply, and never reaches
+/// the output cap (`--max-output`, which a reply may take up to, less the mark: see
+/// `commands.rs`). (A client that reads as fast as it is answered may have more of its
+/// requests read meanwhile, as the connection reads whenever its queue is under the mark:
+/// they wait behind the others and cost their own bytes, never their replies.) After a
+/// batch's requests, the protocol error that followed them, if any, and the close. Nothing
+/// runs after `QUIT`.
+#[inline(always)] // see `run`
+fn serve(
+    store: &Store,
+    conn: &mut Conn,
+    backlog: &mut Backlog,
+    new: Option<resp::Batch>,
+    peer: SocketAddr,
+) {
+    if backlog.ended {
+        return;
+    }
+    let mut db = Session::new(store); // locks a shard when a request needs it, until it returns
+    while let Some(batch) = backlog.batches.front() {
+        match run(batch, backlog.next, &mut db, conn, peer) {
+            Ran::Done => {
+                backlog.batches.pop_front();
+                backlog.next = 0;
+            }
+            Ran::Waiting(next) => {
+                backlog.next = next;
+                backlog.batches.extend(new); // behind the others
+                return;
+            }
+            Ran::Ended => {
+                *backlog = Backlog {
+                    ended: true,
+                    ..Backlog::default()
+                };
+                return;
+            }
+        }
+    }
+    // Nothing waits (the usual case): the new batch runs straight away, and is kept only if
+    // some of it must wait.
+    if let Some(batch) = new {
+        match run(&batch, 0, &mut db, conn, peer) {
+            Ran::Done => {}
+            Ran::Waiting(next) => {
+                backlog.next = next;
+                backlog.batches.push_back(batch);
+            }
+            Ran::Ended => backlog.ended = true,
+        }
     }
 }
 
-/// Runs the requests of one read, in order, their replies queued on `conn`; then the protocol
-/// error that followed them, if any, and the close. Nothing runs after `QUIT`.
-fn serve(store: &Store, conn: &mut Conn, batch: resp::Batch, quit: &mut bool) {
-    if *quit {
-        return;
-    }
-    let mut db = Session::new(store); // the shard(s) locked for this batch
-    for cmd in batch.commands() {
-        if commands::execute(cmd, &mut db, conn) == Flow::Quit {
-            *quit = true;
-            conn.close();
-            return;
+/// What running a batch's requests came to.
+enum Ran {
+    /// All its requests ran, and no protocol error followed them.
+    Done,
+    /// Request `.0` (or, past the last, the protocol error) waits: the queue is over the
+    /// high-water mark.
+    Waiting(usize),
+    /// `QUIT` ran, or the protocol error was answered: the connection is closing.
+    Ended,
+}
+
+/// Runs `batch`'s requests from request `from` on (see `serve`). Inlined, as `serve` is into
+/// the connection's callback: as calls, the two cost 3% of the instructions of a request sent
+/// alone (callgrind).
+#[inline(always)]
+fn run(
+    batch: &resp::Batch,
+    from: usize,
+    db: &mut Session<'_>,
+    conn: &mut Conn,
+    peer: SocketAddr,
+) -> Ran {
+    let limits = conn.limits();
+    let max_reply = limits.hard_cap.saturating_sub(limits.high_water);
+    for (i, cmd) in (from..).zip(batch.commands_from(from)) {
+        // `Drained` comes once the client has read the queue down to the low-water mark.
+        if conn.queued() > limits.high_water {
+            return Ran::Waiting(i);
         }
-        if conn.full() {
-            return; // over the output cap: the connection closes itself when this returns
+        match commands::execute(cmd, db, conn, max_reply) {
+            Flow::Continue => {}
+            Flow::Quit => {
+                conn.close();
+                return Ran::Ended;
+            }
+            Flow::TooLarge { size } => log::warn!(
+                "{peer}: {} refused: its reply of {size} bytes is over the {max_reply}-byte \
+                 limit (--max-output {} less the high-water mark {}); answered with an error",
+                String::from_utf8_lossy(cmd.get(0)),
+                limits.hard_cap,
+                limits.high_water
+            ),
         }
     }
-    drop(db);
-    if let Some(e) = batch.error {
-        log::debug!("{:?}: protocol error: {e:?}", conn.get_ref().peer_addr());
-        e.write(conn);
-        conn.close();
+    let Some(e) = batch.error else {
+        return Ran::Done;
+    };
+    if conn.queued() > limits.high_water {
+        return Ran::Waiting(batch.len());
     }
+    log::debug!("{peer}: protocol error: {e:?}");
+    e.write(conn);
+    conn.close();
+    Ran::Ended
 }
 
 /// Wraps a new client in a connection and registers it.
@@ -156,26 +275,54 @@ fn accept(
     let conn = Connection::new(stream, RespCodec::new(options.resp))
         .with_limits(limits)?
         .with_timeouts(options.timeouts);
-    let (store, mut quit) = (store.clone(), false);
+    let (store, mut backlog) = (store.clone(), Backlog::default());
     conn.register(sel, move |_sel, conn, event| {
         match event {
-            ConnEvent::Frame(batch) => serve(&store, conn, batch, &mut quit),
-            ConnEvent::Drained | ConnEvent::PeerClosed => {} // the replies are flushed, then it closes
-            ConnEvent::Closed(None) => log::debug!("{peer} closed"),
-            ConnEvent::Closed(Some(e)) => log::debug!("{peer} closed: {e}"),
+            ConnEvent::Frame(batch) => serve(&store, conn, &mut backlog, Some(batch), peer),
+            ConnEvent::Drained => serve(&store, conn, &mut backlog, None, peer),
+            // What is queued is flushed, and what waits runs on `Drained`; then it closes.
+            ConnEvent::PeerClosed => {}
+            ConnEvent::Closed(reason) => {
+                backlog = Backlog::default();
+                match reason {
+                    None => log::debug!("{peer} closed"),
+                    Some(e) => log::debug!("{peer} closed: {e}"),
+                }
+            }
         }
         Ok(())
     })?;
     Ok(())
 }
 
+/// A loop's part in the expiry sweep.
+struct Sweeper {
+    store: Arc<Store>,
+    /// When the next sweep is due (ms, `store::now_ms`), shared by the loops.
+    next: Arc<AtomicI64>,
+    rng: u64,
+    /// A fast sweep is scheduled on this loop.
+    fast: bool,
+}
+
 /// Starts the expiry sweep on this loop. Every loop that has had a client runs the timer, and
-/// each tick the first loop to claim it (`next`, shared) sweeps the whole store: one sweep
-/// every `SWEEP_EVERY` in all, as long as any loop runs.
+/// each tick the first loop to claim it (`next`, shared) sweeps the store, for at most
+/// `SWEEP_BUDGET`: one sweep every `SWEEP_EVERY` in all, as long as any loop runs. A sweep
+/// that runs out of time with expired keys left makes the next one due at once, so that the
+/// next tick of any loop sweeps too, and starts fast sweeps on its loop (see `FAST_BUDGET`):
+/// keys expiring faster than a quarter of one loop can delete get more of it, and of the
+/// other loops.
 fn start_sweeper(sel: &mut DefaultSelector, store: Arc<Store>, next: Arc<AtomicI64>) {
-    let mut rng = store::now_ms() as u64 | 1;
-    sel.call_repeating(SWEEP_EVERY, move |_sel| {
+    let rng = store::now_ms() as u64 | 1;
+    let sweeper = Rc::new(RefCell::new(Sweeper {
+        store,
+        next,
+        rng,
+        fast: false,
+    }));
+    sel.call_repeating(SWEEP_EVERY, move |sel| {
         let now = store::now_ms();
+        let next = sweeper.borrow().next.clone();
         let due = next.load(Ordering::Relaxed);
         let step = SWEEP_EVERY.as_millis() as i64;
         if now >= due
@@ -183,12 +330,43 @@ fn start_sweeper(sel: &mut DefaultSelector, store: Arc<Store>, next: Arc<AtomicI
                 .compare_exchange(due, now + step - 5, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let deleted = store.sweep(&mut rng);
-            if deleted > 0 {
-                log::trace!("expiry sweep: {deleted} key(s) deleted");
-            }
+            sweep(sel, &sweeper, SWEEP_BUDGET);
         }
     });
+}
+
+/// Sweeps the store for at most `budget`; if that ran out of time with expired keys left,
+/// makes the next sweep due at once and schedules a fast one on this loop (unless one is).
+fn sweep(sel: &mut DefaultSelector, sweeper: &Rc<RefCell<Sweeper>>, budget: Duration) {
+    let mut state = sweeper.borrow_mut();
+    let Sweeper {
+        store, next, rng, ..
+    } = &mut *state;
+    let started = store::now_ms();
+    let swept = store.sweep(rng, budget);
+    if swept.deleted > 0 {
+        log::trace!(
+            "expiry sweep: {} key(s) deleted in {} ms{}",
+            swept.deleted,
+            store::now_ms() - started,
+            if swept.out_of_time {
+                ", out of time"
+            } else {
+                ""
+            }
+        );
+    }
+    if swept.out_of_time {
+        next.store(store::now_ms(), Ordering::Relaxed);
+        if !state.fast {
+            state.fast = true;
+            let sweeper = sweeper.clone();
+            sel.call_later(FAST_GAP, move |sel| {
+                sweeper.borrow_mut().fast = false;
+                sweep(sel, &sweeper, FAST_BUDGET);
+            });
+        }
+    }
 }
 
 const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--max-bulk BYTES]
@@ -202,7 +380,8 @@ const USAGE: &str = "usage: kv_server [ADDR] [--threads N] [--no-reuseport] [--m
   --max-args N          the most arguments in one request (default 1048576)
   --max-inline BYTES    the longest inline request (default 65536)
   --max-request BYTES   the most bytes of one request (default 67108864: 64 MiB)
-  --max-output BYTES    close a client with more replies queued (default 268435456: 256 MiB)
+  --max-output BYTES    the most replies queued for a client: a larger reply is refused
+                        (default 268435456: 256 MiB; at least --max-bulk + 1 MiB + 32)
   --idle-timeout SECS   close a client that sent and read nothing for SECS
   --frame-timeout SECS  close a client whose request is not complete SECS after its first byte
   --send-timeout SECS   close a client that accepted none of its replies for SECS
@@ -231,8 +410,18 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Options), lexopt::
             _ => return Err(arg.unexpected()),
         }
     }
-    if max_output < resp.max_bulk.saturating_add(64) {
-        return Err("--max-output must be above --max-bulk (a GET reply must fit)".into());
+    // A request runs with up to the high-water mark queued: the largest GET reply must fit
+    // above it (its header and CRLFs take at most 25 bytes).
+    let least = resp
+        .max_bulk
+        .saturating_add(Limits::default().high_water + 32);
+    if max_output < least {
+        return Err(format!(
+            "--max-output must be at least {least}: --max-bulk, plus the 1 MiB a client's \
+             replies may queue before its next request waits, plus 32 (the largest GET reply \
+             must fit)"
+        )
+        .into());
     }
     let options = Options {
         threads,
@@ -247,10 +436,11 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Options), lexopt::
 fn main() -> ExitCode {
     let (addr, options) = cli::parse(USAGE, parse_args);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    cli::status(run(&addr, options))
+    cli::status(listen(&addr, options))
 }
 
-fn run(addr: &str, options: Options) -> io::Result<()> {
+/// Serves clients at `addr` until Ctrl-C or SIGTERM.
+fn listen(addr: &str, options: Options) -> io::Result<()> {
     let addr = cli::resolve(addr).map_err(cli::about(addr))?;
     let store = Arc::new(Store::new(options.threads));
     let next_sweep = Arc::new(AtomicI64::new(0));

@@ -109,7 +109,6 @@ pub struct Batch {
 
 impl Batch {
     /// The number of requests.
-    #[allow(dead_code)] // for tests/kv_resp.rs, which includes this file
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -121,9 +120,20 @@ impl Batch {
     }
 
     /// The requests, in order.
+    #[allow(dead_code)] // for tests/kv_resp.rs
     pub fn commands(&self) -> impl Iterator<Item = Args<'_>> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(self.ends.iter()).map(|(start, &end)| Args {
+        self.commands_from(0)
+    }
+
+    /// The requests from request `from` on (0 is the first), in order.
+    pub fn commands_from(&self, from: usize) -> impl Iterator<Item = Args<'_>> {
+        let ends = self.ends.get(from..).unwrap_or_default();
+        let first = match from {
+            0 => 0,
+            _ => self.ends.get(from - 1).copied().unwrap_or(0),
+        };
+        let starts = std::iter::once(first).chain(ends.iter().copied());
+        starts.zip(ends).map(|(start, &end)| Args {
             data: &self.data,
             args: &self.args[start..end],
         })
@@ -549,15 +559,11 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 
 // --- Replies ---------------------------------------------------------------------------------
 
-/// Where replies go: the connection's write queue (or a `Vec`, in tests).
+/// Where replies go: the connection's write queue (or a `Vec`, in tests). Whatever is put
+/// goes out whole: a command that could not send its whole reply must not start it (see
+/// `commands.rs` on replies too large).
 pub trait Sink {
     fn put(&mut self, bytes: &[u8]);
-
-    /// True once more is queued than the connection may hold (it is then closed): a long
-    /// reply may stop early.
-    fn full(&self) -> bool {
-        false
-    }
 }
 
 impl Sink for Vec<u8> {
@@ -596,6 +602,25 @@ fn header(out: &mut impl Sink, kind: u8, n: i64) {
     buf[1 + len..3 + len].copy_from_slice(b"\r\n");
     out.put(&buf[..3 + len]);
 }
+
+/// The length of `header`'s line for `n` (`n` not negative).
+fn header_size(n: usize) -> usize {
+    let digits = n.checked_ilog10().map_or(1, |log| log as usize + 1);
+    digits + 3
+}
+
+/// The length of [`bulk`]'s reply for a value of `len` bytes.
+pub fn bulk_size(len: usize) -> usize {
+    header_size(len).saturating_add(len).saturating_add(2)
+}
+
+/// The length of [`array`]'s header for `n` items.
+pub fn array_size(n: usize) -> usize {
+    header_size(n)
+}
+
+/// The length of [`null`]'s reply.
+pub const NULL_SIZE: usize = 5;
 
 /// `:n`
 pub fn integer(out: &mut impl Sink, n: i64) {
