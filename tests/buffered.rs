@@ -1449,6 +1449,61 @@ fn a_timeout_ends_a_connection_whose_frames_wait_and_none_comes_after() -> io::R
     Ok(())
 }
 
+/// Once more than the high-water mark was queued, frames (and reads) wait until the queue is
+/// down to the low-water mark, not merely under the high one again: a program that keeps
+/// requests of its own while over the mark, to run them on `Drained` (as `kv_server` does),
+/// is not handed more meanwhile.
+#[test]
+fn frames_wait_for_the_low_water_mark_not_just_under_the_high_one() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, room, mut peer) = Gated::new()?;
+    room.set(1 << 20); // of frame 0's reply of 1.5 MiB, the socket takes 1 MiB at once
+    peer.write_all(b"0\n1\n")?;
+    let seen: Events_ = Rc::default();
+    let log = seen.clone();
+    let conn = Connection::new(a, LineCodec::new(64)).with_limits(FRAME_LIMITS)?;
+    let key = conn.register(&mut sel, move |_, conn, event| {
+        match event {
+            ConnEvent::Frame(frame) => {
+                conn.send(&vec![0; 3 * (1 << 20) / 2])?;
+                log.borrow_mut().push(Seen::Frame(frame));
+            }
+            ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    })?;
+    for _ in 0..5 {
+        sel.run_once(Some(Duration::from_millis(10)))?;
+    }
+    // 512 KiB queued: under the high-water mark, over the low one.
+    let conn: &mut Connection<Gated, LineCodec> = sel.source_mut(&key)?;
+    assert_eq!(conn.queued(), 512 << 10);
+    assert!(conn.is_reading_paused());
+    assert_eq!(*seen.borrow(), [Seen::Frame(b"0".to_vec())]);
+    assert_eq!(
+        events_of(&sel, &key),
+        Some(EVENT_WRITE),
+        "reading while over the low mark"
+    );
+    // The peer reads: down to the low-water mark (the socket must be writable again for the
+    // connection to try), then frame 1.
+    room.set(64 << 20);
+    let reader = read_all_on_a_thread(peer.try_clone()?);
+    run_until(&mut sel, "frame 1", || seen.borrow().len() >= 3)?;
+    assert_eq!(
+        seen.borrow()[..3],
+        [
+            Seen::Frame(b"0".to_vec()),
+            Seen::Drained,
+            Seen::Frame(b"1".to_vec())
+        ]
+    );
+    drop(sel); // the reader sees end of file
+    reader.join().expect("reader")?;
+    Ok(())
+}
+
 // --- Memory --------------------------------------------------------------------------------------
 
 /// What every connection of `keys` holds in buffers, read without touching the connections.
@@ -1575,9 +1630,10 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
     Ok(())
 }
 
-/// One end of a socket pair whose writes can be refused, as a full socket refuses them
-/// (`WouldBlock`) while `full` is set: a peer that never reads, for tests that need exactly
-/// what was sent to stay queued.
+/// One end of a socket pair that takes only `room` more bytes (and refuses more with
+/// `WouldBlock`, as a full socket does): a peer that never reads (`room` 0), or reads exactly
+/// so much, for tests that need exactly what was sent to stay queued. The bytes it takes are
+/// dropped, but for `room` of `usize::MAX`, which passes every write on to the socket.
 ///
 /// Filling a real socket is not enough: a TCP socket that refused a write takes more later,
 /// as the kernel moves its bytes on to the peer's receive buffer — on a busy machine well
@@ -1586,21 +1642,21 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
 /// did). The socket is filled too, so that it is not reported writable over and over.
 struct Gated {
     stream: Stream,
-    full: Rc<Cell<bool>>,
+    room: Rc<Cell<usize>>,
 }
 
 impl Gated {
-    /// A full socket (its peer never reads) and the switch that keeps it full.
-    fn new() -> io::Result<(Gated, Rc<Cell<bool>>, Stream)> {
+    /// A full socket (its peer never reads), and its `room`, 0.
+    fn new() -> io::Result<(Gated, Rc<Cell<usize>>, Stream)> {
         let (a, peer) = socketpair()?;
         let chunk = [0u8; 4096];
         while (&a).write(&chunk).is_ok() {} // until WouldBlock
-        let full = Rc::new(Cell::new(true));
+        let room = Rc::new(Cell::new(0));
         let stream = Gated {
             stream: a,
-            full: full.clone(),
+            room: room.clone(),
         };
-        Ok((stream, full, peer))
+        Ok((stream, room, peer))
     }
 }
 
@@ -1612,9 +1668,14 @@ impl Read for Gated {
 
 impl Write for Gated {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self.full.get() {
-            true => Err(ErrorKind::WouldBlock.into()),
-            false => self.stream.write(data),
+        match self.room.get() {
+            0 => Err(ErrorKind::WouldBlock.into()),
+            usize::MAX => self.stream.write(data),
+            room => {
+                let n = room.min(data.len());
+                self.room.set(room - n);
+                Ok(n)
+            }
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -1669,21 +1730,22 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     let mut sel = DefaultSelector::new()?;
     let mut conns = Vec::new();
     for _ in 0..5 {
-        let (a, full, peer) = Gated::new()?; // sends stay queued while `full`
+        let (a, room, peer) = Gated::new()?; // sends stay queued
         let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
-        conns.push((key, full, peer));
+        conns.push((key, room, peer));
     }
     let memory = |sel: &mut DefaultSelector, key: &SelectorKey| {
         let conn: &mut GatedConn = sel.source_mut(key).expect("open");
         conn.buffer_memory()
     };
     // A 1 MiB queue, written out: the connection holds nothing (the thread keeps it).
-    let (big, big_full, big_peer) = &mut conns[0];
+    let (big, big_room, big_peer) = &mut conns[0];
     let big = *big;
     GatedConn::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
     let room = memory(&mut sel, &big);
     assert!(room >= 1 << 20, "{room}");
-    big_full.set(false);
+    big_room.set(usize::MAX); // the peer reads: the socket takes what it sends
+
     let mut reader = big_peer.try_clone()?;
     let draining = thread::spawn(move || -> io::Result<()> {
         let mut buf = vec![0u8; 64 << 10];
@@ -1812,7 +1874,7 @@ fn exactly_the_hard_cap_queued_is_not_over_it() -> io::Result<()> {
         ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
-    let (a, _full, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
+    let (a, _room, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
     let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
     GatedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
     for _ in 0..3 {
@@ -1837,7 +1899,7 @@ fn exactly_the_soft_cap_queued_is_not_over_it() -> io::Result<()> {
         ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
-    let (a, _full, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
+    let (a, _room, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
     let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
     GatedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
     // Twice the grace period at the cap, not over it: still open.

@@ -151,11 +151,12 @@ struct Backlog {
 /// queued: the rest wait for `Drained`. So a client that pipelines more than it reads costs
 /// at most about one read's requests, the high-water mark and one reply, and never reaches
 /// the output cap (`--max-output`, which a reply may take up to, less the mark: see
-/// `commands.rs`). (A client that reads as fast as it is answered may have more of its
-/// requests read meanwhile, as the connection reads whenever its queue is under the mark:
-/// they wait behind the others and cost their own bytes, never their replies.) After a
-/// batch's requests, the protocol error that followed them, if any, and the close. Nothing
-/// runs after `QUIT`.
+/// `commands.rs`). (The connection reads nothing, and hands over no batch, from the moment
+/// its queue passes the high-water mark until the client has read it down to the low-water
+/// mark; so a client that keeps reading may have a new batch read while requests wait, one
+/// read for every 768 KiB of replies it reads: it waits behind the others and costs its own
+/// bytes, never its replies.) After a batch's requests, the protocol error that followed
+/// them, if any, and the close. Nothing runs after `QUIT`.
 #[inline(always)] // see `run`
 fn serve(
     store: &Store,

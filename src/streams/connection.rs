@@ -1002,10 +1002,13 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// True while the callback may be handed frames (and `PeerClosed`): not once the connection
-    /// failed or began closing, and not while more than the high-water mark is queued once the
-    /// socket has taken what it will. Frames then wait, undecoded, until the queue drains to
-    /// the low-water mark (`resume_owed`): back-pressure between frames, not only between
-    /// reads. The hard cap is checked here too, so that no frame follows a reply that passed it.
+    /// failed or began closing, nor once more than the high-water mark was queued: reading
+    /// pauses then, and frames wait, undecoded, until the queue has drained to the low-water
+    /// mark (`resume_owed`) — back-pressure between frames, not only between reads. (Waiting
+    /// for the low-water mark, not just for the high one, also holds back a program that keeps
+    /// requests of its own while its queue is over the mark, to run them on `Drained`.) The
+    /// socket takes what it will first, and the hard cap is checked, so that no frame follows
+    /// a reply that passed it.
     #[inline]
     fn takes_frames(&mut self, now: Option<Instant>) -> bool {
         if self.failed.is_some() || self.closing {
@@ -1013,11 +1016,11 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
         let queued = self.queued();
         if queued <= self.limits.high_water && queued <= self.limits.hard_cap {
-            return true;
+            return !self.paused;
         }
+        self.paused |= queued > self.limits.high_water;
         self.flush(now);
         self.check_hard_cap();
-        self.paused = self.queued() > self.limits.high_water;
         self.failed.is_none() && !self.paused
     }
 
