@@ -1261,25 +1261,6 @@ fn a_missing_root_is_one_line_and_status_1() {
 
 // --- SIGTERM (Unix): a server stops as on Ctrl-C ------------------------------------------------
 
-/// Sends the server SIGTERM, what `kill` and service managers send.
-#[cfg(unix)]
-#[track_caller]
-fn send_sigterm(server: &ExampleServer) {
-    let pid = server.pid().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    assert!(kill.expect("run kill").success(), "kill -TERM {pid}");
-}
-
-/// Sends the server SIGTERM and waits for it to exit.
-#[cfg(unix)]
-#[track_caller]
-fn terminate(server: &mut ExampleServer) -> std::process::ExitStatus {
-    send_sigterm(server);
-    server.wait_for_exit("its exit after SIGTERM")
-}
-
 /// One client, served once (so accepted), then SIGTERM: exit status 0, and "closed 1
 /// connection(s)" on stderr.
 #[cfg(unix)]
@@ -1287,7 +1268,7 @@ fn sigterm_with_a_client(name: &str, args: &[&str], served: fn(&TcpStream)) {
     let mut server = ExampleServer::start(name, args);
     let conn = connect(server.addr()).expect("connect");
     served(&conn);
-    let status = terminate(&mut server);
+    let status = server.terminate();
     let stderr = server.stderr();
     assert!(
         status.success() && stderr.contains("closed 1 connection(s)"),
@@ -1427,7 +1408,7 @@ fn model_udp_sigterm() {
     let addr = server.addr().to_string();
     let out = common::run_example("model_udp", &["--client", &addr, "--count", "5"]);
     assert!(out.status.success(), "model_udp --client: {}", out.status);
-    let status = terminate(&mut server);
+    let status = server.terminate();
     let stderr = server.stderr();
     assert!(
         status.success() && stderr.contains("interrupted: echoed 5 datagram(s)"),
@@ -1451,7 +1432,7 @@ fn the_blocking_rungs_end_on_sigterm_without_a_report() {
         let mut server = ExampleServer::start(name, &["127.0.0.1:0"]);
         let conn = connect(server.addr()).expect("connect");
         line_served(&conn);
-        send_sigterm(&server);
+        server.kill("-TERM");
         if name == "model_fork" {
             line_served(&conn); // by the child, whether or not the parent is gone yet
         }

@@ -1556,6 +1556,46 @@ fn connections_are_not_logged_at_info() {
 
 /// SIGINT with three clients connected: exit status 0, and the server says it closed them.
 #[cfg(unix)]
+/// SIGTERM while a client's replies are queued: the server reads no more requests, sends the
+/// replies it has queued, whole, then closes (end of file), and reports the connection. It
+/// used to close at once, dropping them: the client's stream ended in the middle of a reply.
+#[cfg(unix)]
+#[test]
+fn sigterm_sends_the_queued_replies_whole_then_closes() {
+    let mut server = start(&[]);
+    let mut client = Client::new(&server);
+    // Replies of 12 MiB: more than the kernel's socket buffers hold (4 MiB for sending, here),
+    // so most of each waits in the server's queue until the client reads it.
+    let value = vec![b'v'; 12 << 20];
+    assert_eq!(client.cmd_args(&[b"SET", b"big", &value]), ok());
+    let gets: Vec<u8> = (0..4)
+        .flat_map(|_| resp_request(&[b"GET", b"big"]))
+        .collect();
+    client.send(&gets);
+    let mut first = [0u8; 1];
+    client.conn.peek(&mut first).expect("the first reply"); // the requests are being served
+    server.kill("-TERM");
+    let mut whole = 0;
+    loop {
+        match client.read_reply() {
+            Ok(reply) => assert!(reply == Bulk(Some(value.clone())), "reply {whole} changed"),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof && client.buf.is_empty() => break,
+            Err(e) => panic!(
+                "after {whole} whole replies, the stream ended with {} bytes of the next: {e}",
+                client.buf.len()
+            ),
+        }
+        whole += 1;
+    }
+    assert!(whole >= 1, "no reply before the close");
+    let status = server.wait_for_exit("its exit after SIGTERM");
+    let stderr = server.stderr();
+    assert!(
+        status.success() && stderr.contains("closed 1 connection(s)"),
+        "kv_server on SIGTERM: {status}; stderr:\n{stderr}"
+    );
+}
+
 #[test]
 fn ctrl_c_stops_it() {
     let mut server = start(&["--threads", "2"]);

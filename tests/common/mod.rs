@@ -502,10 +502,26 @@ impl ExampleServer {
     #[cfg(unix)]
     #[track_caller]
     pub fn interrupt(&mut self) -> ExitStatus {
-        let pid = self.pid().to_string();
-        let kill = Command::new("kill").args(["-INT", &pid]).status();
-        assert!(kill.expect("run kill").success(), "kill -INT {pid}");
+        self.kill("-INT");
         self.wait_for_exit("its exit after SIGINT")
+    }
+
+    /// Sends the server SIGTERM (what `kill` and service managers send) and waits for it to
+    /// exit; returns its status.
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.kill("-TERM");
+        self.wait_for_exit("its exit after SIGTERM")
+    }
+
+    /// Sends the server `signal` (`-TERM`, `-INT`...) with `kill`, without waiting.
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn kill(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let kill = Command::new("kill").args([signal, &pid]).status();
+        assert!(kill.expect("run kill").success(), "kill {signal} {pid}");
     }
 
     /// Everything the server wrote to stderr so far.
