@@ -1554,8 +1554,6 @@ fn connections_are_not_logged_at_info() {
     );
 }
 
-/// SIGINT with three clients connected: exit status 0, and the server says it closed them.
-#[cfg(unix)]
 /// SIGTERM while a client's replies are queued: the server reads no more requests, sends the
 /// replies it has queued, whole, then closes (end of file), and reports the connection. It
 /// used to close at once, dropping them: the client's stream ended in the middle of a reply.
@@ -1596,6 +1594,8 @@ fn sigterm_sends_the_queued_replies_whole_then_closes() {
     );
 }
 
+/// SIGINT with three clients connected: exit status 0, and the server says it closed them.
+#[cfg(unix)]
 #[test]
 fn ctrl_c_stops_it() {
     let mut server = start(&["--threads", "2"]);
