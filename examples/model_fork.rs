@@ -118,21 +118,8 @@ const USAGE: &str = "usage: model_fork [ADDR]
   ADDR  where to listen (default 127.0.0.1:8088)
 Unix only. Ctrl-C or SIGTERM ends it at once (the default action: no report).";
 
-fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut addr = None;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
-            Short('h') | Long("help") => cli::help(USAGE),
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
-}
-
 fn main() -> std::process::ExitCode {
-    let addr = cli::parse(USAGE, parse_args);
+    let addr = cli::parse(USAGE, cli::addr_only(USAGE));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     cli::status(run(&addr))
 }

@@ -145,21 +145,8 @@ const USAGE: &str = "usage: model_select [ADDR]
 Ctrl-C or SIGTERM stops it, reporting how many connections it closed (Unix; on Windows
 Ctrl-C ends it at once).";
 
-fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut addr = None;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
-            Short('h') | Long("help") => cli::help(USAGE),
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
-}
-
 fn main() -> ExitCode {
-    let addr = cli::parse(USAGE, parse_args);
+    let addr = cli::parse(USAGE, cli::addr_only(USAGE));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     cli::status(run(&addr))
 }

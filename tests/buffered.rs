@@ -26,6 +26,17 @@ enum Seen {
 
 type Events_ = Rc<RefCell<Vec<Seen>>>;
 
+impl From<ConnEvent<Vec<u8>>> for Seen {
+    fn from(event: ConnEvent<Vec<u8>>) -> Seen {
+        match event {
+            ConnEvent::Frame(frame) => Seen::Frame(frame),
+            ConnEvent::Drained => Seen::Drained,
+            ConnEvent::PeerClosed => Seen::PeerClosed,
+            ConnEvent::Closed(e) => Seen::Closed(e.map(|e| e.kind())),
+        }
+    }
+}
+
 /// Registers `stream` as a connection with `codec` that records its events and, if `echo`,
 /// sends every frame back.
 fn connection<S, C>(
@@ -65,17 +76,10 @@ where
         assert_eq!(conn.timeouts(), timeouts);
     }
     let key = conn.register(sel, move |_, conn, event| {
-        match event {
-            ConnEvent::Frame(frame) => {
-                if echo {
-                    conn.send_frame(&frame)?;
-                }
-                log.borrow_mut().push(Seen::Frame(frame));
-            }
-            ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
-            ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
-            ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+        if let (true, ConnEvent::Frame(frame)) = (echo, &event) {
+            conn.send_frame(frame)?;
         }
+        log.borrow_mut().push(Seen::from(event));
         Ok(())
     })?;
     Ok((key, seen))
@@ -1169,15 +1173,11 @@ fn scripted(
         .with_timeouts(timeouts);
     let mut frames = 0;
     let key = conn.register(sel, move |_, conn, event| {
-        match event {
-            ConnEvent::Frame(frame) => {
-                log.borrow_mut().push(Seen::Frame(frame));
-                frames += 1;
-                on_frame(conn, frames - 1)?;
-            }
-            ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
-            ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
-            ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+        let frame = matches!(event, ConnEvent::Frame(_));
+        log.borrow_mut().push(Seen::from(event));
+        if frame {
+            frames += 1;
+            on_frame(conn, frames - 1)?;
         }
         Ok(())
     })?;
@@ -1210,6 +1210,28 @@ fn frames_and_closed_last(seen: &[Seen]) -> (usize, bool) {
     )
 }
 
+/// A selector with one [`scripted`] connection whose peer has sent `lines` numbered lines in
+/// one write, as a pipelining client does: the selector, the key, what the callback saw, and
+/// the peer.
+fn pipelining(
+    lines: usize,
+    limits: Limits,
+    timeouts: Timeouts,
+    on_frame: OnFrame,
+) -> io::Result<(DefaultSelector, SelectorKey, Events_, Stream)> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    peer.write_all(&numbered_lines(lines))?;
+    let (key, seen) = scripted(&mut sel, a, limits, timeouts, on_frame)?;
+    Ok((sel, key, seen, peer))
+}
+
+/// Runs the loop until the callback got `Closed`.
+#[track_caller]
+fn until_closed(sel: &mut DefaultSelector, seen: &Events_) -> io::Result<()> {
+    run_until(sel, "Closed", || frames_and_closed_last(&seen.borrow()).1)
+}
+
 /// `close()` on one frame of many received in one read: no frame after it, the reply sent
 /// before it arrives whole, then end of file, and the callback gets `Closed(None)`. (Every
 /// frame of the read used to be delivered, and the first `send_frame(..)?` after the close
@@ -1217,9 +1239,6 @@ fn frames_and_closed_last(seen: &[Seen]) -> (usize, bool) {
 #[test]
 fn after_close_no_frame_comes_the_queue_is_flushed_then_closed() -> io::Result<()> {
     const REPLY: usize = 1 << 20; // more than the socket buffers hold
-    let mut sel = DefaultSelector::new()?;
-    let (a, mut peer) = socketpair()?;
-    peer.write_all(&numbered_lines(2000))?;
     let on_frame: OnFrame = Box::new(|conn, n| {
         if n == 0 {
             conn.send(&pattern(REPLY))?;
@@ -1228,17 +1247,10 @@ fn after_close_no_frame_comes_the_queue_is_flushed_then_closed() -> io::Result<(
         }
         conn.send_frame(b"a reply to a request after the close")
     });
-    let (_, seen) = scripted(
-        &mut sel,
-        a,
-        Limits::default(),
-        Timeouts::default(),
-        on_frame,
-    )?;
-    let reader = read_all_on_a_thread(peer.try_clone()?);
-    run_until(&mut sel, "Closed", || {
-        frames_and_closed_last(&seen.borrow()).1
-    })?;
+    let (mut sel, _, seen, peer) =
+        pipelining(2000, Limits::default(), Timeouts::default(), on_frame)?;
+    let reader = read_all_on_a_thread(peer);
+    until_closed(&mut sel, &seen)?;
     assert_eq!(
         *seen.borrow(),
         [Seen::Frame(b"0".to_vec()), Seen::Closed(None)]
@@ -1252,9 +1264,6 @@ fn after_close_no_frame_comes_the_queue_is_flushed_then_closed() -> io::Result<(
 /// `abort()` on one frame of many: no frame after it, `Closed(ConnectionAborted)`.
 #[test]
 fn after_abort_no_frame_comes() -> io::Result<()> {
-    let mut sel = DefaultSelector::new()?;
-    let (a, mut peer) = socketpair()?;
-    peer.write_all(&numbered_lines(2000))?;
     let on_frame: OnFrame = Box::new(|conn, n| {
         if n == 3 {
             conn.abort();
@@ -1262,16 +1271,9 @@ fn after_abort_no_frame_comes() -> io::Result<()> {
         }
         conn.send_frame(b"ok")
     });
-    let (_, seen) = scripted(
-        &mut sel,
-        a,
-        Limits::default(),
-        Timeouts::default(),
-        on_frame,
-    )?;
-    run_until(&mut sel, "Closed", || {
-        frames_and_closed_last(&seen.borrow()).1
-    })?;
+    let (mut sel, _, seen, mut peer) =
+        pipelining(2000, Limits::default(), Timeouts::default(), on_frame)?;
+    until_closed(&mut sel, &seen)?;
     let seen = seen.borrow();
     assert_eq!(frames_and_closed_last(&seen), (4, true), "{:?}", &seen[..5]);
     assert_eq!(seen[4], Seen::Closed(Some(ErrorKind::ConnectionAborted)));
@@ -1286,18 +1288,13 @@ fn after_the_hard_cap_is_passed_no_frame_comes() -> io::Result<()> {
         hard_cap: 64 << 10,
         ..Limits::default()
     };
-    let mut sel = DefaultSelector::new()?;
-    let (a, mut peer) = socketpair()?;
-    peer.write_all(&numbered_lines(2000))?;
     // The peer never reads: a 16 MiB reply is over the cap whatever the socket takes.
     let on_frame: OnFrame = Box::new(|conn, n| match n {
         0 => conn.send(&pattern(16 << 20)),
         _ => conn.send_frame(b"ok"),
     });
-    let (_, seen) = scripted(&mut sel, a, limits, Timeouts::default(), on_frame)?;
-    run_until(&mut sel, "Closed", || {
-        frames_and_closed_last(&seen.borrow()).1
-    })?;
+    let (mut sel, _, seen, mut peer) = pipelining(2000, limits, Timeouts::default(), on_frame)?;
+    until_closed(&mut sel, &seen)?;
     let seen = seen.borrow();
     assert_eq!(
         frames_and_closed_last(&seen),
@@ -1313,9 +1310,6 @@ fn after_the_hard_cap_is_passed_no_frame_comes() -> io::Result<()> {
 /// then `Closed` with that error, logged; the loop and other connections go on.
 #[test]
 fn after_the_callback_fails_no_frame_comes_and_closed_carries_the_error() -> io::Result<()> {
-    let mut sel = DefaultSelector::new()?;
-    let (a, mut peer) = socketpair()?;
-    peer.write_all(&numbered_lines(2000))?;
     let on_frame: OnFrame = Box::new(|conn, n| match n {
         1 => Err(io::Error::new(
             ErrorKind::InvalidData,
@@ -1323,18 +1317,11 @@ fn after_the_callback_fails_no_frame_comes_and_closed_carries_the_error() -> io:
         )),
         _ => conn.send_frame(b"ok"),
     });
-    let (_, seen) = scripted(
-        &mut sel,
-        a,
-        Limits::default(),
-        Timeouts::default(),
-        on_frame,
-    )?;
+    let (mut sel, _, seen, mut peer) =
+        pipelining(2000, Limits::default(), Timeouts::default(), on_frame)?;
     let (other, mut other_peer) = socketpair()?;
     let (_, other_seen) = connection(&mut sel, other, LineCodec::new(64), Limits::default(), true)?;
-    run_until(&mut sel, "Closed", || {
-        frames_and_closed_last(&seen.borrow()).1
-    })?;
+    until_closed(&mut sel, &seen)?;
     assert_eq!(
         *seen.borrow(),
         [
@@ -1362,14 +1349,13 @@ fn after_the_callback_fails_no_frame_comes_and_closed_carries_the_error() -> io:
 /// Limits for the back-pressure tests below: replies of `REPLY` bytes pass the high-water
 /// mark after four frames.
 const REPLY: usize = 256 << 10;
-const FRAME_LIMITS: Limits = Limits {
-    high_water: 1 << 20,
-    low_water: 256 << 10,
-    read_chunk: 64 << 10,
-    hard_cap: usize::MAX,
-    soft_cap: usize::MAX,
-    soft_cap_for: Duration::ZERO,
-};
+fn frame_limits() -> Limits {
+    Limits {
+        high_water: 1 << 20,
+        low_water: 256 << 10,
+        ..Limits::default()
+    }
+}
 
 /// Frame `n`'s reply: `REPLY` bytes, each `n`.
 fn reply_to(n: usize) -> Vec<u8> {
@@ -1383,12 +1369,9 @@ fn reply_to(n: usize) -> Vec<u8> {
 #[test]
 fn past_the_high_water_mark_frames_wait_then_all_come_in_order() -> io::Result<()> {
     const N: usize = 64; // 16 MiB of replies: far more than the socket buffers hold
-    let mut sel = DefaultSelector::new()?;
-    let (a, mut peer) = socketpair()?;
-    peer.write_all(&numbered_lines(N))?;
-    peer.shutdown(std::net::Shutdown::Write)?; // a half-close right after the requests
     let on_frame: OnFrame = Box::new(|conn, n| conn.send(&reply_to(n)));
-    let (key, seen) = scripted(&mut sel, a, FRAME_LIMITS, Timeouts::default(), on_frame)?;
+    let (mut sel, key, seen, peer) = pipelining(N, frame_limits(), Timeouts::default(), on_frame)?;
+    peer.shutdown(std::net::Shutdown::Write)?; // a half-close right after the requests
     for _ in 0..5 {
         sel.run_once(Some(Duration::from_millis(10)))?;
     }
@@ -1400,13 +1383,11 @@ fn past_the_high_water_mark_frames_wait_then_all_come_in_order() -> io::Result<(
     let conn: &mut Connection<Stream, LineCodec> = sel.source_mut(&key)?;
     let queued = conn.queued();
     assert!(
-        queued <= FRAME_LIMITS.high_water + REPLY,
+        queued <= frame_limits().high_water + REPLY,
         "{queued} bytes queued after {frames} frames"
     );
     let reader = read_all_on_a_thread(peer);
-    run_until(&mut sel, "Closed", || {
-        frames_and_closed_last(&seen.borrow()).1
-    })?;
+    until_closed(&mut sel, &seen)?;
     let got = reader.join().expect("reader")?;
     let want: Vec<u8> = (0..N).flat_map(reply_to).collect();
     assert!(got == want, "the replies arrived changed or out of order");
@@ -1433,14 +1414,9 @@ fn a_timeout_ends_a_connection_whose_frames_wait_and_none_comes_after() -> io::R
         send: Some(Duration::from_millis(200)),
         ..Timeouts::default()
     };
-    let mut sel = DefaultSelector::new()?;
-    let (a, mut peer) = socketpair()?;
-    peer.write_all(&numbered_lines(64))?;
     let on_frame: OnFrame = Box::new(|conn, n| conn.send(&reply_to(n)));
-    let (_, seen) = scripted(&mut sel, a, FRAME_LIMITS, timeouts, on_frame)?;
-    run_until(&mut sel, "Closed", || {
-        frames_and_closed_last(&seen.borrow()).1
-    })?;
+    let (mut sel, _, seen, mut peer) = pipelining(64, frame_limits(), timeouts, on_frame)?;
+    until_closed(&mut sel, &seen)?;
     let seen = seen.borrow();
     let (frames, closed_last) = frames_and_closed_last(&seen);
     assert!(closed_last && frames < 64, "{frames} frames");
@@ -1456,12 +1432,12 @@ fn a_timeout_ends_a_connection_whose_frames_wait_and_none_comes_after() -> io::R
 #[test]
 fn frames_wait_for_the_low_water_mark_not_just_under_the_high_one() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
-    let (a, room, mut peer) = Gated::new()?;
+    let (a, room, mut peer) = Watched::full()?;
     room.set(1 << 20); // of frame 0's reply of 1.5 MiB, the socket takes 1 MiB at once
     peer.write_all(b"0\n1\n")?;
     let seen: Events_ = Rc::default();
     let log = seen.clone();
-    let conn = Connection::new(a, LineCodec::new(64)).with_limits(FRAME_LIMITS)?;
+    let conn = Connection::new(a, LineCodec::new(64)).with_limits(frame_limits())?;
     let key = conn.register(&mut sel, move |_, conn, event| {
         match event {
             ConnEvent::Frame(frame) => {
@@ -1477,7 +1453,7 @@ fn frames_wait_for_the_low_water_mark_not_just_under_the_high_one() -> io::Resul
         sel.run_once(Some(Duration::from_millis(10)))?;
     }
     // 512 KiB queued: under the high-water mark, over the low one.
-    let conn: &mut Connection<Gated, LineCodec> = sel.source_mut(&key)?;
+    let conn: &mut Connection<Watched, LineCodec> = sel.source_mut(&key)?;
     assert_eq!(conn.queued(), 512 << 10);
     assert!(conn.is_reading_paused());
     assert_eq!(*seen.borrow(), [Seen::Frame(b"0".to_vec())]);
@@ -1630,44 +1606,57 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
     Ok(())
 }
 
-/// One end of a socket pair that takes only `room` more bytes (and refuses more with
-/// `WouldBlock`, as a full socket does): a peer that never reads (`room` 0), or reads exactly
-/// so much, for tests that need exactly what was sent to stay queued. The bytes it takes are
-/// dropped, but for `room` of `usize::MAX`, which passes every write on to the socket.
+/// One end of a socket pair the test watches: it counts the connection's `read` and `write`
+/// calls, and takes only `room` more bytes (refusing more with `WouldBlock`, as a full socket
+/// does): a peer that never reads (`room` 0), or reads exactly so much, for tests that need
+/// exactly what was sent to stay queued. The bytes it takes are dropped, but with `room` of
+/// `usize::MAX` (the default), which passes every write on to the socket.
 ///
-/// Filling a real socket is not enough: a TCP socket that refused a write takes more later,
-/// as the kernel moves its bytes on to the peer's receive buffer — on a busy machine well
-/// after the refusal (under Wine, where the tests' socket pairs are loopback TCP, 128 KiB
-/// went through after the socket had refused a write, so a queue meant to pass a cap never
-/// did). The socket is filled too, so that it is not reported writable over and over.
-struct Gated {
+/// Filling a real socket is not enough to keep what is sent queued: a TCP socket that refused
+/// a write takes more later, as the kernel moves its bytes on to the peer's receive buffer —
+/// on a busy machine well after the refusal (under Wine, where the tests' socket pairs are
+/// loopback TCP, 128 KiB went through after the socket had refused a write, so a queue meant
+/// to pass a cap never did). [`Watched::full`] fills the socket too, so that it is not
+/// reported writable over and over.
+struct Watched {
     stream: Stream,
     room: Rc<Cell<usize>>,
+    writes: Rc<Cell<usize>>,
+    reads: Rc<Cell<usize>>,
 }
 
-impl Gated {
-    /// A full socket (its peer never reads), and its `room`, 0.
-    fn new() -> io::Result<(Gated, Rc<Cell<usize>>, Stream)> {
+impl Watched {
+    fn new(stream: Stream) -> Watched {
+        Watched {
+            stream,
+            room: Rc::new(Cell::new(usize::MAX)),
+            writes: Rc::default(),
+            reads: Rc::default(),
+        }
+    }
+
+    /// A full socket (its peer never reads): its `room` is 0.
+    fn full() -> io::Result<(Watched, Rc<Cell<usize>>, Stream)> {
         let (a, peer) = socketpair()?;
         let chunk = [0u8; 4096];
         while (&a).write(&chunk).is_ok() {} // until WouldBlock
-        let room = Rc::new(Cell::new(0));
-        let stream = Gated {
-            stream: a,
-            room: room.clone(),
-        };
+        let stream = Watched::new(a);
+        stream.room.set(0);
+        let room = stream.room.clone();
         Ok((stream, room, peer))
     }
 }
 
-impl Read for Gated {
+impl Read for Watched {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads.set(self.reads.get() + 1);
         self.stream.read(buf)
     }
 }
 
-impl Write for Gated {
+impl Write for Watched {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.writes.set(self.writes.get() + 1);
         match self.room.get() {
             0 => Err(ErrorKind::WouldBlock.into()),
             usize::MAX => self.stream.write(data),
@@ -1683,45 +1672,31 @@ impl Write for Gated {
     }
 }
 
-impl selectloop::ByteStream for Gated {
+impl selectloop::ByteStream for Watched {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.stream.shutdown(std::net::Shutdown::Write)
     }
 }
 
 #[cfg(unix)]
-impl std::os::fd::AsFd for Gated {
+impl std::os::fd::AsFd for Watched {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.stream.as_fd()
     }
 }
 
-#[cfg(unix)]
-impl std::os::fd::AsRawFd for Gated {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.stream.as_raw_fd()
-    }
-}
-
 #[cfg(windows)]
-impl std::os::windows::io::AsSocket for Gated {
+impl std::os::windows::io::AsSocket for Watched {
     fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
         self.stream.as_socket()
     }
 }
 
-#[cfg(windows)]
-impl std::os::windows::io::AsRawSocket for Gated {
-    fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
-        self.stream.as_raw_socket()
-    }
-}
+type WatchedConn = Connection<Watched, Bytes>;
 
-type GatedConn = Connection<Gated, Bytes>;
-
-/// The bytes queued on the gated connection `key`.
+/// The bytes queued on the watched connection `key`.
 fn queued(sel: &mut DefaultSelector, key: &SelectorKey) -> usize {
-    let conn: &mut GatedConn = sel.source_mut(key).expect("open");
+    let conn: &mut WatchedConn = sel.source_mut(key).expect("open");
     conn.queued()
 }
 
@@ -1730,18 +1705,18 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     let mut sel = DefaultSelector::new()?;
     let mut conns = Vec::new();
     for _ in 0..5 {
-        let (a, room, peer) = Gated::new()?; // sends stay queued
+        let (a, room, peer) = Watched::full()?; // sends stay queued
         let (key, _) = connection(&mut sel, a, Bytes, Limits::default(), false)?;
         conns.push((key, room, peer));
     }
     let memory = |sel: &mut DefaultSelector, key: &SelectorKey| {
-        let conn: &mut GatedConn = sel.source_mut(key).expect("open");
+        let conn: &mut WatchedConn = sel.source_mut(key).expect("open");
         conn.buffer_memory()
     };
     // A 1 MiB queue, written out: the connection holds nothing (the thread keeps it).
     let (big, big_room, big_peer) = &mut conns[0];
     let big = *big;
-    GatedConn::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
+    WatchedConn::with(&mut sel, &big, |conn| conn.send(&[1; 1 << 20]))??;
     let room = memory(&mut sel, &big);
     assert!(room >= 1 << 20, "{room}");
     big_room.set(usize::MAX); // the peer reads: the socket takes what it sends
@@ -1759,19 +1734,19 @@ fn a_large_queue_emptied_is_reused_by_a_large_send_never_by_a_small_one() -> io:
     }
     // A small send to a full socket: a small queue, not the 1 MiB one.
     let small = conns[1].0;
-    GatedConn::with(&mut sel, &small, |conn| conn.send(b"small"))??;
+    WatchedConn::with(&mut sel, &small, |conn| conn.send(b"small"))??;
     assert_eq!(memory(&mut sel, &small), 4096);
     // A medium one (a large send, but under a sixteenth of it): a queue of its own size.
     let medium = conns[4].0;
-    GatedConn::with(&mut sel, &medium, |conn| conn.send(&[3; 5 << 10]))??;
+    WatchedConn::with(&mut sel, &medium, |conn| conn.send(&[3; 5 << 10]))??;
     assert_eq!(memory(&mut sel, &medium), 5 << 10);
     // A large one (over a sixteenth of it): the 1 MiB one, not a new allocation grown to it.
     let large = conns[2].0;
-    GatedConn::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
+    WatchedConn::with(&mut sel, &large, |conn| conn.send(&[2; 100 << 10]))??;
     assert_eq!(memory(&mut sel, &large), room);
     // A small frame to a full socket: a small queue too.
     let framed = conns[3].0;
-    GatedConn::with(&mut sel, &framed, |conn| conn.send_frame(b"small"))??;
+    WatchedConn::with(&mut sel, &framed, |conn| conn.send_frame(b"small"))??;
     assert_eq!(memory(&mut sel, &framed), 4096);
     drop(sel); // closes the connections: the reader sees end of file
     draining.join().expect("reader")?;
@@ -1874,16 +1849,16 @@ fn exactly_the_hard_cap_queued_is_not_over_it() -> io::Result<()> {
         ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
-    let (a, _room, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
+    let (a, _room, _peer) = Watched::full()?; // the peer never reads: all that is sent stays queued
     let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
-    GatedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    WatchedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
     for _ in 0..3 {
         sel.run_once(Some(Duration::from_millis(20)))?;
     }
     assert_eq!(*seen.borrow(), [], "closed at the cap");
     assert_eq!(queued(&mut sel, &key), CAP);
     // One byte over it: closed.
-    GatedConn::with(&mut sel, &key, |conn| conn.send(b"!"))??;
+    WatchedConn::with(&mut sel, &key, |conn| conn.send(b"!"))??;
     run_until(&mut sel, "the hard cap", || !seen.borrow().is_empty())?;
     assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
     Ok(())
@@ -1899,9 +1874,9 @@ fn exactly_the_soft_cap_queued_is_not_over_it() -> io::Result<()> {
         ..Limits::default()
     };
     let mut sel = DefaultSelector::new()?;
-    let (a, _room, _peer) = Gated::new()?; // the peer never reads: all that is sent stays queued
+    let (a, _room, _peer) = Watched::full()?; // the peer never reads: all that is sent stays queued
     let (key, seen) = connection(&mut sel, a, Bytes, limits, false)?;
-    GatedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
+    WatchedConn::with(&mut sel, &key, |conn| conn.send(&pattern(CAP)))??;
     // Twice the grace period at the cap, not over it: still open.
     let until = Instant::now() + 2 * FOR;
     while Instant::now() < until {
@@ -1911,7 +1886,7 @@ fn exactly_the_soft_cap_queued_is_not_over_it() -> io::Result<()> {
     assert_eq!(queued(&mut sel, &key), CAP);
     // One byte over it, for the grace period: closed.
     let start = Instant::now();
-    GatedConn::with(&mut sel, &key, |conn| conn.send(b"!"))??;
+    WatchedConn::with(&mut sel, &key, |conn| conn.send(b"!"))??;
     run_until(&mut sel, "the soft cap", || !seen.borrow().is_empty())?;
     assert_eq!(*seen.borrow(), [Seen::Closed(Some(ErrorKind::OutOfMemory))]);
     assert!(start.elapsed() >= FOR, "closed before the grace period");
@@ -2608,60 +2583,12 @@ fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
     Ok(())
 }
 
-/// A stream that counts its `write` and `read` calls.
-struct CountingCalls {
-    stream: Stream,
-    writes: Rc<Cell<usize>>,
-    reads: Rc<Cell<usize>>,
-}
-
-impl Read for CountingCalls {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reads.set(self.reads.get() + 1);
-        self.stream.read(buf)
-    }
-}
-
-impl Write for CountingCalls {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writes.set(self.writes.get() + 1);
-        self.stream.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl selectloop::ByteStream for CountingCalls {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.stream.shutdown(std::net::Shutdown::Write)
-    }
-}
-
-#[cfg(unix)]
-impl std::os::fd::AsFd for CountingCalls {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.stream.as_fd()
-    }
-}
-
-#[cfg(windows)]
-impl std::os::windows::io::AsSocket for CountingCalls {
-    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
-        self.stream.as_socket()
-    }
-}
-
 #[test]
 fn a_connection_writes_only_what_is_queued() -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let (a, mut peer) = socketpair()?;
-    let writes = Rc::new(Cell::new(0));
-    let stream = CountingCalls {
-        stream: a,
-        writes: writes.clone(),
-        reads: Rc::default(),
-    };
+    let stream = Watched::new(a);
+    let writes = stream.writes.clone();
     let lines = Rc::new(Cell::new(0));
     let seen = lines.clone();
     Connection::new(stream, LineCodec::new(64)).register(&mut sel, move |_, conn, event| {
@@ -2695,14 +2622,10 @@ fn a_connection_reads_only_when_told_it_can() -> io::Result<()> {
     // 4 MiB out to a reader, nothing in: the many WRITE reports make no read call.
     let mut sel = DefaultSelector::new()?;
     let (a, mut peer) = socketpair()?;
-    let reads = Rc::new(Cell::new(0));
-    let stream = CountingCalls {
-        stream: a,
-        writes: Rc::default(),
-        reads: reads.clone(),
-    };
+    let stream = Watched::new(a);
+    let reads = stream.reads.clone();
     let key = Connection::new(stream, Bytes).register(&mut sel, |_, _, _| Ok(()))?;
-    Connection::<CountingCalls, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(4 << 20)))??;
+    Connection::<Watched, Bytes>::with(&mut sel, &key, |conn| conn.send(&pattern(4 << 20)))??;
     let reader = thread::spawn(move || -> io::Result<Stream> {
         let mut got = vec![0u8; 4 << 20];
         peer.read_exact(&mut got)?;

@@ -17,24 +17,28 @@
 //! (`"../common/cli.rs"` from an example that is a folder). Plain functions:
 //!
 //! ```text
-//! fn parse_args(parser: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+//! fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Duration), lexopt::Error> {
 //!     use lexopt::prelude::*;
-//!     let mut addr = None;
+//!     let (mut addr, mut idle) = (None, Duration::from_secs(10));
 //!     while let Some(arg) = parser.next()? {
 //!         match arg {
+//!             Long("idle-timeout") => idle = cli::secs(parser, "--idle-timeout")?,
 //!             Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
 //!             Short('h') | Long("help") => cli::help(USAGE),
 //!             _ => return Err(arg.unexpected()), // an unknown flag, an extra argument
 //!         }
 //!     }
-//!     Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
+//!     Ok((addr.unwrap_or_else(|| "127.0.0.1:8088".into()), idle))
 //! }
 //!
 //! fn main() -> ExitCode {
-//!     let addr = cli::parse(USAGE, parse_args);  // exits 2 on a usage error
-//!     cli::status(serve(&addr))                  // 0, or 1 after "PROG: error"
+//!     let (addr, idle) = cli::parse(USAGE, parse_args);  // exits 2 on a usage error
+//!     cli::status(serve(&addr, idle))                    // 0, or 1 after "PROG: error"
 //! }
 //! ```
+//!
+//! A server that takes only `[ADDR]` needs no parser of its own:
+//! `cli::parse(USAGE, cli::addr_only(USAGE))`.
 
 #![allow(dead_code)] // each example uses its own subset
 
@@ -67,6 +71,25 @@ pub fn parse<T>(
             eprintln!("{PROG}: {e} (try --help)\n{synopsis}");
             std::process::exit(2)
         }
+    }
+}
+
+/// The whole command line of a server that takes only `[ADDR]` (and `--help`), for
+/// [`parse`]: the address given, or `127.0.0.1:8088`.
+pub fn addr_only(
+    usage: &'static str,
+) -> impl FnOnce(&mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    move |parser| {
+        use lexopt::prelude::*;
+        let mut addr = None;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Value(value) if addr.is_none() => addr = Some(self::addr(value)?),
+                Short('h') | Long("help") => help(usage),
+                _ => return Err(arg.unexpected()),
+            }
+        }
+        Ok(addr.unwrap_or_else(|| "127.0.0.1:8088".into()))
     }
 }
 
