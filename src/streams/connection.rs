@@ -481,9 +481,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// queue is over the hard cap once written — its callback gets `Closed` in the
     /// [`call_soon`](Selector::call_soon) phase of the loop iteration under way (from a
     /// callback or a timer) or of the next one, whatever its socket's readiness (in a bare
-    /// `select()`/`dispatch()` loop: when the socket is next reported). So does `Drained`, if
-    /// what `f` sent is written down to the low-water mark at once. The callback never runs
-    /// inside `with`.
+    /// `select()`/`dispatch()` loop: when the socket is next reported). So do `Drained`, and
+    /// the frames that waited while the queue was over the high-water mark, if the queue is
+    /// written down to the low-water mark at once. The callback never runs inside `with`.
     ///
     /// # Errors
     ///
