@@ -1346,6 +1346,32 @@ fn after_the_callback_fails_no_frame_comes_and_closed_carries_the_error() -> io:
     Ok(())
 }
 
+/// `WouldBlock` (or `Interrupted`) from the callback means "not ready after all", as for
+/// `dispatch`: the connection goes on, and the frames after it come.
+#[test]
+fn would_block_from_the_callback_does_not_end_the_connection() -> io::Result<()> {
+    let on_frame: OnFrame = Box::new(|conn, n| match n {
+        0 => Err(ErrorKind::WouldBlock.into()),
+        1 => Err(ErrorKind::Interrupted.into()),
+        _ => conn.send_frame(b"ok"),
+    });
+    let (mut sel, _, seen, mut peer) =
+        pipelining(3, Limits::default(), Timeouts::default(), on_frame)?;
+    run_until(&mut sel, "three frames", || seen.borrow().len() >= 3)?;
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::from_millis(5)))?;
+    }
+    let frames: Vec<Seen> = (0..3)
+        .map(|n| Seen::Frame(n.to_string().into_bytes()))
+        .collect();
+    assert_eq!(*seen.borrow(), frames);
+    let mut ok = [0u8; 3];
+    peer.read_exact(&mut ok)?;
+    assert_eq!(&ok, b"ok\n");
+    assert_eq!(sel.len(), 1);
+    Ok(())
+}
+
 /// Limits for the back-pressure tests below: replies of `REPLY` bytes pass the high-water
 /// mark after four frames.
 const REPLY: usize = 256 << 10;
@@ -1477,6 +1503,39 @@ fn frames_wait_for_the_low_water_mark_not_just_under_the_high_one() -> io::Resul
     );
     drop(sel); // the reader sees end of file
     reader.join().expect("reader")?;
+    Ok(())
+}
+
+/// Frames that wait over the high-water mark come once the queue drains, also when it drains
+/// in `with`, from outside the callback: the callback is then woken to hand them over (in
+/// this loop iteration), never called inside `with`.
+#[test]
+fn frames_that_wait_come_when_the_queue_drains_in_with() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, room, mut peer) = Watched::full()?; // never writable: only `with` writes
+    peer.write_all(b"0\n1\n")?;
+    let seen: Events_ = Rc::default();
+    let log = seen.clone();
+    let conn = Connection::new(a, LineCodec::new(64)).with_limits(frame_limits())?;
+    let key = conn.register(&mut sel, move |_, conn, event| {
+        if let ConnEvent::Frame(_) = event {
+            conn.send(&vec![0; 3 * (1 << 20) / 2])?;
+        }
+        log.borrow_mut().push(Seen::from(event));
+        Ok(())
+    })?;
+    for _ in 0..3 {
+        sel.run_once(Some(Duration::from_millis(10)))?;
+    }
+    assert_eq!(*seen.borrow(), [Seen::Frame(b"0".to_vec())]);
+    room.set(64 << 20);
+    Connection::<Watched, LineCodec>::with(&mut sel, &key, |conn| conn.queued())?;
+    assert_eq!(seen.borrow().len(), 1, "the callback ran inside `with`");
+    sel.run_once(Some(Duration::ZERO))?;
+    assert_eq!(
+        seen.borrow()[1..3],
+        [Seen::Drained, Seen::Frame(b"1".to_vec())]
+    );
     Ok(())
 }
 

@@ -526,10 +526,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let now = conn.timed().then(Instant::now);
         conn.flush(now);
         conn.check_hard_cap();
-        let wake = conn.done()
-            || conn.drain_owed()
-            || conn.resume_owed()
-            || now.is_some_and(|now| conn.unarmed(now));
+        let wake = conn.done() || conn.drain_owed() || now.is_some_and(|now| conn.unarmed(now));
         let events = conn.next_interest(now);
         let key = sel.get_key(key)?;
         if events != key.events() {
@@ -685,7 +682,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         if self.reading() {
             events |= EVENT_READ;
         }
-        if queued > 0 || self.done() || self.drain_owed() || self.resume_owed() {
+        if queued > 0 || self.done() || self.drain_owed() {
             events |= EVENT_WRITE;
         }
         events
@@ -708,8 +705,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// True when the callback is owed what waited while the queue was over the high-water
     /// mark: the queue is down to the low-water mark and input is held. Only the connection's
-    /// own callback can deliver it, so a queue drained from `with` wakes it, and a bare
-    /// `select()` loop gets there through WRITE interest (see `next_interest`).
+    /// own callback can deliver it — right after `Drained`, which is always owed then (the
+    /// queue went from over the high-water mark to the low one): what wakes the callback for
+    /// `Drained` (`with`, and WRITE interest in a bare `select()` loop) wakes it for this too.
     fn resume_owed(&self) -> bool {
         self.paused
             && self.queued() <= self.limits.low_water
