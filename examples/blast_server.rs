@@ -120,14 +120,14 @@ fn serve(addr: &str, options: Options) -> io::Result<()> {
     let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
-    eprintln!(
-        "blast server on {addr}; {} bytes to each client",
-        options.payload
-    );
     let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, options)
     })?;
     shutdown::stop_on_signals(&mut sel)?;
+    eprintln!(
+        "blast server on {addr}; {} bytes to each client",
+        options.payload
+    );
 
     sel.run()?; // until Ctrl-C or SIGTERM
     shutdown::close::<TcpStream, Bytes>(sel, &[listener]) // flushes, then closes

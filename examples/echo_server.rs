@@ -100,7 +100,6 @@ fn serve(addr: &str) -> io::Result<()> {
     let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
-    eprintln!("echo server on {addr}; try: cargo run --example echo_client {addr}");
     let listener = sel.register(sock, EVENT_READ, accept)?;
 
     // Python's KeyboardInterrupt: the handler is a registration like the others, so the
@@ -111,6 +110,7 @@ fn serve(addr: &str) -> io::Result<()> {
         let running = running.clone();
         sel.add_signal_handler(signal, move |_, _| running.set(false))?;
     }
+    eprintln!("echo server on {addr}; try: cargo run --example echo_client {addr}");
 
     while running.get() {
         for (key, mask) in sel.select(None)? {

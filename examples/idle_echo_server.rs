@@ -140,16 +140,16 @@ fn serve(addr: &str, timeouts: Timeouts) -> io::Result<()> {
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
     let secs = |t: Option<Duration>| t.map_or("off".into(), |t| format!("{} s", t.as_secs_f64()));
+    let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
+        accept(sel, sock, timeouts)
+    })?;
+    shutdown::stop_on_signals(&mut sel)?;
     eprintln!(
         "echo server on {addr}; timeouts: idle {}, frame {}, send {}",
         secs(timeouts.idle),
         secs(timeouts.frame),
         secs(timeouts.send)
     );
-    let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
-        accept(sel, sock, timeouts)
-    })?;
-    shutdown::stop_on_signals(&mut sel)?;
 
     sel.run()?; // until Ctrl-C or SIGTERM
     shutdown::close::<TcpStream, RawLines>(sel, &[listener]) // flushes, then closes

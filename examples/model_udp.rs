@@ -108,7 +108,6 @@ fn server(addr: SocketAddr) -> io::Result<()> {
     let sock = UdpSocket::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
-    eprintln!("model_udp on {addr}; try: cargo run --example model_udp -- --client {addr}");
     let echoes = Rc::new(RefCell::new(Echoes {
         queue: VecDeque::new(),
         buf: vec![0u8; 65536], // the largest UDP datagram
@@ -121,6 +120,7 @@ fn server(addr: SocketAddr) -> io::Result<()> {
     for signal in [selectloop::signals::SIGINT, selectloop::signals::SIGTERM] {
         sel.add_signal_handler(signal, |sel, _| sel.stop())?;
     }
+    eprintln!("model_udp on {addr}; try: cargo run --example model_udp -- --client {addr}");
     sel.run()?; // until Ctrl-C or SIGTERM
     sel.close()?;
     eprintln!("interrupted: echoed {} datagram(s)", echoes.borrow().echoed);

@@ -98,11 +98,11 @@ fn serve(addr: &str, timeouts: Timeouts) -> io::Result<()> {
     let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
-    eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
     let listener = sel.register(sock, EVENT_READ, move |sel, sock, _: Events| {
         accept(sel, sock, timeouts)
     })?;
     shutdown::stop_on_signals(&mut sel)?;
+    eprintln!("uppercase server on {addr}; try: cargo run --example echo_client {addr}");
 
     sel.run()?; // until Ctrl-C or SIGTERM; `run`, not `select`, fires the timeouts
     shutdown::close::<TcpStream, LineCodec>(sel, &[listener]) // flushes, then closes

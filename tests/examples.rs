@@ -1400,6 +1400,33 @@ fn model_epoll_edge_sigterm() {
     sigterm_with_a_client("model_epoll_edge", &["127.0.0.1:0"], line_served);
 }
 
+/// The first line on stderr says a server is ready, and stoppable: a signal sent as soon as it
+/// is read stops the server cleanly (the multi-loop servers printed it before installing their
+/// signal handlers, and their other loops already served meanwhile: SIGINT then killed them).
+#[cfg(unix)]
+#[test]
+fn a_signal_right_after_the_first_line_stops_a_server_cleanly() {
+    let root = std::env::temp_dir(); // served, never written: nothing is uploaded
+    let root = root.to_str().expect("a UTF-8 temporary directory");
+    let servers: [(&str, &[&str]); 4] = [
+        ("kv_server", &["127.0.0.1:0", "--threads", "2"]),
+        ("http_server", &["127.0.0.1:0", "--threads", "2"]),
+        ("echo_server", &["127.0.0.1:0"]),
+        ("file_server", &["--listen", "127.0.0.1:0", "--root", root]),
+    ];
+    for _ in 0..5 {
+        for (name, args) in servers {
+            let mut server = ExampleServer::start(name, args);
+            let status = server.interrupt();
+            let stderr = server.stderr();
+            assert!(
+                status.success() && stderr.contains("closed 0 connection(s)"),
+                "{name} on SIGINT right after its first line: {status}; stderr:\n{stderr}"
+            );
+        }
+    }
+}
+
 /// UDP has no connections: the server reports the datagrams it echoed.
 #[cfg(unix)]
 #[test]

@@ -64,14 +64,6 @@ where
     let first =
         bind(addr, reuse_port).map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
     let addr = first.local_addr()?; // the real port, for the other listeners too
-    let how = if threads == 1 {
-        "one loop"
-    } else if reuse_port {
-        "one loop per thread, each with its own SO_REUSEPORT listener"
-    } else {
-        "one loop per thread, the first accepting for all"
-    };
-    eprintln!("{name} on {addr} ({threads} thread(s): {how}); Ctrl-C or SIGTERM stops it");
 
     let running = Arc::new(AtomicBool::new(true));
     let factory = Arc::new(factory);
@@ -127,6 +119,16 @@ where
             }
         })?;
     }
+    // The first line says the server is ready, and so that it stops on a signal: a supervisor
+    // (or a test) may send one as soon as it reads it, while other loops already serve.
+    let how = if threads == 1 {
+        "one loop"
+    } else if reuse_port {
+        "one loop per thread, each with its own SO_REUSEPORT listener"
+    } else {
+        "one loop per thread, the first accepting for all"
+    };
+    eprintln!("{name} on {addr} ({threads} thread(s): {how}); Ctrl-C or SIGTERM stops it");
     let mut closed = run::<S, C>(&mut sel, &running, &[listener])?;
     for worker in workers {
         closed += worker.join().expect("a loop panicked")?;

@@ -684,14 +684,7 @@ fn run(options: Options) -> io::Result<()> {
     let sock = TcpListener::bind(&options.listen).map_err(cli::about(&options.listen))?;
     sock.set_nonblocking(true)?;
     let addr = sock.local_addr()?; // the real port, if ADDR asked for port 0
-    eprintln!(
-        "file server on {addr}, serving {}; try: cargo run --example file_client -- {addr} list",
-        root.path().display()
-    );
     let stale = root.remove_stale_temps()?;
-    if stale > 0 {
-        log::warn!("removed {stale} unfinished upload(s) left by an earlier server");
-    }
     let server = Rc::new(Server {
         root,
         options,
@@ -705,9 +698,17 @@ fn run(options: Options) -> io::Result<()> {
         accept(sel, sock, &listener_server)
     })?;
     shutdown::stop_on_signals(&mut sel)?;
+    eprintln!(
+        "file server on {addr}, serving {}; try: cargo run --example file_client -- {addr} list",
+        server.root.path().display()
+    );
+    if stale > 0 {
+        log::warn!("removed {stale} unfinished upload(s) left by an earlier server");
+    }
 
     sel.run()?; // until Ctrl-C or SIGTERM
-                // Replies queued go out whole, then every connection closes; unfinished uploads remove
-                // their temporary files.
+
+    // Replies queued go out whole, then every connection closes; unfinished uploads remove
+    // their temporary files.
     shutdown::close::<TcpStream, LengthPrefixed>(sel, &[listener])
 }
