@@ -1306,6 +1306,79 @@ fn after_the_hard_cap_is_passed_no_frame_comes() -> io::Result<()> {
     Ok(())
 }
 
+/// A connection over a `Watched` socket with `room`, whose peer sent `0\n1\n` and whose
+/// callback answers frame `n` with `replies[n]` bytes and records every event.
+fn watched_replies(
+    sel: &mut DefaultSelector,
+    limits: Limits,
+    room: usize,
+    replies: &'static [usize],
+) -> io::Result<(Events_, Stream)> {
+    let (a, gate, mut peer) = Watched::full()?;
+    gate.set(room);
+    peer.write_all(b"0\n1\n")?;
+    let seen: Events_ = Rc::default();
+    let log = seen.clone();
+    let conn = Connection::new(a, LineCodec::new(64)).with_limits(limits)?;
+    let mut frames = 0;
+    conn.register(sel, move |_, conn, event| {
+        let frame = matches!(event, ConnEvent::Frame(_));
+        log.borrow_mut().push(Seen::from(event));
+        if frame {
+            conn.send(&vec![0; replies[frames]])?;
+            frames += 1;
+        }
+        Ok(())
+    })?;
+    Ok((seen, peer))
+}
+
+/// A reply over the hard cap but under the high-water mark ends the frames too: the cap alone
+/// is checked before the next frame.
+#[test]
+fn a_reply_over_the_hard_cap_under_the_high_water_mark_is_the_last() -> io::Result<()> {
+    let limits = Limits {
+        hard_cap: 64 << 10,
+        ..frame_limits()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (seen, _peer) = watched_replies(&mut sel, limits, 0, &[128 << 10, 1])?;
+    until_closed(&mut sel, &seen)?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"0".to_vec()),
+            Seen::Closed(Some(ErrorKind::OutOfMemory))
+        ]
+    );
+    Ok(())
+}
+
+/// Exactly the high-water mark queued is not over it: the next frame comes at once. (The cap,
+/// below the mark here, has the socket take what it will first: 48 KiB, leaving 16 KiB, under
+/// the cap; frame 1's reply then passes both.)
+#[test]
+fn exactly_the_high_water_mark_queued_is_not_over_it() -> io::Result<()> {
+    let limits = Limits {
+        high_water: 64 << 10,
+        low_water: 16 << 10,
+        hard_cap: 32 << 10,
+        ..Limits::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (seen, _peer) = watched_replies(&mut sel, limits, 48 << 10, &[64 << 10, 64 << 10])?;
+    until_closed(&mut sel, &seen)?;
+    assert_eq!(
+        *seen.borrow(),
+        [
+            Seen::Frame(b"0".to_vec()),
+            Seen::Frame(b"1".to_vec()),
+            Seen::Closed(Some(ErrorKind::OutOfMemory))
+        ]
+    );
+    Ok(())
+}
+
 /// An error returned by the callback ends that connection as a failure: no frame after it,
 /// then `Closed` with that error, logged; the loop and other connections go on.
 #[test]

@@ -527,7 +527,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         conn.flush(now);
         conn.check_hard_cap();
         let wake = conn.done() || conn.drain_owed() || now.is_some_and(|now| conn.unarmed(now));
-        let events = conn.next_interest(now);
+        let events = conn.next_interest();
         let key = sel.get_key(key)?;
         if events != key.events() {
             sel.modify(&key, events)?;
@@ -671,12 +671,10 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// the connection is done (failed, or closing with nothing queued) or owes `Drained`, WRITE
     /// too, so that its callback runs in a bare `select()` loop as well (a socket with room,
     /// or reset, is writable); the loop's services get there sooner (see `wake`).
-    fn next_interest(&mut self, now: Option<Instant>) -> Events {
+    fn next_interest(&mut self) -> Events {
         let queued = self.queued();
         if queued > self.limits.high_water {
-            self.paused = true;
-        } else if queued <= self.limits.low_water && self.paused && !self.holds_input() {
-            self.resume(now);
+            self.paused = true; // until `deliver_waiting`, at the low-water mark
         }
         let mut events = Events::NONE;
         if self.reading() {
@@ -711,21 +709,15 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
     }
 
-    /// True while received input waits to be handed over: bytes undecoded (maybe whole
-    /// frames, held back over the high-water mark), or the peer's end of file not told yet.
-    fn holds_input(&self) -> bool {
-        self.rstart < self.rend || (self.eof && !self.peer_closed)
-    }
-
-    /// True when the callback is owed what waited while the queue was over the high-water
-    /// mark: the queue is down to the low-water mark and input is held. Only the connection's
-    /// own callback can deliver it — right after `Drained`, which is always owed then (the
-    /// queue went from over the high-water mark to the low one): what wakes the callback for
-    /// `Drained` (`with`, and WRITE interest in a bare `select()` loop) wakes it for this too.
+    /// True when reading, and the frames that waited, are owed: the queue is down to the
+    /// low-water mark after being over the high one. Reading resumes in the connection's own
+    /// callback, which hands those frames over first — right after `Drained`, which is always
+    /// owed then (the queue went from over the high-water mark to the low one): what wakes the
+    /// callback for `Drained` (`with`, and WRITE interest in a bare `select()` loop) wakes it
+    /// for this too.
     fn resume_owed(&self) -> bool {
         self.paused
             && self.queued() <= self.limits.low_water
-            && self.holds_input()
             && !self.closing
             && self.failed.is_none()
     }
@@ -1121,7 +1113,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             return self.finish(sel, callback, timer);
         }
         let key = self.own_key(sel)?;
-        let events = self.next_interest(now);
+        let events = self.next_interest();
         if events != key.events() {
             sel.modify(self, events)?;
         }
