@@ -9,10 +9,10 @@
 //! of up to `max_reply` (the cap less that mark) always fits. A command whose reply could be
 //! larger computes its size first, under the locks it then writes it under, and if it is over
 //! `max_reply` answers `-ERR reply of N bytes is over the M-byte limit (--max-output less the
-//! high-water mark)` instead, having changed nothing a client could see: MGET (many large values) and CONFIG GET
-//! (its arguments echoed). Redis has no such limit for ordinary clients. GET, ECHO and PING
-//! reply with at most one argument's worth (`--max-bulk`), which `--max-output` must leave
-//! room for.
+//! high-water mark)` instead, having changed nothing a client could see: MGET (many large
+//! values) and CONFIG GET (its arguments echoed). Redis has no such limit for ordinary
+//! clients. GET, ECHO and PING reply with at most one argument's worth (`--max-bulk`), which
+//! `--max-output` must leave room for.
 
 use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Sink};
 use crate::store::{Clock, Found, Session, Shard};
