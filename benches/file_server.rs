@@ -323,6 +323,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list`
     }
+    // `cargo test --all-targets` runs a benchmark without `--bench`: it measures nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("file_server: a benchmark: run it with `cargo bench --bench file_server`");
+        return;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
         .args(["build", "--release", "--example", "file_server"])

@@ -443,6 +443,11 @@ mod bench {
     }
 
     pub fn main() -> io::Result<()> {
+        // `cargo test --all-targets` runs a benchmark without `--bench`: it measures nothing then.
+        if !std::env::args().any(|a| a == "--bench") {
+            println!("ladder: a benchmark: run it with `cargo bench --bench ladder`");
+            return Ok(());
+        }
         let cfg = config()?;
         eprintln!("ladder: cargo build --release --examples");
         build_examples()?;

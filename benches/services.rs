@@ -285,6 +285,11 @@ fn main() -> io::Result<()> {
         println!("{}", figures.map(|x| format!("{x:.1}")).join(" "));
         return Ok(());
     }
+    // `cargo test --all-targets` runs a benchmark without `--bench`: it measures nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("services: a benchmark: run it with `cargo bench --bench services`");
+        return Ok(());
+    }
     let scale: f64 = match std::env::var("SERVICES_SCALE") {
         Ok(v) => v
             .parse()
