@@ -94,7 +94,6 @@ mod sys;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use reactor::selector::EpollSelector;
 pub use reactor::{
-    events::{Events, Mode, EVENT_READ, EVENT_WRITE},
     failure::ErrorAction,
     key::{SelectorKey, SelectorMap},
     ready::{IntoIter, Ready},
@@ -111,7 +110,8 @@ pub use streams::{
     limits::{Limits, Timeouts},
 };
 
-// The OS side: backends, and what a source or a file object is.
+// The OS side: readiness events, backends, and what a source or a file object is.
+pub use sys::events::{Events, Mode, EVENT_READ, EVENT_WRITE};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use sys::EpollBackend;
 pub use sys::{Backend, FileObj, PollBackend, PollingBackend, SelectBackend, Source};

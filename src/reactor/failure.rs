@@ -27,7 +27,8 @@
 use crate::reactor::key::Token;
 use crate::reactor::selector::{error, Selector};
 use crate::sys::{self, Backend, FileObj};
-use crate::SelectorKey;
+use crate::reactor::key::SelectorKey;
+use crate::sys::events::Mode;
 use log::{debug, info, warn};
 use std::cmp::Reverse;
 use std::io;
@@ -168,7 +169,7 @@ impl<B: Backend> Selector<B> {
     /// when the socket is full, silently losing the rest of the data. Say so, once.
     pub(crate) fn would_block(&mut self, index: usize) {
         let entry = &mut self.entries[index];
-        if entry.key.mode != crate::Mode::Edge && !entry.failures.warned_would_block {
+        if entry.key.mode != Mode::Edge && !entry.failures.warned_would_block {
             entry.failures.warned_would_block = true;
             warn!(
                 "callback for fd {} returned WouldBlock although the fd was reported ready; if it \

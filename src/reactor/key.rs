@@ -7,7 +7,8 @@
 //! value, so a token is never `usize::MAX`, which `polling` reserves for itself.
 
 use crate::sys::{Backend, FileObj, PollingBackend, RawSource};
-use crate::{Events, Mode, Selector};
+use crate::reactor::selector::Selector;
+use crate::sys::events::{Events, Mode};
 use std::fmt;
 
 const INDEX_BITS: u32 = usize::BITS / 2;

@@ -8,7 +8,8 @@
 //! back to its selector when dropped, so the next `select` reuses it. The loop reads exactly as
 //! in Python, and a steady-state loop allocates nothing.
 
-use crate::{Events, SelectorKey};
+use crate::reactor::key::SelectorKey;
+use crate::sys::events::Events;
 use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -156,7 +157,7 @@ impl ExactSizeIterator for IntoIter {}
 mod tests {
     use super::*;
     use crate::reactor::key::Token;
-    use crate::{Mode, EVENT_READ, EVENT_WRITE};
+    use crate::sys::events::{Mode, EVENT_READ, EVENT_WRITE};
 
     fn key(fd: i32) -> SelectorKey {
         SelectorKey {

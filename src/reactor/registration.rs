@@ -6,7 +6,8 @@
 //! at registration.
 
 use crate::sys::{Backend, Source};
-use crate::{Events, Selector};
+use crate::reactor::selector::Selector;
+use crate::sys::events::Events;
 use std::any::Any;
 use std::io;
 

@@ -17,7 +17,7 @@
 
 use crate::services::remote::Handle;
 use crate::sys::{Backend, PollingBackend};
-use crate::Selector;
+use crate::reactor::selector::Selector;
 use crossbeam_channel::Sender;
 use std::any::Any;
 use std::fmt;

@@ -7,7 +7,7 @@
 //! truth, the wake-up only a nudge: the loop also looks at the queue before it blocks.
 
 use crate::sys::{Backend, PollingBackend, Waker};
-use crate::Selector;
+use crate::reactor::selector::Selector;
 use crossbeam_channel::{Receiver, Sender};
 use std::fmt;
 use std::io;

@@ -10,7 +10,9 @@
 
 use crate::sys::signal::SignalPipe;
 use crate::sys::Backend;
-use crate::{Selector, SelectorKey, EVENT_READ};
+use crate::reactor::key::SelectorKey;
+use crate::reactor::selector::Selector;
+use crate::sys::events::EVENT_READ;
 use std::io;
 
 /// Signal numbers for [`Selector::add_signal_handler`], and [`raise`](signals::raise).

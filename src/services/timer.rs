@@ -13,7 +13,7 @@
 //! pass: it fires in the next iteration. A timer never fires before its deadline, and never twice.
 
 use crate::sys::Backend;
-use crate::Selector;
+use crate::reactor::selector::Selector;
 use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

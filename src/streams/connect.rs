@@ -21,7 +21,9 @@
 //! or a level-triggered WRITE report would come back again and again.
 
 use crate::sys::Backend;
-use crate::{Selector, TimerHandle, EVENT_WRITE};
+use crate::reactor::selector::Selector;
+use crate::services::timer::TimerHandle;
+use crate::sys::events::EVENT_WRITE;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::Cell;
 use std::io::{self, ErrorKind};

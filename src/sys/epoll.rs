@@ -11,7 +11,7 @@
 //! masks both with the registered events.
 
 use super::{readiness, Backend, RawSource, Waker, WAKE};
-use crate::{Events, Mode};
+use super::events::{Events, Mode};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::Timespec;
 use std::io;

@@ -28,13 +28,14 @@
 //! Tokens are chosen by the selector and never equal `usize::MAX` (which `polling` reserves, and
 //! the other backends use for their own wake-up descriptor, [`WAKE`]).
 
-use crate::{Events, Mode};
+use events::{Events, Mode};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod epoll;
+pub(crate) mod events;
 mod fd_map;
 mod poll;
 mod polling;

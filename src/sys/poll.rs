@@ -11,7 +11,7 @@
 
 use super::wake::{self, WakePipe};
 use super::{Backend, FdMap, RawSource, Waker, WAKE};
-use crate::{Events, Mode};
+use super::events::{Events, Mode};
 use std::io;
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ impl Backend for PollBackend {
 #[cfg(unix)]
 mod os {
     use crate::sys::readiness;
-    use crate::Events;
+    use crate::sys::events::Events;
     use rustix::event::{PollFlags, Timespec};
     use std::io;
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -174,7 +174,7 @@ mod os {
 #[cfg(windows)]
 mod os {
     use crate::sys::readiness;
-    use crate::Events;
+    use crate::sys::events::Events;
     use std::io;
     use std::os::windows::io::RawSocket;
     use std::time::Duration;

@@ -38,7 +38,7 @@
 //! early (`timeout_is_never_early`).
 
 use super::{readiness, Backend, RawSource, Waker};
-use crate::{Events, Mode};
+use super::events::{Events, Mode};
 use polling::{Event, PollMode, Poller};
 use std::io;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! on every platform. Each `wait` returns at once with the next scripted batch, or with nothing.
 
 use super::{Backend, RawSource, Waker};
-use crate::{Events, Mode};
+use super::events::{Events, Mode};
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;

@@ -14,7 +14,7 @@
 use super::poll::level_only;
 use super::wake::{self, WakePipe};
 use super::{Backend, RawSource, Waker, WAKE};
-use crate::{Events, Mode};
+use super::events::{Events, Mode};
 use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
@@ -104,7 +104,7 @@ impl Backend for SelectBackend {
 
 #[cfg(unix)]
 mod os {
-    use crate::Events;
+    use crate::sys::events::Events;
     use rustix::event::{fd_set_insert, fd_set_num_elements, FdSetElement, FdSetIter, Timespec};
     use std::io;
     use std::os::fd::RawFd;
@@ -177,7 +177,7 @@ mod os {
 
 #[cfg(windows)]
 mod os {
-    use crate::Events;
+    use crate::sys::events::Events;
     use std::io;
     use std::os::windows::io::RawSocket;
     use std::time::Duration;

@@ -9,7 +9,7 @@
 //! on the loopback address connected to itself.
 
 use super::{Backend, RawSource, Waker, WAKE};
-use crate::{Events, Mode};
+use super::events::{Events, Mode};
 use std::io::{self, ErrorKind};
 use std::sync::Arc;
 
