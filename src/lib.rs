@@ -101,7 +101,8 @@ pub use reactor::{
 };
 
 // The loop's services: timers, calls from other threads, the executor, signals.
-pub use services::{executor::WorkHandle, remote::Handle, signal::signals, timer::TimerHandle};
+pub use reactor::scheduling::{Handle, WorkHandle};
+pub use services::{signal::signals, timer::TimerHandle};
 
 // Streams: buffered connections and their codecs.
 pub use streams::{

@@ -24,11 +24,11 @@
 //! ([`ErrorAction::Keep`]) is paused like the above, so no error the program chose to ignore can
 //! make the loop spin.
 
+use crate::reactor::key::SelectorKey;
 use crate::reactor::key::Token;
 use crate::reactor::selector::{error, Selector};
-use crate::sys::{self, Backend, FileObj};
-use crate::reactor::key::SelectorKey;
 use crate::sys::events::Mode;
+use crate::sys::{self, Backend, FileObj};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
 use std::io;

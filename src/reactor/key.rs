@@ -6,9 +6,9 @@
 //! slot or the same fd number: its token no longer matches. The index is capped below the all-ones
 //! value, so a token is never `usize::MAX`, which `polling` reserves for itself.
 
-use crate::sys::{Backend, FileObj, PollingBackend, RawSource};
 use crate::reactor::selector::Selector;
 use crate::sys::events::{Events, Mode};
+use crate::sys::{Backend, FileObj, PollingBackend, RawSource};
 use std::fmt;
 
 const INDEX_BITS: u32 = usize::BITS / 2;

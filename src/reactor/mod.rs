@@ -10,4 +10,5 @@ pub(crate) mod key;
 pub(crate) mod ready;
 pub(crate) mod registration;
 pub(crate) mod registry;
+pub(crate) mod scheduling;
 pub(crate) mod selector;

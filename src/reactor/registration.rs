@@ -5,9 +5,9 @@
 //! the callback or handing the source back goes through `Any`, checked against the type recorded
 //! at registration.
 
-use crate::sys::{Backend, Source};
 use crate::reactor::selector::Selector;
 use crate::sys::events::Events;
+use crate::sys::{Backend, Source};
 use std::any::Any;
 use std::io;
 

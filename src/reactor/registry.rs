@@ -6,13 +6,13 @@
 //! other way round: the poller forgets the descriptor before its source can be closed.
 
 use crate::reactor::failure::{self, Failures};
+use crate::reactor::key::SelectorKey;
 use crate::reactor::key::{SelectorMap, Token, MAX_INDEX};
 use crate::reactor::registration::{BoxedCallback, Handler, Registration};
-use crate::reactor::selector::{check_events, error, Entry};
-use crate::sys::{self, Backend, FileObj, Source};
-use crate::reactor::key::SelectorKey;
 use crate::reactor::selector::Selector;
+use crate::reactor::selector::{check_events, error, Entry};
 use crate::sys::events::{Events, Mode};
+use crate::sys::{self, Backend, FileObj, Source};
 use log::{debug, trace, warn};
 use std::any::{Any, TypeId};
 use std::io::{self, ErrorKind};

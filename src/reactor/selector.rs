@@ -22,20 +22,18 @@
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
 use crate::reactor::failure::{ErrorAction, Failures};
+use crate::reactor::key::SelectorKey;
 use crate::reactor::key::Token;
 use crate::reactor::ready::{Ready, Spare};
 use crate::reactor::registration::Handler;
-use crate::services::executor::{Done, Pool};
-use crate::services::remote::{Handle, Remote};
-use crate::services::timer::{Once, TimerQueue};
-use crate::sys::{Backend, FdMap, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
-use crate::reactor::key::SelectorKey;
+use crate::services::{HasServices, Services};
 use crate::sys::events::Events;
+use crate::sys::{Backend, FdMap, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
 use log::{debug, warn};
 use slab::Slab;
 use std::any::{Any, TypeId};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -150,14 +148,9 @@ pub struct Selector<B: Backend = PollingBackend> {
     pub(crate) pauses: u64,
     /// A descriptor kept to be freed when a listener runs out of them (see `failure.rs`).
     pub(crate) reserve: Option<Reserve>,
-    // The loop's services (see `run_once`): timers, deferred calls, calls from other threads,
-    // and the executor's jobs in flight (their `done` callbacks) and pool.
-    pub(crate) timers: TimerQueue<B>,
-    soon: VecDeque<Once<B>>,
-    remote: Remote<B>,
-    pub(crate) jobs: Slab<Done<B>>,
-    pub(crate) pool: Option<Pool>,
-    pub(crate) pool_threads: usize,
+    /// The loop's services (see `run_once`): timers, deferred calls, calls from other threads,
+    /// the executor.
+    pub(crate) services: Services<Selector<B>>,
 }
 
 pub(crate) struct Entry<B: Backend> {
@@ -216,12 +209,7 @@ impl<B: Backend> Selector<B> {
             paused: BinaryHeap::new(),
             pauses: 0,
             reserve: None,
-            timers: TimerQueue::new(),
-            soon: VecDeque::new(),
-            remote: Remote::new(),
-            jobs: Slab::new(),
-            pool: None,
-            pool_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            services: Services::new(),
         })
     }
 
@@ -328,17 +316,7 @@ impl<B: Backend> Selector<B> {
         let from = match self.take_owed() {
             Some(from) => from,
             None => {
-                let timeout = if !self.soon.is_empty() || self.remote.pending() {
-                    Some(Duration::ZERO)
-                } else {
-                    match self.timers.next_deadline() {
-                        Some(when) => {
-                            let until = when.saturating_duration_since(Instant::now());
-                            Some(timeout.map_or(until, |t| t.min(until)))
-                        }
-                        None => timeout,
-                    }
-                };
+                let timeout = self.services.wait(timeout);
                 self.poll(timeout, true)?;
                 0
             }
@@ -348,29 +326,7 @@ impl<B: Backend> Selector<B> {
             let (key, mask) = self.ready[i];
             called += usize::from(self.dispatch_token(key.token, mask)?);
         }
-        Ok(called + self.run_timers() + self.run_calls())
-    }
-
-    /// Runs the calls queued before now: `call_soon`'s, then those from other threads.
-    fn run_calls(&mut self) -> usize {
-        let mut called = 0;
-        if self.soon.is_empty() && !self.remote.has_handle() {
-            return 0; // nothing queued, and nobody can queue from another thread
-        }
-        for _ in 0..self.soon.len() {
-            if let Some(call) = self.soon.pop_front() {
-                call(self);
-                called += 1;
-            }
-        }
-        for _ in 0..self.remote.calls.len() {
-            match self.remote.calls.try_recv() {
-                Ok(call) => call(self),
-                Err(_) => break,
-            }
-            called += 1;
-        }
-        called
+        Ok(called + Services::run(self))
     }
 
     /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`]), or
@@ -384,11 +340,10 @@ impl<B: Backend> Selector<B> {
     /// As for [`run_once`](Self::run_once).
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            if mem::take(&mut self.stopping) | self.remote.take_stop() {
+            if mem::take(&mut self.stopping) | self.services.take_stop() {
                 return Ok(());
             }
-            let idle = self.entries.is_empty() && self.soon.is_empty() && self.jobs.is_empty();
-            if idle && !self.remote.pending() && !self.timers.is_pending() {
+            if self.entries.is_empty() && self.services.is_idle() {
                 return Ok(());
             }
             self.run_once(None)?;
@@ -398,38 +353,6 @@ impl<B: Backend> Selector<B> {
     /// Asks [`run`](Self::run) to return after the current iteration. Callable from callbacks.
     pub fn stop(&mut self) {
         self.stopping = true;
-    }
-
-    /// Calls `callback` in the next loop iteration, after I/O and timers (asyncio:
-    /// `loop.call_soon`). Calls run in the order they were made.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::DefaultSelector;
-    /// use std::{cell::RefCell, rc::Rc};
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// let log = Rc::new(RefCell::new(Vec::new()));
-    /// for i in 0..3 {
-    ///     let log = log.clone();
-    ///     sel.call_soon(move |_sel| log.borrow_mut().push(i));
-    /// }
-    /// sel.run()?;
-    /// assert_eq!(*log.borrow(), [0, 1, 2]);
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn call_soon(&mut self, callback: impl FnOnce(&mut Selector<B>) + 'static) {
-        self.soon.push_back(Box::new(callback));
-    }
-
-    /// A handle for other threads: [`Handle::call_soon_threadsafe`] and [`Handle::stop`].
-    ///
-    /// # Errors
-    ///
-    /// If the backend's wake-up cannot be set up (the first time; e.g. out of descriptors).
-    pub fn handle(&mut self) -> io::Result<Handle<B>> {
-        self.remote.handle(&mut self.backend)
     }
 
     /// Sets what happens when a callback returns an error (other than `WouldBlock` and
@@ -557,12 +480,12 @@ impl<B: Backend> Selector<B> {
             if services {
                 // Every wake-up clears the flag before the queue is looked at: a call sent
                 // from now on wakes the next wait.
-                self.remote.clear_notified();
+                self.services.woke();
             }
             match waited {
                 Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
                 _ if !self.ready.is_empty() => return Ok(()),
-                _ if services && self.remote.pending() => return Ok(()),
+                _ if services && self.services.has_ready() => return Ok(()),
                 _ => {}
             }
             // Nothing for the caller: the timeout, or a wake-up that carried no event of ours.
@@ -697,5 +620,11 @@ impl<B: Backend + fmt::Debug> fmt::Debug for Selector<B> {
             .field("backend", &self.backend)
             .field("keys", &self.get_map())
             .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> HasServices for Selector<B> {
+    fn services(&mut self) -> &mut Services<Selector<B>> {
+        &mut self.services
     }
 }

@@ -15,25 +15,21 @@
 //! Shutdown, when the selector is closed or dropped: work not yet started is dropped unrun,
 //! work running is waited for, and no `done` callback runs (there is no loop left to run it).
 
-use crate::services::remote::Handle;
-use crate::sys::{Backend, PollingBackend};
-use crate::reactor::selector::Selector;
 use crossbeam_channel::Sender;
 use std::any::Any;
-use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// What a job produced: its boxed value, or why there is none (cancelled, panicked).
-type Outcome = Result<Box<dyn Any + Send>, io::Error>;
+pub(crate) type Outcome = Result<Box<dyn Any + Send>, io::Error>;
 
-/// The completion of a job, typed at `run_in_executor` and kept on the loop thread.
-pub(crate) type Done<B> = Box<dyn FnOnce(&mut Selector<B>, Outcome)>;
+/// The completion of a job, typed at `run_in_executor` and kept on the loop thread (`L`).
+pub(crate) type Done<L> = Box<dyn FnOnce(&mut L, Outcome)>;
 
 const PENDING: u8 = 0;
 const RUNNING: u8 = 1;
@@ -45,9 +41,10 @@ pub(crate) struct Pool {
     shutdown: Arc<AtomicBool>,
 }
 
-/// The most threads [`Selector::set_executor_threads`] accepts. Every thread is started with
+/// The most threads [`Selector::set_executor_threads`](crate::Selector::set_executor_threads)
+/// accepts. Every thread is started with
 /// the pool, so the limit keeps a typo (or `usize::MAX`) from trying to start millions.
-const MAX_THREADS: usize = 1024;
+pub(crate) const MAX_THREADS: usize = 1024;
 
 impl Pool {
     /// Starts `threads` workers (at most [`MAX_THREADS`]). If one cannot be started, those
@@ -80,7 +77,7 @@ impl Pool {
         Ok(pool)
     }
 
-    fn submit(&self, job: Job) -> io::Result<()> {
+    pub(crate) fn submit(&self, job: Job) -> io::Result<()> {
         let jobs = self
             .jobs
             .as_ref()
@@ -100,46 +97,6 @@ impl Drop for Pool {
     }
 }
 
-/// A handle to work submitted with [`Selector::run_in_executor`]: it can cancel the work
-/// before it starts. `Send + Sync`, so any thread may cancel.
-pub struct WorkHandle<B: Backend = PollingBackend> {
-    state: Arc<AtomicU8>,
-    id: usize,
-    loop_handle: Handle<B>,
-}
-
-impl<B: Backend> WorkHandle<B> {
-    /// Cancels the work if it has not started. Returns true if it was cancelled: its `done`
-    /// callback then runs on the loop thread with an `Interrupted` error. Returns false if the
-    /// work already started (it will finish and `done` gets its result) or was cancelled before.
-    pub fn cancel(&self) -> bool {
-        let cancelled = self
-            .state
-            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if cancelled {
-            let id = self.id;
-            // If the selector is gone there is nobody left to tell.
-            let _ = self.loop_handle.send(Box::new(move |sel| {
-                let err = io::Error::new(io::ErrorKind::Interrupted, "cancelled before it started");
-                sel.finish_job(id, Err(err));
-            }));
-        }
-        cancelled
-    }
-}
-
-impl<B: Backend> fmt::Debug for WorkHandle<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state.load(Ordering::Acquire) {
-            PENDING => "pending",
-            RUNNING => "running or done",
-            _ => "cancelled",
-        };
-        f.debug_struct("WorkHandle").field("state", &state).finish()
-    }
-}
-
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s
@@ -150,133 +107,66 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-impl<B: Backend> Selector<B> {
-    /// Runs `work` on the selector's thread pool, then `done(selector, result)` on the loop
-    /// thread (Python: `executor.submit(work).add_done_callback(done)`, but on the right thread).
-    ///
-    /// `result` is `Ok` with what `work` returned, or an error: `Interrupted` if the work was
-    /// cancelled through the returned handle before it started, `Other` if it panicked (the
-    /// message says so). The pool starts on first use; see
-    /// [`set_executor_threads`](Self::set_executor_threads). While work is in flight,
-    /// [`run`](Self::run) keeps running.
-    ///
-    /// # Errors
-    ///
-    /// If the pool's threads or the loop's wake-up cannot be created.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::DefaultSelector;
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// let loop_thread = std::thread::current().id();
-    /// sel.run_in_executor(
-    ///     || std::fs::metadata(".").map(|m| m.is_dir()), // blocking work, on a worker
-    ///     move |sel, result| {
-    ///         assert_eq!(std::thread::current().id(), loop_thread); // done: on the loop
-    ///         assert!(result.expect("the work ran").expect("metadata"));
-    ///         sel.stop();
-    ///     },
-    /// )?;
-    /// sel.run()?;
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn run_in_executor<T, W, D>(&mut self, work: W, done: D) -> io::Result<WorkHandle<B>>
-    where
-        T: Send + 'static,
-        W: FnOnce() -> T + Send + 'static,
-        D: FnOnce(&mut Selector<B>, io::Result<T>) + 'static,
-    {
-        let loop_handle = self.handle()?;
-        if self.pool.is_none() {
-            self.pool = Some(Pool::new(self.pool_threads)?);
-        }
-        let done: Done<B> =
-            Box::new(
-                move |sel, outcome| match outcome.map(|v| v.downcast::<T>()) {
-                    Ok(Ok(value)) => done(sel, Ok(*value)),
-                    Err(e) => done(sel, Err(e)),
-                    Ok(Err(_)) => log::error!("executor: a result of the wrong type was dropped"),
-                },
-            );
-        let id = self.jobs.insert(done);
-        let state = Arc::new(AtomicU8::new(PENDING));
-        let (job_state, reply) = (state.clone(), loop_handle.clone());
-        let job: Job = Box::new(move || {
-            if job_state
-                .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                return; // cancelled: `cancel` already reported it
-            }
-            let outcome: Outcome = match panic::catch_unwind(AssertUnwindSafe(work)) {
-                Ok(value) => Ok(Box::new(value)),
-                Err(payload) => Err(io::Error::other(format!(
-                    "work panicked: {}",
-                    panic_message(&*payload)
-                ))),
-            };
-            // If the selector is gone, so is `done`: nothing to deliver to.
-            let _ = reply.send(Box::new(move |sel| sel.finish_job(id, outcome)));
-        });
-        let pool = self
-            .pool
-            .as_ref()
-            .ok_or_else(|| io::Error::other("no executor"))?;
-        if let Err(e) = pool.submit(job) {
-            drop(self.jobs.remove(id));
-            return Err(e);
-        }
-        Ok(WorkHandle {
-            state,
-            id,
-            loop_handle,
-        })
-    }
+/// The state of one job, shared by the worker that runs it, its `WorkHandle` and the loop.
+pub(crate) type JobState = Arc<AtomicU8>;
 
-    /// Sets the number of executor threads (default: the number of CPUs), from 1 to 1024.
-    /// Only before the first [`run_in_executor`](Self::run_in_executor), which starts them all.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` if `threads` is 0 or more than 1024 (the selector is unchanged);
-    /// `ResourceBusy` if the pool already started.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::DefaultSelector;
-    /// use std::io::ErrorKind;
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// sel.set_executor_threads(2)?;
-    /// let err = sel.set_executor_threads(usize::MAX).unwrap_err();
-    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn set_executor_threads(&mut self, threads: usize) -> io::Result<()> {
-        if threads == 0 || threads > MAX_THREADS {
-            let msg = format!(
-                "set_executor_threads: {threads} threads; the executor takes 1 to {MAX_THREADS}"
-            );
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
-        }
-        if self.pool.is_some() {
-            let msg =
-                "set_executor_threads: the pool already started; set its size before the first job";
-            return Err(io::Error::new(io::ErrorKind::ResourceBusy, msg));
-        }
-        self.pool_threads = threads;
-        Ok(())
-    }
+/// A new job's state: pending.
+pub(crate) fn pending() -> JobState {
+    Arc::new(AtomicU8::new(PENDING))
+}
 
-    /// Runs the `done` callback of job `id`. Exactly one completion arrives per job: the
-    /// worker's, or (if the job was cancelled before it started, and so never runs) `cancel`'s.
-    fn finish_job(&mut self, id: usize, outcome: Outcome) {
-        match self.jobs.try_remove(id) {
-            Some(done) => done(self, outcome),
-            None => log::error!("executor: completion for unknown job {id}"),
-        }
+/// Cancels the job of `state` if it has not started; true if it was cancelled.
+pub(crate) fn cancel(state: &AtomicU8) -> bool {
+    state
+        .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// What a `WorkHandle`'s `Debug` says of its job.
+pub(crate) fn describe(state: &AtomicU8) -> &'static str {
+    match state.load(Ordering::Acquire) {
+        PENDING => "pending",
+        RUNNING => "running or done",
+        _ => "cancelled",
     }
+}
+
+/// `work` as a job for the pool: unless cancelled first, it runs, a panic is caught, and its
+/// outcome goes to `reply` (on the worker thread).
+pub(crate) fn job<T, W>(
+    work: W,
+    state: JobState,
+    reply: impl FnOnce(Outcome) + Send + 'static,
+) -> Job
+where
+    T: Send + 'static,
+    W: FnOnce() -> T + Send + 'static,
+{
+    Box::new(move || {
+        if state
+            .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return; // cancelled: `cancel` already reported it
+        }
+        let outcome: Outcome = match panic::catch_unwind(AssertUnwindSafe(work)) {
+            Ok(value) => Ok(Box::new(value)),
+            Err(payload) => Err(io::Error::other(format!(
+                "work panicked: {}",
+                panic_message(&*payload)
+            ))),
+        };
+        reply(outcome);
+    })
+}
+
+/// `done` as a completion: the job's boxed value is handed over as the `T` it was.
+pub(crate) fn completion<L, T: 'static>(
+    done: impl FnOnce(&mut L, io::Result<T>) + 'static,
+) -> Done<L> {
+    Box::new(move |l, outcome| match outcome.map(|v| v.downcast::<T>()) {
+        Ok(Ok(value)) => done(l, Ok(*value)),
+        Err(e) => done(l, Err(e)),
+        Ok(Err(_)) => log::error!("executor: a result of the wrong type was dropped"),
+    })
 }

@@ -8,14 +8,8 @@
 //! `select()`/`dispatch()` loop sees signals too. Arrivals while the callback is pending
 //! coalesce into one call, as in asyncio.
 
-use crate::sys::signal::SignalPipe;
-use crate::sys::Backend;
-use crate::reactor::key::SelectorKey;
-use crate::reactor::selector::Selector;
-use crate::sys::events::EVENT_READ;
-use std::io;
-
-/// Signal numbers for [`Selector::add_signal_handler`], and [`raise`](signals::raise).
+/// Signal numbers for [`Selector::add_signal_handler`](crate::Selector::add_signal_handler),
+/// and [`raise`](signals::raise).
 ///
 /// `SIGINT` and `SIGTERM` exist everywhere, so a program that stops on them is portable.
 ///
@@ -51,60 +45,5 @@ pub mod signals {
     /// `signal`: the system would have run its default action, ending the process.
     pub fn raise(signal: i32) -> std::io::Result<()> {
         crate::sys::signal::raise(signal)
-    }
-}
-
-impl<B: Backend> Selector<B> {
-    /// Calls `callback(selector, signal)` on the loop thread whenever `signal` arrives
-    /// (asyncio: `loop.add_signal_handler`). On Windows, signals are console control events:
-    /// see [`signals`](crate::signals).
-    ///
-    /// The handler is a registration like any other (READ on a self-pipe), so a bare
-    /// [`select`](Self::select)/[`dispatch`](Self::dispatch) loop runs it too: the way to end
-    /// such a loop on Ctrl-C, on every platform. Its key is returned, and
-    /// [`unregister`](Self::unregister) removes the handler. Several arrivals before the
-    /// callback runs make one call. Several handlers for one signal all run. On Windows, an
-    /// event with no handler left goes on to the system's default (ending the process), as if
-    /// selectloop were not there.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a signal that cannot be handled (Unix: `SIGKILL`, `SIGSTOP`,
-    /// `SIGSEGV`, `SIGILL`, `SIGFPE`; Windows: anything but `SIGINT`, `SIGBREAK` and `SIGTERM`)
-    /// or an invalid number.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::{signals::{self, SIGINT}, DefaultSelector};
-    /// use std::{cell::Cell, rc::Rc};
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// let running = Rc::new(Cell::new(true));
-    /// let r = running.clone();
-    /// sel.add_signal_handler(SIGINT, move |_sel, signal| {
-    ///     assert_eq!(signal, SIGINT);
-    ///     r.set(false);
-    /// })?;
-    /// signals::raise(SIGINT)?; // as if the user pressed Ctrl-C
-    /// while running.get() {
-    ///     for (key, mask) in sel.select(None)? {
-    ///         sel.dispatch(&key, mask)?; // runs the handler
-    ///     }
-    /// }
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn add_signal_handler(
-        &mut self,
-        signal: i32,
-        mut callback: impl FnMut(&mut Selector<B>, i32) + 'static,
-    ) -> io::Result<SelectorKey> {
-        let pipe = SignalPipe::new(signal)?;
-        self.register(pipe, EVENT_READ, move |sel, pipe, _| {
-            if pipe.drain() {
-                callback(sel, signal);
-            }
-            Ok(())
-        })
     }
 }

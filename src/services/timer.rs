@@ -8,12 +8,14 @@
 //! keep the heap at most about twice the number of live timers.
 //!
 //! The loop fires the timers due when a batch of I/O has been dispatched (see
-//! [`Selector::run_once`]). It takes one reading of the clock and fires only timers scheduled
-//! before it started, so a callback that schedules a timer due now does not run it in the same
-//! pass: it fires in the next iteration. A timer never fires before its deadline, and never twice.
+//! [`Selector::run_once`](crate::Selector::run_once)). It takes one reading of the clock and
+//! fires only timers scheduled before it started, so a callback that schedules a timer due now
+//! does not run it in the same pass: it fires in the next iteration. A timer never fires before
+//! its deadline, and never twice.
+//!
+//! The queue knows nothing of the selector: its callbacks take the loop (`L`) as their
+//! argument, whatever type that is.
 
-use crate::sys::Backend;
-use crate::reactor::selector::Selector;
 use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -21,7 +23,8 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// A handle to a scheduled timer, returned by [`Selector::call_later`] and its kin.
+/// A handle to a scheduled timer, returned by [`Selector::call_later`](crate::Selector::call_later)
+/// and its kin.
 ///
 /// Dropping the handle does not cancel the timer. Handles are cheap to clone.
 #[derive(Clone)]
@@ -72,48 +75,48 @@ impl fmt::Debug for TimerHandle {
     }
 }
 
-/// A callback run once on the loop thread: timers and `call_soon`.
-pub(crate) type Once<B> = Box<dyn FnOnce(&mut Selector<B>)>;
-type Repeating<B> = Box<dyn FnMut(&mut Selector<B>)>;
+/// A callback run once on the loop thread (`L` is the loop): timers and `call_soon`.
+pub(crate) type Once<L> = Box<dyn FnOnce(&mut L)>;
+type Repeating<L> = Box<dyn FnMut(&mut L)>;
 
-pub(crate) enum Callback<B: Backend> {
-    Once(Once<B>),
-    Every(Repeating<B>, Duration),
+pub(crate) enum Callback<L> {
+    Once(Once<L>),
+    Every(Repeating<L>, Duration),
 }
 
-struct Entry<B: Backend> {
+struct Entry<L> {
     when: Instant,
     seq: u64,
     state: Rc<TimerState>,
-    callback: Callback<B>,
+    callback: Callback<L>,
 }
 
 // The heap is a max-heap: the entry that is due first must compare greatest.
-impl<B: Backend> Ord for Entry<B> {
+impl<L> Ord for Entry<L> {
     fn cmp(&self, other: &Self) -> Ordering {
         (other.when, other.seq).cmp(&(self.when, self.seq))
     }
 }
-impl<B: Backend> PartialOrd for Entry<B> {
+impl<L> PartialOrd for Entry<L> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<B: Backend> PartialEq for Entry<B> {
+impl<L> PartialEq for Entry<L> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
-impl<B: Backend> Eq for Entry<B> {}
+impl<L> Eq for Entry<L> {}
 
-/// The timer heap of one selector.
-pub(crate) struct TimerQueue<B: Backend> {
-    heap: BinaryHeap<Entry<B>>,
+/// The timer heap of one loop.
+pub(crate) struct TimerQueue<L> {
+    heap: BinaryHeap<Entry<L>>,
     next_seq: u64,
     cancelled: Rc<Cell<usize>>,
 }
 
-impl<B: Backend> TimerQueue<B> {
+impl<L> TimerQueue<L> {
     pub(crate) fn new() -> Self {
         TimerQueue {
             heap: BinaryHeap::new(),
@@ -122,7 +125,7 @@ impl<B: Backend> TimerQueue<B> {
         }
     }
 
-    pub(crate) fn schedule(&mut self, when: Instant, callback: Callback<B>) -> TimerHandle {
+    pub(crate) fn schedule(&mut self, when: Instant, callback: Callback<L>) -> TimerHandle {
         let state = Rc::new(TimerState {
             when: Cell::new(when),
             cancelled: Cell::new(false),
@@ -134,7 +137,7 @@ impl<B: Backend> TimerQueue<B> {
         TimerHandle { state }
     }
 
-    fn push(&mut self, when: Instant, state: Rc<TimerState>, callback: Callback<B>) {
+    fn push(&mut self, when: Instant, state: Rc<TimerState>, callback: Callback<L>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         state.when.set(when);
@@ -194,7 +197,7 @@ impl<B: Backend> TimerQueue<B> {
         &mut self,
         now: Instant,
         mark: u64,
-    ) -> Option<(TimerHandle, Callback<B>)> {
+    ) -> Option<(TimerHandle, Callback<L>)> {
         self.skip_cancelled();
         let top = self.heap.peek()?;
         if top.when > now || top.seq >= mark {
@@ -210,7 +213,7 @@ impl<B: Backend> TimerQueue<B> {
     /// Puts a repeating timer back at its next tick after `now` — its last deadline plus a
     /// whole number of intervals, so it never drifts; ticks already past are skipped, not made
     /// up — unless it cancelled itself meanwhile.
-    pub(crate) fn reschedule(&mut self, timer: TimerHandle, callback: Callback<B>, now: Instant) {
+    pub(crate) fn reschedule(&mut self, timer: TimerHandle, callback: Callback<L>, now: Instant) {
         let Callback::Every(_, interval) = &callback else {
             return;
         };
@@ -260,117 +263,13 @@ pub(crate) fn deadline_after(start: Instant, delay: Duration) -> Instant {
     }
 }
 
-impl<B: Backend> Selector<B> {
-    /// Calls `callback` once, `delay` from now (asyncio: `loop.call_later`).
-    ///
-    /// Never earlier: the loop wakes in time for the earliest timer, and a timer that comes due
-    /// while callbacks run fires in the next iteration. Timers due at the same instant fire in
-    /// the order they were scheduled. A delay too large for the clock (`Duration::MAX`) means
-    /// "never", without overflow. While a timer is pending, [`run`](Self::run) keeps running.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::DefaultSelector;
-    /// use std::time::{Duration, Instant};
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// let start = Instant::now();
-    /// sel.call_later(Duration::from_millis(20), move |_sel| {
-    ///     assert!(start.elapsed() >= Duration::from_millis(20));
-    /// });
-    /// let never = sel.call_later(Duration::MAX, |_sel| unreachable!());
-    /// never.cancel();
-    /// sel.run()?; // returns once no timer is left
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn call_later(
-        &mut self,
-        delay: Duration,
-        callback: impl FnOnce(&mut Selector<B>) + 'static,
-    ) -> TimerHandle {
-        self.call_at(deadline_after(Instant::now(), delay), callback)
-    }
-
-    /// Calls `callback` once, at `when` (asyncio: `loop.call_at`). A past `when` fires in the
-    /// next iteration.
-    pub fn call_at(
-        &mut self,
-        when: Instant,
-        callback: impl FnOnce(&mut Selector<B>) + 'static,
-    ) -> TimerHandle {
-        self.timers
-            .schedule(when, Callback::Once(Box::new(callback)))
-    }
-
-    /// Calls `callback` every `interval`, first `interval` from now, until the returned handle
-    /// is cancelled (libuv: a repeating `uv_timer`).
-    ///
-    /// The deadlines stay on one grid — the first is `interval` from now, each next one
-    /// `interval` after the previous — so a late call does not make the later ones drift. If a
-    /// call comes so late (the callback or the loop stalled) that ticks were missed, they are
-    /// skipped, not made up in a burst: the next call is at the first tick after the late one
-    /// returned.
-    ///
-    /// An `interval` below 1 ms (`Duration::ZERO` included) is raised to 1 ms, as browsers
-    /// clamp `setInterval`: a timer that is always due would keep the loop from ever waiting
-    /// for I/O, spinning a CPU. So a repeating timer fires at most once a millisecond. A
-    /// `Duration::MAX` interval means "never", as for [`call_later`](Self::call_later).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::DefaultSelector;
-    /// use std::time::{Duration, Instant};
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// let before = Instant::now();
-    /// let timer = sel.call_repeating(Duration::ZERO, |_sel| {});
-    /// assert!(timer.when() >= before + Duration::from_millis(1)); // raised to 1 ms
-    /// timer.cancel();
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn call_repeating(
-        &mut self,
-        interval: Duration,
-        callback: impl FnMut(&mut Selector<B>) + 'static,
-    ) -> TimerHandle {
-        let interval = interval.max(MIN_INTERVAL);
-        let when = deadline_after(Instant::now(), interval);
-        self.timers
-            .schedule(when, Callback::Every(Box::new(callback), interval))
-    }
-
-    /// Fires the timers due now that were scheduled before this call; returns how many.
-    pub(crate) fn run_timers(&mut self) -> usize {
-        if self.timers.is_empty() {
-            return 0; // no clock reading when there is no timer
-        }
-        let (now, mark) = (Instant::now(), self.timers.mark());
-        let mut fired = 0;
-        while let Some((timer, callback)) = self.timers.pop_due(now, mark) {
-            fired += 1;
-            match callback {
-                Callback::Once(callback) => callback(self),
-                Callback::Every(mut callback, interval) => {
-                    callback(self);
-                    let callback = Callback::Every(callback, interval);
-                    self.timers.reschedule(timer, callback, Instant::now());
-                }
-            }
-        }
-        fired
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::scripted::Scripted;
 
     #[test]
     fn schedule_and_cancel_cycles_keep_the_heap_small() {
-        let mut queue = TimerQueue::<Scripted>::new();
+        let mut queue = TimerQueue::<()>::new();
         let now = Instant::now();
         let keep = queue.schedule(
             now + Duration::from_secs(60),
@@ -392,7 +291,7 @@ mod tests {
 
     #[test]
     fn cancelling_twice_or_after_firing_is_harmless() {
-        let mut queue = TimerQueue::<Scripted>::new();
+        let mut queue = TimerQueue::<()>::new();
         let now = Instant::now();
         let timer = queue.schedule(now, Callback::Once(Box::new(|_| {})));
         let mark = queue.mark();
@@ -402,27 +301,6 @@ mod tests {
         assert!(!timer.is_cancelled());
         assert_eq!(queue.cancelled.get(), 0);
         assert!(queue.pop_due(now, mark).is_none());
-    }
-
-    #[test]
-    fn repeating_intervals_below_the_minimum_are_raised_to_it() {
-        let mut sel = Selector::<Scripted>::new().unwrap();
-        for interval in [
-            Duration::ZERO,
-            Duration::from_nanos(1),
-            Duration::from_micros(999),
-        ] {
-            let before = Instant::now();
-            let timer = sel.call_repeating(interval, |_| {});
-            let after = Instant::now();
-            assert!(timer.when() >= before + MIN_INTERVAL, "{interval:?}");
-            assert!(timer.when() <= after + MIN_INTERVAL, "{interval:?}");
-            timer.cancel();
-        }
-        let before = Instant::now();
-        let timer = sel.call_repeating(Duration::from_millis(3), |_| {});
-        assert!(timer.when() >= before + Duration::from_millis(3)); // longer ones unchanged
-        assert!(timer.when() <= Instant::now() + Duration::from_millis(3));
     }
 
     #[test]

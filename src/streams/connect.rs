@@ -20,10 +20,10 @@
 //! it), and a deferred `detach` would need the loop's services to run before the next `select`,
 //! or a level-triggered WRITE report would come back again and again.
 
-use crate::sys::Backend;
 use crate::reactor::selector::Selector;
 use crate::services::timer::TimerHandle;
 use crate::sys::events::EVENT_WRITE;
+use crate::sys::Backend;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::Cell;
 use std::io::{self, ErrorKind};

@@ -88,14 +88,14 @@
 //! services, run by `run_once`/`run`; a bare `select()`/`dispatch()` loop finishes such a
 //! connection when its socket is next reported (WRITE interest is on), and fires no timeouts.
 
-use crate::services::timer::deadline_after;
-use crate::streams::codec::Codec;
-use crate::streams::limits::{Limits, Timeouts};
-use crate::sys::{self, Backend, FileObj, Source};
 use crate::reactor::key::SelectorKey;
 use crate::reactor::selector::Selector;
+use crate::services::timer::deadline_after;
 use crate::services::timer::TimerHandle;
+use crate::streams::codec::Codec;
+use crate::streams::limits::{Limits, Timeouts};
 use crate::sys::events::{Events, EVENT_READ, EVENT_WRITE};
+use crate::sys::{self, Backend, FileObj, Source};
 use log::{debug, warn};
 use std::cell::Cell;
 use std::fmt;

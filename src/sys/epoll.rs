@@ -10,8 +10,8 @@
 //! error, priority) counts as READ, any flag other than `EPOLLIN` as WRITE; the selector then
 //! masks both with the registered events.
 
-use super::{readiness, Backend, RawSource, Waker, WAKE};
 use super::events::{Events, Mode};
+use super::{readiness, Backend, RawSource, Waker, WAKE};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use rustix::event::Timespec;
 use std::io;

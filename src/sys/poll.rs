@@ -9,9 +9,9 @@
 //! error, invalid) counts as READ, any flag other than `POLLIN` as WRITE; the selector then
 //! masks both with the registered events.
 
+use super::events::{Events, Mode};
 use super::wake::{self, WakePipe};
 use super::{Backend, FdMap, RawSource, Waker, WAKE};
-use super::events::{Events, Mode};
 use std::io;
 use std::time::Duration;
 
@@ -127,8 +127,8 @@ impl Backend for PollBackend {
 
 #[cfg(unix)]
 mod os {
-    use crate::sys::readiness;
     use crate::sys::events::Events;
+    use crate::sys::readiness;
     use rustix::event::{PollFlags, Timespec};
     use std::io;
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -173,8 +173,8 @@ mod os {
 
 #[cfg(windows)]
 mod os {
-    use crate::sys::readiness;
     use crate::sys::events::Events;
+    use crate::sys::readiness;
     use std::io;
     use std::os::windows::io::RawSocket;
     use std::time::Duration;

@@ -37,8 +37,8 @@
 //! a thousand times in a row: a notifier left disarmed would hang it), and timeouts are never
 //! early (`timeout_is_never_early`).
 
-use super::{readiness, Backend, RawSource, Waker};
 use super::events::{Events, Mode};
+use super::{readiness, Backend, RawSource, Waker};
 use polling::{Event, PollMode, Poller};
 use std::io;
 use std::sync::Arc;

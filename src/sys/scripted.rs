@@ -5,8 +5,8 @@
 //! with no event at all. This backend replays them, so the selector's handling of each is tested
 //! on every platform. Each `wait` returns at once with the next scripted batch, or with nothing.
 
-use super::{Backend, RawSource, Waker};
 use super::events::{Events, Mode};
+use super::{Backend, RawSource, Waker};
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;

@@ -11,10 +11,10 @@
 //! On Windows the write set is also passed as the except set, as Python does, so a failed
 //! non-blocking `connect` is reported as writable.
 
+use super::events::{Events, Mode};
 use super::poll::level_only;
 use super::wake::{self, WakePipe};
 use super::{Backend, RawSource, Waker, WAKE};
-use super::events::{Events, Mode};
 use std::collections::HashMap;
 use std::io;
 use std::time::Duration;

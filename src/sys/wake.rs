@@ -8,8 +8,8 @@
 //! Unix uses a socket pair; Windows, whose `select` and `WSAPoll` take sockets only, a UDP socket
 //! on the loopback address connected to itself.
 
-use super::{Backend, RawSource, Waker, WAKE};
 use super::events::{Events, Mode};
+use super::{Backend, RawSource, Waker, WAKE};
 use std::io::{self, ErrorKind};
 use std::sync::Arc;
 
