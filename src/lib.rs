@@ -94,9 +94,10 @@ mod sys;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use reactor::selector::EpollSelector;
 pub use reactor::{
+    batch::{IntoIter, Ready},
     failure::ErrorAction,
-    key::{SelectorKey, SelectorMap},
-    ready::{IntoIter, Ready},
+    key::SelectorKey,
+    register::SelectorMap,
     selector::{DefaultSelector, PollSelector, SelectSelector, Selector},
 };
 

@@ -24,13 +24,13 @@
 //! ([`ErrorAction::Keep`]) is paused like the above, so no error the program chose to ignore can
 //! make the loop spin.
 
-use crate::reactor::key::SelectorKey;
-use crate::reactor::key::Token;
-use crate::reactor::selector::{error, Selector};
+use crate::reactor::key::{SelectorKey, Token};
+use crate::reactor::registry::{error, Registry};
 use crate::sys::events::Mode;
-use crate::sys::{self, Backend, FileObj};
+use crate::sys::{self, Backend, Reserve};
 use log::{debug, info, warn};
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,8 @@ pub(crate) const SHED_AFTER: Duration = Duration::from_secs(1);
 
 /// What to do with a registration whose callback returned an error.
 ///
-/// Returned by the handler set with [`Selector::set_error_handler`]; the default handler is
+/// Returned by the handler set with
+/// [`Selector::set_error_handler`](crate::Selector::set_error_handler); the default handler is
 /// [`ErrorAction::default_for`]. Errors of kind `WouldBlock` and `Interrupted` never reach the
 /// handler: they mean "not ready after all" (spurious readiness), and the callback is simply
 /// called again when the source is next reported.
@@ -55,7 +56,7 @@ pub enum ErrorAction {
     Keep,
     /// Take the registration out of the OS poller and call it again after a backoff: 5 ms,
     /// doubling with each consecutive failure up to 500 ms. The first call that succeeds ends
-    /// the pause. See [`Selector::is_paused`].
+    /// the pause. See [`Selector::is_paused`](crate::Selector::is_paused).
     Pause,
     /// Unregister it and close its source (logged at `warn`); other registrations are
     /// unaffected.
@@ -67,7 +68,8 @@ pub enum ErrorAction {
 }
 
 impl ErrorAction {
-    /// The default policy: what a selector does unless [`Selector::set_error_handler`] says
+    /// The default policy: what a selector does unless
+    /// [`Selector::set_error_handler`](crate::Selector::set_error_handler) says
     /// otherwise. A custom handler can fall back to it for the errors it does not care about.
     ///
     /// - Out of descriptors, buffers or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`;
@@ -102,61 +104,65 @@ impl ErrorAction {
     }
 }
 
-/// The failure state of one registration.
-#[derive(Debug, Default)]
-pub(crate) struct Failures {
-    /// Consecutive failed calls (reset by a call that succeeds).
-    count: u32,
-    /// When the current pause episode began, if one is under way.
-    since: Option<Instant>,
-    /// When a paused registration goes back to the poller; `None` while it is in the poller.
-    pub(crate) resume_at: Option<Instant>,
-    /// A `WouldBlock` from a level-triggered callback was logged (once per registration).
-    warned_would_block: bool,
-}
-
 /// The delay before retry number `failures` (1 for the first failure).
 fn backoff(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     (BACKOFF_MIN * (1 << doublings)).min(BACKOFF_MAX)
 }
 
-impl Failures {
-    /// True unless the registration's last call failed: nothing to reset after a success.
-    #[inline]
-    pub(crate) fn is_clear(&self) -> bool {
-        self.count == 0
-    }
+/// The type of the handler [`Selector::set_error_handler`](crate::Selector::set_error_handler)
+/// sets.
+pub(crate) type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
+
+/// The loop's failure policy: the error handler, the registrations paused and when they come
+/// back, how many pause episodes there were, and the descriptor kept in reserve for shedding.
+pub(crate) struct Policy {
+    on_error: ErrorHandler,
+    /// Registrations out of the poller after failing, by resume time.
+    paused: BinaryHeap<Reverse<(Instant, Token)>>,
+    /// Pause episodes so far (`Selector::pauses`).
+    pub(crate) pauses: u64,
+    /// A descriptor kept to be freed when a listener runs out of them (see the module docs).
+    pub(crate) reserve: Option<Reserve>,
 }
 
-impl<B: Backend> Selector<B> {
-    /// True if the registration of `fileobj` is paused: out of the OS poller after its callback
-    /// failed, until its backoff delay is over (see [`ErrorAction::Pause`]).
-    ///
-    /// # Errors
-    ///
-    /// `NotFound` if `fileobj` is not registered.
-    pub fn is_paused<F: FileObj + ?Sized>(&self, fileobj: &F) -> io::Result<bool> {
-        let index = self.index_of("is_paused", fileobj)?;
-        Ok(self.entries[index].failures.resume_at.is_some())
+impl Policy {
+    pub(crate) fn new() -> Policy {
+        Policy {
+            on_error: Box::new(ErrorAction::default_for),
+            paused: BinaryHeap::new(),
+            pauses: 0,
+            reserve: None,
+        }
     }
 
-    /// The number of pause episodes so far, over all registrations: each time a registration
-    /// that was working had to be paused (see [`ErrorAction::Pause`]). A counter for
-    /// monitoring; each episode is also logged at `warn` when it starts.
-    pub fn pauses(&self) -> u64 {
-        self.pauses
+    pub(crate) fn set_handler(&mut self, handler: ErrorHandler) {
+        self.on_error = handler;
     }
 
-    /// The callback of `token` succeeded (or met spurious readiness): any failure episode ends.
-    pub(crate) fn succeeded(&mut self, index: usize) {
-        let failures = &mut self.entries[index].failures;
+    /// True if a registration is paused: the loop must not wait past its resume time.
+    #[inline]
+    pub(crate) fn has_paused(&self) -> bool {
+        !self.paused.is_empty()
+    }
+
+    /// Opens the reserve descriptor, if there is none yet: done with the first listener.
+    pub(crate) fn reserve_for_listener(&mut self) {
+        if self.reserve.is_none() {
+            self.reserve = sys::reserve_descriptor(); // for shedding at the descriptor limit
+        }
+    }
+
+    /// The callback at `index` succeeded (or met spurious readiness): any failure episode ends.
+    pub(crate) fn succeeded<L>(registry: &mut Registry<L>, index: usize) {
+        let entry = registry.entry_mut(index);
+        let failures = &mut entry.failures;
         if failures.count == 0 {
             return;
         }
         failures.count = 0;
         if let Some(since) = failures.since.take() {
-            let fd = self.entries[index].key.fd;
+            let fd = entry.key.fd;
             info!(
                 "fd {fd}: callback succeeded again after {:.1?} paused",
                 since.elapsed()
@@ -167,8 +173,8 @@ impl<B: Backend> Selector<B> {
     /// A level-triggered callback returned `WouldBlock` although its source was reported ready.
     /// Usually spurious readiness; but it is also how `write_all` on a non-blocking socket ends
     /// when the socket is full, silently losing the rest of the data. Say so, once.
-    pub(crate) fn would_block(&mut self, index: usize) {
-        let entry = &mut self.entries[index];
+    pub(crate) fn would_block<L>(registry: &mut Registry<L>, index: usize) {
+        let entry = registry.entry_mut(index);
         if entry.key.mode != Mode::Edge && !entry.failures.warned_would_block {
             entry.failures.warned_would_block = true;
             warn!(
@@ -178,24 +184,26 @@ impl<B: Backend> Selector<B> {
                 entry.key.fd
             );
         }
-        self.succeeded(index);
+        Self::succeeded(registry, index);
     }
 
-    /// Carries out `action` for a registration whose callback failed with `err`. Returns the
-    /// error if the action is `Stop`.
-    pub(crate) fn failed(
+    /// The callback of `key` failed with `err` (not spurious readiness): asks the error handler,
+    /// and carries out what it says. Returns the error if it says `Stop`.
+    pub(crate) fn failed<B: Backend, L>(
         &mut self,
-        token: Token,
-        action: ErrorAction,
+        backend: &mut B,
+        registry: &mut Registry<L>,
+        key: &SelectorKey,
         err: io::Error,
     ) -> io::Result<()> {
+        let action = (self.on_error)(key, &err);
         if action == ErrorAction::Stop {
             return Err(err);
         }
-        let Some(index) = self.current(token) else {
+        let Some(index) = registry.current(key.token) else {
             return Ok(()); // it unregistered itself before failing: nothing left to act on
         };
-        let entry = &mut self.entries[index];
+        let entry = registry.entry_mut(index);
         let fd = entry.key.fd;
         entry.failures.count = entry.failures.count.saturating_add(1);
         let action = match action {
@@ -206,23 +214,29 @@ impl<B: Backend> Selector<B> {
             ErrorAction::Keep => debug!("callback for fd {fd} failed, kept: {err}"),
             ErrorAction::Close => {
                 warn!("callback for fd {fd} failed, closing it: {err}");
-                self.remove(index);
+                registry.remove(backend, index);
             }
-            _ => self.pause(index, &err),
+            _ => self.pause(backend, registry, index, &err),
         }
         Ok(())
     }
 
     /// Takes a registration out of the poller until its backoff delay is over.
-    fn pause(&mut self, index: usize, err: &io::Error) {
+    fn pause<B: Backend, L>(
+        &mut self,
+        backend: &mut B,
+        registry: &mut Registry<L>,
+        index: usize,
+        err: &io::Error,
+    ) {
         let now = Instant::now();
-        let entry = &mut self.entries[index];
+        let entry = registry.entry_mut(index);
         let (fd, token) = (entry.key.fd, entry.key.token);
         let delay = backoff(entry.failures.count);
         if entry.failures.resume_at.is_none() {
             // SAFETY: the registration's source is open: it is owned by the entry (or by the
             // dispatcher while its callback runs), and dropped only after `remove`.
-            if let Err(e) = unsafe { self.backend.delete(fd) } {
+            if let Err(e) = unsafe { backend.delete(fd) } {
                 warn!("fd {fd}: removing it from the poller to pause it failed: {e}");
             }
         }
@@ -246,7 +260,7 @@ impl<B: Backend> Selector<B> {
         };
         #[cfg(unix)]
         if entry.key.listener && sys::is_out_of_descriptors(err) && now - since >= SHED_AFTER {
-            self.shed(index, now - since);
+            self.shed(registry, index, now - since);
         }
         #[cfg(windows)]
         let _ = since; // no reserve descriptor to shed with (see `sys::Reserve`)
@@ -254,7 +268,12 @@ impl<B: Backend> Selector<B> {
 
     /// Puts the paused registrations whose delay is over back into the poller, and returns how
     /// long the caller may wait: `wait`, or less, to be back in time for the next one.
-    pub(crate) fn resume_due(&mut self, wait: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn resume_due<B: Backend, L>(
+        &mut self,
+        backend: &mut B,
+        registry: &mut Registry<L>,
+        wait: Option<Duration>,
+    ) -> Option<Duration> {
         let now = Instant::now();
         while let Some(&Reverse((when, token))) = self.paused.peek() {
             if when > now {
@@ -262,17 +281,17 @@ impl<B: Backend> Selector<B> {
                 return Some(wait.map_or(until, |wait| wait.min(until)));
             }
             self.paused.pop();
-            let Some(index) = self.current(token) else {
+            let Some(index) = registry.current(token) else {
                 continue; // unregistered while paused
             };
-            let entry = &mut self.entries[index];
+            let entry = registry.entry_mut(index);
             if entry.failures.resume_at != Some(when) {
                 continue; // paused again since, with a later deadline
             }
             let key = entry.key;
             // SAFETY: as in `pause`: the source is open until `remove`, which skips `delete`
             // for a paused registration and is the only way it is dropped.
-            match unsafe { self.backend.add(key.fd, token.0, key.events, key.mode) } {
+            match unsafe { backend.add(key.fd, token.0, key.events, key.mode) } {
                 Ok(()) => {
                     entry.failures.resume_at = None;
                     debug!("fd {}: back in the poller after its pause", key.fd);
@@ -280,7 +299,7 @@ impl<B: Backend> Selector<B> {
                 Err(e) => {
                     entry.failures.resume_at = None; // out of the poller: nothing to delete
                     warn!("fd {}: {}", key.fd, error(e.kind(), "resume", key.fd, e));
-                    self.remove(index);
+                    registry.remove(backend, index);
                 }
             }
         }
@@ -291,9 +310,10 @@ impl<B: Backend> Selector<B> {
     /// accept the connections waiting in the backlog and close them at once (so their clients
     /// are refused instead of left hanging), then take the reserve back.
     #[cfg(unix)]
-    fn shed(&mut self, index: usize, stuck: Duration) {
-        let fd = self.entries[index].key.fd;
-        let Some(handler) = self.entries[index].handler.as_mut() else {
+    fn shed<L>(&mut self, registry: &mut Registry<L>, index: usize, stuck: Duration) {
+        let entry = registry.entry_mut(index);
+        let fd = entry.key.fd;
+        let Some(handler) = entry.handler.as_mut() else {
             return; // its callback is running (a nested loop); the next retry sheds
         };
         let Some(reserve) = self.reserve.take() else {

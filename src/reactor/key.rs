@@ -1,4 +1,4 @@
-//! `SelectorKey`, the map of keys, and the token that ties an OS event back to its registration.
+//! `SelectorKey`, and the token that ties an OS event back to its registration.
 //!
 //! A token packs the registration's slab index (low half) with a generation number (high half).
 //! The generation changes with every registration, so an event that was queued for a source
@@ -6,9 +6,8 @@
 //! slot or the same fd number: its token no longer matches. The index is capped below the all-ones
 //! value, so a token is never `usize::MAX`, which `polling` reserves for itself.
 
-use crate::reactor::selector::Selector;
 use crate::sys::events::{Events, Mode};
-use crate::sys::{Backend, FileObj, PollingBackend, RawSource};
+use crate::sys::{FileObj, RawSource};
 use std::fmt;
 
 const INDEX_BITS: u32 = usize::BITS / 2;
@@ -92,58 +91,6 @@ impl FileObj for SelectorKey {
     }
 }
 
-/// A read-only view of a selector's registrations, from [`Selector::get_map`].
-///
-/// # Examples
-///
-/// ```
-/// # use selectloop::{DefaultSelector, EVENT_READ};
-/// # use std::net::TcpListener;
-/// let mut sel = DefaultSelector::new()?;
-/// let key = sel.register(TcpListener::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
-/// let map = sel.get_map();
-/// assert_eq!(map.len(), 1);
-/// assert_eq!(map.get(&key), Some(key));
-/// assert_eq!(map.iter().collect::<Vec<_>>(), [key]);
-/// # std::io::Result::Ok(())
-/// ```
-pub struct SelectorMap<'a, B: Backend = PollingBackend> {
-    pub(crate) sel: &'a Selector<B>,
-}
-
-impl<'a, B: Backend> SelectorMap<'a, B> {
-    /// The number of registrations.
-    pub fn len(&self) -> usize {
-        self.sel.len()
-    }
-
-    /// True if nothing is registered.
-    pub fn is_empty(&self) -> bool {
-        self.sel.is_empty()
-    }
-
-    /// The key of `fileobj`, if it is registered.
-    pub fn get<F: FileObj + ?Sized>(&self, fileobj: &F) -> Option<SelectorKey> {
-        self.sel.get_key(fileobj).ok()
-    }
-
-    /// True if `fileobj` is registered.
-    pub fn contains<F: FileObj + ?Sized>(&self, fileobj: &F) -> bool {
-        self.sel.get_key(fileobj).is_ok()
-    }
-
-    /// Every key, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = SelectorKey> + 'a {
-        self.sel.keys()
-    }
-}
-
-impl<B: Backend> fmt::Debug for SelectorMap<'_, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,18 +119,6 @@ mod tests {
             format!("{key:?}"),
             "SelectorKey { fd: 7, events: READ | WRITE, mode: Edge }"
         );
-    }
-
-    #[test]
-    fn the_map_debugs_as_a_list_of_keys() -> std::io::Result<()> {
-        let mut sel = crate::DefaultSelector::new()?;
-        let a = sel.register(
-            std::net::TcpListener::bind("127.0.0.1:0")?,
-            Events::READ,
-            |_, _, _| Ok(()),
-        )?;
-        assert_eq!(format!("{:?}", sel.get_map()), format!("[{a:?}]"));
-        Ok(())
     }
 
     #[test]

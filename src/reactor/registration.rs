@@ -1,26 +1,25 @@
 //! A registration's owned source and callback, boxed together once.
 //!
-//! The selector stores `Box<dyn Handler<B>>` per registration, so dispatching is one virtual
+//! The registry stores a `Box<dyn Handler<L>>` per registration, so dispatching is one virtual
 //! call into a callback called directly on its typed source — no downcast per event. Replacing
 //! the callback or handing the source back goes through `Any`, checked against the type recorded
-//! at registration.
+//! at registration. `L` is the loop the callback receives (the `Selector`): nothing here needs
+//! to know more of it.
 
-use crate::reactor::selector::Selector;
 use crate::sys::events::Events;
-use crate::sys::{Backend, Source};
+use crate::sys::Source;
 use std::any::Any;
 use std::io;
 
 /// A replacement callback, boxed, as `set_callback` passes it through `Any`.
-pub(crate) type BoxedCallback<S, B> =
-    Box<dyn FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()>>;
+pub(crate) type BoxedCallback<S, L> = Box<dyn FnMut(&mut L, &mut S, Events) -> io::Result<()>>;
 
 /// An owned source with its callback; boxed once per registration.
-pub(crate) trait Handler<B: Backend> {
-    fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()>;
+pub(crate) trait Handler<L> {
+    fn call(&mut self, l: &mut L, mask: Events) -> io::Result<()>;
     fn into_source(self: Box<Self>) -> Box<dyn Any>;
     fn source_mut(&mut self) -> &mut dyn Any;
-    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>>;
+    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<L>>;
 }
 
 pub(crate) struct Registration<S, F> {
@@ -28,14 +27,14 @@ pub(crate) struct Registration<S, F> {
     pub(crate) callback: F,
 }
 
-impl<B, S, F> Handler<B> for Registration<S, F>
+impl<L, S, F> Handler<L> for Registration<S, F>
 where
-    B: Backend,
+    L: 'static,
     S: Source,
-    F: FnMut(&mut Selector<B>, &mut S, Events) -> io::Result<()> + 'static,
+    F: FnMut(&mut L, &mut S, Events) -> io::Result<()> + 'static,
 {
-    fn call(&mut self, sel: &mut Selector<B>, mask: Events) -> io::Result<()> {
-        (self.callback)(sel, &mut self.source, mask)
+    fn call(&mut self, l: &mut L, mask: Events) -> io::Result<()> {
+        (self.callback)(l, &mut self.source, mask)
     }
 
     fn into_source(self: Box<Self>) -> Box<dyn Any> {
@@ -46,8 +45,8 @@ where
         &mut self.source
     }
 
-    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<B>> {
-        match callback.downcast::<BoxedCallback<S, B>>() {
+    fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<L>> {
+        match callback.downcast::<BoxedCallback<S, L>>() {
             Ok(callback) => Box::new(Registration {
                 source: self.source,
                 callback: *callback,

@@ -1,11 +1,12 @@
 //! The selector: `select`, `dispatch` and the loop (`run_once`, `run`).
 //!
-//! This file is the reactor's loop; `registry.rs` adds and removes registrations, and
-//! `services/` (timers, calls from other threads, the executor) provides what `run_once` runs
-//! after I/O.
-//! A registration is one slab entry holding the key, the owned
-//! source and its boxed callback; the OS poller reports a token (slab index + generation, see
-//! [`key`](crate::SelectorKey)) for each ready source. `select` turns those reports into
+//! This file is the reactor's loop. A [`Selector`] is a few parts, each in a file of its own: the
+//! OS poller (`backend`, from `sys/`), the registrations (`registry.rs`: a slab of entries, each
+//! holding the key, the owned source and its boxed callback), the reports of the last wait and
+//! the rule that delivers each once (`batch.rs`), the failure policy (`failure.rs`), and the
+//! loop's services (`services/`: timers, calls, calls from other threads, the executor), which
+//! `run_once` runs after I/O with one call. The OS poller reports a token (slab index +
+//! generation, see `key.rs`) for each ready source. `select` turns those reports into
 //! `(key, mask)` pairs exactly as Python does — masked by the registered events, one pair per
 //! key — and `dispatch` calls the key's callback with the selector itself, so callbacks can
 //! register, modify and unregister anything, themselves included.
@@ -21,22 +22,17 @@
 //! 3. A panicking callback is caught just long enough to remove its registration (poller first,
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
-use crate::reactor::failure::{ErrorAction, Failures};
-use crate::reactor::key::SelectorKey;
-use crate::reactor::key::Token;
-use crate::reactor::ready::{Ready, Spare};
+use crate::reactor::batch::{Batch, Ready};
+use crate::reactor::failure::Policy;
+use crate::reactor::key::{SelectorKey, Token};
 use crate::reactor::registration::Handler;
+use crate::reactor::registry::Registry;
 use crate::services::{HasServices, Services};
 use crate::sys::events::Events;
-use crate::sys::{Backend, FdMap, PollBackend, PollingBackend, RawSource, Reserve, SelectBackend};
+use crate::sys::{Backend, PollBackend, PollingBackend, SelectBackend};
 use log::{debug, warn};
-use slab::Slab;
-use std::any::{Any, TypeId};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 use std::{fmt, mem};
 
@@ -70,8 +66,6 @@ pub type SelectSelector = Selector<SelectBackend>;
 /// have millisecond resolution (rounded up, never early). Supports every [`Mode`](crate::Mode).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub type EpollSelector = Selector<crate::sys::EpollBackend>;
-
-type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
 
 /// A callback reactor over one OS poller: Python's `selectors.BaseSelector`, owning its sources.
 ///
@@ -122,70 +116,18 @@ type ErrorHandler = Box<dyn FnMut(&SelectorKey, &io::Error) -> ErrorAction>;
 ///
 /// [`Connection`]: crate::Connection
 pub struct Selector<B: Backend = PollingBackend> {
+    /// The OS poller.
     pub(crate) backend: B,
-    /// The registrations; `registry.rs` adds and removes them.
-    pub(crate) entries: Slab<Entry<B>>,
-    /// Descriptor to slab index, for lookups by file object.
-    pub(crate) fds: FdMap<usize>,
-    /// Bumped by every registration, so tokens of reused slots differ (see `key.rs`).
-    pub(crate) generation: usize,
-    /// Numbers each poll, so that two reports for one key in one poll merge into one pair.
-    batch: u64,
-    /// The reports of the last poll, one per ready key (the key as it was at the poll), reused
-    /// so that a steady-state loop allocates nothing. A report's mask is emptied once its
-    /// callback has run. Keeping the whole key makes `select`'s list a copy of this one.
-    ready: Vec<(SelectorKey, Events)>,
-    /// The buffer of the `Ready` lists `select` returns: lent out, given back when dropped.
-    spare: Spare,
-    /// Set when a dispatch stopped early (a panic, or `ErrorAction::Stop`): the reports from
-    /// `ready[owed..]` were not dispatched, and the next `select`/`run_once` delivers them first.
-    owed: Option<usize>,
-    stopping: bool,
-    on_error: ErrorHandler,
-    /// Registrations out of the poller after failing (`ErrorAction::Pause`), by resume time.
-    pub(crate) paused: BinaryHeap<Reverse<(Instant, Token)>>,
-    /// Pause episodes so far (`pauses()`).
-    pub(crate) pauses: u64,
-    /// A descriptor kept to be freed when a listener runs out of them (see `failure.rs`).
-    pub(crate) reserve: Option<Reserve>,
-    /// The loop's services (see `run_once`): timers, deferred calls, calls from other threads,
-    /// the executor.
+    /// The registrations (`registry.rs`); `register.rs` adds and removes them.
+    pub(crate) registry: Registry<Selector<B>>,
+    /// The reports of the last wait, and which are owed (`batch.rs`).
+    batch: Batch,
+    /// The error handler, the paused registrations, the reserve descriptor (`failure.rs`).
+    pub(crate) failures: Policy,
+    /// The loop's services (`services/`): timers, calls, calls from other threads, the executor.
     pub(crate) services: Services<Selector<B>>,
-}
-
-pub(crate) struct Entry<B: Backend> {
-    pub(crate) key: SelectorKey,
-    pub(crate) source_type: (TypeId, &'static str),
-    /// `None` while the callback runs (the dispatcher holds it).
-    pub(crate) handler: Option<Box<dyn Handler<B>>>,
-    /// A callback set while the old one was running, installed when it returns.
-    pub(crate) new_callback: Option<Box<dyn Any>>,
-    /// The poll that last reported this entry, and its place in that poll's ready list.
-    pub(crate) batch: u64,
-    pub(crate) slot: usize,
-    /// Consecutive failures of its callback, and its pause, if paused (see `failure.rs`).
-    pub(crate) failures: Failures,
-}
-
-pub(crate) fn error(
-    kind: ErrorKind,
-    op: &str,
-    fd: RawSource,
-    what: impl fmt::Display,
-) -> io::Error {
-    io::Error::new(kind, format!("{op}: fd {fd}: {what}"))
-}
-
-pub(crate) fn check_events(op: &str, fd: RawSource, events: Events) -> io::Result<()> {
-    if events.is_empty() {
-        return Err(error(
-            ErrorKind::InvalidInput,
-            op,
-            fd,
-            "invalid events: (empty)",
-        ));
-    }
-    Ok(())
+    /// `stop()` was called.
+    stopping: bool,
 }
 
 impl<B: Backend> Selector<B> {
@@ -197,19 +139,11 @@ impl<B: Backend> Selector<B> {
     pub fn new() -> io::Result<Self> {
         Ok(Selector {
             backend: B::new()?,
-            entries: Slab::new(),
-            fds: FdMap::default(),
-            generation: 0,
-            batch: 0,
-            ready: Vec::new(),
-            spare: Spare::default(),
-            owed: None,
-            stopping: false,
-            on_error: Box::new(ErrorAction::default_for),
-            paused: BinaryHeap::new(),
-            pauses: 0,
-            reserve: None,
+            registry: Registry::new(),
+            batch: Batch::default(),
+            failures: Policy::new(),
             services: Services::new(),
+            stopping: false,
         })
     }
 
@@ -243,18 +177,8 @@ impl<B: Backend> Selector<B> {
                 0
             }
         };
-        let mut pairs = self.spare.take(); // the buffer the last `Ready` gave back
-        if from == 0 {
-            // Just polled: every report names a live registration, its mask within its events.
-            pairs.extend_from_slice(&self.ready);
-        } else {
-            pairs.extend(self.ready[from..].iter().filter_map(|&(key, mask)| {
-                let key = self.entries[self.current(key.token)?].key;
-                let mask = mask & key.events;
-                (!mask.is_empty()).then_some((key, mask))
-            }));
-        }
-        Ok(Ready::new(pairs, Rc::clone(&self.spare)))
+        let registry = &self.registry;
+        Ok(self.batch.ready(from, |pair| live(registry, pair)))
     }
 
     /// Calls the callback of `key` with `mask` (Python: `key.data(key.fileobj, mask)`).
@@ -322,8 +246,8 @@ impl<B: Backend> Selector<B> {
             }
         };
         let mut called = 0;
-        for i in from..self.ready.len() {
-            let (key, mask) = self.ready[i];
+        for i in from..self.batch.len() {
+            let (key, mask) = self.batch.get(i);
             called += usize::from(self.dispatch_token(key.token, mask)?);
         }
         Ok(called + Services::run(self))
@@ -343,7 +267,7 @@ impl<B: Backend> Selector<B> {
             if mem::take(&mut self.stopping) | self.services.take_stop() {
                 return Ok(());
             }
-            if self.entries.is_empty() && self.services.is_idle() {
+            if self.registry.is_empty() && self.services.is_idle() {
                 return Ok(());
             }
             self.run_once(None)?;
@@ -353,36 +277,6 @@ impl<B: Backend> Selector<B> {
     /// Asks [`run`](Self::run) to return after the current iteration. Callable from callbacks.
     pub fn stop(&mut self) {
         self.stopping = true;
-    }
-
-    /// Sets what happens when a callback returns an error (other than `WouldBlock` and
-    /// `Interrupted`, which mean "not ready after all" and are ignored).
-    ///
-    /// The handler receives the key and the error and returns an [`ErrorAction`]: keep the
-    /// registration, pause it (retried with backoff), close it, or stop the loop with the error.
-    /// The default is [`ErrorAction::default_for`]: pause a registration out of descriptors,
-    /// buffers or memory, keep a listener whose accept of one connection failed, close the rest.
-    /// Whatever the handler says, a registration that keeps failing cannot make the loop spin:
-    /// `Keep` after two failures in a row is a `Pause`. A `Close` is logged at `warn`, a pause
-    /// once per episode; the handler need not log.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use selectloop::{DefaultSelector, ErrorAction};
-    ///
-    /// let mut sel = DefaultSelector::new()?;
-    /// sel.set_error_handler(|key, err| {
-    ///     eprintln!("fd {}: {err}", key.fd());
-    ///     ErrorAction::Stop
-    /// });
-    /// # std::io::Result::Ok(())
-    /// ```
-    pub fn set_error_handler(
-        &mut self,
-        handler: impl FnMut(&SelectorKey, &io::Error) -> ErrorAction + 'static,
-    ) {
-        self.on_error = Box::new(handler);
     }
 
     /// Unregisters and closes every source, then closes the OS poller.
@@ -395,87 +289,53 @@ impl<B: Backend> Selector<B> {
     /// The first OS error met while removing sources from the poller; every source is closed
     /// regardless.
     pub fn close(mut self) -> io::Result<()> {
-        self.clear()
-    }
-
-    fn clear(&mut self) -> io::Result<()> {
-        let mut result = Ok(());
-        for (_, entry) in mem::take(&mut self.entries) {
-            // A paused registration is out of the poller already.
-            let in_poller = entry.failures.resume_at.is_none();
-            // SAFETY: the entry's source is open: it is dropped only at the end of this loop.
-            if let Some(Err(e)) = in_poller.then(|| unsafe { self.backend.delete(entry.key.fd) }) {
-                if result.is_ok() {
-                    result = Err(error(e.kind(), "close", entry.key.fd, e));
-                }
-            }
-            debug!("close fd {}", entry.key.fd);
-        }
-        self.fds.clear();
-        result
-    }
-
-    /// The slab index of `token` if it is still the registration it was issued for.
-    pub(crate) fn current(&self, token: Token) -> Option<usize> {
-        let entry = self.entries.get(token.index())?;
-        (entry.key.token == token).then_some(token.index())
+        self.registry.clear(&mut self.backend)
     }
 
     /// The key of the registration `token` was issued for, if it is still registered.
     #[inline]
     pub(crate) fn key_of(&self, token: Token) -> Option<SelectorKey> {
-        self.current(token).map(|index| self.entries[index].key)
+        self.registry.key_of(token)
     }
 
-    /// Where the reports a stopped dispatch left undelivered start in `ready`, if any of them
-    /// is still deliverable (its registration alive and still waiting for those events).
+    /// Where the reports a stopped dispatch left undelivered start, if any of them is still
+    /// deliverable.
     fn take_owed(&mut self) -> Option<usize> {
-        let from = self.owed.take()?;
-        let owed = self.ready.get(from..)?;
-        let live = |&(key, mask): &(SelectorKey, Events)| {
-            self.current(key.token)
-                .is_some_and(|i| !(mask & self.entries[i].key.events).is_empty())
-        };
-        owed.iter().any(live).then_some(from)
+        let registry = &self.registry;
+        self.batch.take_owed(|pair| live(registry, pair))
     }
 
-    /// Waits for readiness and fills `ready` with one `(key, mask)` per ready key. With
-    /// `services`, a queued call or stop request from a [`Handle`] also ends the wait.
+    /// Waits for readiness and fills the batch with one `(key, mask)` per ready key. With
+    /// `services`, a queued call or stop request from a [`Handle`](crate::Handle) also ends the
+    /// wait.
     ///
     /// Inlined into its two callers, `select` and `run_once` (`#[inline]` alone was not taken):
-    /// one call frame less per wait, 23 to 31 fewer instructions per event with one ready
-    /// source per wait (`scripts/count.sh --pingpong`, N = 1), none with 64.
+    /// one call frame less per wait.
     #[inline(always)]
     fn poll(&mut self, timeout: Option<Duration>, services: bool) -> io::Result<()> {
-        self.ready.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut wait = timeout;
         loop {
             // Registrations paused after failing go back to the poller once their delay is
             // over, so the wait must end in time for the next of them.
-            let wait_now = match self.paused.is_empty() {
-                true => wait,
-                false => self.resume_due(wait),
+            let wait_now = match self.failures.has_paused() {
+                false => wait,
+                true => self
+                    .failures
+                    .resume_due(&mut self.backend, &mut self.registry, wait),
             };
-            self.batch += 1;
-            let batch = self.batch;
-            let (entries, ready) = (&mut self.entries, &mut self.ready);
+            self.batch.begin();
+            let (registry, batch) = (&mut self.registry, &mut self.batch);
             let waited = self.backend.wait(wait_now, |token, readiness| {
                 let token = Token(token);
-                let Some(entry) = entries.get_mut(token.index()) else {
+                let Some(entry) = registry.get_mut(token.index()) else {
                     return;
                 };
                 let mask = readiness & entry.key.events;
                 if entry.key.token != token || mask.is_empty() {
                     return; // unregistered meanwhile, or a hang-up outside its interest
                 }
-                if entry.batch == batch {
-                    ready[entry.slot].1 |= mask; // kqueue: READ and WRITE come separately
-                } else {
-                    entry.batch = batch;
-                    entry.slot = ready.len();
-                    ready.push((entry.key, mask));
-                }
+                batch.add(&mut entry.report, entry.key, mask);
             });
             if services {
                 // Every wake-up clears the flag before the queue is looked at: a call sent
@@ -484,7 +344,7 @@ impl<B: Backend> Selector<B> {
             }
             match waited {
                 Err(e) if e.kind() != ErrorKind::Interrupted => return Err(e),
-                _ if !self.ready.is_empty() => return Ok(()),
+                _ if !self.batch.is_empty() => return Ok(()),
                 _ if services && self.services.has_ready() => return Ok(()),
                 _ => {}
             }
@@ -506,7 +366,7 @@ impl<B: Backend> Selector<B> {
     /// error or a self-unregistration is in [`after_call`](Self::after_call), out of line.
     #[inline]
     fn dispatch_token(&mut self, token: Token, mask: Events) -> io::Result<bool> {
-        let Some(entry) = self.entries.get_mut(token.index()) else {
+        let Some(entry) = self.registry.get_mut(token.index()) else {
             return Ok(false); // unregistered since it was reported
         };
         let key = entry.key;
@@ -517,18 +377,11 @@ impl<B: Backend> Selector<B> {
         let Some(mut handler) = entry.handler.take() else {
             return Ok(false); // its own callback is running: no re-entry
         };
-        // Delivered: a report of the last poll is not delivered again. If this call stops
+        // Delivered: a report of the last wait is not delivered again. If this call stops
         // the batch (a panic, or `Stop`), the reports after it are owed.
-        let slot = if entry.batch == self.batch {
-            if let Some(report) = self.ready.get_mut(entry.slot) {
-                report.1 = Events::NONE;
-            }
-            Some(entry.slot)
-        } else {
-            None
-        };
+        let slot = self.batch.deliver(entry.report);
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
-        if let (Ok(Ok(())), Some(entry)) = (&result, self.entries.get_mut(token.index())) {
+        if let (Ok(Ok(())), Some(entry)) = (&result, self.registry.get_mut(token.index())) {
             let unchanged = entry.key.token == token && entry.new_callback.is_none();
             if unchanged && entry.handler.is_none() && entry.failures.is_clear() {
                 entry.handler = Some(handler);
@@ -546,7 +399,7 @@ impl<B: Backend> Selector<B> {
     fn after_call(
         &mut self,
         key: &SelectorKey,
-        mut handler: Box<dyn Handler<B>>,
+        mut handler: Box<dyn Handler<Selector<B>>>,
         result: std::thread::Result<io::Result<()>>,
         slot: Option<usize>,
     ) -> io::Result<bool> {
@@ -554,16 +407,16 @@ impl<B: Backend> Selector<B> {
         let result = match result {
             Ok(result) => result,
             Err(panic) => {
-                if let Some(index) = self.current(token) {
-                    self.remove(index);
+                if let Some(index) = self.registry.current(token) {
+                    self.registry.remove(&mut self.backend, index);
                 }
                 drop(handler); // after `remove`: the poller no longer watches the fd
                 warn!("callback for fd {fd} panicked; it was unregistered");
-                self.owe_after(slot);
+                self.batch.owe_after(slot);
                 panic::resume_unwind(panic);
             }
         };
-        let Some(index) = self.current(token) else {
+        let Some(index) = self.registry.current(token) else {
             debug!("close fd {fd} after its callback");
             drop(handler); // closes the source: it was unregistered, and left the poller then
             return match result {
@@ -571,14 +424,14 @@ impl<B: Backend> Selector<B> {
                 _ => Ok(true),
             };
         };
-        let entry = &mut self.entries[index];
+        let entry = self.registry.entry_mut(index);
         if let Some(callback) = entry.new_callback.take() {
             handler = handler.with_callback(callback);
         }
         entry.handler = Some(handler);
         match result {
-            Ok(()) => self.succeeded(index),
-            Err(e) if is_spurious(&e) => self.would_block(index),
+            Ok(()) => Policy::succeeded(&mut self.registry, index),
+            Err(e) if is_spurious(&e) => Policy::would_block(&mut self.registry, index),
             Err(e) => return self.fail(key, e, slot),
         }
         Ok(true)
@@ -587,20 +440,26 @@ impl<B: Backend> Selector<B> {
     /// The callback of `key` failed with `err` (not spurious readiness): the error handler
     /// decides, and a `Stop` leaves the reports after `slot` owed.
     fn fail(&mut self, key: &SelectorKey, err: io::Error, slot: Option<usize>) -> io::Result<bool> {
-        let action = (self.on_error)(key, &err);
-        if let Err(err) = self.failed(key.token, action, err) {
-            self.owe_after(slot); // `Stop`: the rest of the batch waits
+        let failed = self
+            .failures
+            .failed(&mut self.backend, &mut self.registry, key, err);
+        if let Err(err) = failed {
+            self.batch.owe_after(slot); // `Stop`: the rest of the batch waits
             return Err(err);
         }
         Ok(true)
     }
+}
 
-    /// Records that the reports after `slot` of the last poll are owed.
-    fn owe_after(&mut self, slot: Option<usize>) {
-        if let Some(slot) = slot {
-            self.owed = Some(slot + 1);
-        }
-    }
+/// A report of the last wait as it stands now: its key as registered now and its mask within
+/// the key's events, or `None` if the registration is gone or no longer waits for those events.
+fn live<L>(
+    registry: &Registry<L>,
+    (key, mask): (SelectorKey, Events),
+) -> Option<(SelectorKey, Events)> {
+    let key = registry.key_of(key.token)?;
+    let mask = mask & key.events;
+    (!mask.is_empty()).then_some((key, mask))
 }
 
 /// A callback error that only means "not ready after all".
@@ -610,7 +469,7 @@ fn is_spurious(err: &io::Error) -> bool {
 
 impl<B: Backend> Drop for Selector<B> {
     fn drop(&mut self) {
-        let _ = self.clear();
+        let _ = self.registry.clear(&mut self.backend);
     }
 }
 

@@ -1,12 +1,21 @@
-//! `Ready`, the list `select()` returns — Python's `[(key, events), ...]` without an allocation
-//! per call.
+//! The reports of one wait, and the rule that delivers each exactly once; and `Ready`, the list
+//! `select()` returns — Python's `[(key, events), ...]` without an allocation per call.
 //!
-//! Python's `select()` builds a new list every time; so did ours, and in an echo server the two
-//! allocations per `select` (the list and its growth) cost more than the rest of the dispatch.
-//! A `Ready` owns its buffer while the caller iterates it — it cannot borrow the selector, since
-//! the loop calls `sel.dispatch(..)` (a `&mut` borrow) inside the `for` — and gives the buffer
-//! back to its selector when dropped, so the next `select` reuses it. The loop reads exactly as
-//! in Python, and a steady-state loop allocates nothing.
+//! **Exactly once.** A wait fills the [`Batch`]: one report `(key, mask)` per ready key (kqueue
+//! reports READ and WRITE separately: they merge into one). Each report is delivered at most
+//! once: dispatching it marks it delivered. If a dispatch stops the batch early (a callback
+//! panicked, or the error handler said `Stop`), the reports after it are *owed*: the next
+//! `select` or `run_once` delivers them first, without waiting — an edge-triggered source would
+//! otherwise never be reported again — leaving out those whose registration is gone or no
+//! longer waits for those events, and those delivered meanwhile. Each registration notes which
+//! batch last reported it, and where ([`Report`]), so that merging and marking cost no search.
+//!
+//! **`Ready`.** Python's `select()` builds a new list every time; so did ours, and in an echo
+//! server the two allocations per `select` (the list and its growth) cost more than the rest of
+//! the dispatch. A `Ready` owns its buffer while the caller iterates it — it cannot borrow the
+//! selector, since the loop calls `sel.dispatch(..)` (a `&mut` borrow) inside the `for` — and
+//! gives the buffer back to the batch when dropped, so the next `select` reuses it. The loop
+//! reads exactly as in Python, and a steady-state loop allocates nothing.
 
 use crate::reactor::key::SelectorKey;
 use crate::sys::events::Events;
@@ -15,10 +24,118 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
-type Pair = (SelectorKey, Events);
+pub(crate) type Pair = (SelectorKey, Events);
 
-/// Where a selector keeps the buffer its `Ready` lists borrow and give back.
+/// Where a batch keeps the buffer its `Ready` lists borrow and give back.
 pub(crate) type Spare = Rc<Cell<Vec<Pair>>>;
+
+/// Where a registration was last reported: the batch's number and its place in it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Report {
+    batch: u64,
+    slot: usize,
+}
+
+/// The reports of the last wait (see the module docs).
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Numbers each wait, so that two reports for one key in one wait merge into one.
+    number: u64,
+    /// One report per ready key, the key as it was at the wait. A report's mask is emptied
+    /// once delivered. Keeping the whole key makes `select`'s list a copy of this one.
+    reports: Vec<Pair>,
+    /// The buffer of the `Ready` lists `select` returns: lent out, given back when dropped.
+    spare: Spare,
+    /// Set when a dispatch stopped early: the reports from `reports[owed..]` are owed.
+    owed: Option<usize>,
+}
+
+impl Batch {
+    /// Starts the reports of a new wait.
+    #[inline]
+    pub(crate) fn begin(&mut self) {
+        self.reports.clear();
+        self.number += 1;
+    }
+
+    /// Adds a report of `key` (last reported at `report`): a new one, or merged into the one
+    /// this wait made already.
+    #[inline]
+    pub(crate) fn add(&mut self, report: &mut Report, key: SelectorKey, mask: Events) {
+        if report.batch == self.number {
+            self.reports[report.slot].1 |= mask; // kqueue: READ and WRITE come separately
+        } else {
+            *report = Report {
+                batch: self.number,
+                slot: self.reports.len(),
+            };
+            self.reports.push((key, mask));
+        }
+    }
+
+    /// True if the last wait reported nothing.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.reports.is_empty()
+    }
+
+    /// The number of reports of the last wait.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.reports.len()
+    }
+
+    /// Report `i` of the last wait.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Pair {
+        self.reports[i]
+    }
+
+    /// Marks the report of a registration last reported at `report` delivered, if it is one of
+    /// this batch, and returns its place: a report is not delivered again.
+    #[inline]
+    pub(crate) fn deliver(&mut self, report: Report) -> Option<usize> {
+        if report.batch != self.number {
+            return None;
+        }
+        if let Some(pair) = self.reports.get_mut(report.slot) {
+            pair.1 = Events::NONE;
+        }
+        Some(report.slot)
+    }
+
+    /// The batch stopped after the report at `slot` (a panic, or `Stop`): the reports after it
+    /// are owed.
+    pub(crate) fn owe_after(&mut self, slot: Option<usize>) {
+        if let Some(slot) = slot {
+            self.owed = Some(slot + 1);
+        }
+    }
+
+    /// Where the owed reports start, if any is still deliverable: `live` gives a report's key
+    /// and mask as they are now (`None` if its registration is gone or no longer waits for
+    /// those events). Taking them clears the debt.
+    pub(crate) fn take_owed(&mut self, live: impl Fn(Pair) -> Option<Pair>) -> Option<usize> {
+        let from = self.owed.take()?;
+        let owed = self.reports.get(from..)?;
+        owed.iter()
+            .any(|&pair| live(pair).is_some())
+            .then_some(from)
+    }
+
+    /// The list `select` returns: the reports from `from` on, as `live` gives them now (all of
+    /// them as they are when `from` is 0: a wait just filled them).
+    pub(crate) fn ready(&mut self, from: usize, live: impl Fn(Pair) -> Option<Pair>) -> Ready {
+        let mut pairs = self.spare.take(); // the buffer the last `Ready` gave back
+        if from == 0 {
+            // Just polled: every report names a live registration, its mask within its events.
+            pairs.extend_from_slice(&self.reports);
+        } else {
+            pairs.extend(self.reports[from..].iter().filter_map(|&pair| live(pair)));
+        }
+        Ready::new(pairs, Rc::clone(&self.spare))
+    }
+}
 
 /// The `(key, mask)` pairs returned by [`Selector::select`](crate::Selector::select).
 ///
