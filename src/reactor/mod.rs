@@ -1,9 +1,13 @@
 //! The reactor: Python's `selectors`, owning its sources.
 //!
 //! `selector.rs` is the loop (`select`, `dispatch`, `run_once`, `run`) and the place to start
-//! reading; `registry.rs` adds and removes registrations, each a slab entry holding a
-//! `registration.rs` box (the source and its callback); `key.rs` is the `SelectorKey` and the
-//! token that ties an OS event back to its registration; `ready.rs` the list `select` returns; `failure.rs` what happens when a callback fails.
+//! reading. Its parts, from the bottom up: `key.rs` (the `SelectorKey`, and the token that ties
+//! an OS event back to its registration), `registration.rs` (a source and its callback, boxed
+//! once), `batch.rs` (the reports of a wait, delivered exactly once, and the `Ready` list
+//! `select` returns), `registry.rs` (the table of registrations), `failure.rs` (what happens
+//! when a callback fails). Above the loop, its public calls: `register.rs` (register,
+//! unregister, modify, the lookups) and `scheduling.rs` (timers, calls, the `Handle`, the
+//! executor, signals, through `services/`). Nothing here imports a file above it.
 
 pub(crate) mod batch;
 pub(crate) mod failure;
@@ -12,4 +16,6 @@ pub(crate) mod register;
 pub(crate) mod registration;
 pub(crate) mod registry;
 pub(crate) mod scheduling;
+#[cfg(test)]
+mod scripted_tests;
 pub(crate) mod selector;
