@@ -477,6 +477,94 @@ fn run_once_counts_each_kind_of_callback<B: Backend>() -> io::Result<()> {
     Ok(())
 }
 
+// --- dispatch_soon: a callback run without readiness ---------------------------------------
+
+/// `dispatch_soon` runs the callback in this iteration's call phase, after the I/O callbacks
+/// and the timers, with the mask as given, whatever the source's readiness; once per request.
+fn dispatch_soon_calls_the_callback_without_readiness<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let order = log();
+    let (a, _peer) = socketpair()?;
+    let o = order.clone();
+    let key = sel.register(a, EVENT_READ, move |_, _, mask| {
+        o.borrow_mut().push(match mask.is_empty() {
+            true => "fed, no readiness",
+            false => "ready",
+        });
+        Ok(())
+    })?;
+    let (w, _peer_w) = socketpair()?;
+    let o = order.clone();
+    let writer = sel.register(w, EVENT_WRITE, move |sel, _, _| {
+        o.borrow_mut().push("I/O");
+        sel.dispatch_soon(&key, selectloop::Events::NONE); // from a callback: this iteration
+        Ok(())
+    })?;
+    let o = order.clone();
+    sel.call_later(Duration::ZERO, move |_| o.borrow_mut().push("timer"));
+    assert_eq!(
+        sel.run_once(Some(TIMEOUT))?,
+        3,
+        "I/O, the timer, the fed call"
+    );
+    assert_eq!(*order.borrow(), ["I/O", "timer", "fed, no readiness"]);
+    sel.unregister(&writer)?;
+    sel.dispatch_soon(&key, EVENT_READ); // the mask as given
+    sel.dispatch_soon(&key, EVENT_READ);
+    assert_eq!(sel.run_once(Some(TIMEOUT))?, 2);
+    assert_eq!(order.borrow()[3..], ["ready", "ready"]);
+    assert_eq!(sel.run_once(Some(Duration::ZERO))?, 0, "called again");
+    Ok(())
+}
+
+/// A call made soon for a registration that is gone by then does nothing, even when a new
+/// registration took its slot and its descriptor number.
+fn dispatch_soon_skips_a_registration_gone_since<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let called = log();
+    let (a, _peer) = socketpair()?;
+    let c = called.clone();
+    let old = sel.register(a, EVENT_READ, move |_, _, _| {
+        c.borrow_mut().push("old");
+        Ok(())
+    })?;
+    sel.dispatch_soon(&old, selectloop::Events::NONE);
+    sel.unregister(&old)?;
+    let (b, _peer_b) = socketpair()?; // may reuse the descriptor number and the slot
+    let c = called.clone();
+    sel.register(b, EVENT_READ, move |_, _, _| {
+        c.borrow_mut().push("new");
+        Ok(())
+    })?;
+    sel.run_once(Some(Duration::ZERO))?;
+    assert!(called.borrow().is_empty(), "{:?}", called.borrow());
+    Ok(())
+}
+
+/// An error from a call made soon goes to the error handler; a `Stop` comes out of
+/// `run_once`, at the end of its iteration.
+fn dispatch_soon_errors_go_to_the_error_handler<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    let (a, _peer) = socketpair()?;
+    let key = sel.register(a, EVENT_READ, |_, _, _| {
+        Err(io::Error::new(ErrorKind::InvalidData, "fed and failed"))
+    })?;
+    sel.set_error_handler(|_, _| selectloop::ErrorAction::Stop);
+    sel.dispatch_soon(&key, selectloop::Events::NONE);
+    let err = sel.run_once(Some(Duration::ZERO)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidData);
+    assert_eq!(
+        sel.run_once(Some(Duration::ZERO))?,
+        0,
+        "the error came out once"
+    );
+    sel.set_error_handler(selectloop::ErrorAction::default_for);
+    sel.dispatch_soon(&key, selectloop::Events::NONE);
+    sel.run_once(Some(Duration::ZERO))?; // closed by the default handler
+    assert!(sel.is_empty(), "not closed");
+    Ok(())
+}
+
 // stop() and Handle::stop() both before run(): it returns at once, and both requests are
 // spent — the next run() runs until there is nothing left to wait for.
 fn both_stops_before_run<B: Backend>() -> io::Result<()> {
@@ -1170,6 +1258,9 @@ instantiate! {
         handle_stop_ends_run,
         select_is_io_only,
         run_once_counts_each_kind_of_callback,
+        dispatch_soon_calls_the_callback_without_readiness,
+        dispatch_soon_skips_a_registration_gone_since,
+        dispatch_soon_errors_go_to_the_error_handler,
         both_stops_before_run,
         huge_timeouts_wait_without_error,
         #[cfg(target_os = "linux")]

@@ -124,6 +124,9 @@ pub(crate) struct Policy {
     pub(crate) pauses: u64,
     /// A descriptor kept to be freed when a listener runs out of them (see the module docs).
     pub(crate) reserve: Option<Reserve>,
+    /// The error of a call made by `dispatch_soon` whose handler said `Stop`, for `run_once`
+    /// to return.
+    pub(crate) stopped: Option<io::Error>,
 }
 
 impl Policy {
@@ -133,6 +136,7 @@ impl Policy {
             paused: BinaryHeap::new(),
             pauses: 0,
             reserve: None,
+            stopped: None,
         }
     }
 

@@ -214,6 +214,53 @@ impl<B: Backend> Selector<B> {
         self.dispatch_token(key.token, mask).map(|_| ())
     }
 
+    /// Calls the callback of `key` with `mask` soon, whatever its source's readiness: in the
+    /// [`call_soon`](Self::call_soon) phase of this loop iteration (from a callback or a timer)
+    /// or of the next one. libuv calls this feeding a watcher (`uv__io_feed`).
+    ///
+    /// For a callback that has work to do without a new event: a protocol that must run its
+    /// parser again over what it already received after changing state, or a stream that
+    /// must end from outside its callback (a [`Connection`](crate::Connection) wakes its own
+    /// callback this way for its timeouts and for [`Connection::with`](crate::Connection::with)).
+    /// `mask` is passed as given: `Events::NONE` tells the callback it was not called for
+    /// readiness. Nothing happens if `key` is unregistered by then (even if its slot or fd was
+    /// reused), or if its callback is running then (no re-entry). The call is not a report of
+    /// a wait: it changes nothing of what `select` returned.
+    ///
+    /// Errors are handled as for [`dispatch`](Self::dispatch): the error handler decides; if
+    /// it says [`Stop`](crate::ErrorAction::Stop), [`run_once`](Self::run_once) (and so
+    /// [`run`](Self::run)) returns the error at the end of the iteration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::{DefaultSelector, Events, EVENT_READ};
+    /// use std::net::TcpListener;
+    /// use std::{cell::RefCell, rc::Rc, time::Duration};
+    ///
+    /// let mut sel = DefaultSelector::new()?;
+    /// let calls = Rc::new(RefCell::new(Vec::new()));
+    /// let seen = calls.clone();
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let key = sel.register(listener, EVENT_READ, move |_sel, _sock, mask| {
+    ///     seen.borrow_mut().push(mask); // Events::NONE: called without readiness
+    ///     Ok(())
+    /// })?;
+    /// sel.dispatch_soon(&key, Events::NONE);
+    /// sel.run_once(Some(Duration::ZERO))?; // no client: only the call made soon
+    /// assert_eq!(*calls.borrow(), [Events::NONE]);
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn dispatch_soon(&mut self, key: &SelectorKey, mask: Events) {
+        let token = key.token;
+        self.services
+            .call_soon(Box::new(move |sel: &mut Selector<B>| {
+                if let Err(e) = sel.feed(token, mask) {
+                    sel.failures.stopped.get_or_insert(e); // `Stop`: `run_once` returns it
+                }
+            }));
+    }
+
     /// One loop iteration: wait for I/O, dispatch it, then run the loop's services. Returns the
     /// number of callbacks run.
     ///
@@ -250,7 +297,11 @@ impl<B: Backend> Selector<B> {
             let (key, mask) = self.batch.get(i);
             called += usize::from(self.dispatch_token(key.token, mask)?);
         }
-        Ok(called + Services::run(self))
+        called += Services::run(self);
+        match self.failures.stopped.take() {
+            None => Ok(called),
+            Some(e) => Err(e), // a call made by `dispatch_soon` failed, and the handler said `Stop`
+        }
     }
 
     /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`]), or
@@ -389,6 +440,24 @@ impl<B: Backend> Selector<B> {
             }
         }
         self.after_call(&key, handler, result, slot)
+    }
+
+    /// Runs the callback of `token` for [`dispatch_soon`](Self::dispatch_soon): with `mask` as
+    /// given, unless the registration is gone or its callback is running. Not a report of the
+    /// last wait, so nothing of the batch changes.
+    #[cold]
+    #[inline(never)]
+    fn feed(&mut self, token: Token, mask: Events) -> io::Result<bool> {
+        let Some(index) = self.registry.current(token) else {
+            return Ok(false); // unregistered since
+        };
+        let entry = self.registry.entry_mut(index);
+        let key = entry.key;
+        let Some(mut handler) = entry.handler.take() else {
+            return Ok(false); // its own callback is running: no re-entry
+        };
+        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
+        self.after_call(&key, handler, result, None)
     }
 
     /// Everything but the hot path after a callback returned (or panicked): putting the

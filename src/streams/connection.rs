@@ -81,12 +81,12 @@
 //! is not enough to get there: a socket whose peer does not read never becomes writable. So
 //! whatever ends a connection from elsewhere — its timer firing, or
 //! [`Connection::with`] after `abort()`, `close()` with nothing queued, or a hard cap passed —
-//! calls that callback itself (through [`Selector::dispatch`], marked as a wake-up, not
-//! readiness): from the timer at once, and after `with` from a
-//! [`call_soon`](Selector::call_soon) (so the user's callback never runs inside the caller of
-//! `with`, which may hold a `RefCell` borrow the callback needs too). Both are the loop's
-//! services, run by `run_once`/`run`; a bare `select()`/`dispatch()` loop finishes such a
-//! connection when its socket is next reported (WRITE interest is on), and fires no timeouts.
+//! has that callback called without readiness, with [`Selector::dispatch_soon`] and an empty
+//! mask (libuv's feeding): in the [`call_soon`](Selector::call_soon) phase of the loop
+//! iteration, so the user's callback never runs inside the caller of `with`, which may hold a
+//! `RefCell` borrow the callback needs too. That is a loop service, run by `run_once`/`run`; a
+//! bare `select()`/`dispatch()` loop finishes such a connection when its socket is next
+//! reported (WRITE interest is on), and fires no timeouts.
 
 use crate::reactor::key::SelectorKey;
 use crate::reactor::selector::Selector;
@@ -236,8 +236,6 @@ pub struct Connection<S, C: Codec> {
     failed: Option<io::Error>,
     /// More than `low_water` bytes were queued since the last `Drained`.
     above_low: bool,
-    /// The next call of the registration's callback is a wake-up (see `wake`), not readiness.
-    woken: bool,
     /// A timeout or the soft cap is on (see `timed`).
     timed: bool,
     /// Bytes read from and written to the socket so far.
@@ -371,7 +369,6 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             peer_closed: false,
             failed: None,
             above_low: false,
-            woken: false,
             timed: false,
             received: 0,
             sent: 0,
@@ -472,7 +469,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             conn.on_ready(sel, mask, &mut callback, &mut timer)
         })?;
         if timed {
-            sel.call_soon(move |sel| Self::wake(sel, key, false)); // schedules the timer
+            sel.dispatch_soon(&key, Events::NONE); // schedules the timer
         }
         Ok(key)
     }
@@ -536,7 +533,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             sel.modify(&key, events)?;
         }
         if wake {
-            sel.call_soon(move |sel| Self::wake(sel, key, false));
+            sel.dispatch_soon(&key, Events::NONE);
         }
         Ok(result)
     }
@@ -673,7 +670,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// The events to wait for: READ unless paused or closing, WRITE while data is queued. Once
     /// the connection is done (failed, or closing with nothing queued) or owes `Drained`, WRITE
     /// too, so that its callback runs in a bare `select()` loop as well (a socket with room,
-    /// or reset, is writable); the loop's services get there sooner (see `wake`).
+    /// or reset, is writable); the loop's services get there sooner (see `with`).
     fn next_interest(&mut self) -> Events {
         let queued = self.queued();
         if queued > self.limits.high_water {
@@ -1080,8 +1077,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// The registration's callback. For readiness: write, read and decode, tell the user. For
-    /// a wake-up (`woken`: the timer, or `with`): end the connection if a deadline has
-    /// passed. Then, either way: `Drained` if owed, the frames that waited for the queue to
+    /// a wake-up (an empty `mask`, from `dispatch_soon`: the timer, or `with`): end the
+    /// connection if a deadline has passed. Then, either way: `Drained` if owed, the frames that waited for the queue to
     /// drain, the hard cap, the end if done, else the interest and the timer.
     fn on_ready<B: Backend>(
         &mut self,
@@ -1091,7 +1088,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         timer: &mut Timer,
     ) -> io::Result<()> {
         let now = self.timed().then(Instant::now);
-        if mem::take(&mut self.woken) {
+        if mask.is_empty() {
             if let Some(now) = now {
                 self.expire(now);
             }
@@ -1192,26 +1189,16 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
     }
 
-    /// Calls the registration's callback of `key` for a wake-up, not readiness: from its timer
-    /// (`fired`), or after `register` and `with`. Nothing if the connection is gone, or if its
-    /// own callback is running (a loop run from inside a callback): that call arms the timer
+    /// The connection's timer fired: its callback is called without readiness (see
+    /// `on_ready`). Nothing if the connection is gone; if its own callback is running (a loop
+    /// run from inside a callback), the call is skipped, and that callback arms the timer
     /// again, at the deadline that has passed, when it returns.
-    fn wake<B: Backend>(sel: &mut Selector<B>, key: SelectorKey, fired: bool) {
+    fn fired<B: Backend>(sel: &mut Selector<B>, key: SelectorKey) {
         let Ok(conn) = sel.source_mut::<Self, _>(&key) else {
             return;
         };
-        conn.woken = true;
-        if fired {
-            conn.clock.timer_at = None;
-        }
-        // Any events of the key will do: `woken` tells the callback it was not readiness.
-        let result = match sel.get_key(&key) {
-            Ok(key) => sel.dispatch(&key, key.events()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            warn!("fd {}: waking the connection: {e}", key.fd()); // the error handler's `Stop`
-        }
+        conn.clock.timer_at = None;
+        sel.dispatch_soon(&key, Events::NONE);
     }
 
     /// The earliest deadline, and which it is.
@@ -1281,7 +1268,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let Some(when) = next.and_then(|(when, _)| self.armed_for(when, now)) else {
             return;
         };
-        timer.set(sel.call_at(when, move |sel| Self::wake(sel, key, true)));
+        timer.set(sel.call_at(when, move |sel| Self::fired(sel, key)));
         self.clock.timer_at = Some(when);
     }
 
