@@ -31,19 +31,18 @@
 //! A connection that waits holds no buffer at all: nothing undecoded, nothing queued, nothing
 //! allocated. Reads go into one buffer per thread, zeroed once and lent to one read at a time;
 //! a connection keeps only what its codec could not decode yet (the start of a frame), in a
-//! buffer of its own sized to it, and gives its write queue up once drained. Measured with
-//! `benches/memory.rs`, 10,000 connections that each exchanged a line cost 64 KiB each when
-//! every connection kept the read buffer of its first read (zeroed, as `Read` needs); that
-//! buffer is the one now shared. Releasing it after each read instead means allocating and
-//! zeroing 64 KiB again for each read: counted with callgrind on the framed echo, 67,753
-//! instructions per round trip of one message, against 1,788 with the shared buffer.
+//! buffer of its own sized to it, and gives its write queue up once drained. Keeping the read
+//! buffer of a connection's first read (zeroed, as `Read` needs) would cost every idle
+//! connection a read chunk; releasing it after each read instead would allocate and zero a read
+//! chunk again for every read. The shared buffer avoids both (the figures, and how to measure
+//! them, are in docs/performance.md).
 //!
 //! A drained write queue is not simply freed either: a producer that empties its queue and
-//! fills it again would pay a fresh allocation (and, above 128 KiB, fresh pages) each time —
-//! the bulk benchmark fell to a third of its speed. So the thread keeps two emptied queues,
-//! the largest lately of up to 64 KiB and of 64 KiB to 4 MiB, and a send into an empty queue
-//! takes the one that fits, if it is at most 16 times what it needs: a small reply never holds
-//! a large buffer. The bounds:
+//! fills it again would pay a fresh allocation (and, above 128 KiB, fresh pages) each time,
+//! which slowed bulk sending several-fold (docs/performance.md). So the thread keeps two
+//! emptied queues, the largest lately of up to 64 KiB and of 64 KiB to 4 MiB, and a send into
+//! an empty queue takes the one that fits, if it is at most 16 times what it needs: a small
+//! reply never holds a large buffer. The bounds:
 //!
 //! - **waiting** (every byte received was decoded, nothing queued): no buffer memory;
 //! - **receiving a frame**: its bytes so far — up to 4 KiB in a buffer of exactly that size;
@@ -128,9 +127,10 @@ impl ByteStream for std::os::unix::net::UnixStream {
 /// What a [`Connection`]'s callback is told.
 #[derive(Debug)]
 pub enum ConnEvent<T> {
-    /// A decoded frame. None comes after the connection began to end (see [`Closed`](Self::Closed)),
-    /// nor while more than the high-water mark is queued ([`Limits::high_water`]): frames
-    /// received meanwhile wait, undecoded, until the queue drains to the low-water mark.
+    /// A decoded frame. None comes after the connection began to end (see
+    /// [`Closed`](Self::Closed)), nor while more than the high-water mark is queued
+    /// ([`Limits::high_water`]): frames received meanwhile wait, undecoded, until the queue
+    /// drains to the low-water mark.
     Frame(T),
     /// The write queue has fallen to the low-water mark ([`Limits::low_water`]) after holding
     /// more (counting what `send` queued before the connection wrote any of it): send more now
@@ -733,8 +733,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// Gives an empty queue room for `len` bytes: the thread's spare if that is large enough
     /// and not more than 16 times too large (so that a small send never holds a large buffer),
     /// else at least `QUEUE_MIN`. Out of line: it runs once per queue, not per send, and
-    /// `send_frame` inlined into the user's callback stays small (118 fewer instructions per
-    /// round of the framed echo with 32 messages, counted with callgrind).
+    /// `send_frame`, inlined into the user's callback, stays small.
     #[inline(never)]
     fn start_queue(&mut self, len: usize) {
         let need = len.max(QUEUE_MIN);
@@ -1078,8 +1077,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// The registration's callback. For readiness: write, read and decode, tell the user. For
     /// a wake-up (an empty `mask`, from `dispatch_soon`: the timer, or `with`): end the
-    /// connection if a deadline has passed. Then, either way: `Drained` if owed, the frames that waited for the queue to
-    /// drain, the hard cap, the end if done, else the interest and the timer.
+    /// connection if a deadline has passed. Then, either way: `Drained` if owed, the frames
+    /// that waited for the queue to drain, the hard cap, the end if done, else the interest and
+    /// the timer.
     fn on_ready<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,

@@ -18,10 +18,10 @@
 //! **Linux: one system call per wait.** `polling`'s `wait()` makes five on Linux, whatever the
 //! timeout and whether or not anyone called `notify()`: it arms a timerfd for the timeout
 //! (`timerfd_settime`, `epoll_ctl`), waits (`epoll_pwait`), then clears and re-arms its
-//! notifier (`read`, `epoll_ctl`). An echo through it cost 7 system calls per message where
-//! hand-written epoll costs 3. So on Linux the wait is `epoll_wait` on `polling`'s own epoll
-//! instance (`Poller::as_fd()`, public on Linux), with the timeout in milliseconds rounded up
-//! (never early; a sub-millisecond timeout waits 1 ms, not 0). Registrations still go through
+//! notifier (`read`, `epoll_ctl`): 7 system calls per message for an echo, where hand-written
+//! epoll makes 3 (docs/performance.md). So on Linux the wait is `epoll_wait` on `polling`'s own
+//! epoll instance (`Poller::as_fd()`, public on Linux), with the timeout in milliseconds rounded
+//! up (never early; a sub-millisecond timeout waits 1 ms, not 0). Registrations still go through
 //! `polling` (`add`, `modify`, `delete` are single `epoll_ctl` calls there), and so do wake-ups:
 //! `notify()` writes `polling`'s eventfd, which it registered under the key it reserves for
 //! itself (`usize::MAX`, never a token of ours). When that key comes back, `polling`'s own
@@ -168,8 +168,7 @@ impl Backend for PollingBackend {
     }
 
     // Inlined into the selector's `poll`, itself inlined into `select` and `run_once`: one
-    // call frame less per wait, 7 to 13 fewer instructions per event with one ready source
-    // per wait (`scripts/count.sh --pingpong`, N = 1), none with 64.
+    // call frame less per wait, which counts when a wait reports one event.
     #[inline(always)]
     fn wait(
         &mut self,
