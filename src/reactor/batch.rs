@@ -8,32 +8,32 @@
 //! `select` or `run_once` delivers them first, without waiting — an edge-triggered source would
 //! otherwise never be reported again — leaving out those whose registration is gone or no
 //! longer waits for those events, and those delivered meanwhile. Each registration notes which
-//! batch last reported it, and where ([`Report`]), so that merging and marking cost no search.
+//! batch last reported it, where, and whether that report was delivered ([`Report`]), so that
+//! merging and marking cost no search.
 //!
 //! **`Ready`.** Python's `select()` builds a new list every time; so did ours, and in an echo
 //! server the two allocations per `select` (the list and its growth) cost more than the rest of
-//! the dispatch. A `Ready` owns its buffer while the caller iterates it — it cannot borrow the
-//! selector, since the loop calls `sel.dispatch(..)` (a `&mut` borrow) inside the `for` — and
-//! gives the buffer back to the batch when dropped, so the next `select` reuses it. The loop
-//! reads exactly as in Python, and a steady-state loop allocates nothing.
+//! the dispatch. A `Ready` cannot borrow the selector — the loop calls `sel.dispatch(..)` (a
+//! `&mut` borrow) inside the `for` — so it shares the batch's list of reports (an `Rc`), which
+//! is never changed once filled: the next wait fills it again if no `Ready` holds it any more,
+//! and else a new one, so a list kept across a `select` keeps its pairs. The loop reads exactly
+//! as in Python, and a steady-state loop neither allocates nor copies the list.
 
 use crate::reactor::key::SelectorKey;
 use crate::sys::events::Events;
-use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
 pub(crate) type Pair = (SelectorKey, Events);
 
-/// Where a batch keeps the buffer its `Ready` lists borrow and give back.
-pub(crate) type Spare = Rc<Cell<Vec<Pair>>>;
-
-/// Where a registration was last reported: the batch's number and its place in it.
+/// Where a registration was last reported: the batch's number, its place in it, and whether
+/// that report was delivered.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Report {
     batch: u64,
     slot: usize,
+    delivered: bool,
 }
 
 /// The reports of the last wait (see the module docs).
@@ -41,23 +41,20 @@ pub(crate) struct Report {
 pub(crate) struct Batch {
     /// Numbers each wait, so that two reports for one key in one wait merge into one.
     number: u64,
-    /// One report per ready key, the key as it was at the wait. A report's mask is emptied
-    /// once delivered. Keeping the whole key makes `select`'s list a copy of this one.
-    reports: Vec<Pair>,
-    /// The buffer of the `Ready` lists `select` returns: lent out, given back when dropped.
-    spare: Spare,
+    /// One report per ready key, the key as it was at the wait: the list `select` returns,
+    /// shared with it. Keeping the whole key makes that list this very one.
+    reports: Rc<Vec<Pair>>,
     /// Set when a dispatch stopped early: the reports from `reports[owed..]` are owed.
     owed: Option<usize>,
 }
 
-impl Batch {
-    /// Starts the reports of a new wait.
-    #[inline]
-    pub(crate) fn begin(&mut self) {
-        self.reports.clear();
-        self.number += 1;
-    }
+/// A batch being filled by a wait.
+pub(crate) struct Filling<'a> {
+    number: u64,
+    reports: &'a mut Vec<Pair>,
+}
 
+impl Filling<'_> {
     /// Adds a report of `key` (last reported at `report`): a new one, or merged into the one
     /// this wait made already.
     #[inline]
@@ -68,8 +65,27 @@ impl Batch {
             *report = Report {
                 batch: self.number,
                 slot: self.reports.len(),
+                delivered: false,
             };
             self.reports.push((key, mask));
+        }
+    }
+}
+
+impl Batch {
+    /// Starts the reports of a new wait: the list of the last one is emptied, or, if a
+    /// `Ready` still holds it, left to it and replaced.
+    #[inline(always)]
+    pub(crate) fn begin(&mut self) -> Filling<'_> {
+        self.number += 1;
+        if Rc::get_mut(&mut self.reports).is_none() {
+            self.reports = Rc::new(Vec::with_capacity(self.reports.capacity()));
+        }
+        let reports = Rc::make_mut(&mut self.reports); // not shared now: no copy
+        reports.clear();
+        Filling {
+            number: self.number,
+            reports,
         }
     }
 
@@ -94,14 +110,17 @@ impl Batch {
     /// Marks the report of a registration last reported at `report` delivered, if it is one of
     /// this batch, and returns its place: a report is not delivered again.
     #[inline]
-    pub(crate) fn deliver(&mut self, report: Report) -> Option<usize> {
+    pub(crate) fn deliver(&self, report: &mut Report) -> Option<usize> {
         if report.batch != self.number {
             return None;
         }
-        if let Some(pair) = self.reports.get_mut(report.slot) {
-            pair.1 = Events::NONE;
-        }
+        report.delivered = true;
         Some(report.slot)
+    }
+
+    /// True if `report` is of this batch and not delivered yet: owed, if the batch stopped.
+    pub(crate) fn undelivered(&self, report: &Report) -> bool {
+        report.batch == self.number && !report.delivered
     }
 
     /// The batch stopped after the report at `slot` (a panic, or `Stop`): the reports after it
@@ -113,27 +132,32 @@ impl Batch {
     }
 
     /// Where the owed reports start, if any is still deliverable: `live` gives a report's key
-    /// and mask as they are now (`None` if its registration is gone or no longer waits for
-    /// those events). Taking them clears the debt.
-    pub(crate) fn take_owed(&mut self, live: impl Fn(Pair) -> Option<Pair>) -> Option<usize> {
+    /// and mask as they are now (`None` if it was delivered, its registration is gone or no
+    /// longer waits for those events). Taking them clears the debt.
+    pub(crate) fn take_owed(
+        &mut self,
+        live: impl Fn(&Batch, Pair) -> Option<Pair>,
+    ) -> Option<usize> {
         let from = self.owed.take()?;
         let owed = self.reports.get(from..)?;
         owed.iter()
-            .any(|&pair| live(pair).is_some())
+            .any(|&pair| live(self, pair).is_some())
             .then_some(from)
     }
 
     /// The list `select` returns: the reports from `from` on, as `live` gives them now (all of
-    /// them as they are when `from` is 0: a wait just filled them).
-    pub(crate) fn ready(&mut self, from: usize, live: impl Fn(Pair) -> Option<Pair>) -> Ready {
-        let mut pairs = self.spare.take(); // the buffer the last `Ready` gave back
+    /// them as they are when `from` is 0: a wait just filled them; this very list then).
+    pub(crate) fn ready(&self, from: usize, live: impl Fn(Pair) -> Option<Pair>) -> Ready {
         if from == 0 {
             // Just polled: every report names a live registration, its mask within its events.
-            pairs.extend_from_slice(&self.reports);
-        } else {
-            pairs.extend(self.reports[from..].iter().filter_map(|&pair| live(pair)));
+            return Ready {
+                pairs: Rc::clone(&self.reports),
+            };
         }
-        Ready::new(pairs, Rc::clone(&self.spare))
+        let owed = self.reports[from..].iter().filter_map(|&pair| live(pair));
+        Ready {
+            pairs: Rc::new(owed.collect()),
+        }
     }
 }
 
@@ -141,8 +165,9 @@ impl Batch {
 ///
 /// Use it as Python's list: iterate it (`for (key, mask) in sel.select(None)?`), index it
 /// (`ready[0]`), measure it (`ready.len()`, `ready.is_empty()`), sort it, compare it with an
-/// array or a `Vec`, or copy it out with `to_vec()`. It derefs to a slice of pairs. When it is
-/// dropped (or its iterator is), its buffer goes back to the selector for the next `select`.
+/// array or a `Vec`, or copy it out with `to_vec()`. It derefs to a slice of pairs. It shares
+/// its buffer with the selector, which reuses it for a later `select` once the list (or its
+/// iterator) is dropped; a list kept meanwhile keeps its pairs.
 ///
 /// # Examples
 ///
@@ -165,22 +190,7 @@ impl Batch {
 /// # std::io::Result::Ok(())
 /// ```
 pub struct Ready {
-    pairs: Vec<Pair>,
-    home: Spare,
-}
-
-impl Ready {
-    pub(crate) fn new(pairs: Vec<Pair>, home: Spare) -> Ready {
-        Ready { pairs, home }
-    }
-}
-
-impl Drop for Ready {
-    fn drop(&mut self) {
-        let mut pairs = std::mem::take(&mut self.pairs);
-        pairs.clear();
-        self.home.set(pairs);
-    }
+    pairs: Rc<Vec<Pair>>,
 }
 
 impl Deref for Ready {
@@ -192,7 +202,7 @@ impl Deref for Ready {
 
 impl DerefMut for Ready {
     fn deref_mut(&mut self) -> &mut [Pair] {
-        &mut self.pairs
+        Rc::make_mut(&mut self.pairs).as_mut_slice() // its own copy, if the batch shares it
     }
 }
 
@@ -210,19 +220,19 @@ impl PartialEq for Ready {
 
 impl PartialEq<[Pair]> for Ready {
     fn eq(&self, other: &[Pair]) -> bool {
-        self.pairs == other
+        **self.pairs == *other
     }
 }
 
 impl<const N: usize> PartialEq<[Pair; N]> for Ready {
     fn eq(&self, other: &[Pair; N]) -> bool {
-        self.pairs == other
+        *self.pairs == other
     }
 }
 
 impl PartialEq<Vec<Pair>> for Ready {
     fn eq(&self, other: &Vec<Pair>) -> bool {
-        &self.pairs == other
+        *self.pairs == *other
     }
 }
 
@@ -245,8 +255,7 @@ impl<'a> IntoIterator for &'a Ready {
     }
 }
 
-/// The iterator of `for (key, mask) in ready`: yields the pairs in order, then gives the buffer
-/// back to the selector when dropped.
+/// The iterator of `for (key, mask) in ready`: yields the pairs in order.
 #[derive(Debug)]
 pub struct IntoIter {
     ready: Ready,
@@ -286,46 +295,53 @@ mod tests {
         }
     }
 
-    fn ready(pairs: &[Pair], home: &Spare) -> Ready {
-        Ready::new(pairs.to_vec(), Rc::clone(home))
+    fn ready(pairs: &[Pair]) -> Ready {
+        Ready {
+            pairs: Rc::new(pairs.to_vec()),
+        }
     }
 
     #[test]
     fn compares_like_a_list_of_pairs() {
-        let home = Spare::default();
         let (a, b) = ((key(1), EVENT_READ), (key(2), EVENT_WRITE));
-        let ab = ready(&[a, b], &home);
-        assert_eq!(ab, ready(&[a, b], &home));
-        assert_ne!(ab, ready(&[a], &home));
-        assert_ne!(ab, ready(&[b, a], &home));
+        let ab = ready(&[a, b]);
+        assert_eq!(ab, ready(&[a, b]));
+        assert_ne!(ab, ready(&[a]));
+        assert_ne!(ab, ready(&[b, a]));
         assert!(ab == [a, b] && ab != [b, a] && ab != [a]);
         assert!(ab == vec![a, b] && ab != vec![a]);
         assert!(ab == *[a, b].as_slice() && ab != *[b].as_slice());
         let refs: Vec<&Pair> = (&ab).into_iter().collect();
         assert_eq!(refs, [&a, &b]);
-        assert_eq!(format!("{:?}", ready(&[a], &home)), format!("[{a:?}]"));
+        assert_eq!(format!("{:?}", ready(&[a])), format!("[{a:?}]"));
     }
 
     #[test]
-    fn gives_its_buffer_back_when_dropped() {
-        let home = Spare::default();
-        let mut pairs = Vec::with_capacity(32);
-        pairs.push((key(1), EVENT_READ));
-        drop(Ready::new(pairs, Rc::clone(&home)));
-        let back = home.take();
-        assert!(
-            back.is_empty() && back.capacity() >= 32,
-            "not given back, or not cleared"
-        );
-        // Through its iterator, too, however far it was iterated.
-        let mut iter = ready(&[(key(1), EVENT_READ), (key(2), EVENT_READ)], &home).into_iter();
-        assert_eq!(iter.len(), 2);
-        assert_eq!(iter.next(), Some((key(1), EVENT_READ)));
-        assert_eq!(iter.size_hint(), (1, Some(1)));
+    fn a_list_kept_across_a_wait_keeps_its_pairs_and_one_dropped_is_reused() {
+        let mut batch = Batch::default();
+        let (a, b) = ((key(1), EVENT_READ), (key(2), EVENT_WRITE));
+        batch.begin().add(&mut Report::default(), a.0, a.1);
+        let first = batch.ready(0, Some);
+        batch.begin().add(&mut Report::default(), b.0, b.1); // `first` is still held
+        assert_eq!(first, [a]);
+        assert_eq!(batch.ready(0, Some), [b]);
+        let buffer = Rc::as_ptr(&batch.reports);
+        drop(first);
+        let mut iter = batch.ready(0, Some).into_iter();
+        assert_eq!(iter.len(), 1);
+        assert_eq!(iter.next(), Some(b));
+        assert_eq!(iter.size_hint(), (0, Some(0)));
         drop(iter);
-        assert!(
-            home.take().capacity() >= 2,
-            "the iterator did not give it back"
+        batch.begin();
+        assert_eq!(
+            Rc::as_ptr(&batch.reports),
+            buffer,
+            "not reused once dropped"
         );
+        // Sorting a list shared with the batch sorts a copy of its own.
+        batch.begin().add(&mut Report::default(), b.0, b.1);
+        let mut list = batch.ready(0, Some);
+        list.sort_by_key(|(key, _)| std::cmp::Reverse(key.fd));
+        assert_eq!(batch.ready(0, Some), [b]);
     }
 }

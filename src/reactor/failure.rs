@@ -150,6 +150,13 @@ impl Policy {
         !self.paused.is_empty()
     }
 
+    /// The error a call made by `dispatch_soon` stopped the loop with.
+    #[cold]
+    pub(crate) fn take_stopped(&mut self) -> io::Error {
+        let stopped = self.stopped.take();
+        stopped.unwrap_or_else(|| io::Error::other("stopped"))
+    }
+
     /// Opens the reserve descriptor, if there is none yet: done with the first listener.
     pub(crate) fn reserve_for_listener(&mut self) {
         if self.reserve.is_none() {

@@ -22,7 +22,7 @@
 //! 3. A panicking callback is caught just long enough to remove its registration (poller first,
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
-use crate::reactor::batch::{Batch, Ready};
+use crate::reactor::batch::{Batch, Pair, Ready};
 use crate::reactor::failure::Policy;
 use crate::reactor::key::{SelectorKey, Token};
 use crate::reactor::registration::Handler;
@@ -177,8 +177,8 @@ impl<B: Backend> Selector<B> {
                 0
             }
         };
-        let registry = &self.registry;
-        Ok(self.batch.ready(from, |pair| live(registry, pair)))
+        let (registry, batch) = (&self.registry, &self.batch);
+        Ok(batch.ready(from, |pair| live(registry, batch, pair)))
     }
 
     /// Calls the callback of `key` with `mask` (Python: `key.data(key.fileobj, mask)`).
@@ -298,10 +298,10 @@ impl<B: Backend> Selector<B> {
             called += usize::from(self.dispatch_token(key.token, mask)?);
         }
         called += Services::run(self);
-        match self.failures.stopped.take() {
-            None => Ok(called),
-            Some(e) => Err(e), // a call made by `dispatch_soon` failed, and the handler said `Stop`
+        if self.failures.stopped.is_some() {
+            return Err(self.failures.take_stopped()); // a call made soon failed: `Stop`
         }
+        Ok(called)
     }
 
     /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`]), or
@@ -353,7 +353,8 @@ impl<B: Backend> Selector<B> {
     /// deliverable.
     fn take_owed(&mut self) -> Option<usize> {
         let registry = &self.registry;
-        self.batch.take_owed(|pair| live(registry, pair))
+        self.batch
+            .take_owed(|batch, pair| live(registry, batch, pair))
     }
 
     /// Waits for readiness and fills the batch with one `(key, mask)` per ready key. With
@@ -375,8 +376,7 @@ impl<B: Backend> Selector<B> {
                     .failures
                     .resume_due(&mut self.backend, &mut self.registry, wait),
             };
-            self.batch.begin();
-            let (registry, batch) = (&mut self.registry, &mut self.batch);
+            let (registry, mut batch) = (&mut self.registry, self.batch.begin());
             let waited = self.backend.wait(wait_now, |token, readiness| {
                 let token = Token(token);
                 let Some(entry) = registry.get_mut(token.index()) else {
@@ -430,7 +430,7 @@ impl<B: Backend> Selector<B> {
         };
         // Delivered: a report of the last wait is not delivered again. If this call stops
         // the batch (a panic, or `Stop`), the reports after it are owed.
-        let slot = self.batch.deliver(entry.report);
+        let slot = self.batch.deliver(&mut entry.report);
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
         if let (Ok(Ok(())), Some(entry)) = (&result, self.registry.get_mut(token.index())) {
             let unchanged = entry.key.token == token && entry.new_callback.is_none();
@@ -521,14 +521,12 @@ impl<B: Backend> Selector<B> {
 }
 
 /// A report of the last wait as it stands now: its key as registered now and its mask within
-/// the key's events, or `None` if the registration is gone or no longer waits for those events.
-fn live<L>(
-    registry: &Registry<L>,
-    (key, mask): (SelectorKey, Events),
-) -> Option<(SelectorKey, Events)> {
-    let key = registry.key_of(key.token)?;
-    let mask = mask & key.events;
-    (!mask.is_empty()).then_some((key, mask))
+/// the key's events, or `None` if it was delivered, or its registration is gone or no longer
+/// waits for those events.
+fn live<L>(registry: &Registry<L>, batch: &Batch, (key, mask): Pair) -> Option<Pair> {
+    let entry = registry.entry(registry.current(key.token)?);
+    let mask = mask & entry.key.events;
+    (batch.undelivered(&entry.report) && !mask.is_empty()).then_some((entry.key, mask))
 }
 
 /// A callback error that only means "not ready after all".

@@ -102,19 +102,40 @@ impl<L: HasServices> Services<L> {
         self.remote.take_stop()
     }
 
-    /// Runs what is due, once: the timers due now, then the calls queued before this pass
-    /// (`call_soon`'s, then those from other threads). Returns how many callbacks ran. What
-    /// these schedule runs in the next iteration, so it cannot starve I/O.
+    /// Runs what is due, once: the timers due now, then the calls queued by then (`call_soon`'s,
+    /// a timer's included, then those from other threads). Returns how many callbacks ran. What
+    /// the calls schedule runs in the next iteration, so it cannot starve I/O.
+    #[inline]
     pub(crate) fn run(l: &mut L) -> usize {
-        Self::run_timers(l) + Self::run_calls(l)
+        let services = l.services();
+        if services.timers.is_empty() && !services.has_calls() {
+            return 0; // a loop with no service in use: nothing but this test
+        }
+        Self::run_due(l)
+    }
+
+    /// [`run`](Self::run) with timers, calls, or both (no clock reading without a timer).
+    #[inline(never)]
+    fn run_due(l: &mut L) -> usize {
+        let mut ran = 0;
+        if !l.services().timers.is_empty() {
+            ran += Self::run_timers(l);
+        }
+        if l.services().has_calls() {
+            ran += Self::run_calls(l);
+        }
+        ran
+    }
+
+    /// True if a call may be queued: one is, or another thread can queue one.
+    #[inline]
+    fn has_calls(&self) -> bool {
+        !self.soon.is_empty() || self.remote.has_handle()
     }
 
     /// Fires the timers due now that were scheduled before this call; returns how many.
     fn run_timers(l: &mut L) -> usize {
         let timers = &mut l.services().timers;
-        if timers.is_empty() {
-            return 0; // no clock reading when there is no timer
-        }
         let (now, mark) = (Instant::now(), timers.mark());
         let mut fired = 0;
         while let Some((timer, callback)) = l.services().timers.pop_due(now, mark) {
@@ -136,9 +157,6 @@ impl<L: HasServices> Services<L> {
     /// Runs the calls queued before now: `call_soon`'s, then those from other threads.
     fn run_calls(l: &mut L) -> usize {
         let services = l.services();
-        if services.soon.is_empty() && !services.remote.has_handle() {
-            return 0; // nothing queued, and nobody can queue from another thread
-        }
         let (soon, remote) = (services.soon.len(), services.remote.queued());
         let mut called = 0;
         for _ in 0..soon {
