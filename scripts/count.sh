@@ -19,13 +19,16 @@
 # each) runs alone under callgrind at N = 1 and N = 64, with M and 2M events.
 #
 # Environment: COUNT_MESSAGES (M, default 2000), COUNT_CONNECTIONS (default "1 50"),
-# COUNT_STRACE=0 to skip the system calls. Needs valgrind and strace (apt-get install -y
-# valgrind strace); Linux only.
+# COUNT_STRACE=0 to skip the system calls, COUNT_KEEP=DIR to keep each server's callgrind
+# output as DIR/NAME.C.M.out (for scripts/per_event.py: where the instructions go, by function
+# or by machine instruction). Needs valgrind and strace (apt-get install -y valgrind strace);
+# Linux only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 messages=${COUNT_MESSAGES:-2000}
+[ -z "${COUNT_KEEP:-}" ] || mkdir -p "$COUNT_KEEP"
 connections=${COUNT_CONNECTIONS:-1 50}
 for tool in valgrind strace; do
     command -v "$tool" >/dev/null || { echo "count.sh: $tool is not installed" >&2; exit 1; }
@@ -79,8 +82,9 @@ measure() {
     shift 2
     local ir=() sc=() m
     for m in "$messages" $((2 * messages)); do
-        serve "$c" "$m" valgrind --tool=callgrind --callgrind-out-file="$work/cg" -- "$@"
+        serve "$c" "$m" valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/cg" -- "$@"
         ir+=("$(instructions "$work/cg")")
+        [ -z "${COUNT_KEEP:-}" ] || cp "$work/cg" "$COUNT_KEEP/$name.$c.$m.out"
         if [ "${COUNT_STRACE:-1}" != 0 ]; then
             serve "$c" "$m" strace -f -c -o "$work/st" -- "$@"
             sc+=("$(syscalls "$work/st")")
