@@ -159,11 +159,11 @@ impl<B: Backend> Selector<B> {
     /// - One pair per key; `mask` is never empty and always within `key.events()`. A hang-up
     ///   or error is reported as whichever of READ and WRITE the key waits for.
     /// - Every report is delivered once: if dispatching the previous list stopped early (a
-    ///   callback panicked, or the error handler said [`Stop`](ErrorAction::Stop)), the pairs
+    ///   callback panicked, or the error handler said [`Stop`](crate::ErrorAction::Stop)), the pairs
     ///   after that one are returned first, without waiting — an edge-triggered source would
     ///   otherwise never be reported again. Pairs whose registration is gone are left out.
     /// - I/O only, as in Python: timers, [`call_soon`](Self::call_soon) and calls from a
-    ///   [`Handle`] are run by [`run_once`](Self::run_once) and [`run`](Self::run), and do not
+    ///   [`Handle`](crate::Handle) are run by [`run_once`](Self::run_once) and [`run`](Self::run), and do not
     ///   end a `select` early. (Signal handlers are registrations, so they are reported here.)
     ///
     /// # Errors
@@ -196,13 +196,13 @@ impl<B: Backend> Selector<B> {
     ///   level-triggered registration, the first `WouldBlock` is logged at `warn` with this
     ///   hint.)
     /// - Any other error goes to the error handler ([`set_error_handler`](Self::set_error_handler));
-    ///   by default ([`ErrorAction::default_for`]) a registration out of descriptors, buffers
+    ///   by default ([`ErrorAction::default_for`](crate::ErrorAction::default_for)) a registration out of descriptors, buffers
     ///   or memory is paused and retried with backoff, a listener's failed accept is retried,
     ///   and anything else closes that registration only.
     ///
     /// # Errors
     ///
-    /// The callback's error, if the error handler returned [`ErrorAction::Stop`]. The pairs of
+    /// The callback's error, if the error handler returned [`ErrorAction::Stop`](crate::ErrorAction::Stop). The pairs of
     /// the same `select` not dispatched yet are kept: the next `select` returns them first.
     ///
     /// # Panics
@@ -266,14 +266,14 @@ impl<B: Backend> Selector<B> {
     ///
     /// In order:
     /// 1. Wait, as [`select`](Self::select) does, but no longer than `timeout` nor past the
-    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it. If the
+    ///    earliest timer, and not at all if calls are queued; a [`Handle`](crate::Handle) wakes it. If the
     ///    previous dispatch stopped early, its undelivered reports are taken instead, without
     ///    waiting.
     /// 2. Dispatch each ready `(key, mask)`, as [`dispatch`](Self::dispatch) does.
     /// 3. Fire the timers due now (those scheduled by step 3 itself wait for the next
     ///    iteration).
     /// 4. Run the [`call_soon`](Self::call_soon) calls queued before this step, in order, then
-    ///    the calls queued from other threads through a [`Handle`]. Calls queued by these
+    ///    the calls queued from other threads through a [`Handle`](crate::Handle). Calls queued by these
     ///    callbacks run in the next iteration, so they cannot starve I/O.
     ///
     /// Allocates nothing in steady state (the ready list is reused).
@@ -304,7 +304,7 @@ impl<B: Backend> Selector<B> {
         Ok(called)
     }
 
-    /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`]), or
+    /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`](crate::Handle)), or
     /// there is nothing left to wait for: no registration, timer, queued call or executor job.
     ///
     /// A `stop()` takes effect once the current iteration is done. If `stop()` was called
