@@ -30,6 +30,8 @@ use crate::reactor::registry::Registry;
 use crate::services::{HasServices, Services};
 use crate::sys::events::Events;
 use crate::sys::{Backend, PollBackend, PollingBackend, SelectBackend};
+#[cfg(doc)] // named by the docs only
+use crate::{ErrorAction, Handle};
 use log::{debug, warn};
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
@@ -159,11 +161,11 @@ impl<B: Backend> Selector<B> {
     /// - One pair per key; `mask` is never empty and always within `key.events()`. A hang-up
     ///   or error is reported as whichever of READ and WRITE the key waits for.
     /// - Every report is delivered once: if dispatching the previous list stopped early (a
-    ///   callback panicked, or the error handler said [`Stop`](crate::ErrorAction::Stop)), the pairs
+    ///   callback panicked, or the error handler said [`Stop`](ErrorAction::Stop)), the pairs
     ///   after that one are returned first, without waiting — an edge-triggered source would
     ///   otherwise never be reported again. Pairs whose registration is gone are left out.
     /// - I/O only, as in Python: timers, [`call_soon`](Self::call_soon) and calls from a
-    ///   [`Handle`](crate::Handle) are run by [`run_once`](Self::run_once) and [`run`](Self::run), and do not
+    ///   [`Handle`] are run by [`run_once`](Self::run_once) and [`run`](Self::run), and do not
     ///   end a `select` early. (Signal handlers are registrations, so they are reported here.)
     ///
     /// # Errors
@@ -196,13 +198,13 @@ impl<B: Backend> Selector<B> {
     ///   level-triggered registration, the first `WouldBlock` is logged at `warn` with this
     ///   hint.)
     /// - Any other error goes to the error handler ([`set_error_handler`](Self::set_error_handler));
-    ///   by default ([`ErrorAction::default_for`](crate::ErrorAction::default_for)) a registration out of descriptors, buffers
+    ///   by default ([`ErrorAction::default_for`]) a registration out of descriptors, buffers
     ///   or memory is paused and retried with backoff, a listener's failed accept is retried,
     ///   and anything else closes that registration only.
     ///
     /// # Errors
     ///
-    /// The callback's error, if the error handler returned [`ErrorAction::Stop`](crate::ErrorAction::Stop). The pairs of
+    /// The callback's error, if the error handler returned [`ErrorAction::Stop`]. The pairs of
     /// the same `select` not dispatched yet are kept: the next `select` returns them first.
     ///
     /// # Panics
@@ -228,7 +230,7 @@ impl<B: Backend> Selector<B> {
     /// a wait: it changes nothing of what `select` returned.
     ///
     /// Errors are handled as for [`dispatch`](Self::dispatch): the error handler decides; if
-    /// it says [`Stop`](crate::ErrorAction::Stop), [`run_once`](Self::run_once) (and so
+    /// it says [`Stop`](ErrorAction::Stop), [`run_once`](Self::run_once) (and so
     /// [`run`](Self::run)) returns the error at the end of the iteration.
     ///
     /// # Examples
@@ -266,14 +268,14 @@ impl<B: Backend> Selector<B> {
     ///
     /// In order:
     /// 1. Wait, as [`select`](Self::select) does, but no longer than `timeout` nor past the
-    ///    earliest timer, and not at all if calls are queued; a [`Handle`](crate::Handle) wakes it. If the
+    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it. If the
     ///    previous dispatch stopped early, its undelivered reports are taken instead, without
     ///    waiting.
     /// 2. Dispatch each ready `(key, mask)`, as [`dispatch`](Self::dispatch) does.
     /// 3. Fire the timers due now (those scheduled by step 3 itself wait for the next
     ///    iteration).
     /// 4. Run the [`call_soon`](Self::call_soon) calls queued before this step, in order, then
-    ///    the calls queued from other threads through a [`Handle`](crate::Handle). Calls queued by these
+    ///    the calls queued from other threads through a [`Handle`]. Calls queued by these
     ///    callbacks run in the next iteration, so they cannot starve I/O.
     ///
     /// Allocates nothing in steady state (the ready list is reused).
@@ -304,7 +306,7 @@ impl<B: Backend> Selector<B> {
         Ok(called)
     }
 
-    /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`](crate::Handle)), or
+    /// Runs the loop until [`stop`](Self::stop) is called (here or through a [`Handle`]), or
     /// there is nothing left to wait for: no registration, timer, queued call or executor job.
     ///
     /// A `stop()` takes effect once the current iteration is done. If `stop()` was called
@@ -358,8 +360,7 @@ impl<B: Backend> Selector<B> {
     }
 
     /// Waits for readiness and fills the batch with one `(key, mask)` per ready key. With
-    /// `services`, a queued call or stop request from a [`Handle`](crate::Handle) also ends the
-    /// wait.
+    /// `services`, a queued call or stop request from a [`Handle`] also ends the wait.
     ///
     /// Inlined into its two callers, `select` and `run_once` (`#[inline]` alone was not taken):
     /// one call frame less per wait.
