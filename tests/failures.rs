@@ -234,6 +234,32 @@ fn owed_reports_follow_modify<B: Backend>() -> io::Result<()> {
     Ok(())
 }
 
+// A report owed after a stop but dispatched meanwhile (from the list `select` returned) is
+// not delivered again: the next `select` returns only the reports still undelivered.
+fn owed_reports_dispatched_meanwhile_are_not_delivered_again<B: Backend>() -> io::Result<()> {
+    let mut sel = selector::<B>()?;
+    sel.set_error_handler(|_, _| ErrorAction::Stop);
+    let (tripped, mut peers) = (Rc::new(Cell::new(false)), Vec::new());
+    for _ in 0..3 {
+        let (a, mut peer) = socketpair()?;
+        peer.write_all(b"x")?;
+        let tripped = tripped.clone();
+        sel.register(a, EVENT_READ, move |_, _, _| match tripped.replace(true) {
+            false => Err(io::Error::other("the first callback stops the batch")),
+            true => Ok(()),
+        })?;
+        peers.push(peer);
+    }
+    let ready: Vec<_> = common::select_n_ready(&mut sel, 3, EVENT_READ)?
+        .into_iter()
+        .collect();
+    assert!(sel.dispatch(&ready[0].0, ready[0].1).is_err(), "Stop");
+    sel.dispatch(&ready[1].0, ready[1].1)?; // owed, and delivered now
+    let owed = sel.select(Some(Duration::ZERO))?;
+    assert_eq!(owed, [ready[2]], "only the report still owed");
+    Ok(())
+}
+
 /// Many sources, rounds of one byte each, callbacks that stop the loop at random: every round,
 /// every source is dispatched exactly once (in edge mode a lost report is never made up for).
 fn chaos<B: Backend>(mode: Mode, n: usize) -> io::Result<()> {
@@ -658,6 +684,7 @@ instantiate! {
     tests: [
         early_stop_level,
         owed_reports_follow_modify,
+        owed_reports_dispatched_meanwhile_are_not_delivered_again,
         chaos_level,
         emfile_pauses_then_serves,
         emfile_does_not_spin,
