@@ -477,6 +477,40 @@ fn run_once_counts_each_kind_of_callback<B: Backend>() -> io::Result<()> {
     Ok(())
 }
 
+/// The calls queued from other threads before an iteration all run in it; a call one of them
+/// queues waits for the next iteration.
+fn threadsafe_calls_queued_before_an_iteration_all_run_in_it<B: Backend>() -> io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut sel = selector::<B>()?;
+    let handle = sel.handle()?;
+    let ran = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    thread::spawn(move || -> io::Result<()> {
+        for i in 0..3 {
+            let (r, again) = (r.clone(), handle.clone());
+            handle.call_soon_threadsafe(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+                if i == 0 {
+                    again
+                        .call_soon_threadsafe(|_| {})
+                        .expect("the loop is alive");
+                }
+            })?;
+        }
+        Ok(())
+    })
+    .join()
+    .expect("sender panicked")?;
+    assert_eq!(sel.run_once(Some(TIMEOUT))?, 3, "the three calls queued");
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        sel.run_once(Some(TIMEOUT))?,
+        1,
+        "the call one of them queued"
+    );
+    Ok(())
+}
+
 // --- dispatch_soon: a callback run without readiness ---------------------------------------
 
 /// `dispatch_soon` runs the callback in this iteration's call phase, after the I/O callbacks
@@ -1258,6 +1292,7 @@ instantiate! {
         handle_stop_ends_run,
         select_is_io_only,
         run_once_counts_each_kind_of_callback,
+        threadsafe_calls_queued_before_an_iteration_all_run_in_it,
         dispatch_soon_calls_the_callback_without_readiness,
         dispatch_soon_skips_a_registration_gone_since,
         dispatch_soon_errors_go_to_the_error_handler,
