@@ -68,6 +68,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, options: Options) -> io::R
             ConnEvent::Frame(_) | ConnEvent::PeerClosed => {} // what the client says is ignored
             ConnEvent::Closed(None) => log::info!("{addr}: sent {} bytes", conn.bytes_sent()),
             ConnEvent::Closed(Some(e)) => log::info!("{addr}: {e}"),
+            _ => {}
         }
         Ok(())
     })?;

@@ -310,6 +310,7 @@ fn on_event(
             );
             return Err(io::Error::new(e.kind(), msg));
         }
+        _ => {} // events added in later versions of selectloop
     }
     Ok(())
 }

@@ -90,6 +90,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io:
             ConnEvent::Drained | ConnEvent::PeerClosed => {}
             ConnEvent::Closed(None) => log::info!("{addr} closed"),
             ConnEvent::Closed(Some(e)) => log::info!("{addr} closed: {e}"),
+            _ => {}
         }
         Ok(())
     })?;

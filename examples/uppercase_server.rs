@@ -52,9 +52,9 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io:
     conn.register(sel, move |_sel, conn, event| {
         match event {
             ConnEvent::Frame(line) => conn.send_frame(&line.to_ascii_uppercase())?,
-            ConnEvent::Drained | ConnEvent::PeerClosed => {} // replies are flushed, then it closes
             ConnEvent::Closed(None) => log::info!("{addr} closed"),
             ConnEvent::Closed(Some(e)) => log::info!("{addr} closed: {e}"),
+            _ => {} // Drained, PeerClosed: replies are flushed, then it closes
         }
         Ok(())
     })?;

@@ -33,6 +33,7 @@ impl From<ConnEvent<Vec<u8>>> for Seen {
             ConnEvent::Drained => Seen::Drained,
             ConnEvent::PeerClosed => Seen::PeerClosed,
             ConnEvent::Closed(e) => Seen::Closed(e.map(|e| e.kind())),
+            other => panic!("an event this test does not know: {other:?}"),
         }
     }
 }
@@ -914,8 +915,8 @@ fn peer_half_close_is_reported_and_pending_writes_still_arrive() -> io::Result<(
                 conn.send(b"bye")?; // the peer only half-closed: it still reads
                 log.borrow_mut().push(Seen::PeerClosed);
             }
-            ConnEvent::Drained => {}
             ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+            _ => {}
         }
         Ok(())
     })?;
@@ -974,6 +975,7 @@ fn a_half_closed_peer_gets_a_whole_stream_sent_on_drained() -> io::Result<()> {
             }
             ConnEvent::PeerClosed => log.borrow_mut().push(Seen::PeerClosed),
             ConnEvent::Closed(e) => log.borrow_mut().push(Seen::Closed(e.map(|e| e.kind()))),
+            _ => {}
         }
         Ok(())
     })?;
@@ -2773,5 +2775,125 @@ fn a_connection_reads_only_when_told_it_can() -> io::Result<()> {
     // Then a byte in: one read.
     peer.write_all(b"x")?;
     run_until(&mut sel, "the read", || reads.get() > 0)?;
+    Ok(())
+}
+
+// --- before `register` -----------------------------------------------------------------------
+
+/// What is sent before `register` (a greeting) goes out at once, without waiting for the peer
+/// to send anything first; a `close()` before `register` flushes it, then closes.
+#[test]
+fn what_is_sent_before_register_goes_out_at_once() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let mut conn = Connection::new(a, LineCodec::new(64));
+    conn.send(b"welcome\n")?;
+    conn.send_frame(b"say something")?;
+    let seen: Events_ = Rc::default();
+    let log = seen.clone();
+    let key = conn.register(&mut sel, move |_, _, event| {
+        log.borrow_mut().push(Seen::from(event));
+        Ok(())
+    })?;
+    assert_eq!(events_of(&sel, &key), Some(EVENT_READ | EVENT_WRITE));
+    sel.run_once(Some(TIMEOUT))?;
+    peer.set_read_timeout(Some(TIMEOUT))?;
+    let mut got = [0u8; 22];
+    peer.read_exact(&mut got)?;
+    assert_eq!(&got, b"welcome\nsay something\n");
+    assert_eq!(
+        events_of(&sel, &key),
+        Some(EVENT_READ),
+        "write interest off once sent"
+    );
+    assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
+
+    let (b, mut peer) = socketpair()?;
+    let mut conn = Connection::new(b, Bytes);
+    conn.send(b"busy, try later\n")?;
+    conn.close();
+    let (key, seen) = {
+        let seen: Events_ = Rc::default();
+        let log = seen.clone();
+        let key = conn.register(&mut sel, move |_, _, event| {
+            log.borrow_mut().push(Seen::from(event));
+            Ok(())
+        })?;
+        (key, seen)
+    };
+    run_until(
+        &mut sel,
+        "the connection closed before register to end",
+        || !seen.borrow().is_empty(),
+    )?;
+    assert_eq!(*seen.borrow(), [Seen::Closed(None)]);
+    assert!(sel.get_key(&key).is_err(), "still registered");
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got)?;
+    assert_eq!(got, b"busy, try later\n");
+    Ok(())
+}
+
+/// `conn.key()` is the key `register` returned: in every callback, still at `Closed` (when
+/// the registration is gone), and the new key once the connection is registered elsewhere;
+/// `NotFound` before `register`.
+#[test]
+fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let conn = Connection::new(a, LineCodec::new(64));
+    assert_eq!(conn.key().unwrap_err().kind(), ErrorKind::NotFound);
+    // What the callback saw: (event, conn.key(), whether that key was registered then).
+    type Seen = Rc<RefCell<Vec<(&'static str, SelectorKey, bool)>>>;
+    let keys: Seen = Rc::default();
+    let k = keys.clone();
+    let key = conn.register(&mut sel, move |sel, conn, event| {
+        let what = match event {
+            ConnEvent::Frame(_) => "frame",
+            ConnEvent::Closed(_) => "closed",
+            _ => "other",
+        };
+        let key = conn.key()?;
+        k.borrow_mut().push((what, key, sel.get_key(&key).is_ok()));
+        Ok(())
+    })?;
+    let known = Connection::<Stream, LineCodec>::with(&mut sel, &key, |conn| conn.key())??;
+    assert_eq!(known, key, "known from register on, before any callback");
+    peer.write_all(b"one\n")?;
+    run_until(&mut sel, "the first line", || keys.borrow().len() == 1)?;
+    assert_eq!(keys.borrow()[0], ("frame", key, true));
+    let conn: Connection<Stream, LineCodec> = sel.detach(&key)?;
+    assert_eq!(conn.key()?, key, "the key of its last registration");
+
+    let mut second = DefaultSelector::new()?;
+    let (other, _other_peer) = socketpair()?;
+    let _taken = second.register(other, EVENT_READ, |_, _, _| Ok(()))?; // slot 0 here
+    let k = keys.clone();
+    let moved = conn.register(&mut second, move |sel, conn, event| {
+        let what = match event {
+            ConnEvent::Frame(_) => "frame",
+            ConnEvent::Closed(_) => "closed",
+            _ => "other",
+        };
+        let key = conn.key()?;
+        k.borrow_mut().push((what, key, sel.get_key(&key).is_ok()));
+        Ok(())
+    })?;
+    assert_ne!(moved, key, "a new registration, a new key");
+    peer.write_all(b"two\n")?;
+    drop(peer);
+    run_until(&mut second, "the connection to close", || {
+        keys.borrow()
+            .last()
+            .is_some_and(|(what, ..)| *what == "closed")
+    })?;
+    assert_eq!(
+        keys.borrow()[1..],
+        [
+            ("frame", moved, true),
+            ("other", moved, true), // PeerClosed
+            ("closed", moved, false)
+        ]
+    );
     Ok(())
 }

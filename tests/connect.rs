@@ -214,6 +214,7 @@ fn many_connections_round_trip<B: Backend>() -> io::Result<()> {
                         }
                         ConnEvent::PeerClosed | ConnEvent::Drained | ConnEvent::Closed(None) => {}
                         ConnEvent::Closed(Some(e)) => panic!("closed: {e}"),
+                        _ => {}
                     }
                     Ok(())
                 })

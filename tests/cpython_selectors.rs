@@ -308,7 +308,8 @@ fn test_modify<B: Backend>() -> io::Result<()> {
     );
     let key2 = sel.modify(&key, EVENT_WRITE)?;
     assert_ne!(key.events(), key2.events());
-    assert_eq!(sel.get_key(&key)?, key2);
+    assert_eq!(sel.get_key(&key)?, key2); // the same registration...
+    assert_eq!(sel.get_key(&key)?.events(), EVENT_WRITE); // ...with its new events
     assert_eq!(sel.select(Some(Duration::ZERO))?, [(key2, EVENT_WRITE)]);
     sel.unregister(&key)?;
 

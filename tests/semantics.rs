@@ -653,6 +653,7 @@ fn error_handler_actions<B: Backend>() -> io::Result<()> {
                 assert_eq!(sel.run().unwrap_err().to_string(), "handled");
                 assert_eq!(sel.len(), 1);
             }
+            other => panic!("an action this test does not know: {other:?}"),
         }
     }
     Ok(())

@@ -183,6 +183,7 @@ impl Session {
                 self.on_closed(conn, reason);
                 Ok(())
             }
+            _ => Ok(()),
         };
         if let Err(e) = result {
             log::warn!(

@@ -145,6 +145,7 @@ impl Session {
                 }
                 log::debug!("connection closed: {e}");
             }
+            _ => {}
         }
         Ok(())
     }

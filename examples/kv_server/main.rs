@@ -290,6 +290,7 @@ fn accept(
                     Some(e) => log::debug!("{peer} closed: {e}"),
                 }
             }
+            _ => {}
         }
         Ok(())
     })?;

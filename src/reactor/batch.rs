@@ -189,6 +189,7 @@ impl Batch {
 /// }
 /// # std::io::Result::Ok(())
 /// ```
+#[must_use = "the ready sources' callbacks run only if the pairs are dispatched"]
 pub struct Ready {
     pairs: Rc<Vec<Pair>>,
 }

@@ -50,6 +50,7 @@ pub(crate) const SHED_AFTER: Duration = Duration::from_secs(1);
 /// handler: they mean "not ready after all" (spurious readiness), and the callback is simply
 /// called again when the source is next reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorAction {
     /// Keep the registration as it is. If its next call fails too, it is paused as with
     /// [`Pause`](Self::Pause): an error kept over and over cannot make the loop spin.

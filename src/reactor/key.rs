@@ -9,6 +9,7 @@
 use crate::sys::events::{Events, Mode};
 use crate::sys::{FileObj, RawSource};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 const INDEX_BITS: u32 = usize::BITS / 2;
 const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
@@ -44,7 +45,32 @@ impl Token {
 /// [`unregister`](crate::Selector::unregister), [`modify`](crate::Selector::modify) and the
 /// other lookups. It names its registration only: once that is unregistered, lookups by the key
 /// fail with `NotFound`, even if a new registration reuses the fd number.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Keys of one selector compare and hash by the registration they name, not by their
+/// snapshot (keys of two selectors are not to be compared: their registrations may be
+/// numbered alike). The key
+/// `register` returned and the one [`get_key`](crate::Selector::get_key) returns after a
+/// [`modify`](crate::Selector::modify) are equal, so a key can index a `HashMap` or `HashSet`
+/// of connections for as long as it is registered. A new registration of the same fd gets a
+/// key unequal to the old one. (Python's `SelectorKey` is a namedtuple, equal when every field
+/// is: there, the keys before and after `modify` differ.)
+///
+/// # Examples
+///
+/// ```
+/// use selectloop::{DefaultSelector, EVENT_READ, EVENT_WRITE};
+/// use std::collections::HashSet;
+/// use std::net::UdpSocket;
+///
+/// let mut sel = DefaultSelector::new()?;
+/// let key = sel.register(UdpSocket::bind("127.0.0.1:0")?, EVENT_READ, |_, _, _| Ok(()))?;
+/// let peers = HashSet::from([key]);
+/// let now = sel.modify(&key, EVENT_READ | EVENT_WRITE)?;
+/// assert_ne!(now.events(), key.events()); // a snapshot each
+/// assert!(peers.contains(&now)); // the same registration
+/// # std::io::Result::Ok(())
+/// ```
+#[derive(Clone, Copy)]
 pub struct SelectorKey {
     pub(crate) fd: RawSource,
     pub(crate) events: Events,
@@ -68,6 +94,21 @@ impl SelectorKey {
     /// How the registration reports readiness ([`Mode::Level`] unless registered otherwise).
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+}
+
+/// Equal when they name the same registration (see the type's docs).
+impl PartialEq for SelectorKey {
+    fn eq(&self, other: &SelectorKey) -> bool {
+        self.token == other.token
+    }
+}
+
+impl Eq for SelectorKey {}
+
+impl Hash for SelectorKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.token.hash(state);
     }
 }
 
@@ -119,6 +160,30 @@ mod tests {
             format!("{key:?}"),
             "SelectorKey { fd: 7, events: READ | WRITE, mode: Edge }"
         );
+    }
+
+    #[test]
+    fn keys_are_equal_and_hash_alike_by_registration_alone() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |key: &SelectorKey| {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        let key = |fd, events, token| SelectorKey {
+            fd,
+            events,
+            mode: Mode::Level,
+            token,
+            listener: false,
+        };
+        let registered = key(7, Events::READ, Token::new(3, 1));
+        let modified = key(7, Events::READ_WRITE, Token::new(3, 1));
+        assert_eq!(registered, modified);
+        assert_eq!(hash(&registered), hash(&modified));
+        let again = key(7, Events::READ, Token::new(3, 2)); // the fd and slot, registered anew
+        assert_ne!(registered, again);
+        assert_ne!(hash(&registered), hash(&again));
     }
 
     #[test]

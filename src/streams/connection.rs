@@ -126,6 +126,7 @@ impl ByteStream for std::os::unix::net::UnixStream {
 
 /// What a [`Connection`]'s callback is told.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConnEvent<T> {
     /// A decoded frame. None comes after the connection began to end (see
     /// [`Closed`](Self::Closed)), nor while more than the high-water mark is queued
@@ -351,6 +352,7 @@ impl<S: std::os::windows::io::AsSocket, C: Codec> std::os::windows::io::AsRawSoc
 
 impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// Wraps a non-blocking stream. Register it with [`register`](Self::register).
+    #[must_use = "a connection does nothing until registered; dropped, it closes its stream"]
     pub fn new(stream: S, codec: C) -> Self {
         Connection {
             stream,
@@ -431,6 +433,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// assert_eq!(conn.timeouts().frame, Some(Duration::from_secs(10)));
     /// # std::io::Result::Ok(())
     /// ```
+    #[must_use = "the connection with timeouts is the returned one"]
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self.timed = self.timeouts.any() || self.limits.soft_capped();
@@ -443,6 +446,11 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// Registers the connection for READ; `callback` receives its [`ConnEvent`]s.
+    ///
+    /// What was [`send`](Self::send) before (a greeting) goes out once the loop runs, without
+    /// waiting for the peer to send anything; after a [`close`](Self::close) before
+    /// `register`, it goes out and then the connection closes (the callback gets only
+    /// `Closed`).
     ///
     /// An error `callback` returns ends this connection (logged at `warn`; its queue is
     /// dropped, and `callback` gets `Closed` with that error), not the loop; `WouldBlock` and
@@ -465,13 +473,61 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.clock.last_io = Some(Instant::now());
         }
         let mut timer = Timer::default();
-        let key = sel.register(self, EVENT_READ, move |sel, conn: &mut Self, mask| {
+        // Interest as after any callback: WRITE too if something was sent (or the connection
+        // closed) before it was registered, so that a greeting goes out at once.
+        let events = self.next_interest();
+        let key = sel.register(self, events, move |sel, conn: &mut Self, mask| {
             conn.on_ready(sel, mask, &mut callback, &mut timer)
         })?;
+        let conn: &mut Self = sel.source_mut(&key)?;
+        conn.key = Some(key);
         if timed {
             sel.dispatch_soon(&key, Events::NONE); // schedules the timer
         }
         Ok(key)
+    }
+
+    /// The key of this connection's registration: the one [`register`](Self::register)
+    /// returned, from its callback for instance, to tell the other connections of a
+    /// `HashMap<SelectorKey, _>` from this one. Still this key at [`ConnEvent::Closed`], when the
+    /// connection is already unregistered, so the program can forget it by its key then. Its
+    /// [`events`](SelectorKey::events) are a snapshot; keys compare by registration.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` before `register`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use selectloop::{ConnEvent, Connection, DefaultSelector, LineCodec, SelectorKey};
+    /// use std::collections::HashMap;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut sel = DefaultSelector::new()?;
+    /// let names: Rc<RefCell<HashMap<SelectorKey, String>>> = Rc::default();
+    /// let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// stream.set_nonblocking(true)?;
+    /// let conn = Connection::new(stream, LineCodec::new(1024));
+    /// assert!(conn.key().is_err()); // not registered yet
+    /// let n = names.clone();
+    /// let key = conn.register(&mut sel, move |_sel, conn, event| {
+    ///     if let ConnEvent::Closed(_) = event {
+    ///         n.borrow_mut().remove(&conn.key()?); // unregistered, still its key
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// names.borrow_mut().insert(key, "guest".into());
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn key(&self) -> io::Result<SelectorKey> {
+        self.key.ok_or_else(|| {
+            let fd = FileObj::fileno(self);
+            let msg = format!("key of connection fd {fd:?}: not registered");
+            io::Error::new(ErrorKind::NotFound, msg)
+        })
     }
 
     /// Runs `f` on the connection registered as `key`, from outside its callback (a timer,
@@ -539,8 +595,9 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// Queues `data` for the peer. Never blocks, never drops: it is written when the callback
-    /// returns, as much as the socket takes, and the rest as the peer reads (see the module
-    /// docs on back-pressure and [`ConnEvent::Drained`]).
+    /// returns (before [`register`](Self::register): in the loop's first iteration), as much
+    /// as the socket takes, and the rest as the peer reads (see the module docs on
+    /// back-pressure and [`ConnEvent::Drained`]).
     ///
     /// # Errors
     ///

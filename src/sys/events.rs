@@ -130,6 +130,7 @@ impl fmt::Debug for Events {
 /// `Oneshot` (and on Windows, where `DefaultSelector` uses IOCP, only `Oneshot`); the others
 /// refuse them with `Unsupported`: poll and select are level-triggered by nature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
     /// Reported while ready (Python's behaviour).
     #[default]
