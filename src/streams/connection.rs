@@ -1,91 +1,9 @@
 //! Buffered connections: writes that never block or lose data, back-pressure, framing, and the
 //! defences a server needs against careless and hostile peers.
 //!
-//! The Python tutorials' servers all meet the same three traps. `send()` on a non-blocking
-//! socket may take only part of the data, so the poll example keeps a queue per connection and
-//! switches its registration to READ|WRITE until the queue drains. A client that sends without
-//! reading makes that queue grow without bound. And TCP has no message boundaries. A
-//! [`Connection`] handles all three once:
-//!
-//! - [`send`](Connection::send) queues; the queue is written when the callback returns, as much
-//!   as the socket takes, and the rest as the peer reads. WRITE interest is on exactly while
-//!   the queue is non-empty (check it with `get_key`).
-//! - Back-pressure: when the queue passes the high-water mark, the connection stops reading
-//!   (READ interest off) and stops handing frames to the callback — frames already received
-//!   wait in the read buffer, undecoded — until it drains to the low-water mark; the peer's own
-//!   sends then block in TCP flow control instead of piling up here. A peer that pipelines
-//!   requests and reads the replies slowly costs at most the high-water mark plus one reply,
-//!   and loses nothing. A program that produces data itself
-//!   (a file, a broadcast) sends while [`queued`](Connection::queued) is under the high-water
-//!   mark, and sends more on [`ConnEvent::Drained`] (asyncio's `resume_writing`, Node's
-//!   `'drain'`).
-//! - A [`Codec`] cuts the received bytes into frames, bounds their size, and decides what a
-//!   frame cut short by end of file means ([`Codec::decode_eof`]).
-//!
-//! And against peers that do not play along, [`Limits`] caps the output queue (Redis's
-//! `client-output-buffer-limit`) and [`Timeouts`] ends idle, slowloris and never-reading peers
-//! (nginx's `keepalive_timeout`, `client_header_timeout`, `send_timeout`).
-//!
-//! # Memory
-//!
-//! A connection that waits holds no buffer at all: nothing undecoded, nothing queued, nothing
-//! allocated. Reads go into one buffer per thread, zeroed once and lent to one read at a time;
-//! a connection keeps only what its codec could not decode yet (the start of a frame), in a
-//! buffer of its own sized to it, and gives its write queue up once drained. Keeping the read
-//! buffer of a connection's first read (zeroed, as `Read` needs) would cost every idle
-//! connection a read chunk; releasing it after each read instead would allocate and zero a read
-//! chunk again for every read. The shared buffer avoids both (the figures, and how to measure
-//! them, are in docs/performance.md).
-//!
-//! A drained write queue is not simply freed either: a producer that empties its queue and
-//! fills it again would pay a fresh allocation (and, above 128 KiB, fresh pages) each time,
-//! which slowed bulk sending several-fold (docs/performance.md). So the thread keeps two
-//! emptied queues, the largest lately of up to 64 KiB and of 64 KiB to 4 MiB, and a send into
-//! an empty queue takes the one that fits, if it is at most 16 times what it needs: a small
-//! reply never holds a large buffer. The bounds:
-//!
-//! - **waiting** (every byte received was decoded, nothing queued): no buffer memory;
-//! - **receiving a frame**: its bytes so far — up to 4 KiB in a buffer of exactly that size;
-//!   longer, in the connection's own buffer read into directly (copying it in and out of the
-//!   shared one at every read would cost its length squared), of which at most the codec's
-//!   largest frame plus one read chunk is used (the allocation grows by doubling, so it may
-//!   reach twice that, the rest untouched); given up once the frame is decoded;
-//! - **sending**: the queue: up to the high-water mark plus what one callback sends (plus one
-//!   send, for a program that sends on `Drained` while under the mark), and never more than
-//!   the hard cap once the callback has returned;
-//! - **per thread**: the shared read buffer, one read chunk (64 KiB by default) plus 4 KiB, and
-//!   the two spare queues, at most 64 KiB and 4 MiB.
-//!
-//! [`buffer_memory`](Connection::buffer_memory) shows what a connection holds.
-//!
-//! # Events
-//!
-//! The user's callback receives [`ConnEvent`]s: each decoded frame, `Drained`, `PeerClosed` —
-//! then, once, `Closed` with how the connection ended. On end of file from the peer (which may
-//! be a half-close: it can still receive) the connection decodes what is left
-//! (`decode_eof`), reports `PeerClosed`, flushes what is queued, and closes itself.
-//!
-//! However a connection ends, no frame follows the end: after [`close`](Connection::close)
-//! (what is queued is flushed whole, then `Closed(None)`), [`abort`](Connection::abort), a cap
-//! passed, a timeout, a protocol error or an error returned by the callback (each then
-//! `Closed(Some(error))`), frames received and not yet handed over are dropped; after
-//! `PeerClosed` there are none left. An error the callback returns (other than `WouldBlock` and
-//! `Interrupted`, ignored as in [`Selector::dispatch`]) ends that connection as a failure:
-//! logged at `warn`, its queue dropped, and `Closed` carries the error — the selector's error
-//! handler does not see it.
-//!
-//! # Ending a connection from outside its callback
-//!
-//! A connection ends in its registration's callback, which owns the user's callback. Readiness
-//! is not enough to get there: a socket whose peer does not read never becomes writable. So
-//! whatever ends a connection from elsewhere — its timer firing, or
-//! [`Connection::with`] after `abort()`, `close()` with nothing queued, or a hard cap passed —
-//! has that callback called without readiness, with [`Selector::dispatch_soon`] and an empty
-//! mask (libuv's feeding): in the [`call_soon`](Selector::call_soon) phase of the loop
-//! iteration, so the user's callback never runs inside the caller of `with`, which may hold a
-//! `RefCell` borrow the callback needs too. That is a loop service, run by `run_once`/`run`; a
-//! bare `select()`/`dispatch()` loop finishes such a connection when its socket is next
-//! reported (WRITE interest is on), and fires no timeouts.
+//! What users need to know (the three traps, memory, events, ending a connection from outside
+//! its callback) is in [`Connection`]'s docs, which `cargo doc` shows; this file keeps the
+//! how.
 
 use crate::reactor::key::SelectorKey;
 use crate::reactor::selector::Selector;
@@ -157,7 +75,7 @@ pub enum ConnEvent<T> {
 
 /// Undecoded bytes up to this size are read through the thread's shared buffer (copied in
 /// front of the new bytes, and what is left copied back out); above it, into the connection's
-/// own buffer. See the module docs.
+/// own buffer. See [`Connection`]'s section on memory.
 const SMALL: usize = 4 << 10;
 
 /// A write queue starts with room for this much: a few replies fit without growing it.
@@ -168,12 +86,12 @@ const QUEUE_MIN: usize = 4 << 10;
 const DISCARD_AT_CLOSE: usize = 256 << 10;
 
 /// Emptied write queues with room of `SPARE_MIN..=SPARE_MAX` are kept for the thread's next
-/// large send, those with less for its next small one; see the module docs.
+/// large send, those with less for its next small one; see [`Connection`]'s section on memory.
 const SPARE_MIN: usize = 64 << 10;
 const SPARE_MAX: usize = 4 << 20;
 
 thread_local! {
-    /// The thread's read buffer (see the module docs): zeroed once, as long as the longest
+    /// The thread's read buffer (see [`Connection`]'s section on memory): zeroed once, as long as the longest
     /// read asked of it, and lent to one read at a time.
     static SHARED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// The largest write queue emptied lately with room of `SPARE_MIN..=SPARE_MAX` (empty), for
@@ -185,11 +103,99 @@ thread_local! {
 }
 
 /// A registered byte stream with a read buffer, a write queue, a codec, and optional limits
-/// and timeouts.
+/// and timeouts: writes that never block or lose data, back-pressure, framing, and the
+/// defences a server needs against careless and hostile peers.
+///
+/// The Python tutorials' servers all meet the same three traps. `send()` on a non-blocking
+/// socket may take only part of the data, so the poll example keeps a queue per connection and
+/// switches its registration to READ|WRITE until the queue drains. A client that sends without
+/// reading makes that queue grow without bound. And TCP has no message boundaries. A
+/// [`Connection`] handles all three once:
+///
+/// - [`send`](Connection::send) queues; the queue is written when the callback returns, as much
+///   as the socket takes, and the rest as the peer reads. WRITE interest is on exactly while
+///   the queue is non-empty (check it with `get_key`).
+/// - Back-pressure: when the queue passes the high-water mark, the connection stops reading
+///   (READ interest off) and stops handing frames to the callback — frames already received
+///   wait in the read buffer, undecoded — until it drains to the low-water mark; the peer's own
+///   sends then block in TCP flow control instead of piling up here. A peer that pipelines
+///   requests and reads the replies slowly costs at most the high-water mark plus one reply,
+///   and loses nothing. A program that produces data itself
+///   (a file, a broadcast) sends while [`queued`](Connection::queued) is under the high-water
+///   mark, and sends more on [`ConnEvent::Drained`] (asyncio's `resume_writing`, Node's
+///   `'drain'`).
+/// - A [`Codec`] cuts the received bytes into frames, bounds their size, and decides what a
+///   frame cut short by end of file means ([`Codec::decode_eof`]).
+///
+/// And against peers that do not play along, [`Limits`] caps the output queue (Redis's
+/// `client-output-buffer-limit`) and [`Timeouts`] ends idle, slowloris and never-reading peers
+/// (nginx's `keepalive_timeout`, `client_header_timeout`, `send_timeout`).
+///
+/// # Memory
+///
+/// A connection that waits holds no buffer at all: nothing undecoded, nothing queued, nothing
+/// allocated. Reads go into one buffer per thread, zeroed once and lent to one read at a time;
+/// a connection keeps only what its codec could not decode yet (the start of a frame), in a
+/// buffer of its own sized to it, and gives its write queue up once drained. Keeping the read
+/// buffer of a connection's first read (zeroed, as `Read` needs) would cost every idle
+/// connection a read chunk; releasing it after each read instead would allocate and zero a read
+/// chunk again for every read. The shared buffer avoids both (the figures, and how to measure
+/// them, are in docs/performance.md).
+///
+/// A drained write queue is not simply freed either: a producer that empties its queue and
+/// fills it again would pay a fresh allocation (and, above 128 KiB, fresh pages) each time,
+/// which slowed bulk sending several-fold (docs/performance.md). So the thread keeps two
+/// emptied queues, the largest lately of up to 64 KiB and of 64 KiB to 4 MiB, and a send into
+/// an empty queue takes the one that fits, if it is at most 16 times what it needs: a small
+/// reply never holds a large buffer. The bounds:
+///
+/// - **waiting** (every byte received was decoded, nothing queued): no buffer memory;
+/// - **receiving a frame**: its bytes so far — up to 4 KiB in a buffer of exactly that size;
+///   longer, in the connection's own buffer read into directly (copying it in and out of the
+///   shared one at every read would cost its length squared), of which at most the codec's
+///   largest frame plus one read chunk is used (the allocation grows by doubling, so it may
+///   reach twice that, the rest untouched); given up once the frame is decoded;
+/// - **sending**: the queue: up to the high-water mark plus what one callback sends (plus one
+///   send, for a program that sends on `Drained` while under the mark), and never more than
+///   the hard cap once the callback has returned;
+/// - **per thread**: the shared read buffer, one read chunk (64 KiB by default) plus 4 KiB, and
+///   the two spare queues, at most 64 KiB and 4 MiB.
+///
+/// [`buffer_memory`](Connection::buffer_memory) shows what a connection holds.
+///
+/// # Events
+///
+/// The user's callback receives [`ConnEvent`]s: each decoded frame, `Drained`, `PeerClosed` —
+/// then, once, `Closed` with how the connection ended. On end of file from the peer (which may
+/// be a half-close: it can still receive) the connection decodes what is left
+/// (`decode_eof`), reports `PeerClosed`, flushes what is queued, and closes itself.
+///
+/// However a connection ends, no frame follows the end: after [`close`](Connection::close)
+/// (what is queued is flushed whole, then `Closed(None)`), [`abort`](Connection::abort), a cap
+/// passed, a timeout, a protocol error or an error returned by the callback (each then
+/// `Closed(Some(error))`), frames received and not yet handed over are dropped; after
+/// `PeerClosed` there are none left. An error the callback returns (other than `WouldBlock` and
+/// `Interrupted`, ignored as in [`Selector::dispatch`]) ends that connection as a failure:
+/// logged at `warn`, its queue dropped, and `Closed` carries the error — the selector's error
+/// handler does not see it.
+///
+/// # Ending a connection from outside its callback
+///
+/// A connection ends in its registration's callback, which owns the user's callback. Readiness
+/// is not enough to get there: a socket whose peer does not read never becomes writable. So
+/// whatever ends a connection from elsewhere — its timer firing, or
+/// [`Connection::with`] after `abort()`, `close()` with nothing queued, or a hard cap passed —
+/// has that callback called without readiness, with [`Selector::dispatch_soon`] and an empty
+/// mask (libuv's feeding): in the [`call_soon`](Selector::call_soon) phase of the loop
+/// iteration, so the user's callback never runs inside the caller of `with`, which may hold a
+/// `RefCell` borrow the callback needs too. That is a loop service, run by `run_once`/`run`; a
+/// bare `select()`/`dispatch()` loop finishes such a connection when its socket is next
+/// reported (WRITE interest is on), and fires no timeouts.
 ///
 /// # Examples
 ///
-/// A line-based upper-casing server's connection:
+/// The connection of a line-based upper-casing client (the server side registers the streams
+/// it accepts the same way):
 ///
 /// ```no_run
 /// use selectloop::{ConnEvent, Connection, DefaultSelector, LineCodec};
@@ -596,8 +602,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// Queues `data` for the peer. Never blocks, never drops: it is written when the callback
     /// returns (before [`register`](Self::register): in the loop's first iteration), as much
-    /// as the socket takes, and the rest as the peer reads (see the module docs on
-    /// back-pressure and [`ConnEvent::Drained`]).
+    /// as the socket takes, and the rest as the peer reads (see [`Connection`] on
+    /// back-pressure, and [`ConnEvent::Drained`]).
     ///
     /// # Errors
     ///
@@ -684,7 +690,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// The bytes of memory this connection's buffers hold: the capacity of its read buffer and
     /// of its write queue (as Redis's `CLIENT LIST` shows `qbuf` and `omem`). The thread's
-    /// shared read buffer is not counted. 0 for a waiting connection (see the module docs).
+    /// shared read buffer is not counted. 0 for a waiting connection (see [memory](Connection#memory)).
     pub fn buffer_memory(&self) -> usize {
         let read = if self.lent { 0 } else { self.rbuf.capacity() };
         read + self.wbuf.capacity()
