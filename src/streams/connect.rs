@@ -82,6 +82,10 @@ impl<B: Backend> Selector<B> {
     /// uncalled. `addr` is an address, not a name: resolving a name blocks, so do it before
     /// (`ToSocketAddrs`) or on the executor ([`run_in_executor`](Self::run_in_executor)).
     ///
+    /// On Windows, a [`PollSelector`](crate::PollSelector) (`WSAPoll`) does not report a failed
+    /// connect before Windows 10 version 2004: there a refused attempt ends at the timeout,
+    /// with `TimedOut`.
+    ///
     /// # Errors
     ///
     /// When the attempt cannot start, and then `callback` is never called:
