@@ -1077,6 +1077,7 @@ command_line_tests! {
     cli_echo_server: "echo_server", addr_only;
     cli_idle_echo_server: "idle_echo_server", addr_only;
     cli_uppercase_server: "uppercase_server", addr_only;
+    cli_chat_server: "chat_server", addr_only;
     cli_blast_server: "blast_server", addr_only;
     cli_kv_server: "kv_server", addr_only;
     cli_http_server: "http_server", addr_only;
@@ -1111,6 +1112,7 @@ address_in_use_tests! {
     echo_server_address_in_use: "echo_server", addr_only, false;
     idle_echo_server_address_in_use: "idle_echo_server", addr_only, false;
     uppercase_server_address_in_use: "uppercase_server", addr_only, false;
+    chat_server_address_in_use: "chat_server", addr_only, false;
     blast_server_address_in_use: "blast_server", addr_only, false;
     kv_server_address_in_use: "kv_server", addr_only, false;
     http_server_address_in_use: "http_server", addr_only, false;
@@ -1296,6 +1298,14 @@ fn line_served(mut conn: &TcpStream) {
     assert!(reply.eq_ignore_ascii_case(b"hello\n"), "reply {reply:?}");
 }
 
+/// chat_server's welcome line.
+#[cfg(unix)]
+fn welcomed(mut conn: &TcpStream) {
+    let mut welcome = [0u8; 17];
+    conn.read_exact(&mut welcome).expect("the welcome line");
+    assert_eq!(&welcome, b"* welcome, guest1");
+}
+
 /// The first bytes of the payload.
 #[cfg(unix)]
 fn payload_served(mut conn: &TcpStream) {
@@ -1353,6 +1363,11 @@ fn idle_echo_server_sigterm() {
 #[test]
 fn uppercase_server_sigterm() {
     sigterm_with_a_client("uppercase_server", &["127.0.0.1:0"], line_served);
+}
+#[cfg(unix)]
+#[test]
+fn chat_server_sigterm() {
+    sigterm_with_a_client("chat_server", &["127.0.0.1:0"], welcomed);
 }
 #[cfg(unix)]
 #[test]
