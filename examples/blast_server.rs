@@ -21,7 +21,7 @@ mod cli;
 #[path = "common/shutdown.rs"]
 mod shutdown;
 
-use selectloop::{Bytes, SelectorKey, EVENT_READ};
+use selectloop::{Bytes, EVENT_READ};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Events, Limits, Selector, Timeouts};
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -62,7 +62,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, options: Options) -> io::R
         .with_timeouts(options.timeouts);
     let payload = options.payload;
     let filler = pattern.clone();
-    let key: SelectorKey = conn.register(sel, move |_sel, conn, event| {
+    let key = conn.register(sel, move |_sel, conn, event| {
         match event {
             ConnEvent::Drained => fill(conn, payload, &filler)?,
             ConnEvent::Frame(_) | ConnEvent::PeerClosed => {} // what the client says is ignored

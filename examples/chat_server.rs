@@ -57,8 +57,8 @@ mod cli;
 #[path = "common/shutdown.rs"]
 mod shutdown;
 
-use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, LineCodec, Selector};
-use selectloop::{Events, SelectorKey, EVENT_READ};
+use selectloop::{ConnEvent, ConnKey, Connection, DefaultSelector, Limits, LineCodec, Selector};
+use selectloop::{Events, EVENT_READ};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -68,6 +68,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 type Conn = Connection<TcpStream, LineCodec>;
+type Key = ConnKey<TcpStream, LineCodec>;
 
 const MAX_LINE: usize = 4096;
 
@@ -86,16 +87,16 @@ const LIMITS: Limits = Limits {
 /// Who is here: each client's name, by the key of its connection.
 #[derive(Default)]
 struct Room {
-    names: HashMap<SelectorKey, String>,
+    names: HashMap<Key, String>,
     guests: u64,
 }
 
 impl Room {
     /// Queues `line` for every client but `skip`. A client that is closing or over its cap is
     /// skipped; its own callback hears of its end (`Closed`) and announces it.
-    fn broadcast(&self, sel: &mut Selector, line: &[u8], skip: Option<SelectorKey>) {
+    fn broadcast(&self, sel: &mut Selector, line: &[u8], skip: Option<Key>) {
         for key in self.names.keys().filter(|&&key| Some(key) != skip) {
-            let _ = Conn::with(sel, key, |conn| conn.send(line));
+            key.send(sel, line);
         }
     }
 }
@@ -165,7 +166,7 @@ fn rename(
     sel: &mut Selector,
     conn: &mut Conn,
     room: &mut Room,
-    me: SelectorKey,
+    me: Key,
     new: &[u8],
 ) -> io::Result<()> {
     let valid = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-';
@@ -183,7 +184,7 @@ fn rename(
     log::info!("{name} is now {new}");
     *name = new;
     room.broadcast(sel, notice.as_bytes(), Some(me));
-    conn.send(notice.as_bytes()) // to itself directly: `with` is for the others
+    conn.send(notice.as_bytes()) // to itself directly: its key is for the others
 }
 
 const USAGE: &str = "usage: chat_server [ADDR]

@@ -108,7 +108,7 @@ pub use services::{signal::signals, timer::TimerHandle};
 // Streams: buffered connections and their codecs.
 pub use streams::{
     codec::{Bytes, Codec, LengthPrefixed, LineCodec},
-    connection::{ByteStream, ConnEvent, Connection},
+    connection::{ByteStream, ConnEvent, ConnKey, Connection},
     limits::{Limits, Timeouts},
 };
 

@@ -6,8 +6,8 @@ mod common;
 
 use common::{expect_eof, logged, run_until, socketpair, Stream, TIMEOUT};
 use selectloop::{
-    Bytes, ConnEvent, Connection, DefaultSelector, Events, LengthPrefixed, Limits, LineCodec,
-    SelectorKey, Timeouts, EVENT_READ, EVENT_WRITE,
+    Bytes, ConnEvent, ConnKey, Connection, DefaultSelector, Events, LengthPrefixed, Limits,
+    LineCodec, SelectorKey, Timeouts, EVENT_READ, EVENT_WRITE,
 };
 use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
@@ -83,10 +83,10 @@ where
         log.borrow_mut().push(Seen::from(event));
         Ok(())
     })?;
-    Ok((key, seen))
+    Ok((key.key(), seen))
 }
 
-fn events_of(sel: &DefaultSelector, key: &SelectorKey) -> Option<Events> {
+fn events_of(sel: &DefaultSelector, key: &impl selectloop::FileObj) -> Option<Events> {
     sel.get_key(key).ok().map(|k| k.events())
 }
 
@@ -1183,7 +1183,7 @@ fn scripted(
         }
         Ok(())
     })?;
-    Ok((key, seen))
+    Ok((key.key(), seen))
 }
 
 /// `n` numbered lines, `0\n` to `n-1\n`, as one write: a pipelining peer.
@@ -2844,7 +2844,7 @@ fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
     let conn = Connection::new(a, LineCodec::new(64));
     assert_eq!(conn.key().unwrap_err().kind(), ErrorKind::NotFound);
     // What the callback saw: (event, conn.key(), whether that key was registered then).
-    type Seen = Rc<RefCell<Vec<(&'static str, SelectorKey, bool)>>>;
+    type Seen = Rc<RefCell<Vec<(&'static str, ConnKey<Stream, LineCodec>, bool)>>>;
     let keys: Seen = Rc::default();
     let k = keys.clone();
     let key = conn.register(&mut sel, move |sel, conn, event| {
@@ -2857,7 +2857,7 @@ fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
         k.borrow_mut().push((what, key, sel.get_key(&key).is_ok()));
         Ok(())
     })?;
-    let known = Connection::<Stream, LineCodec>::with(&mut sel, &key, |conn| conn.key())??;
+    let known = key.with(&mut sel, |conn| conn.key())??;
     assert_eq!(known, key, "known from register on, before any callback");
     peer.write_all(b"one\n")?;
     run_until(&mut sel, "the first line", || keys.borrow().len() == 1)?;
@@ -2895,5 +2895,88 @@ fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
             ("closed", moved, false)
         ]
     );
+    Ok(())
+}
+
+/// A `ConnKey` reaches its connection from another's callback: `send` and `send_frame` queue
+/// and write at once (true); they answer false, and leave the caller alone, when the recipient
+/// is closing, gone, refuses the frame, or is the caller itself; a send that takes the
+/// recipient over its hard cap ends the recipient (its own `Closed`), not the sender. Keys are
+/// `FileObj`s and hash by registration.
+#[test]
+fn a_conn_key_reaches_its_connection_and_keeps_its_errors() -> io::Result<()> {
+    let mut sel = DefaultSelector::new()?;
+    let limits = Limits {
+        hard_cap: 64 << 10,
+        soft_cap: 64 << 10,
+        high_water: 16 << 10,
+        low_water: 4 << 10,
+        ..Limits::default()
+    };
+    let mut recipients = Vec::new();
+    let mut peers = Vec::new();
+    let mut logs = Vec::new();
+    for _ in 0..3 {
+        let (a, peer) = socketpair()?;
+        let log: Events_ = Rc::default();
+        let l = log.clone();
+        let conn = Connection::new(a, LineCodec::new(8)).with_limits(limits)?;
+        recipients.push(conn.register(&mut sel, move |_, _, event| {
+            l.borrow_mut().push(Seen::from(event));
+            Ok(())
+        })?);
+        peers.push(peer);
+        logs.push(log);
+    }
+    let [ok, closing, capped] = [recipients[0], recipients[1], recipients[2]];
+    assert_eq!(sel.get_key(&ok)?, ok.key(), "a ConnKey is a file object");
+    assert_eq!(SelectorKey::from(ok), ok.key());
+    let set: std::collections::HashSet<_> = recipients.iter().copied().collect();
+    assert!(set.contains(&ok) && set.len() == 3);
+    assert!(closing.with(&mut sel, |conn| conn.close()).is_ok());
+
+    let (s, mut sender_peer) = socketpair()?;
+    let sender_log: Events_ = Rc::default();
+    let l = sender_log.clone();
+    let answers: Rc<RefCell<Vec<bool>>> = Rc::default();
+    let a = answers.clone();
+    let sender =
+        Connection::new(s, LineCodec::new(8)).register(&mut sel, move |sel, conn, event| {
+            if let ConnEvent::Frame(_) = &event {
+                let me = conn.key()?;
+                a.borrow_mut().extend([
+                    ok.send(sel, b"raw\n"),
+                    ok.send_frame(sel, b"framed"),
+                    ok.send_frame(sel, b"far too long for 8"), // the codec refuses it
+                    closing.send(sel, b"late\n"),
+                    me.send(sel, b"to myself\n"), // its own callback: conn.send is for that
+                    capped.send(sel, &[b'x'; 1 << 20]), // queued, and over its cap
+                    capped.send(sel, b"after\n"), // gone by then
+                ]);
+            }
+            l.borrow_mut().push(Seen::from(event));
+            Ok(())
+        })?;
+    sender_peer.write_all(b"go\n")?;
+    run_until(&mut sel, "the capped recipient to close", || {
+        logs[2]
+            .borrow()
+            .contains(&Seen::Closed(Some(ErrorKind::OutOfMemory)))
+    })?;
+    assert_eq!(
+        *answers.borrow(),
+        [true, true, false, false, false, true, false]
+    );
+    assert_eq!(
+        *sender_log.borrow(),
+        [Seen::Frame(b"go".to_vec())],
+        "the sender goes on"
+    );
+    assert!(sel.get_key(&sender).is_ok());
+    let mut got = [0u8; 11];
+    peers[0].set_read_timeout(Some(TIMEOUT))?;
+    peers[0].read_exact(&mut got)?;
+    assert_eq!(&got, b"raw\nframed\n");
+    assert_eq!(*logs[0].borrow(), []);
     Ok(())
 }

@@ -583,7 +583,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, server: &Rc<Server>) -> io
         s.borrow_mut().on_event(sel, conn, event);
         Ok(())
     })?;
-    session.borrow_mut().key = Some(key);
+    session.borrow_mut().key = Some(key.key());
     server.clients.set(server.clients.get() + 1); // counted down on `Closed`
     server.sessions.add(&session); // removed on `Closed`
     log::debug!("{peer} connected");

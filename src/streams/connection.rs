@@ -16,7 +16,9 @@ use crate::sys::{self, Backend, FileObj, Source};
 use log::{debug, warn};
 use std::cell::Cell;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
+use std::marker::PhantomData;
 use std::mem;
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
@@ -307,6 +309,147 @@ impl Drop for Timer {
     }
 }
 
+/// The key of a registered [`Connection`], with its types: what
+/// [`register`](Connection::register) returns, and [`key`](Connection::key) gives its callback.
+///
+/// From any callback (a timer's, another connection's), it reaches that connection without
+/// naming its types again: [`send`](Self::send) and [`send_frame`](Self::send_frame) queue for
+/// it, [`with`](Self::with) runs any code on it. What goes wrong there stays that connection's:
+/// a connection that is closing, gone, or pushed over its cap by the send ends as its own
+/// [`Limits`] and callback say (the callback gets `Closed`), and the caller only learns whether
+/// the bytes were queued — a broadcast does not fail because one recipient did.
+///
+/// Keys compare and hash by registration, as [`SelectorKey`]s do: use them in a `HashMap` or
+/// `HashSet`. A `ConnKey` is also a [`FileObj`]: pass it to [`Selector::get_key`],
+/// [`Selector::unregister`] and the other lookups.
+///
+/// # Examples
+///
+/// A broadcast to every connection but the sender:
+///
+/// ```
+/// use selectloop::{ConnKey, Connection, DefaultSelector, LineCodec, Selector};
+/// use std::io::{BufRead, BufReader};
+/// use std::net::{TcpListener, TcpStream};
+///
+/// type Key = ConnKey<TcpStream, LineCodec>;
+///
+/// fn broadcast(sel: &mut Selector, to: &[Key], from: Key, line: &[u8]) {
+///     for key in to.iter().filter(|&&key| key != from) {
+///         key.send_frame(sel, line); // false if it is closing or gone: its callback knows
+///     }
+/// }
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let mut sel = DefaultSelector::new()?;
+/// let mut keys = Vec::new();
+/// for _ in 0..3 {
+///     let stream = TcpStream::connect(listener.local_addr()?)?;
+///     stream.set_nonblocking(true)?;
+///     let conn = Connection::new(stream, LineCodec::new(1024));
+///     keys.push(conn.register(&mut sel, |_, _, _| Ok(()))?);
+/// }
+/// broadcast(&mut sel, &keys, keys[0], b"hello");
+/// let (_first, _) = listener.accept()?; // the peer of keys[0]: told nothing
+/// let (second, _) = listener.accept()?; // the peer of keys[1]
+/// let mut line = String::new();
+/// BufReader::new(second).read_line(&mut line)?;
+/// assert_eq!(line, "hello\n");
+/// # std::io::Result::Ok(())
+/// ```
+pub struct ConnKey<S, C> {
+    key: SelectorKey,
+    types: PhantomData<fn() -> (S, C)>,
+}
+
+impl<S, C> ConnKey<S, C> {
+    fn new(key: SelectorKey) -> Self {
+        ConnKey {
+            key,
+            types: PhantomData,
+        }
+    }
+
+    /// The key of the registration, without the connection's types.
+    pub fn key(&self) -> SelectorKey {
+        self.key
+    }
+}
+
+impl<S: ByteStream, C: Codec> ConnKey<S, C> {
+    /// Runs `f` on the connection: [`Connection::with`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Connection::with`]: `NotFound` if the connection is gone, `ResourceBusy` from
+    /// its own callback (which has `conn` already).
+    pub fn with<B: Backend, R>(
+        &self,
+        sel: &mut Selector<B>,
+        f: impl FnOnce(&mut Connection<S, C>) -> R,
+    ) -> io::Result<R> {
+        Connection::with(sel, &self.key, f)
+    }
+
+    /// Queues `data` for the connection ([`Connection::send`]) and writes what its socket takes
+    /// now. Returns whether it was queued: not if the connection is closing or gone, or if this
+    /// is called from its own callback (which sends with `conn.send`). A send that takes it
+    /// over its hard cap ends it (its callback gets `Closed`), and returns `true`.
+    pub fn send<B: Backend>(&self, sel: &mut Selector<B>, data: &[u8]) -> bool {
+        matches!(self.with(sel, |conn| conn.send(data)), Ok(Ok(())))
+    }
+
+    /// Encodes `frame` with the connection's codec and queues it, as [`send`](Self::send)
+    /// does; also `false` if the codec refuses the frame.
+    pub fn send_frame<B: Backend>(&self, sel: &mut Selector<B>, frame: &C::Frame) -> bool {
+        matches!(self.with(sel, |conn| conn.send_frame(frame)), Ok(Ok(())))
+    }
+}
+
+impl<S, C> Clone for ConnKey<S, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S, C> Copy for ConnKey<S, C> {}
+
+impl<S, C> PartialEq for ConnKey<S, C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl<S, C> Eq for ConnKey<S, C> {}
+
+impl<S, C> Hash for ConnKey<S, C> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl<S, C> fmt::Debug for ConnKey<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ConnKey").field(&self.key).finish()
+    }
+}
+
+impl<S, C> FileObj for ConnKey<S, C> {
+    fn fileno(&self) -> sys::RawSource {
+        self.key.fileno()
+    }
+
+    fn registration(&self) -> Option<usize> {
+        self.key.registration()
+    }
+}
+
+impl<S, C> From<ConnKey<S, C>> for SelectorKey {
+    fn from(key: ConnKey<S, C>) -> SelectorKey {
+        key.key
+    }
+}
+
 impl<S, C: Codec> fmt::Debug for Connection<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -473,7 +616,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         sel: &mut Selector<B>,
         mut callback: impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>
             + 'static,
-    ) -> io::Result<SelectorKey> {
+    ) -> io::Result<ConnKey<S, C>> {
         let timed = self.timed();
         if timed {
             self.clock.last_io = Some(Instant::now());
@@ -490,14 +633,13 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         if timed {
             sel.dispatch_soon(&key, Events::NONE); // schedules the timer
         }
-        Ok(key)
+        Ok(ConnKey::new(key))
     }
 
     /// The key of this connection's registration: the one [`register`](Self::register)
-    /// returned, from its callback for instance, to tell the other connections of a
-    /// `HashMap<SelectorKey, _>` from this one. Still this key at [`ConnEvent::Closed`], when the
-    /// connection is already unregistered, so the program can forget it by its key then. Its
-    /// [`events`](SelectorKey::events) are a snapshot; keys compare by registration.
+    /// returned. From its callback, to tell this connection from the others of a
+    /// `HashMap<ConnKey<_, _>, _>`; still this key at [`ConnEvent::Closed`], when the connection
+    /// is already unregistered, so the program can forget it by its key then.
     ///
     /// # Errors
     ///
@@ -506,14 +648,15 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// # Examples
     ///
     /// ```
-    /// use selectloop::{ConnEvent, Connection, DefaultSelector, LineCodec, SelectorKey};
+    /// use selectloop::{ConnEvent, ConnKey, Connection, DefaultSelector, LineCodec};
     /// use std::collections::HashMap;
     /// use std::net::{TcpListener, TcpStream};
     /// use std::{cell::RefCell, rc::Rc};
     ///
+    /// type Names = HashMap<ConnKey<TcpStream, LineCodec>, String>;
     /// # let listener = TcpListener::bind("127.0.0.1:0")?;
     /// let mut sel = DefaultSelector::new()?;
-    /// let names: Rc<RefCell<HashMap<SelectorKey, String>>> = Rc::default();
+    /// let names: Rc<RefCell<Names>> = Rc::default();
     /// let stream = TcpStream::connect(listener.local_addr()?)?;
     /// stream.set_nonblocking(true)?;
     /// let conn = Connection::new(stream, LineCodec::new(1024));
@@ -528,12 +671,13 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// names.borrow_mut().insert(key, "guest".into());
     /// # std::io::Result::Ok(())
     /// ```
-    pub fn key(&self) -> io::Result<SelectorKey> {
-        self.key.ok_or_else(|| {
+    pub fn key(&self) -> io::Result<ConnKey<S, C>> {
+        let key = self.key.ok_or_else(|| {
             let fd = FileObj::fileno(self);
             let msg = format!("key of connection fd {fd:?}: not registered");
             io::Error::new(ErrorKind::NotFound, msg)
-        })
+        })?;
+        Ok(ConnKey::new(key))
     }
 
     /// Runs `f` on the connection registered as `key`, from outside its callback (a timer,
@@ -580,7 +724,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// ```
     pub fn with<B: Backend, R>(
         sel: &mut Selector<B>,
-        key: &SelectorKey,
+        key: &(impl FileObj + ?Sized),
         f: impl FnOnce(&mut Self) -> R,
     ) -> io::Result<R> {
         let conn: &mut Self = sel.source_mut(key)?;
