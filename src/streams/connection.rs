@@ -25,7 +25,19 @@ use std::time::{Duration, Instant};
 
 /// A byte stream a [`Connection`] can drive: a socket that reads, writes and half-closes.
 ///
-/// Implemented for `TcpStream`, and `UnixStream` on Unix.
+/// Implemented for `TcpStream`, and `UnixStream` on Unix. Implement it for a wrapper to put
+/// a protocol layer between the socket and the connection's buffers.
+///
+/// # A TLS session under a `Connection` (not built yet)
+///
+/// A TLS session (rustls's `ServerConnection` over a `TcpStream`) is the case this trait must
+/// grow for: there, a read may need a write (a handshake message, a key update) and a write a
+/// read (the handshake is not over). The plan: a wrapper whose `read` and `write` move records
+/// between the session and the socket and return `WouldBlock` while the session waits for the
+/// other direction, plus one provided method, `wants_write() -> bool` (false for plain sockets),
+/// that the connection adds to its interest, as it does for its own queue. `shutdown_write`
+/// would send `close_notify` first. Nothing else of the connection changes: the codec, the
+/// queue and the limits work on the plaintext.
 pub trait ByteStream: Source + Read + Write {
     /// Shuts down the writing half (the peer reads end of file), as `shutdown(SHUT_WR)`.
     fn shutdown_write(&mut self) -> io::Result<()>;
