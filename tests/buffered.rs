@@ -2930,9 +2930,25 @@ fn a_conn_key_reaches_its_connection_and_keeps_its_errors() -> io::Result<()> {
     }
     let [ok, closing, capped] = [recipients[0], recipients[1], recipients[2]];
     assert_eq!(sel.get_key(&ok)?, ok.key(), "a ConnKey is a file object");
+    use selectloop::FileObj;
+    assert_eq!(ok.fileno(), ok.key().fd());
+    assert_eq!(ok.registration(), ok.key().registration());
     assert_eq!(SelectorKey::from(ok), ok.key());
+    assert_eq!(format!("{ok:?}"), format!("ConnKey({:?})", ok.key()));
     let set: std::collections::HashSet<_> = recipients.iter().copied().collect();
     assert!(set.contains(&ok) && set.len() == 3);
+    use std::hash::BuildHasher;
+    let state = std::hash::RandomState::new();
+    assert_ne!(
+        state.hash_one(ok),
+        state.hash_one(closing),
+        "keys hash by registration"
+    );
+    assert_eq!(
+        state.hash_one(ok),
+        state.hash_one(ok.key()),
+        "as their SelectorKey does"
+    );
     assert!(closing.with(&mut sel, |conn| conn.close()).is_ok());
 
     let (s, mut sender_peer) = socketpair()?;
