@@ -50,8 +50,8 @@ const LIMITS: Limits = Limits {
 struct RawLines(LineCodec);
 
 impl Codec for RawLines {
-    type Item = Vec<u8>;
-    type Frame = [u8];
+    type Incoming = Vec<u8>;
+    type Outgoing = [u8];
 
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         Ok(self.0.decode(buf)?.map(with_newline))

@@ -49,7 +49,7 @@ fn connection<S, C>(
 ) -> io::Result<(SelectorKey, Events_)>
 where
     S: selectloop::ByteStream,
-    C: selectloop::Codec<Item = Vec<u8>, Frame = [u8]>,
+    C: selectloop::Codec<Incoming = Vec<u8>, Outgoing = [u8]>,
 {
     timed_connection(sel, stream, codec, limits, Timeouts::default(), echo)
 }
@@ -65,7 +65,7 @@ fn timed_connection<S, C>(
 ) -> io::Result<(SelectorKey, Events_)>
 where
     S: selectloop::ByteStream,
-    C: selectloop::Codec<Item = Vec<u8>, Frame = [u8]>,
+    C: selectloop::Codec<Incoming = Vec<u8>, Outgoing = [u8]>,
 {
     common::init_logging();
     let seen: Events_ = Rc::default();
@@ -611,8 +611,8 @@ fn oversize_frame_header_closes_the_connection() -> io::Result<()> {
 fn a_codec_that_claims_more_bytes_than_it_was_given_closes_the_connection() -> io::Result<()> {
     struct Overclaiming;
     impl selectloop::Codec for Overclaiming {
-        type Item = Vec<u8>;
-        type Frame = [u8];
+        type Incoming = Vec<u8>;
+        type Outgoing = [u8];
         fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
             Ok((!buf.is_empty()).then(|| (buf.to_vec(), buf.len() + 1)))
         }
@@ -647,8 +647,8 @@ struct AtEof(Decoded, usize);
 type Decoded = fn(&[u8]) -> io::Result<Option<(Vec<u8>, usize)>>;
 
 impl selectloop::Codec for AtEof {
-    type Item = Vec<u8>;
-    type Frame = [u8];
+    type Incoming = Vec<u8>;
+    type Outgoing = [u8];
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         self.1 += 1;
         Ok((self.1 == 2 && buf.starts_with(b"<")).then(|| (b"<".to_vec(), 1)))

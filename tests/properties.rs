@@ -32,7 +32,11 @@ struct Decoded {
 }
 
 /// Decodes `input` delivered in pieces cut at `cuts`, as `Connection` drives a codec.
-fn decode_pieces<C: Codec<Item = Vec<u8>>>(mut codec: C, input: &[u8], cuts: &[usize]) -> Decoded {
+fn decode_pieces<C: Codec<Incoming = Vec<u8>>>(
+    mut codec: C,
+    input: &[u8],
+    cuts: &[usize],
+) -> Decoded {
     let mut bounds: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
     bounds.push(input.len());
     bounds.sort_unstable();
@@ -328,8 +332,8 @@ fn the_decode_model_sees_a_split_that_loses_state() {
         scanned: usize,
     }
     impl Codec for Forgetful {
-        type Item = Vec<u8>;
-        type Frame = [u8];
+        type Incoming = Vec<u8>;
+        type Outgoing = [u8];
         fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
             let start = self.scanned.min(buf.len());
             // The bug: the cursor also moves on a frame, past bytes that are dropped.

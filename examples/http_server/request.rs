@@ -103,8 +103,8 @@ impl RequestCodec {
 }
 
 impl selectloop::Codec for RequestCodec {
-    type Item = Parsed;
-    type Frame = [u8];
+    type Incoming = Parsed;
+    type Outgoing = [u8];
 
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
         let limit = buf.len().min(self.max_header);

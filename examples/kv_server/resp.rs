@@ -256,8 +256,8 @@ impl RespCodec {
 }
 
 impl Codec for RespCodec {
-    type Item = Batch;
-    type Frame = [u8];
+    type Incoming = Batch;
+    type Outgoing = [u8];
 
     /// Every complete request of `buf`, as one batch; `None` if there is none yet.
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Batch, usize)>> {

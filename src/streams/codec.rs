@@ -24,8 +24,8 @@ use std::io;
 /// struct Counter;
 ///
 /// impl Codec for Counter {
-///     type Item = u32;
-///     type Frame = u32;
+///     type Incoming = u32;
+///     type Outgoing = u32;
 ///     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(u32, usize)>> {
 ///         Ok(buf.first_chunk::<4>().map(|b| (u32::from_be_bytes(*b), 4)))
 ///     }
@@ -42,10 +42,12 @@ use std::io;
 /// # std::io::Result::Ok(())
 /// ```
 pub trait Codec: 'static {
-    /// A decoded frame.
-    type Item;
-    /// What [`encode`](Codec::encode) takes (often `[u8]`).
-    type Frame: ?Sized;
+    /// A frame received, as [`decode`](Codec::decode) makes it: what
+    /// [`ConnEvent::Frame`](crate::ConnEvent::Frame) carries.
+    type Incoming;
+    /// A frame to send, as [`encode`](Codec::encode) takes it (often `[u8]`): what
+    /// [`Connection::send_frame`](crate::Connection::send_frame) takes.
+    type Outgoing: ?Sized;
 
     /// Decodes the first complete frame of `buf`, returning it and the number of bytes it took.
     ///
@@ -58,7 +60,7 @@ pub trait Codec: 'static {
     ///
     /// A protocol error (kind `InvalidData`), such as a frame over the codec's size limit. The
     /// connection is then closed.
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Item, usize)>>;
+    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Incoming, usize)>>;
 
     /// Decodes what is left at end of file: `buf` holds the bytes received after the last
     /// complete frame, and is never empty. Called again while it returns frames and bytes
@@ -86,7 +88,7 @@ pub trait Codec: 'static {
     /// assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     /// # std::io::Result::Ok(())
     /// ```
-    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Item, usize)>> {
+    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Incoming, usize)>> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
             None => {
@@ -105,7 +107,7 @@ pub trait Codec: 'static {
     /// # Errors
     ///
     /// If `frame` cannot be encoded (for example, over the size limit).
-    fn encode(&mut self, frame: &Self::Frame, out: &mut Vec<u8>) -> io::Result<()>;
+    fn encode(&mut self, frame: &Self::Outgoing, out: &mut Vec<u8>) -> io::Result<()>;
 }
 
 fn too_long(what: &str, len: usize, max: usize) -> io::Error {
@@ -124,8 +126,8 @@ fn line_too_long(max: usize) -> io::Error {
 pub struct Bytes;
 
 impl Codec for Bytes {
-    type Item = Vec<u8>;
-    type Frame = [u8];
+    type Incoming = Vec<u8>;
+    type Outgoing = [u8];
 
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         Ok((!buf.is_empty()).then(|| (buf.to_vec(), buf.len())))
@@ -187,8 +189,8 @@ impl LineCodec {
 }
 
 impl Codec for LineCodec {
-    type Item = Vec<u8>;
-    type Frame = [u8];
+    type Incoming = Vec<u8>;
+    type Outgoing = [u8];
 
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         // Search only the bytes not searched yet: a long line arriving in small pieces costs
@@ -287,8 +289,8 @@ impl LengthPrefixed {
 }
 
 impl Codec for LengthPrefixed {
-    type Item = Vec<u8>;
-    type Frame = [u8];
+    type Incoming = Vec<u8>;
+    type Outgoing = [u8];
 
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         let Some(header) = buf.first_chunk::<4>() else {
@@ -322,7 +324,7 @@ mod tests {
 
     /// Feeds `input` to `codec` cut at every split point pattern given by `chunk`, as a
     /// connection would (appending to a buffer, decoding all complete frames after each piece).
-    fn decode_in_pieces<C: Codec>(codec: &mut C, input: &[u8], chunk: usize) -> Vec<C::Item> {
+    fn decode_in_pieces<C: Codec>(codec: &mut C, input: &[u8], chunk: usize) -> Vec<C::Incoming> {
         let (mut buf, mut frames) = (Vec::new(), Vec::new());
         for piece in input.chunks(chunk) {
             buf.extend_from_slice(piece);
@@ -335,7 +337,7 @@ mod tests {
         frames
     }
 
-    fn encoded<C: Codec<Frame = [u8]>>(codec: &mut C, frames: &[&[u8]]) -> Vec<u8> {
+    fn encoded<C: Codec<Outgoing = [u8]>>(codec: &mut C, frames: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for frame in frames {
             codec.encode(frame, &mut out).unwrap();

@@ -413,7 +413,7 @@ impl<S: ByteStream, C: Codec> ConnKey<S, C> {
 
     /// Encodes `frame` with the connection's codec and queues it, as [`send`](Self::send)
     /// does; also `false` if the codec refuses the frame.
-    pub fn send_frame<B: Backend>(&self, sel: &mut Selector<B>, frame: &C::Frame) -> bool {
+    pub fn send_frame<B: Backend>(&self, sel: &mut Selector<B>, frame: &C::Outgoing) -> bool {
         matches!(self.with(sel, |conn| conn.send_frame(frame)), Ok(Ok(())))
     }
 }
@@ -626,7 +626,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     pub fn register<B: Backend>(
         mut self,
         sel: &mut Selector<B>,
-        mut callback: impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>
+        mut callback: impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>
             + 'static,
     ) -> io::Result<ConnKey<S, C>> {
         let timed = self.timed();
@@ -778,7 +778,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// # Errors
     ///
     /// The codec's error (e.g. the frame is over its limit: nothing is sent), or as for `send`.
-    pub fn send_frame(&mut self, frame: &C::Frame) -> io::Result<()> {
+    pub fn send_frame(&mut self, frame: &C::Outgoing) -> io::Result<()> {
         self.check_open()?;
         if self.wbuf.capacity() == 0 {
             self.start_queue(0); // the frame's length is the codec's business
@@ -911,7 +911,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn deliver_waiting<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
         now: Option<Instant>,
     ) {
         self.resume(now);
@@ -1125,7 +1125,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn receive<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
         now: Option<Instant>,
     ) {
         let received = self.received;
@@ -1148,7 +1148,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn deliver<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
         now: Option<Instant>,
     ) {
         let start = self.rstart;
@@ -1174,7 +1174,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn decode<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
         now: Option<Instant>,
     ) {
         // Called when frames may be taken (reading, or resuming), but after a failed read.
@@ -1265,8 +1265,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn tell<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
-        event: ConnEvent<C::Item>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        event: ConnEvent<C::Incoming>,
     ) {
         if let Err(e) = callback(sel, self, event) {
             if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
@@ -1303,7 +1303,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         &mut self,
         sel: &mut Selector<B>,
         mask: Events,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
         timer: &mut Timer,
     ) -> io::Result<()> {
         let now = self.timed().then(Instant::now);
@@ -1368,7 +1368,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn finish<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Item>) -> io::Result<()>,
+        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
         timer: &mut Timer,
     ) -> io::Result<()> {
         timer.cancel();
