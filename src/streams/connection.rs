@@ -105,8 +105,8 @@ const SPARE_MIN: usize = 64 << 10;
 const SPARE_MAX: usize = 4 << 20;
 
 thread_local! {
-    /// The thread's read buffer (see [`Connection`]'s section on memory): zeroed once, as long as the longest
-    /// read asked of it, and lent to one read at a time.
+    /// The thread's read buffer (see [`Connection`]'s section on memory): zeroed once, as long
+    /// as the longest read asked of it, and lent to one read at a time.
     static SHARED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// The largest write queue emptied lately with room of `SPARE_MIN..=SPARE_MAX` (empty), for
     /// the next send into an empty queue that needs at least a sixteenth of it.
