@@ -846,7 +846,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// The bytes of memory this connection's buffers hold: the capacity of its read buffer and
     /// of its write queue (as Redis's `CLIENT LIST` shows `qbuf` and `omem`). The thread's
-    /// shared read buffer is not counted. 0 for a waiting connection (see [memory](Connection#memory)).
+    /// shared read buffer is not counted. 0 for a waiting connection (see
+    /// [memory](Connection#memory)).
     pub fn buffer_memory(&self) -> usize {
         let read = if self.lent { 0 } else { self.rbuf.capacity() };
         read + self.wbuf.capacity()
