@@ -11,6 +11,7 @@ use crate::services::timer::deadline_after;
 use crate::services::timer::TimerHandle;
 use crate::streams::codec::Codec;
 use crate::streams::limits::{Limits, Timeouts};
+use crate::streams::write_queue::WriteQueue;
 use crate::sys::events::{Events, EVENT_READ, EVENT_WRITE};
 use crate::sys::{self, Backend, FileObj, Source};
 use log::{debug, warn};
@@ -92,28 +93,14 @@ pub enum ConnEvent<T> {
 /// own buffer. See [`Connection`]'s section on memory.
 const SMALL: usize = 4 << 10;
 
-/// A write queue starts with room for this much: a few replies fit without growing it.
-const QUEUE_MIN: usize = 4 << 10;
-
 /// At an orderly close, unread input up to this much is read and dropped, so that closing
 /// sends an end of file rather than a reset that could destroy the last replies.
 const DISCARD_AT_CLOSE: usize = 256 << 10;
-
-/// Emptied write queues with room of `SPARE_MIN..=SPARE_MAX` are kept for the thread's next
-/// large send, those with less for its next small one; see [`Connection`]'s section on memory.
-const SPARE_MIN: usize = 64 << 10;
-const SPARE_MAX: usize = 4 << 20;
 
 thread_local! {
     /// The thread's read buffer (see [`Connection`]'s section on memory): zeroed once, as long
     /// as the longest read asked of it, and lent to one read at a time.
     static SHARED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-    /// The largest write queue emptied lately with room of `SPARE_MIN..=SPARE_MAX` (empty), for
-    /// the next send into an empty queue that needs at least a sixteenth of it.
-    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-    /// The same for queues with room of `QUEUE_MIN..SPARE_MIN`, for small sends: in an echo,
-    /// the queue the connection just emptied, so that its next replies cost no allocation.
-    static SMALL_SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A registered byte stream with a read buffer, a write queue, a codec, and optional limits
@@ -242,9 +229,8 @@ pub struct Connection<S, C: Codec> {
     rend: usize,
     /// `rbuf` is the thread's shared buffer, lent for a read and its callbacks.
     lent: bool,
-    /// Bytes queued for the peer: `wbuf[wstart..]`. Released once drained.
-    wbuf: Vec<u8>,
-    wstart: usize,
+    /// Bytes queued for the peer (`write_queue.rs`). Released once drained.
+    out: WriteQueue,
     /// Above the high-water mark: not reading until at the low-water mark.
     paused: bool,
     /// Closing: flush, then shut down the write half and close.
@@ -466,7 +452,7 @@ impl<S, C: Codec> fmt::Debug for Connection<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("buffered_in", &(self.rend - self.rstart))
-            .field("queued_out", &(self.wbuf.len() - self.wstart))
+            .field("queued_out", &self.out.len())
             .field("received", &self.received)
             .field("sent", &self.sent)
             .field("paused", &self.paused)
@@ -524,8 +510,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             rstart: 0,
             rend: 0,
             lent: false,
-            wbuf: Vec::new(),
-            wstart: 0,
+            out: WriteQueue::default(),
             paused: false,
             closing: false,
             eof: false,
@@ -766,10 +751,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// `NotConnected` if the connection is closing or failed: the data would never arrive.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         self.check_open()?;
-        if self.wbuf.capacity() == 0 {
-            self.start_queue(data.len());
-        }
-        self.wbuf.extend_from_slice(data);
+        self.out.push(data);
         Ok(())
     }
 
@@ -780,15 +762,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// The codec's error (e.g. the frame is over its limit: nothing is sent), or as for `send`.
     pub fn send_frame(&mut self, frame: &C::Outgoing) -> io::Result<()> {
         self.check_open()?;
-        if self.wbuf.capacity() == 0 {
-            self.start_queue(0); // the frame's length is the codec's business
-        }
-        let len = self.wbuf.len();
-        let result = self.codec.encode(frame, &mut self.wbuf);
-        if result.is_err() {
-            self.wbuf.truncate(len); // a codec may fail after appending part of the frame
-        }
-        result
+        let codec = &mut self.codec;
+        self.out.push_with(|buf| codec.encode(frame, buf))
     }
 
     /// Closes the connection once everything queued is written: then shuts down the write half
@@ -811,14 +786,14 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// The callback gets `Closed(Some(error))` with kind `ConnectionAborted` — when this
     /// callback returns, or, from [`with`](Self::with), promptly (see there).
     pub fn abort(&mut self) {
-        self.drop_queue();
+        self.out.release();
         let err = io::Error::new(ErrorKind::ConnectionAborted, "aborted by the program");
         self.failed.get_or_insert(err);
     }
 
     /// The number of bytes queued for the peer.
     pub fn queued(&self) -> usize {
-        self.wbuf.len() - self.wstart
+        self.out.len()
     }
 
     /// The number of bytes received and not decoded yet: the start of a frame.
@@ -850,7 +825,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// [memory](Connection#memory)).
     pub fn buffer_memory(&self) -> usize {
         let read = if self.lent { 0 } else { self.rbuf.capacity() };
-        read + self.wbuf.capacity()
+        read + self.out.capacity()
     }
 
     /// The stream itself (to read its address, set options...). Reading or writing it directly
@@ -950,87 +925,16 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             || ((self.closing || self.peer_closed) && self.queued() == 0 && !self.drain_owed())
     }
 
-    /// Gives an empty queue room for `len` bytes: the thread's spare if that is large enough
-    /// and not more than 16 times too large (so that a small send never holds a large buffer),
-    /// else at least `QUEUE_MIN`. Out of line: it runs once per queue, not per send, and
-    /// `send_frame`, inlined into the user's callback, stays small.
-    #[inline(never)]
-    fn start_queue(&mut self, len: usize) {
-        let need = len.max(QUEUE_MIN);
-        let fits = |room: usize| room >= need && room / 16 <= len.max(QUEUE_MIN / 16);
-        let slot = if len >= SPARE_MIN / 16 {
-            &SPARE
-        } else {
-            &SMALL_SPARE
-        };
-        let spare = slot.try_with(|slot| {
-            let buf = slot.take();
-            match fits(buf.capacity()) {
-                true => Some(buf),
-                false => {
-                    slot.set(buf);
-                    None
-                }
-            }
-        });
-        match spare {
-            Ok(Some(buf)) => self.wbuf = buf,
-            _ => self.wbuf.reserve(need),
-        }
-    }
-
-    /// Drops what is queued, and gives its memory up: to the thread's spare of its size (if
-    /// larger than the one there), else to the allocator.
-    fn drop_queue(&mut self) {
-        let mut buf = mem::take(&mut self.wbuf);
-        self.wstart = 0;
-        let room = buf.capacity();
-        if !(QUEUE_MIN..=SPARE_MAX).contains(&room) {
-            return;
-        }
-        buf.clear();
-        let slot = if room >= SPARE_MIN {
-            &SPARE
-        } else {
-            &SMALL_SPARE
-        };
-        let _ = slot.try_with(|slot| {
-            let old = slot.take();
-            slot.set(if old.capacity() >= room { old } else { buf });
-        });
-    }
-
-    /// Moves the unsent bytes to the front of the queue once more than half of it is sent: the
-    /// queue's buffer then holds at most about twice what is queued, and each byte is moved
-    /// about once at most.
-    #[inline]
-    fn compact_queue(&mut self) {
-        if self.wstart > self.wbuf.len() / 2 {
-            self.wbuf.drain(..self.wstart);
-            self.wstart = 0;
-        }
-    }
-
     /// Writes queued bytes until the socket is full; a write error fails the connection. With
     /// the clock on (`now`), notes when bytes moved and how long the queue has waited.
     fn flush(&mut self, now: Option<Instant>) {
         // Sends only append, so the queue is at its largest now: `Drained` counts from here.
         self.above_low |= self.queued() > self.limits.low_water;
         let before = self.sent;
-        while self.queued() > 0 && self.failed.is_none() {
-            match write_some(&mut self.stream, &self.wbuf[self.wstart..]) {
-                Ok(0) => break, // the socket is full
-                Ok(n) => {
-                    self.wstart += n;
-                    self.sent += n as u64;
-                }
-                Err(e) => self.failed = Some(e),
-            }
-        }
-        if self.wstart == self.wbuf.len() {
-            self.drop_queue(); // a waiting connection holds no queue
-        } else {
-            self.compact_queue();
+        if self.failed.is_some() {
+            self.out.tidy();
+        } else if let Err(e) = self.out.write_to(&mut self.stream, &mut self.sent) {
+            self.failed = Some(e);
         }
         if let Some(now) = now {
             self.note_sent(self.sent != before, now);
@@ -1077,7 +981,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let msg = format!("output hard cap: {queued} bytes queued, over the cap of {cap}");
         warn!("fd {}: {msg}; closing the connection", self.fileno());
         self.failed = Some(io::Error::new(ErrorKind::OutOfMemory, msg));
-        self.drop_queue();
+        self.out.release();
     }
 
     /// Reads once. Few undecoded bytes (at most `SMALL`) move to the front of the thread's
@@ -1286,7 +1190,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             self.fileno()
         );
         self.failed.get_or_insert(e);
-        self.drop_queue();
+        self.out.release();
     }
 
     /// Fails the connection with a protocol error from (or about) the codec, logged.
@@ -1383,7 +1287,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         }
         self.failed = Some(io::Error::new(ErrorKind::NotConnected, "closed"));
         (self.rbuf, self.rstart, self.rend) = (Vec::new(), 0, 0);
-        self.drop_queue();
+        self.out.release();
         callback(sel, self, ConnEvent::Closed(reason))
     }
 
@@ -1540,7 +1444,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             _ => warn!("fd {}: {msg}; closing the connection", self.fileno()),
         }
         self.failed = Some(io::Error::new(kind, msg));
-        self.drop_queue();
+        self.out.release();
     }
 }
 
@@ -1548,13 +1452,4 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 fn overclaimed() -> io::Error {
     let msg = "Codec::decode returned a frame that used more bytes than it was given";
     io::Error::new(ErrorKind::InvalidData, msg)
-}
-
-/// One `write`, with `WouldBlock` and `Interrupted` as "nothing written".
-fn write_some(stream: &mut impl Write, data: &[u8]) -> io::Result<usize> {
-    match stream.write(data) {
-        Ok(n) => Ok(n),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Ok(0),
-        Err(e) => Err(e),
-    }
 }
