@@ -78,6 +78,7 @@ impl WriteQueue {
 
     /// Writes to `stream` until it is full (`WouldBlock`), adding what it wrote to `sent`; then
     /// gives the queue up if it is empty. Returns the write error that stopped it, if any.
+    #[inline]
     pub(crate) fn write_to(&mut self, stream: &mut impl Write, sent: &mut u64) -> io::Result<()> {
         let mut result = Ok(());
         while self.len() > 0 {
