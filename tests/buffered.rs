@@ -2843,20 +2843,23 @@ fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
     let (a, mut peer) = socketpair()?;
     let conn = Connection::new(a, LineCodec::new(64));
     assert_eq!(conn.key().unwrap_err().kind(), ErrorKind::NotFound);
-    // What the callback saw: (event, conn.key(), whether that key was registered then).
     type Seen = Rc<RefCell<Vec<(&'static str, ConnKey<Stream, LineCodec>, bool)>>>;
     let keys: Seen = Rc::default();
-    let k = keys.clone();
-    let key = conn.register(&mut sel, move |sel, conn, event| {
-        let what = match event {
-            ConnEvent::Frame(_) => "frame",
-            ConnEvent::Closed(_) => "closed",
-            _ => "other",
-        };
-        let key = conn.key()?;
-        k.borrow_mut().push((what, key, sel.get_key(&key).is_ok()));
-        Ok(())
-    })?;
+    // Records each event with `conn.key()` and whether that key was registered then.
+    let recorder = |keys: &Seen| {
+        let k = keys.clone();
+        move |sel: &mut DefaultSelector, conn: &mut Connection<Stream, LineCodec>, event| {
+            let what = match event {
+                ConnEvent::Frame(_) => "frame",
+                ConnEvent::Closed(_) => "closed",
+                _ => "other",
+            };
+            let key = conn.key()?;
+            k.borrow_mut().push((what, key, sel.get_key(&key).is_ok()));
+            Ok(())
+        }
+    };
+    let key = conn.register(&mut sel, recorder(&keys))?;
     let known = key.with(&mut sel, |conn| conn.key())??;
     assert_eq!(known, key, "known from register on, before any callback");
     peer.write_all(b"one\n")?;
@@ -2868,17 +2871,7 @@ fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
     let mut second = DefaultSelector::new()?;
     let (other, _other_peer) = socketpair()?;
     let _taken = second.register(other, EVENT_READ, |_, _, _| Ok(()))?; // slot 0 here
-    let k = keys.clone();
-    let moved = conn.register(&mut second, move |sel, conn, event| {
-        let what = match event {
-            ConnEvent::Frame(_) => "frame",
-            ConnEvent::Closed(_) => "closed",
-            _ => "other",
-        };
-        let key = conn.key()?;
-        k.borrow_mut().push((what, key, sel.get_key(&key).is_ok()));
-        Ok(())
-    })?;
+    let moved = conn.register(&mut second, recorder(&keys))?;
     assert_ne!(moved, key, "a new registration, a new key");
     peer.write_all(b"two\n")?;
     drop(peer);
