@@ -30,8 +30,6 @@ use crate::reactor::registry::Registry;
 use crate::services::{HasServices, Services};
 use crate::sys::events::Events;
 use crate::sys::{Backend, PollBackend, PollingBackend, SelectBackend};
-#[cfg(doc)] // named by the docs only
-use crate::{ErrorAction, Handle};
 use log::{debug, warn};
 use std::io::{self, ErrorKind};
 use std::panic::{self, AssertUnwindSafe};
@@ -161,7 +159,7 @@ impl<B: Backend> Selector<B> {
     /// - One pair per key; `mask` is never empty and always within `key.events()`. A hang-up
     ///   or error is reported as whichever of READ and WRITE the key waits for.
     /// - Every report is delivered once: if dispatching the previous list stopped early (a
-    ///   callback panicked, or the error handler said [`Stop`](ErrorAction::Stop)), the pairs
+    ///   callback panicked, or the error handler said [`Stop`]), the pairs
     ///   after that one are returned first, without waiting — an edge-triggered source would
     ///   otherwise never be reported again. Pairs whose registration is gone are left out.
     /// - I/O only, as in Python: timers, [`call_soon`](Self::call_soon) and calls from a
@@ -171,6 +169,9 @@ impl<B: Backend> Selector<B> {
     /// # Errors
     ///
     /// The OS error of the wait itself (not `EINTR`, which is retried).
+    ///
+    /// [`Handle`]: crate::Handle
+    /// [`Stop`]: crate::ErrorAction::Stop
     pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Ready> {
         let from = match self.take_owed() {
             Some(from) => from,
@@ -212,6 +213,9 @@ impl<B: Backend> Selector<B> {
     /// If the callback panics, the panic propagates — after the registration has been removed
     /// and its source closed. The selector stays usable for every other registration, and the
     /// pairs of the same `select` not dispatched yet are kept, as for an error.
+    ///
+    /// [`ErrorAction::Stop`]: crate::ErrorAction::Stop
+    /// [`ErrorAction::default_for`]: crate::ErrorAction::default_for
     pub fn dispatch(&mut self, key: &SelectorKey, mask: Events) -> io::Result<()> {
         self.dispatch_token(key.token, mask).map(|_| ())
     }
@@ -230,7 +234,7 @@ impl<B: Backend> Selector<B> {
     /// a wait: it changes nothing of what `select` returned.
     ///
     /// Errors are handled as for [`dispatch`](Self::dispatch): the error handler decides; if
-    /// it says [`Stop`](ErrorAction::Stop), [`run_once`](Self::run_once) (and so
+    /// it says [`Stop`], [`run_once`](Self::run_once) (and so
     /// [`run`](Self::run)) returns the error at the end of the iteration.
     ///
     /// # Examples
@@ -253,6 +257,8 @@ impl<B: Backend> Selector<B> {
     /// assert_eq!(*calls.borrow(), [Events::NONE]);
     /// # std::io::Result::Ok(())
     /// ```
+    ///
+    /// [`Stop`]: crate::ErrorAction::Stop
     pub fn dispatch_soon(&mut self, key: &SelectorKey, mask: Events) {
         let token = key.token;
         self.services
@@ -285,6 +291,8 @@ impl<B: Backend> Selector<B> {
     /// As for [`select`](Self::select) and [`dispatch`](Self::dispatch). The reports after the
     /// one whose callback failed are kept for the next `run_once` (or `select`), and the
     /// services wait for the next iteration.
+    ///
+    /// [`Handle`]: crate::Handle
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         let from = match self.take_owed() {
             Some(from) => from,
@@ -315,6 +323,8 @@ impl<B: Backend> Selector<B> {
     /// # Errors
     ///
     /// As for [`run_once`](Self::run_once).
+    ///
+    /// [`Handle`]: crate::Handle
     pub fn run(&mut self) -> io::Result<()> {
         loop {
             if mem::take(&mut self.stopping) | self.services.take_stop() {
@@ -364,6 +374,8 @@ impl<B: Backend> Selector<B> {
     ///
     /// Inlined into its two callers, `select` and `run_once` (`#[inline]` alone was not taken):
     /// one call frame less per wait.
+    ///
+    /// [`Handle`]: crate::Handle
     #[inline(always)]
     fn poll(&mut self, timeout: Option<Duration>, services: bool) -> io::Result<()> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
