@@ -436,16 +436,9 @@ impl ExampleServer {
     #[track_caller]
     fn spawn_once(name: &str, command: &mut Command) -> ExampleServer {
         command.stdin(Stdio::null()).stdout(Stdio::null());
-        let mut child = match command.stderr(Stdio::piped()).spawn() {
-            // Under Wine, starting a process now and then fails with "Internal error" (1359,
-            // seen once in the Windows leg, the machine busy): one more try there.
-            Err(e) if cfg!(windows) => {
-                eprintln!("{name}: cannot start it ({e}): starting it again");
-                command.spawn()
-            }
-            started => started,
-        }
-        .unwrap_or_else(|e| panic!("{name}: cannot start {command:?}: {e}"));
+        command.stderr(Stdio::piped());
+        let mut child = once_more_on_windows(name, || command.spawn())
+            .unwrap_or_else(|e| panic!("{name}: cannot start {command:?}: {e}"));
         let stderr = Arc::new(Captured::default());
         let mut pipe = child.stderr.take().expect("stderr is piped");
         let captured = stderr.clone();
@@ -629,16 +622,21 @@ pub fn resp_request(args: &[&[u8]]) -> Vec<u8> {
 pub fn run_example(name: &str, args: &[&str]) -> std::process::Output {
     let mut command = Command::new(example_binary(name));
     command.args(args).stdin(Stdio::null());
-    match command.output() {
-        // Under Wine, starting a process now and then fails at once ("Internal error", os
-        // error 1359), as `ExampleServer::spawn` meets too: once more.
+    once_more_on_windows(name, || command.output())
+        .unwrap_or_else(|e| panic!("{name}: cannot run it: {e}"))
+}
+
+/// Starts process `name` with `start`, and on Windows once more if that fails: under Wine,
+/// starting a process now and then fails at once with "Internal error" (os error 1359, seen
+/// in the Windows leg, the machine busy).
+fn once_more_on_windows<T>(name: &str, mut start: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match start() {
         Err(e) if cfg!(windows) => {
-            eprintln!("{name}: cannot run it ({e}): running it again");
-            command.output()
+            eprintln!("{name}: cannot start it ({e}): starting it again");
+            start()
         }
-        ran => ran,
+        started => started,
     }
-    .unwrap_or_else(|e| panic!("{name}: cannot run it: {e}"))
 }
 
 /// A client of the server at `addr` that sends `chunk` over and over and never reads, until
