@@ -156,7 +156,7 @@ mod bench {
         };
         let conn = Connection::new(end, LengthPrefixed::new(1 << 16)).with_timeouts(timeouts);
         conn.register(sel, |_, conn, event| match event {
-            ConnEvent::Frame(frame) => conn.send_frame(&frame),
+            ConnEvent::Frame(frame) => conn.send_frame(frame),
             ConnEvent::Closed(Some(e)) => Err(e),
             _ => Ok(()),
         })?;

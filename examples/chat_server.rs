@@ -123,14 +123,14 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, room: &Rc<RefCell<Room>>) 
 fn on_event(
     sel: &mut Selector,
     conn: &mut Conn,
-    event: ConnEvent<Vec<u8>>,
+    event: ConnEvent<&[u8]>,
     room: &RefCell<Room>,
 ) -> io::Result<()> {
     let me = conn.key()?;
     let mut room = room.borrow_mut();
     match event {
         ConnEvent::Frame(line) => {
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line == b"/quit" {
                 conn.send(b"* bye\n")?;
                 conn.close(); // then `Closed`, which announces it

@@ -249,12 +249,12 @@ fn on_event(
     load: &Load,
     client: &mut Client,
     conn: &mut Conn,
-    event: ConnEvent<Vec<u8>>,
+    event: ConnEvent<&[u8]>,
 ) -> io::Result<()> {
     let id = client.id;
     match event {
         ConnEvent::Frame(data) => {
-            client.echo.extend_from_slice(&data);
+            client.echo.extend_from_slice(data);
             let (got, sent) = (&client.echo, &client.line);
             if got.len() > sent.len() || !sent.starts_with(got) {
                 let msg = format!(

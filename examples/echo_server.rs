@@ -76,10 +76,10 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Resu
 fn read(
     _sel: &mut Selector,
     conn: &mut Connection<TcpStream, Bytes>,
-    event: ConnEvent<Vec<u8>>,
+    event: ConnEvent<&[u8]>,
 ) -> io::Result<()> {
     if let ConnEvent::Frame(data) = event {
-        conn.send(&data)?; // queued: written as the client reads, never dropped
+        conn.send(data)?; // queued: written as the client reads, never dropped
     }
     Ok(()) // after end of file (`PeerClosed`), the connection flushes, then closes itself
 }

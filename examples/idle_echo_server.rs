@@ -44,35 +44,31 @@ const LIMITS: Limits = Limits {
 };
 
 /// Lines exactly as received: each with its `\n`, and a last one without if the client ended
-/// without one. `LineCodec` finds and bounds the lines, but its items drop the `\n` and its
+/// without one. `LineCodec` finds and bounds the lines, but its frames drop the `\n` and its
 /// `encode` (`send_frame`) appends one, so an unterminated last line, which it delivers at end
-/// of file as it came, would go back with a `\n` it never had.
+/// of file as it came, would go back with a `\n` it never had. So this codec lends the bytes
+/// `LineCodec` used, newline included.
 struct RawLines(LineCodec);
 
 impl Codec for RawLines {
-    type Incoming = Vec<u8>;
+    type Incoming<'a> = &'a [u8];
     type Outgoing = [u8];
 
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
-        Ok(self.0.decode(buf)?.map(with_newline))
+    fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
+        Ok(self.0.decode(buf)?.map(|(_, used)| (&buf[..used], used)))
     }
 
-    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
-        Ok(self.0.decode_eof(buf)?.map(with_newline))
+    fn decode_eof<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
+        Ok(self
+            .0
+            .decode_eof(buf)?
+            .map(|(_, used)| (&buf[..used], used)))
     }
 
     fn encode(&mut self, line: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         out.extend_from_slice(line); // as it came, newline or not
         Ok(())
     }
-}
-
-/// A line from `LineCodec`, with its `\n` back if it had one (then it used one byte more).
-fn with_newline((mut line, used): (Vec<u8>, usize)) -> (Vec<u8>, usize) {
-    if used > line.len() {
-        line.push(b'\n');
-    }
-    (line, used)
 }
 
 fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io::Result<()> {
@@ -84,7 +80,7 @@ fn accept(sel: &mut Selector, sock: &mut TcpListener, timeouts: Timeouts) -> io:
         .with_timeouts(timeouts);
     conn.register(sel, move |_sel, conn, event| {
         match event {
-            ConnEvent::Frame(line) => conn.send_frame(&line)?, // queued, never dropped
+            ConnEvent::Frame(line) => conn.send_frame(line)?, // queued, never dropped
             // End of file: what is queued is flushed, then it closes (the send timeout still
             // runs, in case the client never reads it).
             ConnEvent::Drained | ConnEvent::PeerClosed => {}

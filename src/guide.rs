@@ -112,7 +112,7 @@
 //! fn read(
 //!     _sel: &mut Selector,
 //!     conn: &mut Connection<TcpStream, Bytes>,
-//!     event: ConnEvent<Vec<u8>>,
+//!     event: ConnEvent<&[u8]>,
 //! ) -> io::Result<()> {
 //!     if let ConnEvent::Frame(data) = event {
 //!         conn.send(&data)?; // queued; written as the client reads

@@ -22,7 +22,7 @@
 //!
 //! type Conn = Connection<TcpStream, Bytes>;
 //!
-//! fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<Vec<u8>>) -> io::Result<()> {
+//! fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<&[u8]>) -> io::Result<()> {
 //!     if let ConnEvent::Frame(data) = event {
 //!         conn.send(&data)?; // queued, and written as fast as the client reads: never lost
 //!     }

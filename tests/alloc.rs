@@ -153,7 +153,7 @@ fn a_connection_echo_reuses_its_write_queue() -> io::Result<()> {
     }
     let register = |sel: &mut DefaultSelector, stream: Stream| -> io::Result<()> {
         Connection::new(stream, Bytes).register(sel, |_, conn, event| match event {
-            ConnEvent::Frame(data) => conn.send(&data),
+            ConnEvent::Frame(data) => conn.send(data),
             _ => Ok(()),
         })?;
         Ok(())

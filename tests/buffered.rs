@@ -26,10 +26,10 @@ enum Seen {
 
 type Events_ = Rc<RefCell<Vec<Seen>>>;
 
-impl From<ConnEvent<Vec<u8>>> for Seen {
-    fn from(event: ConnEvent<Vec<u8>>) -> Seen {
+impl From<ConnEvent<&[u8]>> for Seen {
+    fn from(event: ConnEvent<&[u8]>) -> Seen {
         match event {
-            ConnEvent::Frame(frame) => Seen::Frame(frame),
+            ConnEvent::Frame(frame) => Seen::Frame(frame.to_vec()),
             ConnEvent::Drained => Seen::Drained,
             ConnEvent::PeerClosed => Seen::PeerClosed,
             ConnEvent::Closed(e) => Seen::Closed(e.map(|e| e.kind())),
@@ -49,7 +49,7 @@ fn connection<S, C>(
 ) -> io::Result<(SelectorKey, Events_)>
 where
     S: selectloop::ByteStream,
-    C: selectloop::Codec<Incoming = Vec<u8>, Outgoing = [u8]>,
+    C: for<'a> selectloop::Codec<Incoming<'a> = &'a [u8], Outgoing = [u8]>,
 {
     timed_connection(sel, stream, codec, limits, Timeouts::default(), echo)
 }
@@ -65,7 +65,7 @@ fn timed_connection<S, C>(
 ) -> io::Result<(SelectorKey, Events_)>
 where
     S: selectloop::ByteStream,
-    C: selectloop::Codec<Incoming = Vec<u8>, Outgoing = [u8]>,
+    C: for<'a> selectloop::Codec<Incoming<'a> = &'a [u8], Outgoing = [u8]>,
 {
     common::init_logging();
     let seen: Events_ = Rc::default();
@@ -394,8 +394,8 @@ fn extreme_limits_are_accepted_and_a_huge_read_chunk_is_lowered() -> io::Result<
         let log = seen.clone();
         conn.register(&mut sel, move |_, conn, event| {
             if let ConnEvent::Frame(line) = event {
-                conn.send_frame(&line)?;
-                log.borrow_mut().push(Seen::Frame(line));
+                conn.send_frame(line)?;
+                log.borrow_mut().push(Seen::Frame(line.to_vec()));
             }
             Ok(())
         })?;
@@ -611,10 +611,10 @@ fn oversize_frame_header_closes_the_connection() -> io::Result<()> {
 fn a_codec_that_claims_more_bytes_than_it_was_given_closes_the_connection() -> io::Result<()> {
     struct Overclaiming;
     impl selectloop::Codec for Overclaiming {
-        type Incoming = Vec<u8>;
+        type Incoming<'a> = &'a [u8];
         type Outgoing = [u8];
-        fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
-            Ok((!buf.is_empty()).then(|| (buf.to_vec(), buf.len() + 1)))
+        fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
+            Ok((!buf.is_empty()).then_some((buf, buf.len() + 1)))
         }
         fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
             out.extend_from_slice(frame);
@@ -644,16 +644,16 @@ fn a_codec_that_claims_more_bytes_than_it_was_given_closes_the_connection() -> i
 struct AtEof(Decoded, usize);
 
 /// What a codec's `decode` or `decode_eof` returns.
-type Decoded = fn(&[u8]) -> io::Result<Option<(Vec<u8>, usize)>>;
+type Decoded = fn(&[u8]) -> io::Result<Option<(&[u8], usize)>>;
 
 impl selectloop::Codec for AtEof {
-    type Incoming = Vec<u8>;
+    type Incoming<'a> = &'a [u8];
     type Outgoing = [u8];
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+    fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
         self.1 += 1;
-        Ok((self.1 == 2 && buf.starts_with(b"<")).then(|| (b"<".to_vec(), 1)))
+        Ok((self.1 == 2 && buf.starts_with(b"<")).then_some((&buf[..1], 1)))
     }
-    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+    fn decode_eof<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
         (self.0)(buf)
     }
     fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
@@ -678,7 +678,7 @@ fn events_at_eof(codec: AtEof) -> io::Result<Vec<Seen>> {
 #[test]
 fn what_a_codec_makes_of_the_last_bytes_at_end_of_file() -> io::Result<()> {
     // Several frames out of the rest, one byte each: all of them, in order.
-    let one_byte = AtEof(|buf| Ok(Some((buf[..1].to_vec(), 1))), 0);
+    let one_byte = AtEof(|buf| Ok(Some((&buf[..1], 1))), 0);
     assert_eq!(
         events_at_eof(one_byte)?,
         [
@@ -691,7 +691,7 @@ fn what_a_codec_makes_of_the_last_bytes_at_end_of_file() -> io::Result<()> {
         ]
     );
     // A frame that uses no bytes: delivered once, not asked for again and again.
-    let empty = AtEof(|_| Ok(Some((b"x".to_vec(), 0))), 0);
+    let empty = AtEof(|_| Ok(Some((b"x", 0))), 0);
     assert_eq!(
         events_at_eof(empty)?,
         [
@@ -716,7 +716,7 @@ fn what_a_codec_makes_of_the_last_bytes_at_end_of_file() -> io::Result<()> {
         "the codec dropped 3 bytes at end of file"
     ]));
     // More bytes claimed than there are: a protocol error, not a panic.
-    let overclaiming = AtEof(|buf| Ok(Some((buf.to_vec(), buf.len() + 1))), 0);
+    let overclaiming = AtEof(|buf| Ok(Some((buf, buf.len() + 1))), 0);
     assert_eq!(
         events_at_eof(overclaiming)?,
         [
@@ -1543,7 +1543,7 @@ fn frames_wait_for_the_low_water_mark_not_just_under_the_high_one() -> io::Resul
         match event {
             ConnEvent::Frame(frame) => {
                 conn.send(&vec![0; 3 * (1 << 20) / 2])?;
-                log.borrow_mut().push(Seen::Frame(frame));
+                log.borrow_mut().push(Seen::Frame(frame.to_vec()));
             }
             ConnEvent::Drained => log.borrow_mut().push(Seen::Drained),
             other => panic!("{other:?}"),
@@ -2687,8 +2687,7 @@ fn debug_shows_the_buffers_counters_and_settings() -> io::Result<()> {
         "received: 7,",
         "sent: 0,",
         "paused: false,",
-        "closing: false,",
-        "eof: false,",
+        "state: Open,",
         "limits: Limits {",
         "timeouts: Timeouts {",
     ] {
@@ -2848,7 +2847,9 @@ fn a_connection_knows_its_key_from_register_to_closed() -> io::Result<()> {
     // Records each event with `conn.key()` and whether that key was registered then.
     let recorder = |keys: &Seen| {
         let k = keys.clone();
-        move |sel: &mut DefaultSelector, conn: &mut Connection<Stream, LineCodec>, event| {
+        move |sel: &mut DefaultSelector,
+              conn: &mut Connection<Stream, LineCodec>,
+              event: ConnEvent<&[u8]>| {
             let what = match event {
                 ConnEvent::Frame(_) => "frame",
                 ConnEvent::Closed(_) => "closed",

@@ -174,7 +174,7 @@ struct Session {
 }
 
 impl Session {
-    fn on_event(&mut self, sel: &mut Selector, conn: &mut Conn, event: ConnEvent<Vec<u8>>) {
+    fn on_event(&mut self, sel: &mut Selector, conn: &mut Conn, event: ConnEvent<&[u8]>) {
         let result = match event {
             ConnEvent::Frame(frame) => self.on_frame(sel, conn, frame),
             ConnEvent::Drained => self.pump(sel, conn),
@@ -195,11 +195,11 @@ impl Session {
         }
     }
 
-    fn on_frame(&mut self, sel: &mut Selector, conn: &mut Conn, frame: Vec<u8>) -> io::Result<()> {
+    fn on_frame(&mut self, sel: &mut Selector, conn: &mut Conn, frame: &[u8]) -> io::Result<()> {
         match &mut self.state {
             State::Idle => {
                 self.started = Instant::now();
-                match parse_request(&frame) {
+                match parse_request(frame) {
                     Ok(request) => {
                         if let Some(timer) = self.handshake.take() {
                             timer.cancel();
@@ -235,7 +235,7 @@ impl Session {
                     );
                     return self.fail(conn, Refusal::new(Code::BadRequest, msg));
                 }
-                upload.write(&frame);
+                upload.write(frame);
                 Ok(())
             }
             State::Receiving(_) => {
@@ -243,7 +243,7 @@ impl Session {
                 else {
                     unreachable!("matched above");
                 };
-                let Some(crc) = parse_crc(&frame) else {
+                let Some(crc) = parse_crc(frame) else {
                     let refusal = Refusal::new(Code::BadRequest, "expected the CRC trailer");
                     return self.fail(conn, refusal);
                 };

@@ -103,7 +103,7 @@ impl RequestCodec {
 }
 
 impl selectloop::Codec for RequestCodec {
-    type Incoming = Parsed;
+    type Incoming<'a> = Parsed;
     type Outgoing = [u8];
 
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {

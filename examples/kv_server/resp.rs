@@ -256,7 +256,7 @@ impl RespCodec {
 }
 
 impl Codec for RespCodec {
-    type Incoming = Batch;
+    type Incoming<'a> = Batch;
     type Outgoing = [u8];
 
     /// Every complete request of `buf`, as one batch; `None` if there is none yet.

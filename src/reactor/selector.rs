@@ -94,7 +94,7 @@ pub type EpollSelector = Selector<crate::sys::EpollBackend>;
 ///
 /// type Conn = Connection<TcpStream, Bytes>;
 ///
-/// fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<Vec<u8>>) -> io::Result<()> {
+/// fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<&[u8]>) -> io::Result<()> {
 ///     if let ConnEvent::Frame(data) = event {
 ///         conn.send(&data)?; // queued: written as the client reads, never lost
 ///     }

@@ -24,7 +24,7 @@ use std::io;
 /// struct Counter;
 ///
 /// impl Codec for Counter {
-///     type Incoming = u32;
+///     type Incoming<'a> = u32; // owned: it borrows nothing of the bytes
 ///     type Outgoing = u32;
 ///     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(u32, usize)>> {
 ///         Ok(buf.first_chunk::<4>().map(|b| (u32::from_be_bytes(*b), 4)))
@@ -43,8 +43,11 @@ use std::io;
 /// ```
 pub trait Codec: 'static {
     /// A frame received, as [`decode`](Codec::decode) makes it: what
-    /// [`ConnEvent::Frame`](crate::ConnEvent::Frame) carries.
-    type Incoming;
+    /// [`ConnEvent::Frame`](crate::ConnEvent::Frame) carries. It may borrow the received
+    /// bytes (`&'a [u8]`, as [`Bytes`], [`LineCodec`] and [`LengthPrefixed`] do: the
+    /// [`Connection`](crate::Connection) lends the frame from its read buffer, without a copy
+    /// or an allocation), or own what it decoded (`type Incoming<'a> = Request`, ignoring `'a`).
+    type Incoming<'a>;
     /// A frame to send, as [`encode`](Codec::encode) takes it (often `[u8]`): what
     /// [`Connection::send_frame`](crate::Connection::send_frame) takes.
     type Outgoing: ?Sized;
@@ -60,7 +63,7 @@ pub trait Codec: 'static {
     ///
     /// A protocol error (kind `InvalidData`), such as a frame over the codec's size limit. The
     /// connection is then closed.
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Incoming, usize)>>;
+    fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(Self::Incoming<'a>, usize)>>;
 
     /// Decodes what is left at end of file: `buf` holds the bytes received after the last
     /// complete frame, and is never empty. Called again while it returns frames and bytes
@@ -83,12 +86,12 @@ pub trait Codec: 'static {
     /// use selectloop::{Codec, LengthPrefixed, LineCodec};
     /// use std::io::ErrorKind;
     ///
-    /// assert_eq!(LineCodec::new(64).decode_eof(b"abc")?, Some((b"abc".to_vec(), 3)));
+    /// assert_eq!(LineCodec::new(64).decode_eof(b"abc")?, Some((&b"abc"[..], 3)));
     /// let err = LengthPrefixed::new(64).decode_eof(&[0, 0, 0, 9, b'x']).unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     /// # std::io::Result::Ok(())
     /// ```
-    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Self::Incoming, usize)>> {
+    fn decode_eof<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(Self::Incoming<'a>, usize)>> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
             None => {
@@ -126,11 +129,11 @@ fn line_too_long(max: usize) -> io::Error {
 pub struct Bytes;
 
 impl Codec for Bytes {
-    type Incoming = Vec<u8>;
+    type Incoming<'a> = &'a [u8];
     type Outgoing = [u8];
 
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
-        Ok((!buf.is_empty()).then(|| (buf.to_vec(), buf.len())))
+    fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
+        Ok((!buf.is_empty()).then_some((buf, buf.len())))
     }
 
     fn encode(&mut self, frame: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
@@ -140,7 +143,7 @@ impl Codec for Bytes {
 }
 
 /// Lines ended by `\n` (a `\r` before it is kept), at most `max_len` bytes each, newline
-/// excluded. Items are the lines without their `\n`; `encode` appends one, and refuses a line
+/// excluded. Frames are the lines without their `\n`; `encode` appends one, and refuses a line
 /// over the limit (kind `InvalidData`) or with a `\n` of its own (kind `InvalidInput`: the peer
 /// would read two lines), appending nothing.
 ///
@@ -155,7 +158,7 @@ impl Codec for Bytes {
 /// use selectloop::{Codec, LineCodec};
 ///
 /// let mut codec = LineCodec::new(5);
-/// assert_eq!(codec.decode(b"hello\nrest")?, Some((b"hello".to_vec(), 6)));
+/// assert_eq!(codec.decode(b"hello\nrest")?, Some((&b"hello"[..], 6)));
 /// assert_eq!(codec.decode(b"rest")?, None); // no newline yet: wait for more
 /// assert!(codec.decode(b"toolong").is_err()); // 6 bytes and no newline: over the limit
 ///
@@ -189,10 +192,10 @@ impl LineCodec {
 }
 
 impl Codec for LineCodec {
-    type Incoming = Vec<u8>;
+    type Incoming<'a> = &'a [u8];
     type Outgoing = [u8];
 
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+    fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
         // Search only the bytes not searched yet: a long line arriving in small pieces costs
         // O(length), not O(length²).
         // The newline of a line of `max_len` bytes is byte `max_len`: search up to it, and no
@@ -203,7 +206,7 @@ impl Codec for LineCodec {
             Some(i) => {
                 let end = start + i;
                 self.scanned = 0;
-                Ok(Some((buf[..end].to_vec(), end + 1)))
+                Ok(Some((&buf[..end], end + 1)))
             }
             // Not `buf.len()` in the message: the error must not depend on how much arrived.
             None if buf.len() > self.max_len => Err(line_too_long(self.max_len)),
@@ -216,12 +219,12 @@ impl Codec for LineCodec {
 
     /// The last line, without a newline, is a line (as Python's `readline()` returns it);
     /// one over the limit is refused as `decode` refuses it.
-    fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+    fn decode_eof<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
         match self.decode(buf)? {
             Some(line) => Ok(Some(line)),
             None => {
                 self.scanned = 0;
-                Ok(Some((buf.to_vec(), buf.len())))
+                Ok(Some((buf, buf.len())))
             }
         }
     }
@@ -256,7 +259,7 @@ impl Codec for LineCodec {
 /// let mut wire = Vec::new();
 /// codec.encode(b"hi", &mut wire)?;
 /// assert_eq!(wire, [0, 0, 0, 2, b'h', b'i']);
-/// assert_eq!(codec.decode(&wire)?, Some((b"hi".to_vec(), 6)));
+/// assert_eq!(codec.decode(&wire)?, Some((&b"hi"[..], 6)));
 /// assert_eq!(codec.decode(&wire[..5])?, None); // incomplete: wait for more
 /// assert!(codec.decode(&17u32.to_be_bytes()).is_err()); // announces 17 bytes: refused
 /// assert_eq!(LengthPrefixed::new(usize::MAX).max_len(), u32::MAX as usize);
@@ -289,10 +292,10 @@ impl LengthPrefixed {
 }
 
 impl Codec for LengthPrefixed {
-    type Incoming = Vec<u8>;
+    type Incoming<'a> = &'a [u8];
     type Outgoing = [u8];
 
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+    fn decode<'a>(&mut self, buf: &'a [u8]) -> io::Result<Option<(&'a [u8], usize)>> {
         let Some(header) = buf.first_chunk::<4>() else {
             return Ok(None);
         };
@@ -300,9 +303,7 @@ impl Codec for LengthPrefixed {
         let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
         // `max_len <= usize::MAX - 4` (see `new`), so `4 + len` cannot overflow past here.
         match len.checked_add(4) {
-            Some(end) if len <= self.max_len => {
-                Ok(buf.get(4..end).map(|frame| (frame.to_vec(), end)))
-            }
+            Some(end) if len <= self.max_len => Ok(buf.get(4..end).map(|frame| (frame, end))),
             _ => Err(too_long("frame", len, self.max_len)),
         }
     }
@@ -324,12 +325,15 @@ mod tests {
 
     /// Feeds `input` to `codec` cut at every split point pattern given by `chunk`, as a
     /// connection would (appending to a buffer, decoding all complete frames after each piece).
-    fn decode_in_pieces<C: Codec>(codec: &mut C, input: &[u8], chunk: usize) -> Vec<C::Incoming> {
+    fn decode_in_pieces<C>(codec: &mut C, input: &[u8], chunk: usize) -> Vec<Vec<u8>>
+    where
+        C: for<'a> Codec<Incoming<'a> = &'a [u8]>,
+    {
         let (mut buf, mut frames) = (Vec::new(), Vec::new());
         for piece in input.chunks(chunk) {
             buf.extend_from_slice(piece);
             while let Some((frame, used)) = codec.decode(&buf).expect("valid input") {
-                frames.push(frame);
+                frames.push(frame.to_vec());
                 buf.drain(..used);
             }
         }
@@ -374,7 +378,7 @@ mod tests {
         assert!(err.to_string().contains("limit of 8"), "{err}");
         assert_eq!(
             LineCodec::new(8).decode(b"12345678\n").unwrap(),
-            Some((b"12345678".to_vec(), 9))
+            Some((&b"12345678"[..], 9))
         );
         assert!(LineCodec::new(2).encode(b"abc", &mut Vec::new()).is_err());
     }
@@ -410,7 +414,7 @@ mod tests {
         // Whole, then in pieces (which exercises the `scanned` cursor near the limit).
         assert_eq!(
             codec.decode(&input).unwrap(),
-            Some((long.clone(), input.len()))
+            Some((&long[..], input.len()))
         );
         assert_eq!(
             decode_in_pieces(&mut codec, &input, 4096),
@@ -426,7 +430,7 @@ mod tests {
     #[test]
     fn line_limit_of_zero_accepts_empty_lines_only() {
         let mut codec = LineCodec::new(0);
-        assert_eq!(codec.decode(b"\n\n").unwrap(), Some((Vec::new(), 1)));
+        assert_eq!(codec.decode(b"\n\n").unwrap(), Some((&b""[..], 1)));
         assert_eq!(codec.decode(b"").unwrap(), None);
         let err = codec.decode(b"a").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -460,13 +464,13 @@ mod tests {
         assert_eq!(codec.decode(&wire).unwrap(), None);
         let mut out = Vec::new();
         codec.encode(b"abc", &mut out).unwrap();
-        assert_eq!(codec.decode(&out).unwrap(), Some((b"abc".to_vec(), 7)));
+        assert_eq!(codec.decode(&out).unwrap(), Some((&b"abc"[..], 7)));
     }
 
     #[test]
     fn length_limit_of_zero_accepts_empty_frames_only() {
         let mut codec = LengthPrefixed::new(0);
-        assert_eq!(codec.decode(&[0, 0, 0, 0]).unwrap(), Some((Vec::new(), 4)));
+        assert_eq!(codec.decode(&[0, 0, 0, 0]).unwrap(), Some((&b""[..], 4)));
         let err = codec.decode(&[0, 0, 0, 1, b'x']).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let mut out = Vec::new();
@@ -480,17 +484,11 @@ mod tests {
     fn a_last_line_without_newline_is_a_line_at_end_of_file() {
         let mut codec = LineCodec::new(8);
         assert_eq!(codec.decode(b"abc").unwrap(), None); // the cursor moves on...
-        assert_eq!(
-            codec.decode_eof(b"abc").unwrap(),
-            Some((b"abc".to_vec(), 3))
-        );
+        assert_eq!(codec.decode_eof(b"abc").unwrap(), Some((&b"abc"[..], 3)));
         // ...and is reset for what follows (a codec may be used again).
-        assert_eq!(codec.decode(b"\n").unwrap(), Some((Vec::new(), 1)));
+        assert_eq!(codec.decode(b"\n").unwrap(), Some((&b""[..], 1)));
         // A complete line comes first, whole; over the limit is refused as by `decode`.
-        assert_eq!(
-            codec.decode_eof(b"ab\ncd").unwrap(),
-            Some((b"ab".to_vec(), 3))
-        );
+        assert_eq!(codec.decode_eof(b"ab\ncd").unwrap(), Some((&b"ab"[..], 3)));
         let err = LineCodec::new(2).decode_eof(b"abc").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
@@ -506,14 +504,14 @@ mod tests {
         }
         // A complete frame is still a frame, and an oversize header still `InvalidData`.
         let whole = [0, 0, 0, 1, b'a', 0];
-        assert_eq!(codec.decode_eof(&whole).unwrap(), Some((b"a".to_vec(), 5)));
+        assert_eq!(codec.decode_eof(&whole).unwrap(), Some((&b"a"[..], 5)));
         let err = codec.decode_eof(&17u32.to_be_bytes()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
     fn bytes_pass_through() {
-        assert_eq!(Bytes.decode(b"abc").unwrap(), Some((b"abc".to_vec(), 3)));
+        assert_eq!(Bytes.decode(b"abc").unwrap(), Some((&b"abc"[..], 3)));
         assert_eq!(Bytes.decode(b"").unwrap(), None);
     }
 }

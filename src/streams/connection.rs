@@ -7,22 +7,21 @@
 
 use crate::reactor::key::SelectorKey;
 use crate::reactor::selector::Selector;
-use crate::services::timer::deadline_after;
-use crate::services::timer::TimerHandle;
 use crate::streams::codec::Codec;
+use crate::streams::deadlines::{Deadlines, Timer};
+use crate::streams::lifecycle::State;
 use crate::streams::limits::{Limits, Timeouts};
+use crate::streams::read_buffer::{discard_unread, ReadBuffer};
 use crate::streams::write_queue::WriteQueue;
 use crate::sys::events::{Events, EVENT_READ, EVENT_WRITE};
 use crate::sys::{self, Backend, FileObj, Source};
 use log::{debug, warn};
-use std::cell::Cell;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::marker::PhantomData;
-use std::mem;
 use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A byte stream a [`Connection`] can drive: a socket that reads, writes and half-closes.
 ///
@@ -86,21 +85,6 @@ pub enum ConnEvent<T> {
     /// ([`Limits::hard_cap`], [`Limits::soft_cap`]: `OutOfMemory`), or an error the callback
     /// returned (that error).
     Closed(Option<io::Error>),
-}
-
-/// Undecoded bytes up to this size are read through the thread's shared buffer (copied in
-/// front of the new bytes, and what is left copied back out); above it, into the connection's
-/// own buffer. See [`Connection`]'s section on memory.
-const SMALL: usize = 4 << 10;
-
-/// At an orderly close, unread input up to this much is read and dropped, so that closing
-/// sends an end of file rather than a reset that could destroy the last replies.
-const DISCARD_AT_CLOSE: usize = 256 << 10;
-
-thread_local! {
-    /// The thread's read buffer (see [`Connection`]'s section on memory): zeroed once, as long
-    /// as the longest read asked of it, and lent to one read at a time.
-    static SHARED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A registered byte stream with a read buffer, a write queue, a codec, and optional limits
@@ -219,92 +203,25 @@ pub struct Connection<S, C: Codec> {
     stream: S,
     codec: C,
     limits: Limits,
-    timeouts: Timeouts,
-    /// Received bytes not yet decoded: `rbuf[rstart..rend]`. Outside a read, either exactly
-    /// those bytes (at most `SMALL`; none allocated when there are none), or a long frame's
-    /// buffer, read into directly. During a read of few undecoded bytes, the thread's shared
-    /// buffer (`lent`).
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
-    /// `rbuf` is the thread's shared buffer, lent for a read and its callbacks.
-    lent: bool,
+    /// Received bytes not decoded yet (`read_buffer.rs`).
+    input: ReadBuffer,
     /// Bytes queued for the peer (`write_queue.rs`). Released once drained.
     out: WriteQueue,
-    /// Above the high-water mark: not reading until at the low-water mark.
+    /// Where the connection is between registered and closed (`lifecycle.rs`).
+    state: State,
+    /// Back-pressure: more than the high-water mark was queued; not reading (nor handing
+    /// frames over) until the queue is down to the low-water mark.
     paused: bool,
-    /// Closing: flush, then shut down the write half and close.
-    closing: bool,
-    /// The peer sent end of file: no more reading; flush, then close.
-    eof: bool,
-    /// `PeerClosed` was told: nothing more is decoded.
-    peer_closed: bool,
-    /// Why the connection must end now (reset, protocol error, abort, timeout, cap), if it must.
-    failed: Option<io::Error>,
     /// More than `low_water` bytes were queued since the last `Drained`.
     above_low: bool,
-    /// A timeout or the soft cap is on (see `timed`).
-    timed: bool,
+    /// The timeouts and soft cap, and when their clocks started (`deadlines.rs`).
+    deadlines: Deadlines,
     /// Bytes read from and written to the socket so far.
     received: u64,
     sent: u64,
-    /// When each deadline's clock started (see `next_deadline`); all `None` with no timeout.
-    clock: Clock,
     /// The key of the connection's registration, as of its last callback: found again by its
     /// token (an index), not by hashing the descriptor (see `own_key`).
     key: Option<SelectorKey>,
-}
-
-/// The instants the deadlines count from, noted as bytes move (no timer is touched then).
-#[derive(Clone, Copy, Debug, Default)]
-struct Clock {
-    /// Bytes last moved either way (or the connection was registered): idle timeout.
-    last_io: Option<Instant>,
-    /// The incomplete frame at the front of the read buffer began: frame timeout.
-    frame_since: Option<Instant>,
-    /// Bytes are queued, and the peer last accepted some (or the queue filled): send timeout.
-    send_since: Option<Instant>,
-    /// The queue went above the soft cap.
-    soft_since: Option<Instant>,
-    /// When the connection's timer is due, while one is scheduled and has not fired.
-    timer_at: Option<Instant>,
-    /// A clock started since the timer was scheduled (a frame began, the queue began to wait,
-    /// or went over the soft cap): a deadline may be due before it. Bytes moving only move
-    /// deadlines later, so they leave the timer alone.
-    started: bool,
-}
-
-/// Which limit a deadline enforces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Deadline {
-    Idle,
-    Frame,
-    Send,
-    SoftCap,
-}
-
-/// The connection's timer, kept by its registration's callback: cancelled when replaced, and
-/// when the registration goes, however it goes (closed, unregistered, the selector dropped).
-#[derive(Default)]
-struct Timer(Option<TimerHandle>);
-
-impl Timer {
-    fn set(&mut self, timer: TimerHandle) {
-        self.cancel();
-        self.0 = Some(timer);
-    }
-
-    fn cancel(&mut self) {
-        if let Some(timer) = self.0.take() {
-            timer.cancel();
-        }
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        self.cancel();
-    }
 }
 
 /// The key of a registered [`Connection`], with its types: what
@@ -451,15 +368,14 @@ impl<S, C> From<ConnKey<S, C>> for SelectorKey {
 impl<S, C: Codec> fmt::Debug for Connection<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("buffered_in", &(self.rend - self.rstart))
+            .field("buffered_in", &self.input.len())
             .field("queued_out", &self.out.len())
             .field("received", &self.received)
             .field("sent", &self.sent)
             .field("paused", &self.paused)
-            .field("closing", &self.closing)
-            .field("eof", &self.eof)
+            .field("state", &self.state)
             .field("limits", &self.limits)
-            .field("timeouts", &self.timeouts)
+            .field("timeouts", &self.deadlines.timeouts())
             .finish_non_exhaustive()
     }
 }
@@ -505,22 +421,14 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             stream,
             codec,
             limits: Limits::default(),
-            timeouts: Timeouts::default(),
-            rbuf: Vec::new(),
-            rstart: 0,
-            rend: 0,
-            lent: false,
+            input: ReadBuffer::default(),
             out: WriteQueue::default(),
+            state: State::Open,
             paused: false,
-            closing: false,
-            eof: false,
-            peer_closed: false,
-            failed: None,
             above_low: false,
-            timed: false,
+            deadlines: Deadlines::default(),
             received: 0,
             sent: 0,
-            clock: Clock::default(),
             key: None,
         }
     }
@@ -553,7 +461,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// ```
     pub fn with_limits(mut self, limits: Limits) -> io::Result<Self> {
         self.limits = limits.checked()?;
-        self.timed = self.timeouts.any() || self.limits.soft_capped();
+        self.deadlines.set_soft_cap(&self.limits);
         Ok(self)
     }
 
@@ -581,14 +489,13 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// ```
     #[must_use = "the connection with timeouts is the returned one"]
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self.timed = self.timeouts.any() || self.limits.soft_capped();
+        self.deadlines.set_timeouts(timeouts);
         self
     }
 
     /// The timeouts in force.
     pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
+        self.deadlines.timeouts()
     }
 
     /// Registers the connection for READ; `callback` receives its [`ConnEvent`]s.
@@ -611,12 +518,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     pub fn register<B: Backend>(
         mut self,
         sel: &mut Selector<B>,
-        mut callback: impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>
+        mut callback: impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming<'_>>) -> io::Result<()>
             + 'static,
     ) -> io::Result<ConnKey<S, C>> {
         let timed = self.timed();
         if timed {
-            self.clock.last_io = Some(Instant::now());
+            self.deadlines.moved(Instant::now()); // the idle timeout counts from now
         }
         let mut timer = Timer::default();
         // Interest as after any callback: WRITE too if something was sent (or the connection
@@ -779,7 +686,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// A peer that never reads keeps the queue, and so the connection, forever: that is what
     /// [`Timeouts::send`] and the caps in [`Limits`] are for.
     pub fn close(&mut self) {
-        self.closing = true;
+        self.state.close();
     }
 
     /// Closes the connection now, dropping whatever is queued, whether or not its peer reads.
@@ -788,7 +695,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     pub fn abort(&mut self) {
         self.out.release();
         let err = io::Error::new(ErrorKind::ConnectionAborted, "aborted by the program");
-        self.failed.get_or_insert(err);
+        self.state.fail(err);
     }
 
     /// The number of bytes queued for the peer.
@@ -798,7 +705,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// The number of bytes received and not decoded yet: the start of a frame.
     pub fn buffered(&self) -> usize {
-        self.rend - self.rstart
+        self.input.len()
     }
 
     /// True while reading is paused because more than the high-water mark was queued (until
@@ -824,8 +731,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// shared read buffer is not counted. 0 for a waiting connection (see
     /// [memory](Connection#memory)).
     pub fn buffer_memory(&self) -> usize {
-        let read = if self.lent { 0 } else { self.rbuf.capacity() };
-        read + self.out.capacity()
+        self.input.capacity() + self.out.capacity()
     }
 
     /// The stream itself (to read its address, set options...). Reading or writing it directly
@@ -835,7 +741,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     fn check_open(&self) -> io::Result<()> {
-        if self.closing || self.failed.is_some() {
+        if !self.state.may_send() {
             let msg = "the connection is closing: data sent now would never arrive";
             return Err(io::Error::new(ErrorKind::NotConnected, msg));
         }
@@ -844,22 +750,22 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
 
     /// True if a timeout or the soft cap is on: the connection then reads the clock once per
     /// callback and keeps a timer.
+    #[inline]
     fn timed(&self) -> bool {
-        self.timed
+        self.deadlines.on()
     }
 
     /// True while the connection reads from its peer.
+    #[inline]
     fn reading(&self) -> bool {
-        !self.paused && !self.closing && !self.eof && self.failed.is_none()
+        !self.paused && self.state.reads()
     }
 
     /// True when `Drained` is due: the queue is down to the low-water mark after holding more,
     /// and the program may still send.
+    #[inline]
     fn drain_owed(&self) -> bool {
-        self.above_low
-            && self.queued() <= self.limits.low_water
-            && !self.closing
-            && self.failed.is_none()
+        self.above_low && self.queued() <= self.limits.low_water && self.state.may_send()
     }
 
     /// The events to wait for: READ unless paused or closing, WRITE while data is queued. Once
@@ -887,21 +793,19 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn deliver_waiting<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
         now: Option<Instant>,
     ) {
-        self.resume(now);
+        self.paused = false;
+        if let Some(now) = now {
+            self.deadlines.resumed(now); // the frame's clock stopped while not reading
+        }
         self.deliver(sel, callback, now);
         self.flush(now);
-    }
-
-    /// Reading resumes: the queue is down to the low-water mark.
-    fn resume(&mut self, now: Option<Instant>) {
-        self.paused = false;
-        if self.clock.frame_since.is_some() {
-            self.clock.frame_since = now; // the frame's clock stopped while not reading
-            self.clock.started = true;
-        }
     }
 
     /// True when reading, and the frames that waited, are owed: the queue is down to the
@@ -910,66 +814,47 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// owed then (the queue went from over the high-water mark to the low one): what wakes the
     /// callback for `Drained` (`with`, and WRITE interest in a bare `select()` loop) wakes it
     /// for this too.
+    #[inline]
     fn resume_owed(&self) -> bool {
-        self.paused
-            && self.queued() <= self.limits.low_water
-            && !self.closing
-            && self.failed.is_none()
+        self.paused && self.queued() <= self.limits.low_water && self.state.may_send()
     }
 
     /// True when the connection should end now: it failed, or it is closing with nothing left
     /// to write — and, after the peer's end of file, no `Drained` owed: a program streaming on
     /// `Drained` to a half-closed peer still has more to send, however fast the queue emptied.
+    #[inline]
     fn done(&self) -> bool {
-        self.failed.is_some()
-            || ((self.closing || self.peer_closed) && self.queued() == 0 && !self.drain_owed())
+        self.state.failed()
+            || (self.state.closes_when_flushed() && self.queued() == 0 && !self.drain_owed())
     }
 
     /// Writes queued bytes until the socket is full; a write error fails the connection. With
-    /// the clock on (`now`), notes when bytes moved and how long the queue has waited.
+    /// the clock on (`now`), notes when bytes moved, how long the queue has waited, and whether
+    /// it is over the soft cap.
     fn flush(&mut self, now: Option<Instant>) {
         // Sends only append, so the queue is at its largest now: `Drained` counts from here.
         self.above_low |= self.queued() > self.limits.low_water;
         let before = self.sent;
-        if self.failed.is_some() {
+        if self.state.failed() {
             self.out.tidy();
         } else if let Err(e) = self.out.write_to(&mut self.stream, &mut self.sent) {
-            self.failed = Some(e);
+            self.state.fail(e);
         }
         if let Some(now) = now {
-            self.note_sent(self.sent != before, now);
+            // The peer owes us room: bytes are queued, or none are but `Drained` is owed (the
+            // socket took the whole queue, the program waits to send more, and the callback
+            // runs when the socket is writable again: a peer that reads nothing never makes it
+            // so).
+            let (wrote, queued) = (self.sent != before, self.queued());
+            let waiting = queued > 0 || self.drain_owed();
+            self.deadlines.flushed(wrote, waiting, queued, now);
         }
-    }
-
-    /// After a flush, with the clock on: notes when bytes last moved, since when the peer has
-    /// owed us room (the send timeout) and since when the queue is over the soft cap.
-    fn note_sent(&mut self, wrote: bool, now: Instant) {
-        // The peer owes us room: bytes are queued, or none are but `Drained` is owed (the
-        // socket took the whole queue, the program waits to send more, and the callback runs
-        // when the socket is writable again: a peer that reads nothing never makes it so).
-        let queued = self.queued();
-        let waiting = queued > 0 || self.drain_owed();
-        let clock = &mut self.clock;
-        if wrote {
-            clock.last_io = Some(now);
-        }
-        clock.started |= waiting && clock.send_since.is_none();
-        clock.send_since = match waiting {
-            false => None,
-            _ if wrote => Some(now),
-            _ => clock.send_since.or(Some(now)),
-        };
-        let over = queued > self.limits.soft_cap;
-        clock.started |= over && clock.soft_since.is_none();
-        clock.soft_since = match over {
-            true => clock.soft_since.or(Some(now)),
-            false => None,
-        };
     }
 
     /// Fails the connection, dropping its queue, if the queue is over the hard cap.
+    #[inline]
     fn check_hard_cap(&mut self) {
-        if self.queued() > self.limits.hard_cap && self.failed.is_none() {
+        if self.queued() > self.limits.hard_cap && !self.state.failed() {
             self.over_hard_cap();
         }
     }
@@ -980,123 +865,94 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let (queued, cap) = (self.queued(), self.limits.hard_cap);
         let msg = format!("output hard cap: {queued} bytes queued, over the cap of {cap}");
         warn!("fd {}: {msg}; closing the connection", self.fileno());
-        self.failed = Some(io::Error::new(ErrorKind::OutOfMemory, msg));
+        self.fail_dropping_queue(io::Error::new(ErrorKind::OutOfMemory, msg));
+    }
+
+    /// Fails the connection with `error` (the first reason stays), dropping its queue.
+    fn fail_dropping_queue(&mut self, error: io::Error) {
+        self.state.fail(error);
         self.out.release();
-    }
-
-    /// Reads once. Few undecoded bytes (at most `SMALL`) move to the front of the thread's
-    /// shared buffer, which is read into; more stay in the connection's own buffer, which grows
-    /// by one read chunk (zeroed once) and is read into. Returns false at end of file.
-    fn fill(&mut self) -> io::Result<bool> {
-        let (left, chunk) = (self.rend - self.rstart, self.limits.read_chunk);
-        // `left` is less than what was read before, `chunk` at most `MAX_READ_CHUNK`: no
-        // overflow.
-        let end = left + chunk;
-        if left <= SMALL {
-            let mut shared = SHARED.try_with(Cell::take).unwrap_or_default();
-            shared.resize(shared.len().max(end), 0); // zeroed once, then only reused
-            shared[..left].copy_from_slice(&self.rbuf[self.rstart..self.rend]);
-            self.rbuf = shared; // the connection's own copy of those bytes is freed
-            self.lent = true;
-        } else {
-            if self.rstart != 0 {
-                self.rbuf.copy_within(self.rstart..self.rend, 0);
-            }
-            self.rbuf.resize(self.rbuf.len().max(end), 0);
-        }
-        (self.rstart, self.rend) = (0, left);
-        let n = self.stream.read(&mut self.rbuf[left..end])?;
-        self.rend += n;
-        self.received += n as u64;
-        Ok(n > 0)
-    }
-
-    /// After a read: keeps what is left undecoded in a buffer of the connection's own (sized
-    /// to it, if small), and gives the shared buffer back.
-    #[inline(always)]
-    fn keep_leftover(&mut self) {
-        let left = self.rend - self.rstart;
-        if self.lent || left <= SMALL {
-            let own = self.rbuf[self.rstart..self.rend].to_vec(); // none allocated if empty
-            let buf = mem::replace(&mut self.rbuf, own);
-            if mem::take(&mut self.lent) {
-                let _ = SHARED.try_with(|shared| shared.set(buf));
-            }
-            (self.rstart, self.rend) = (0, left);
-        }
     }
 
     /// Reads once, then hands the callback what it may take now (see `deliver`).
     fn receive<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
         now: Option<Instant>,
     ) {
-        let received = self.received;
-        match self.fill() {
-            Ok(more) => self.eof = !more,
+        match self.input.fill(&mut self.stream, self.limits.read_chunk) {
+            Ok(0) => self.state = State::Eof, // reading: the state was `Open`
+            Ok(n) => {
+                self.received += n as u64;
+                if let Some(now) = now {
+                    self.deadlines.moved(now);
+                }
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-            Err(e) => self.failed = Some(e),
-        }
-        if let Some(now) = now.filter(|_| self.received != received) {
-            self.clock.last_io = Some(now);
+            Err(e) => self.state.fail(e),
         }
         self.deliver(sel, callback, now);
     }
 
     /// Hands the callback every frame decoded from the read buffer while it may take them
-    /// (`takes_frames`); after the peer's end of file, what the codec makes of the rest, then
-    /// `PeerClosed`. What is not decoded stays, in a buffer of the connection's own; with the
-    /// clock on, notes when the incomplete frame at its front began.
+    /// (`takes_frames`), each lent from the buffer; after the peer's end of file, what the
+    /// codec makes of the rest, then `PeerClosed`. What is not decoded stays, in a buffer of
+    /// the connection's own; with the clock on, notes when the incomplete frame at its front
+    /// began.
     #[inline(always)] // into `receive`: no call frame per read on the hot path
     fn deliver<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
         now: Option<Instant>,
     ) {
-        let start = self.rstart;
-        self.decode(sel, callback, now);
-        let decoded = self.rstart > start;
-        self.keep_leftover();
+        // The bytes leave the connection while frames borrow them: the callback has `&mut`
+        // the connection meanwhile.
+        let lent = self.input.lend();
+        let before = self.input.len();
+        self.decode(sel, callback, now, &lent);
+        let decoded = self.input.len() < before;
+        self.input.give_back(lent);
         if let Some(now) = now {
             // Undecoded bytes are one incomplete frame (or frames waiting: the frame timeout
-            // does not run then, reading being paused): the one from before if no frame was
-            // decoded (it began when it began), else one that began now.
-            let clock = &mut self.clock;
-            clock.started |= self.rstart < self.rend && clock.frame_since.is_none();
-            clock.frame_since = match (self.rstart == self.rend, decoded) {
-                (true, _) => None,
-                (false, false) => clock.frame_since.or(Some(now)),
-                (false, true) => Some(now),
-            };
+            // does not run then, reading being paused).
+            self.deadlines.decoded(self.input.len() > 0, decoded, now);
         }
     }
 
-    /// The frames of `deliver`, and at end of file the rest and `PeerClosed`.
+    /// The frames of `deliver`, from `lent` (the read buffer's bytes), and at end of file the
+    /// rest and `PeerClosed`.
     #[inline(always)]
     fn decode<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
         now: Option<Instant>,
+        lent: &[u8],
     ) {
         // Called when frames may be taken (reading, or resuming), but after a failed read.
-        let mut more = self.failed.is_none();
+        let mut more = self.state.takes_frames();
         while more {
-            let buf = &self.rbuf[self.rstart..self.rend];
-            match self.codec.decode(buf) {
+            match self.codec.decode(self.input.undecoded(lent)) {
                 Ok(Some((frame, used))) => {
                     // A codec that claimed more bytes than it was given is an error, not a
                     // panic; its frame is delivered, nothing after it.
-                    self.rstart = self.rstart.saturating_add(used);
-                    let over = self.rstart > self.rend;
-                    if over {
-                        self.rstart = self.rend;
-                    }
+                    let fits = self.input.consume(used);
                     self.tell(sel, callback, ConnEvent::Frame(frame));
-                    if over {
+                    if !fits {
                         self.protocol_error(overclaimed());
                     }
                     more = self.takes_frames(now);
@@ -1108,34 +964,32 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
                 }
             }
         }
-        if !self.eof || self.peer_closed {
+        if !matches!(self.state, State::Eof) {
             return;
         }
-        while self.rstart < self.rend && self.takes_frames(now) {
-            match self.codec.decode_eof(&self.rbuf[self.rstart..self.rend]) {
-                Ok(Some((_, used))) if used > self.rend - self.rstart => {
-                    self.protocol_error(overclaimed());
-                }
+        while self.input.len() > 0 && self.takes_frames(now) {
+            let left = self.input.len();
+            match self.codec.decode_eof(self.input.undecoded(lent)) {
+                Ok(Some((_, used))) if used > left => self.protocol_error(overclaimed()),
                 Ok(Some((frame, used))) => {
-                    self.rstart += used;
-                    if used == 0 {
-                        self.rstart = self.rend; // it would be asked the same thing again
+                    match used {
+                        0 => self.input.consume_all(), // it would be asked the same again
+                        _ => _ = self.input.consume(used),
                     }
                     self.tell(sel, callback, ConnEvent::Frame(frame));
                 }
                 Ok(None) => {
-                    let left = self.rend - self.rstart;
                     debug!(
                         "fd {}: the codec dropped {left} bytes at end of file",
                         self.fileno()
                     );
-                    self.rstart = self.rend;
+                    self.input.consume_all();
                 }
                 Err(e) => self.protocol_error(e),
             }
         }
         if self.takes_frames(now) {
-            self.peer_closed = true; // after the frames that came before the end of file
+            self.state = State::PeerClosed; // after the frames that came before the end of file
             self.tell(sel, callback, ConnEvent::PeerClosed);
         }
     }
@@ -1150,7 +1004,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// a reply that passed it.
     #[inline]
     fn takes_frames(&mut self, now: Option<Instant>) -> bool {
-        if self.failed.is_some() || self.closing {
+        if !self.state.takes_frames() {
             return false;
         }
         let queued = self.queued();
@@ -1160,7 +1014,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         self.paused |= queued > self.limits.high_water;
         self.flush(now);
         self.check_hard_cap();
-        self.failed.is_none() && !self.paused
+        self.state.takes_frames() && !self.paused
     }
 
     /// Calls the user's callback with `event`. An error it returns ends the connection as a
@@ -1170,8 +1024,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     fn tell<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
-        event: ConnEvent<C::Incoming>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
+        event: ConnEvent<C::Incoming<'_>>,
     ) {
         if let Err(e) = callback(sel, self, event) {
             if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
@@ -1189,14 +1047,13 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
             "fd {}: the callback failed: {e}; closing the connection",
             self.fileno()
         );
-        self.failed.get_or_insert(e);
-        self.out.release();
+        self.fail_dropping_queue(e);
     }
 
     /// Fails the connection with a protocol error from (or about) the codec, logged.
     fn protocol_error(&mut self, e: io::Error) {
         warn!("fd {}: {e}; closing the connection", self.fileno());
-        self.failed = Some(e);
+        self.state.fail(e);
     }
 
     /// The registration's callback. For readiness: write, read and decode, tell the user. For
@@ -1208,7 +1065,11 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         &mut self,
         sel: &mut Selector<B>,
         mask: Events,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
         timer: &mut Timer,
     ) -> io::Result<()> {
         let now = self.timed().then(Instant::now);
@@ -1267,50 +1128,33 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     }
 
     /// Ends the connection: cancels its timer, unregisters it (its socket is closed when the
-    /// callback returns), frees its buffers, and tells the user `Closed`.
+    /// callback returns), frees its buffers, and tells the user `Closed`. After an orderly
+    /// end, shuts the write half down and drops unread input first (`discard_unread`).
     #[cold]
     #[inline(never)]
     fn finish<B: Backend>(
         &mut self,
         sel: &mut Selector<B>,
-        callback: &mut impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming>) -> io::Result<()>,
+        callback: &mut impl FnMut(
+            &mut Selector<B>,
+            &mut Self,
+            ConnEvent<C::Incoming<'_>>,
+        ) -> io::Result<()>,
         timer: &mut Timer,
     ) -> io::Result<()> {
         timer.cancel();
-        let reason = self.failed.take();
+        let peer_closed = matches!(self.state, State::PeerClosed);
+        let reason = self.state.end();
         sel.unregister(self)?; // closed as soon as this callback returns
         if reason.is_none() {
             let _ = self.stream.shutdown_write(); // the peer may be gone already
-            if !self.eof {
-                self.discard_unread();
+            if !peer_closed {
+                discard_unread(&mut self.stream);
             }
         }
-        self.failed = Some(io::Error::new(ErrorKind::NotConnected, "closed"));
-        (self.rbuf, self.rstart, self.rend) = (Vec::new(), 0, 0);
+        self.input.release();
         self.out.release();
         callback(sel, self, ConnEvent::Closed(reason))
-    }
-
-    /// Reads and drops what the peer sent that was never read (a request pipelined behind
-    /// the one that closed the connection, bytes after a refused one), at most
-    /// `DISCARD_AT_CLOSE` bytes. Closing a TCP socket with unread input sends a reset instead
-    /// of an end of file, and a reset throws away whatever of the last reply the kernel has
-    /// not delivered yet (nginx's `lingering_close` exists for this). Only the bytes already
-    /// there are read (`FIONREAD`), so this never blocks, even on a blocking socket; bytes
-    /// arriving after the close still cause a reset.
-    fn discard_unread(&mut self) {
-        let Ok(ready) = sys::unread_bytes(&self.stream) else {
-            return; // a source FIONREAD does not apply to
-        };
-        let mut left = ready.min(DISCARD_AT_CLOSE);
-        let mut scratch = [0u8; 4096];
-        while left > 0 {
-            match self.stream.read(&mut scratch[..left.min(4096)]) {
-                // End of file, or an error (an interrupted read only leaves bytes unread).
-                Ok(0) | Err(_) => return,
-                Ok(n) => left -= n,
-            }
-        }
     }
 
     /// The connection's timer fired: its callback is called without readiness (see
@@ -1321,56 +1165,13 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         let Ok(conn) = sel.source_mut::<Self, _>(&key) else {
             return;
         };
-        conn.clock.timer_at = None;
+        conn.deadlines.fired();
         sel.dispatch_soon(&key, Events::NONE);
-    }
-
-    /// The earliest deadline, and which it is.
-    fn next_deadline(&self) -> Option<(Instant, Deadline)> {
-        let (t, clock) = (&self.timeouts, &self.clock);
-        let after = |since: Option<Instant>, limit: Option<Duration>| {
-            since
-                .zip(limit)
-                .map(|(since, limit)| deadline_after(since, limit))
-        };
-        let soft = self
-            .limits
-            .soft_capped()
-            .then_some(self.limits.soft_cap_for);
-        let frame = if self.reading() { t.frame } else { None };
-        [
-            (after(clock.last_io, t.idle), Deadline::Idle),
-            (after(clock.frame_since, frame), Deadline::Frame),
-            (after(clock.send_since, t.send), Deadline::Send),
-            (after(clock.soft_since, soft), Deadline::SoftCap),
-        ]
-        .into_iter()
-        .filter_map(|(when, which)| Some((when?, which)))
-        .min_by_key(|&(when, _)| when)
     }
 
     /// True if a deadline is due before the connection's timer (or no timer is scheduled).
     fn unarmed(&self, now: Instant) -> bool {
-        if self.in_time(now) {
-            return false;
-        }
-        self.next_deadline()
-            .is_some_and(|(when, _)| self.armed_for(when, now).is_some())
-    }
-
-    /// True if the timer is scheduled, not due yet, and no clock started since: it is due
-    /// before any deadline, without computing them.
-    fn in_time(&self, now: Instant) -> bool {
-        !self.clock.started && self.clock.timer_at.is_some_and(|at| at > now)
-    }
-
-    /// `when` if the connection's timer is not due by then (or not scheduled): the time to
-    /// schedule it for. A timer that fired (or is due) counts as none.
-    fn armed_for(&self, when: Instant, now: Instant) -> Option<Instant> {
-        match self.clock.timer_at {
-            Some(at) if at > now && at <= when => None,
-            _ => Some(when),
-        }
+        self.deadlines.unarmed(now, self.reading())
     }
 
     /// Schedules the connection's timer for the earliest deadline, unless one is due by then.
@@ -1384,67 +1185,26 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         key: SelectorKey,
         now: Instant,
     ) {
-        if self.in_time(now) {
-            return;
+        if let Some(when) = self.deadlines.schedule(now, self.reading()) {
+            timer.set(sel.call_at(when, move |sel| Self::fired(sel, key)));
         }
-        self.clock.started = false;
-        let next = self.next_deadline();
-        let Some(when) = next.and_then(|(when, _)| self.armed_for(when, now)) else {
-            return;
-        };
-        timer.set(sel.call_at(when, move |sel| Self::fired(sel, key)));
-        self.clock.timer_at = Some(when);
     }
 
     /// Fails the connection, dropping its queue, if a deadline has passed.
     #[inline(never)]
     fn expire(&mut self, now: Instant) {
-        let Some((when, which)) = self.next_deadline() else {
-            return;
-        };
-        if when > now || self.failed.is_some() {
+        if self.state.failed() {
             return;
         }
-        let t = &self.timeouts;
-        let secs = |limit: Option<Duration>| limit.unwrap_or_default().as_secs_f64();
-        let (kind, msg) = match which {
-            Deadline::Idle => (
-                ErrorKind::TimedOut,
-                format!("idle timeout: no byte either way for {:.3} s", secs(t.idle)),
-            ),
-            Deadline::Frame => (
-                ErrorKind::TimedOut,
-                format!(
-                    "frame timeout: a frame begun {:.3} s ago is incomplete ({} bytes of it \
-                     received)",
-                    secs(t.frame),
-                    self.buffered()
-                ),
-            ),
-            Deadline::Send => (
-                ErrorKind::TimedOut,
-                format!(
-                    "send timeout: the peer accepted nothing for {:.3} s with {} bytes queued",
-                    secs(t.send),
-                    self.queued()
-                ),
-            ),
-            Deadline::SoftCap => (
-                ErrorKind::OutOfMemory,
-                format!(
-                    "output soft cap: more than {} bytes queued for {:.3} s ({} now)",
-                    self.limits.soft_cap,
-                    self.limits.soft_cap_for.as_secs_f64(),
-                    self.queued()
-                ),
-            ),
+        let (reading, buffered, queued) = (self.reading(), self.buffered(), self.queued());
+        let Some(error) = self.deadlines.expired(now, reading, buffered, queued) else {
+            return;
         };
-        match kind {
-            ErrorKind::TimedOut => debug!("fd {}: {msg}; closing the connection", self.fileno()),
-            _ => warn!("fd {}: {msg}; closing the connection", self.fileno()),
+        match error.kind() {
+            ErrorKind::TimedOut => debug!("fd {}: {error}; closing the connection", self.fileno()),
+            _ => warn!("fd {}: {error}; closing the connection", self.fileno()),
         }
-        self.failed = Some(io::Error::new(kind, msg));
-        self.out.release();
+        self.fail_dropping_queue(error);
     }
 }
 

@@ -9,5 +9,8 @@
 pub(crate) mod codec;
 pub(crate) mod connect;
 pub(crate) mod connection;
+pub(crate) mod deadlines;
+pub(crate) mod lifecycle;
 pub(crate) mod limits;
+pub(crate) mod read_buffer;
 pub(crate) mod write_queue;
