@@ -76,7 +76,9 @@ impl ReadBuffer {
         if left <= SMALL {
             let mut shared = SHARED.try_with(Cell::take).unwrap_or_default();
             shared.resize(shared.len().max(end), 0); // zeroed once, then only reused
-            shared[..left].copy_from_slice(&self.buf[self.start..self.end]);
+            if left > 0 {
+                shared[..left].copy_from_slice(&self.buf[self.start..self.end]);
+            }
             self.buf = shared; // the connection's own copy of those bytes is freed
             self.shared = true;
         } else {

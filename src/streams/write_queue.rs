@@ -12,6 +12,7 @@
 use std::cell::Cell;
 use std::io::{self, ErrorKind, Write};
 use std::mem;
+use std::thread::LocalKey;
 
 /// A queue starts with room for this much: a few replies fit without growing it.
 const QUEUE_MIN: usize = 4 << 10;
@@ -124,15 +125,11 @@ impl WriteQueue {
             return;
         }
         buf.clear();
-        let slot = if room >= SPARE_MIN {
-            &SPARE
-        } else {
-            &SMALL_SPARE
-        };
-        let _ = slot.try_with(|slot| {
-            let old = slot.take();
-            slot.set(if old.capacity() >= room { old } else { buf });
-        });
+        // Each key named at its own call: a key chosen at run time is an indirect call.
+        match room >= SPARE_MIN {
+            true => keep(&SPARE, buf),
+            false => keep(&SMALL_SPARE, buf),
+        }
     }
 
     /// Gives an empty queue room for `len` bytes: the thread's spare if that is large enough
@@ -143,24 +140,37 @@ impl WriteQueue {
     fn start(&mut self, len: usize) {
         let need = len.max(QUEUE_MIN);
         let fits = |room: usize| room >= need && room / 16 <= len.max(QUEUE_MIN / 16);
-        let slot = if len >= SPARE_MIN / 16 {
-            &SPARE
-        } else {
-            &SMALL_SPARE
+        let spare = match len >= SPARE_MIN / 16 {
+            true => take(&SPARE, fits),
+            false => take(&SMALL_SPARE, fits),
         };
-        let spare = slot.try_with(|slot| {
-            let buf = slot.take();
-            match fits(buf.capacity()) {
-                true => Some(buf),
-                false => {
-                    slot.set(buf);
-                    None
-                }
-            }
-        });
         match spare {
-            Ok(Some(buf)) => self.buf = buf,
-            _ => self.buf.reserve(need),
+            Some(buf) => self.buf = buf,
+            None => self.buf.reserve(need),
         }
     }
+}
+
+/// Keeps `buf` (empty) in the thread's `slot` if it is larger than the one there.
+#[inline(always)]
+fn keep(slot: &'static LocalKey<Cell<Vec<u8>>>, buf: Vec<u8>) {
+    let _ = slot.try_with(|slot| {
+        let old = slot.take();
+        slot.set(if old.capacity() >= buf.capacity() {
+            old
+        } else {
+            buf
+        });
+    });
+}
+
+/// Takes the buffer in the thread's `slot` if its room `fits`.
+#[inline(always)]
+fn take(slot: &'static LocalKey<Cell<Vec<u8>>>, fits: impl Fn(usize) -> bool) -> Option<Vec<u8>> {
+    let buf = slot.try_with(Cell::take).ok()?;
+    if fits(buf.capacity()) {
+        return Some(buf);
+    }
+    let _ = slot.try_with(|slot| slot.set(buf));
+    None
 }
