@@ -757,7 +757,7 @@ fn a_half_closed_client_still_gets_its_replies() {
 ///
 /// Once failed on loopback every time: a connection whose peer half-closed ended as soon as a
 /// flush emptied its queue, with a `Drained` still owed (the library's test of it is
-/// `tests/buffered.rs`'s `a_half_closed_peer_gets_a_whole_stream_sent_on_drained`).
+/// `tests/conn_lifecycle.rs`'s `a_half_closed_peer_gets_a_whole_stream_sent_on_drained`).
 #[test]
 fn a_half_closed_client_still_gets_a_large_file() {
     let fx = Fixture::start(&[]);

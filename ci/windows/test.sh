@@ -31,8 +31,9 @@
 #   3. building the tests for the target: 55 to 80 s cold (every dependency too), nothing warm.
 #      Running them: 40 to 60 s, cold or warm. Of that, 17 to 31 s are the 32 doc tests, which
 #      rustdoc compiles and links anew on every run (about 3 s each, two at a time); 11 to 18 s
-#      are tests/buffered.rs (tens of MiB through Wine's sockets); and Wine takes about 0.7 s
-#      to start each executable.
+#      are the `Connection` tests, tests/conn_*.rs (tens of MiB through Wine's sockets;
+#      measured when they were one file, tests/buffered.rs); and Wine takes about 0.7 s to
+#      start each executable.
 # In all: 45 to 60 s warm; 2 min 10 s with no prefix and nothing built for the target; about
 # 35 s more on a machine without the tools.
 set -euo pipefail

@@ -16,6 +16,9 @@ use std::sync::{
 };
 use std::time::{Duration, Instant};
 
+/// Helpers of the `Connection` tests (`tests/conn_*.rs`).
+pub mod conn;
+
 /// Instantiates each listed generic test (`fn name<B: Backend>() -> io::Result<()>`, defined in
 /// the test file) for each listed backend, one module per backend:
 ///
