@@ -64,6 +64,11 @@ pub enum ConnEvent<T> {
     /// [`Closed`](Self::Closed)), nor while more than the high-water mark is queued
     /// ([`Limits::high_water`]): frames received meanwhile wait, undecoded, until the queue
     /// drains to the low-water mark.
+    ///
+    /// A frame may borrow the connection's read buffer: the codecs of this crate lend `&[u8]`
+    /// (no copy, no allocation), valid for this call. Copy what must outlive it
+    /// (`frame.to_vec()`); [`send`](Connection::send) and
+    /// [`send_frame`](Connection::send_frame) copy it into the write queue.
     Frame(T),
     /// The write queue has fallen to the low-water mark ([`Limits::low_water`]) after holding
     /// more (counting what `send` queued before the connection wrote any of it): send more now
@@ -121,7 +126,9 @@ pub enum ConnEvent<T> {
 /// A connection that waits holds no buffer at all: nothing undecoded, nothing queued, nothing
 /// allocated. Reads go into one buffer per thread, zeroed once and lent to one read at a time;
 /// a connection keeps only what its codec could not decode yet (the start of a frame), in a
-/// buffer of its own sized to it, and gives its write queue up once drained. Keeping the read
+/// buffer of its own sized to it, and gives its write queue up once drained. Frames are decoded
+/// in place and lent to the callback ([`ConnEvent::Frame`]): an echo or a line protocol in
+/// steady state allocates nothing per message. Keeping the read
 /// buffer of a connection's first read (zeroed, as `Read` needs) would cost every idle
 /// connection a read chunk; releasing it after each read instead would allocate and zero a read
 /// chunk again for every read. The shared buffer avoids both (the figures, and how to measure
