@@ -68,6 +68,7 @@ impl ReadBuffer {
     /// Few undecoded bytes move to the front of the thread's shared buffer, which is read
     /// into; more stay in the connection's own buffer, which grows by the chunk (zeroed once).
     /// Returns what was read: 0 at end of file.
+    #[inline(always)] // into the connection's read: one call frame fewer per read
     pub(crate) fn fill(&mut self, stream: &mut impl Read, chunk: usize) -> io::Result<usize> {
         let left = self.len();
         // `left` is less than what was read before, `chunk` at most `MAX_READ_CHUNK`: no
