@@ -115,7 +115,7 @@
 //!     event: ConnEvent<&[u8]>,
 //! ) -> io::Result<()> {
 //!     if let ConnEvent::Frame(data) = event {
-//!         conn.send(&data)?; // queued; written as the client reads
+//!         conn.send(data)?; // queued; written as the client reads
 //!     }
 //!     Ok(()) // end of file: what is queued is sent, then the connection closes
 //! }

@@ -24,7 +24,7 @@
 //!
 //! fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<&[u8]>) -> io::Result<()> {
 //!     if let ConnEvent::Frame(data) = event {
-//!         conn.send(&data)?; // queued, and written as fast as the client reads: never lost
+//!         conn.send(data)?; // queued, and written as fast as the client reads: never lost
 //!     }
 //!     Ok(()) // at end of file the connection sends what is queued, then closes itself
 //! }

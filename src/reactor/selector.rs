@@ -96,7 +96,7 @@ pub type EpollSelector = Selector<crate::sys::EpollBackend>;
 ///
 /// fn read(_sel: &mut Selector, conn: &mut Conn, event: ConnEvent<&[u8]>) -> io::Result<()> {
 ///     if let ConnEvent::Frame(data) = event {
-///         conn.send(&data)?; // queued: written as the client reads, never lost
+///         conn.send(data)?; // queued: written as the client reads, never lost
 ///     }
 ///     Ok(())
 /// }
