@@ -118,7 +118,16 @@ pub use sys::events::{Events, Mode, EVENT_READ, EVENT_WRITE};
 pub use sys::EpollBackend;
 pub use sys::{Backend, FileObj, PollBackend, PollingBackend, SelectBackend, Source};
 
-/// The README's Rust examples, compiled as doc tests so they cannot drift from the API.
+/// The README's Rust examples, compiled as doc tests so they cannot drift from the API; the
+/// same for the pages under docs/.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/services.md")]
+struct ServicesDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/connections.md")]
+struct ConnectionsDoctests;
