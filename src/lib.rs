@@ -7,11 +7,10 @@
 //! through the `polling` crate), registrations that own their source and a boxed `FnMut`
 //! callback, and a `select()` that returns `(key, mask)` pairs to [`dispatch`](Selector::dispatch).
 //!
-//! ```
+//! ```no_run
 //! use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
-//! use std::io::{self, Read, Write};
+//! use std::io;
 //! use std::net::{TcpListener, TcpStream};
-//! use std::time::Duration;
 //!
 //! fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
 //!     let (conn, _addr) = sock.accept()?;
@@ -29,29 +28,22 @@
 //!     Ok(()) // at end of file the connection sends what is queued, then closes itself
 //! }
 //!
-//! let mut sel = DefaultSelector::new()?;
-//! let sock = TcpListener::bind("127.0.0.1:0")?;
-//! sock.set_nonblocking(true)?;
-//! let addr = sock.local_addr()?;
-//! sel.register(sock, EVENT_READ, accept)?;
-//!
-//! // A client on another thread, to show one round trip; a server would loop forever.
-//! let client = std::thread::spawn(move || -> io::Result<[u8; 5]> {
-//!     let mut conn = TcpStream::connect(addr)?;
-//!     conn.write_all(b"hello")?;
-//!     let mut echoed = [0u8; 5];
-//!     conn.read_exact(&mut echoed)?;
-//!     Ok(echoed)
-//! });
-//! while !client.is_finished() {
-//!     for (key, mask) in sel.select(Some(Duration::from_millis(10)))? {
-//!         sel.dispatch(&key, mask)?; // Python: key.data(key.fileobj, mask)
+//! fn main() -> io::Result<()> {
+//!     let mut sel = DefaultSelector::new()?;
+//!     let sock = TcpListener::bind("127.0.0.1:8088")?;
+//!     sock.set_nonblocking(true)?;
+//!     sel.register(sock, EVENT_READ, accept)?;
+//!     loop {
+//!         for (key, mask) in sel.select(None)? { // Python: for key, mask in sel.select():
+//!             sel.dispatch(&key, mask)?;          // Python:     key.data(key.fileobj, mask)
+//!         }
 //!     }
 //! }
-//! let echoed = client.join().expect("client thread")?;
-//! assert_eq!(&echoed, b"hello");
-//! # std::io::Result::Ok(())
 //! ```
+//!
+//! `examples/echo_server.rs` is this program with the address on its command line, a logger and
+//! Ctrl-C: `cargo run --example echo_server`, then `cargo run --example echo_client` to talk to
+//! it.
 //!
 //! Python's `read` would call `conn.send(data)` — and on a non-blocking socket, `send` may take
 //! only part of `data` (`write_all` stops half-way with `WouldBlock`), silently losing the rest
