@@ -117,6 +117,45 @@ fn a_frame_timeout_counts_from_each_frame_not_from_the_first() -> io::Result<()>
 }
 
 #[test]
+fn a_frame_timeout_does_not_run_between_frames() -> io::Result<()> {
+    // Whole lines, then silence: nothing is undecoded, so no frame has begun, and the frame
+    // timeout (unlike an idle timeout, off here) must not close the connection however long
+    // the silence lasts.
+    const FRAME: Duration = Duration::from_millis(100);
+    let timeouts = Timeouts {
+        frame: Some(FRAME),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let (key, seen) = timed_connection(
+        &mut sel,
+        a,
+        LineCodec::new(64),
+        Limits::default(),
+        timeouts,
+        false,
+    )?;
+    (&peer).write_all(b"one\ntwo\n")?;
+    run_until(&mut sel, "the two lines", || seen.borrow().len() == 2)?;
+    let start = Instant::now();
+    while start.elapsed() < FRAME * 4 {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
+    assert!(
+        sel.get_key(&key).is_ok(),
+        "closed between frames: {:?}",
+        seen.borrow().last()
+    );
+    assert_eq!(
+        *seen.borrow(),
+        [Seen::Frame(b"one".to_vec()), Seen::Frame(b"two".to_vec())]
+    );
+    drop(peer);
+    Ok(())
+}
+
+#[test]
 fn a_frame_timeout_stops_while_reading_is_paused() -> io::Result<()> {
     // Lines of 4097 bytes read 4096 at a time: a line is always incomplete. The peer does not
     // read its echoes, so reading pauses, for longer than the frame timeout: not its fault.
