@@ -18,14 +18,18 @@
 //! `FILE_BENCH_RUNS` runs per row (default 3): the median, and the range. Each server is
 //! started afresh for each row; its peak RSS (VmHWM, Linux) is read when the row is done.
 
+mod common;
 #[path = "../examples/file_server/protocol.rs"]
 mod protocol;
 
+use common::process::{self, Proc};
+use common::procfs::{self, Pid};
+use common::table::{Spread, Table};
 use std::fs;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -104,23 +108,15 @@ fn share(work: &Workload, clients: usize, k: usize) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// A server process and its address.
+/// A server process (killed when dropped) and its address.
 struct Running {
-    child: Child,
+    proc: Proc,
     addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Running {
     fn start(server: Server, root: &Path) -> Running {
-        let exe = std::env::current_exe().unwrap();
-        let examples = exe.parent().unwrap().parent().unwrap().join("examples");
+        let examples = process::profile_dir().unwrap().join("examples");
         let mut command = match server {
             Server::Python => {
                 let mut c = Command::new("python3");
@@ -148,26 +144,21 @@ impl Running {
         } else {
             command.stdout(Stdio::null()).stderr(Stdio::piped());
         }
-        let mut child = command.spawn().expect("start the server");
-        let pipe: Box<dyn Read + Send> = match python {
-            true => Box::new(child.stdout.take().unwrap()),
-            false => Box::new(child.stderr.take().unwrap()),
+        let name = if python {
+            "the python server"
+        } else {
+            "file_server"
         };
-        let mut line = String::new();
-        BufReader::new(pipe).read_line(&mut line).unwrap();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.trim_end_matches(',').parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Running { child, addr }
+        let proc = Proc::spawn(name, command).expect("start the server");
+        // Its first line: "listening on ADDR" (python), "file server on ADDR, ..." (selectloop).
+        let addr = proc.address(Duration::from_secs(30)).unwrap();
+        Running { proc, addr }
     }
 
     /// Peak resident memory so far, in MiB (VmHWM; Linux only).
     fn peak_rss_mib(&self) -> Option<f64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
+        let kib = procfs::status_field(Pid::Id(self.proc.id()), "VmHWM").ok()?;
+        Some(kib as f64 / 1024.0)
     }
 }
 
@@ -313,12 +304,6 @@ struct Dirs {
     copy: PathBuf,
 }
 
-/// Median, min and max.
-fn spread(mut xs: Vec<f64>) -> (f64, f64, f64) {
-    xs.sort_by(f64::total_cmp);
-    (xs[xs.len() / 2], xs[0], xs[xs.len() - 1])
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list`
@@ -328,12 +313,7 @@ fn main() {
         println!("file_server: a benchmark: run it with `cargo bench --bench file_server`");
         return;
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--release", "--example", "file_server"])
-        .status()
-        .expect("cargo build --release --example file_server");
-    assert!(built.success());
+    process::cargo(&["build", "--release", "--example", "file_server"]).unwrap();
 
     let full = std::env::var("FILE_BENCH_FULL").is_ok_and(|v| v == "1");
     let runs: usize = std::env::var("FILE_BENCH_RUNS").map_or(3, |v| v.parse().unwrap());
@@ -370,10 +350,28 @@ fn main() {
         "file server throughput: MB/s, median of {runs} runs (min-max); data in {}",
         base.display()
     );
-    println!(
-        "{:<22} {:>7} {:<8}  {:>20} {:>20} {:>20} {:>20}   peak RSS MiB (selectloop, --executor, python)",
-        "workload", "clients", "", "selectloop", "--executor", "python threads", "cp"
-    );
+    let table = Table::new()
+        .left(22)
+        .right(7)
+        .left(8)
+        .gap(2)
+        .right(20)
+        .right(20)
+        .right(20)
+        .right(20)
+        .gap(3)
+        .left(0);
+    let header = table.line(&[
+        &"workload",
+        &"clients",
+        &"",
+        &"selectloop",
+        &"--executor",
+        &"python threads",
+        &"cp",
+        &"peak RSS MiB (selectloop, --executor, python)",
+    ]);
+    println!("{header}");
     let servers = [
         Server::Selectloop,
         Server::Executor,
@@ -422,25 +420,25 @@ fn main() {
                         }
                     }
                     let mbs: Vec<f64> = times.iter().map(|t| total as f64 / t / 1e6).collect();
-                    let (median, lo, hi) = spread(mbs);
-                    cells.push(format!("{median:.0} ({lo:.0}-{hi:.0})"));
+                    let mbs = Spread::of(&mbs);
+                    cells.push(format!("{:.0} {}", mbs.median, mbs.range(0)));
                     if let Some(running) = running {
                         let peak = running.peak_rss_mib();
                         rss.push(peak.map_or("?".into(), |m| format!("{m:.1}")));
                     }
                 }
                 let direction = if upload { "upload" } else { "download" };
-                println!(
-                    "{:<22} {:>7} {:<8}  {:>20} {:>20} {:>20} {:>20}   {}",
-                    work.name,
-                    clients,
-                    direction,
-                    cells[0],
-                    cells[1],
-                    cells[2],
-                    cells[3],
-                    rss.join(", ")
-                );
+                let line = table.line(&[
+                    &work.name,
+                    &clients,
+                    &direction,
+                    &cells[0],
+                    &cells[1],
+                    &cells[2],
+                    &cells[3],
+                    &rss.join(", "),
+                ]);
+                println!("{line}");
             }
         }
     }

@@ -32,13 +32,20 @@
 //! measurement, `LADDER_PIN=0` the pinning. Linux only: it reads `/proc`.
 
 #[cfg(target_os = "linux")]
+mod common;
+
+#[cfg(target_os = "linux")]
 mod bench {
-    use std::io::{self, BufRead, BufReader};
+    use crate::common::cpu::{self, CpuTicks};
+    use crate::common::process::{self, Proc};
+    use crate::common::procfs::{self, Pid};
+    use crate::common::table::{median, Spread, Table};
+    use std::io;
     use std::net::{SocketAddr, TcpStream};
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Arc, Mutex};
+    use std::sync::Arc;
     use std::thread;
     use std::time::{Duration, Instant};
 
@@ -89,194 +96,83 @@ mod bench {
             .split(',')
             .filter_map(|c| c.trim().parse().ok())
             .collect();
-        let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-        let taskset = Command::new("taskset").arg("-V").output().is_ok();
-        // This binary is target/release/deps/ladder-HASH; the examples are built next to it.
-        let exe = std::env::current_exe()?;
-        let profile = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or(io::ErrorKind::NotFound)?;
         Ok(Config {
             models,
             clients,
             messages: env_or("LADDER_MESSAGES", 30_000),
             runs: env_or("LADDER_RUNS", 3).max(1),
-            pin: env_or("LADDER_PIN", 1) != 0 && cpus >= 2 && taskset,
+            pin: env_or("LADDER_PIN", 1) != 0 && cpu::can_pin(),
             idle: env_or("LADDER_IDLE", 1) != 0,
-            examples: profile.join("examples"),
+            // The release examples, built next to this binary.
+            examples: process::profile_dir()?.join("examples"),
         })
     }
 
-    /// `cargo build --release --examples`, with the cargo that runs this benchmark.
-    fn build_examples() -> io::Result<()> {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--examples", "--quiet"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()?;
-        if !status.success() {
-            return Err(io::Error::other(format!(
-                "cargo build --release --examples: {status}"
-            )));
-        }
-        Ok(())
-    }
-
-    /// A command for `bin` with `args`, pinned to `cpu` through `taskset` (which execs it: the
-    /// process id is the program's).
+    /// A command for `bin` with `args`, pinned to `cpu` if given, with no log line per
+    /// connection (`RUST_LOG=warn`).
     fn command(bin: &Path, args: &[&str], cpu: Option<usize>) -> Command {
-        let mut cmd = match cpu {
-            Some(cpu) => {
-                let mut cmd = Command::new("taskset");
-                cmd.arg("-c").arg(cpu.to_string()).arg(bin);
-                cmd
-            }
-            None => Command::new(bin),
-        };
+        let mut cmd = cpu::pinned(bin, cpu);
         cmd.args(args).env("RUST_LOG", "warn").stdin(Stdio::null());
         cmd
     }
 
     /// A model server, killed when dropped. Its stderr is drained all along (kept for errors).
     struct Server {
-        child: Child,
-        pid: u32,
+        proc: Proc,
         addr: SocketAddr,
-        stderr: Arc<Mutex<String>>,
         forks: bool,
     }
 
     impl Server {
         fn start(cfg: &Config, name: &str) -> io::Result<Server> {
-            let bin = cfg.examples.join(name);
-            let mut child = command(&bin, &["127.0.0.1:0"], cfg.pin.then_some(0))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bin.display())))?;
-            let pipe = child.stderr.take().expect("piped");
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let (first, first_line) = mpsc::channel();
-            let text = stderr.clone();
-            thread::spawn(move || {
-                let mut lines = BufReader::new(pipe).lines();
-                if let Some(Ok(line)) = lines.next() {
-                    let _ = first.send(line.clone());
-                    text.lock().unwrap().push_str(&line);
-                }
-                for line in lines.map_while(Result::ok) {
-                    let mut text = text.lock().unwrap();
-                    if text.len() < 1 << 20 {
-                        text.push('\n');
-                        text.push_str(&line);
-                    }
-                }
-            });
-            let line = first_line
-                .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::TimedOut, format!("{name}: no address line"))
-                })?;
-            let addr = line
-                .split_whitespace()
-                .find_map(|w| w.trim_matches(|c: char| ",;()".contains(c)).parse().ok())
-                .ok_or_else(|| io::Error::other(format!("{name}: no address in {line:?}")))?;
-            let pid = child.id();
+            let mut cmd = command(
+                &cfg.examples.join(name),
+                &["127.0.0.1:0"],
+                cfg.pin.then_some(0),
+            );
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            let proc = Proc::spawn(name, cmd)?;
+            let addr = proc.address(Duration::from_secs(10))?;
             Ok(Server {
-                child,
-                pid,
+                proc,
                 addr,
-                stderr,
                 forks: name == "model_fork",
             })
         }
 
+        fn pid(&self) -> u32 {
+            self.proc.id()
+        }
+
         /// CPU seconds so far: user + system, with the reaped children's.
         fn cpu(&self) -> f64 {
-            cpu_seconds(&format!("/proc/{}/stat", self.pid), 14..=17)
+            let ticks = CpuTicks::of(Pid::Id(self.pid()));
+            ticks.map_or(f64::NAN, |t| cpu::seconds(t.own() + t.children()))
         }
 
         /// Waits (polling `/proc`: nothing else tells) until the server has no child left,
         /// so that their CPU time is in its own; at most 10 s.
         fn wait_for_children(&self) {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while self.forks && !children_of(self.pid).is_empty() && Instant::now() < deadline {
+            while self.forks
+                && !procfs::children_of(self.pid()).is_empty()
+                && Instant::now() < deadline
+            {
                 thread::sleep(Duration::from_millis(10));
             }
         }
-    }
 
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        /// The last warning in what the server printed after its address line.
+        fn last_warning(&self) -> Option<String> {
+            let lines = self.proc.unread();
+            lines.into_iter().rev().find(|l| l.contains("WARN"))
         }
     }
 
-    /// The sum of fields `fields` of a `/proc/.../stat` file (clock ticks), in seconds: 14 and
-    /// 15 are the process's user and system time, 16 and 17 those of its reaped children.
-    fn cpu_seconds(path: &str, fields: std::ops::RangeInclusive<usize>) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(path) else {
-            return f64::NAN;
-        };
-        let values = stat_fields(&stat); // values[0] is field 3, the state
-        let ticks: u64 = fields
-            .filter_map(|n| values.get(n - 3)?.parse::<u64>().ok())
-            .sum();
-        ticks as f64 / clock_ticks()
-    }
-
-    /// The fields of `/proc/PID/stat` after the command name (which may contain spaces).
-    fn stat_fields(stat: &str) -> Vec<&str> {
-        let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-        after.split_whitespace().collect()
-    }
-
-    fn clock_ticks() -> f64 {
-        static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-        *TICKS.get_or_init(|| {
-            let out = Command::new("getconf").arg("CLK_TCK").output();
-            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-            text.ok().and_then(|t| t.parse().ok()).unwrap_or(100.0)
-        })
-    }
-
-    /// The child processes of `pid` (this kernel has no `/proc/PID/task/PID/children`).
-    fn children_of(pid: u32) -> Vec<u32> {
-        let mut children = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            if stat_fields(&stat)
-                .get(1)
-                .and_then(|p| p.parse::<u32>().ok())
-                == Some(pid)
-            {
-                children.push(child);
-            }
-        }
-        children
-    }
-
-    /// A field of `/proc/PID/status` (`Threads`, `VmRSS`, `VmHWM`...), as a number.
-    fn status_field(pid: u32, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
-        line[field.len() + 1..]
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+    /// The CPU seconds of this process's reaped children so far.
+    fn children_cpu() -> f64 {
+        let ticks = CpuTicks::of(Pid::Current);
+        ticks.map_or(f64::NAN, |t| cpu::seconds(t.children()))
     }
 
     /// Peaks seen by the sampler.
@@ -292,14 +188,19 @@ mod bench {
         thread::spawn(move || {
             let mut peaks = Peaks::default();
             let every = Duration::from_millis(if forks { 250 } else { 100 });
+            let status = |pid: u32, field: &str| procfs::status_field(Pid::Id(pid), field).ok();
             loop {
-                let children = if forks { children_of(pid) } else { Vec::new() };
+                let children = if forks {
+                    procfs::children_of(pid)
+                } else {
+                    Vec::new()
+                };
                 let rss: u64 = std::iter::once(pid)
                     .chain(children.iter().copied())
-                    .filter_map(|p| status_field(p, "VmRSS"))
+                    .filter_map(|p| status(p, "VmRSS"))
                     .sum();
                 peaks.rss_kib = peaks.rss_kib.max(rss);
-                peaks.threads = peaks.threads.max(status_field(pid, "Threads").unwrap_or(0));
+                peaks.threads = peaks.threads.max(status(pid, "Threads").unwrap_or(0));
                 peaks.procs = peaks.procs.max(1 + children.len() as u64);
                 // Checked after a sample, so that even a short run has one.
                 if stop.load(Ordering::Relaxed) {
@@ -326,7 +227,7 @@ mod bench {
     fn run(cfg: &Config, name: &str, clients: usize) -> Result<Run, String> {
         let server = Server::start(cfg, name).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
-        let sampler = sample(server.pid, server.forks, stop.clone());
+        let sampler = sample(server.pid(), server.forks, stop.clone());
         let count = (cfg.messages / clients).max(1).to_string();
         let (addr, clients_s) = (server.addr.to_string(), clients.to_string());
         let args = [
@@ -343,21 +244,21 @@ mod bench {
         let cpu_before = server.cpu();
         // This process's reaped children's time grows by echo_client's alone: the servers are
         // waited for only when dropped, after.
-        let client_before = cpu_seconds("/proc/self/stat", 16..=17);
+        let client_before = children_cpu();
         let out = command(
             &cfg.examples.join("echo_client"),
             &args,
             cfg.pin.then_some(1),
         )
         .output();
-        let client_cpu = cpu_seconds("/proc/self/stat", 16..=17) - client_before;
+        let client_cpu = children_cpu() - client_before;
         server.wait_for_children();
         let cpu = server.cpu() - cpu_before;
         stop.store(true, Ordering::Relaxed);
         let mut peaks = sampler.join().expect("the sampler thread");
         peaks.rss_kib = peaks
             .rss_kib
-            .max(status_field(server.pid, "VmHWM").unwrap_or(0));
+            .max(procfs::status_field(Pid::Id(server.pid()), "VmHWM").unwrap_or(0));
         let out = out.map_err(|e| format!("echo_client: {e}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
@@ -367,15 +268,7 @@ mod bench {
                 .last()
                 .unwrap_or("")
                 .trim_start_matches("echo_client: ");
-            let server_said = server
-                .stderr
-                .lock()
-                .unwrap()
-                .lines()
-                .rev()
-                .find(|l| l.contains("WARN"))
-                .map(str::to_string);
-            return Err(match server_said {
+            return Err(match server.last_warning() {
                 Some(warning) => format!("{why} (server: {warning})"),
                 None => why.to_string(),
             });
@@ -408,21 +301,6 @@ mod bench {
         text[start..end].trim().parse().ok()
     }
 
-    fn median(mut values: Vec<f64>) -> f64 {
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        match n % 2 {
-            1 => values[n / 2],
-            _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-        }
-    }
-
-    fn range(values: &[f64]) -> (f64, f64) {
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (min, max)
-    }
-
     /// CPU use of an idle server over one second, as a percentage of one core: with no client,
     /// then with 100 connections that send nothing.
     fn idle(cfg: &Config, name: &str) -> io::Result<(f64, f64)> {
@@ -450,107 +328,130 @@ mod bench {
         }
         let cfg = config()?;
         eprintln!("ladder: cargo build --release --examples");
-        build_examples()?;
+        process::cargo(&["build", "--release", "--examples", "--quiet"])?;
         let pinning = match cfg.pin {
             true => "servers pinned to CPU 0, echo_client to CPU 1 (taskset)",
             false => "not pinned",
         };
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let cpus = thread::available_parallelism().map_or(0, |n| n.get());
         println!(
             "The I/O-model ladder: {} runs per cell, {} messages per run; {pinning}; Linux {}, \
-             {cpus} CPUs, load average {} at the start",
+             {} CPUs, load average {} at the start",
             cfg.runs,
             cfg.messages,
-            kernel.trim(),
-            load_average()
+            procfs::kernel_release(),
+            cpu::count(),
+            procfs::load_average()
         );
         if cfg.idle {
-            println!("\nidle server CPU, % of one core over 1 s");
-            println!(
-                "{:<22} {:<22} {:>10} {:>22}",
-                "model", "", "no client", "100 idle connections"
-            );
-            for &(name, what) in &cfg.models {
-                match idle(&cfg, name) {
-                    Ok((alone, with_idle)) => {
-                        println!("{name:<22} {what:<22} {alone:>9.1}% {with_idle:>21.1}%")
-                    }
-                    Err(e) => println!("{name:<22} {what:<22} failed: {e}"),
+            print_idle(&cfg);
+        }
+        print_ping_pong(&cfg);
+        println!("load average {} at the end", procfs::load_average());
+        Ok(())
+    }
+
+    /// The idle servers' table.
+    fn print_idle(cfg: &Config) {
+        let table = Table::new().left(22).left(22).right(10).right(22);
+        println!("\nidle server CPU, % of one core over 1 s");
+        println!(
+            "{}",
+            table.line(&[&"model", &"", &"no client", &"100 idle connections"])
+        );
+        for &(name, what) in &cfg.models {
+            match idle(cfg, name) {
+                Ok((alone, with_idle)) => {
+                    let (alone, with_idle) = (format!("{alone:.1}%"), format!("{with_idle:.1}%"));
+                    println!("{}", table.line(&[&name, &what, &alone, &with_idle]));
                 }
+                Err(e) => println!("{} failed: {e}", table.line(&[&name, &what])),
             }
         }
+    }
+
+    /// The ping-pong table: `cfg.runs` runs per model and client count.
+    fn print_ping_pong(cfg: &Config) {
         println!(
             "\nping-pong: C connections at once, {} messages of 64 bytes in all (M/C per \
              connection, one in flight on each), connecting included; median of {} runs, \
              (min-max) over the runs",
             cfg.messages, cfg.runs
         );
-        println!(
-            "{:<22} {:>5} {:>8} {:>15} {:>8} {:>9} {:>17} {:>6} {:>6} {:>7} {:>7} {:>5} {:>6}",
-            "model",
-            "C",
-            "msgs/s",
-            "(min-max)",
-            "p50 µs",
-            "p99 µs",
-            "(min-max)",
-            "CPU s",
-            "µs/msg",
-            "client s",
-            "RSS MiB",
-            "threads",
-            "procs"
-        );
+        let table = Table::new()
+            .left(22)
+            .right(5)
+            .right(8)
+            .right(15)
+            .right(8)
+            .right(9)
+            .right(17)
+            .right(6)
+            .right(6)
+            .right(7)
+            .right(7)
+            .right(5)
+            .right(6);
+        let header: [&dyn std::fmt::Display; 13] = [
+            &"model",
+            &"C",
+            &"msgs/s",
+            &"(min-max)",
+            &"p50 µs",
+            &"p99 µs",
+            &"(min-max)",
+            &"CPU s",
+            &"µs/msg",
+            &"client s",
+            &"RSS MiB",
+            &"threads",
+            &"procs",
+        ];
+        println!("{}", table.line(&header));
         for &(name, _) in &cfg.models {
             for &clients in &cfg.clients {
                 let mut runs = Vec::new();
                 let mut failures = Vec::new();
                 for _ in 0..cfg.runs {
-                    match run(&cfg, name, clients) {
+                    match run(cfg, name, clients) {
                         Ok(r) => runs.push(r),
                         Err(e) => failures.push(e),
                     }
                 }
                 if runs.is_empty() {
-                    println!(
-                        "{name:<22} {clients:>5} failed ({} runs): {}",
-                        cfg.runs, failures[0]
-                    );
+                    let start = table.line(&[&name, &clients]);
+                    println!("{start} failed ({} runs): {}", cfg.runs, failures[0]);
                     continue;
                 }
-                let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
-                let p99s: Vec<f64> = runs.iter().map(|r| r.p99).collect();
-                let ((rate_lo, rate_hi), (p99_lo, p99_hi)) = (range(&rates), range(&p99s));
-                let cpu = median(runs.iter().map(|r| r.cpu).collect());
+                let figures = |f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
+                let (rate, p99) = (
+                    Spread::of(&figures(|r| r.rate)),
+                    Spread::of(&figures(|r| r.p99)),
+                );
+                let cpu = median(&figures(|r| r.cpu));
                 let per_msg = cpu * 1e6 / ((cfg.messages / clients).max(1) * clients) as f64;
                 let peak =
                     |f: fn(&Peaks) -> u64| runs.iter().map(|r| f(&r.peaks)).max().unwrap_or(0);
-                let client_cpu = median(runs.iter().map(|r| r.client_cpu).collect());
-                println!(
-                    "{name:<22} {clients:>5} {:>8.0} {:>15} {:>8.1} {:>9.1} {:>17} {cpu:>6.2} {per_msg:>6.1} {client_cpu:>7.2} {:>7.1} {:>5} {:>6}",
-                    median(rates.clone()),
-                    format!("({rate_lo:.0}-{rate_hi:.0})"),
-                    median(runs.iter().map(|r| r.p50).collect()),
-                    median(p99s.clone()),
-                    format!("({p99_lo:.0}-{p99_hi:.0})"),
-                    peak(|p| p.rss_kib) as f64 / 1024.0,
-                    peak(|p| p.threads),
-                    peak(|p| p.procs),
-                );
+                let line = table.line(&[
+                    &name,
+                    &clients,
+                    &format!("{:.0}", rate.median),
+                    &rate.range(0),
+                    &format!("{:.1}", median(&figures(|r| r.p50))),
+                    &format!("{:.1}", p99.median),
+                    &p99.range(0),
+                    &format!("{cpu:.2}"),
+                    &format!("{per_msg:.1}"),
+                    &format!("{:.2}", median(&figures(|r| r.client_cpu))),
+                    &format!("{:.1}", peak(|p| p.rss_kib) as f64 / 1024.0),
+                    &peak(|p| p.threads),
+                    &peak(|p| p.procs),
+                ]);
+                println!("{line}");
                 for failure in &failures {
-                    println!("{:<22} {:>5} one run failed: {failure}", "", "");
+                    println!("{} one run failed: {failure}", table.line(&[&"", &""]));
                 }
             }
         }
-        println!("load average {} at the end", load_average());
-        Ok(())
-    }
-
-    /// The 1-minute load average: how busy the machine was (other work skews every figure).
-    fn load_average() -> String {
-        let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        text.split_whitespace().next().unwrap_or("?").to_string()
     }
 }
 

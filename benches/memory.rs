@@ -27,12 +27,16 @@
 //! Linux only (`/proc`); needs `ulimit -n` above N (each process holds N descriptors).
 
 #[cfg(target_os = "linux")]
+mod common;
+
+#[cfg(target_os = "linux")]
 mod bench {
+    use crate::common::process::Proc;
+    use crate::common::procfs::{status_field, Pid};
     use selectloop::{ConnEvent, Connection, DefaultSelector, LineCodec, EVENT_READ};
     use std::cell::Cell;
-    use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+    use std::io::{self, ErrorKind, Read, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::process::{Command, Stdio};
     use std::rc::Rc;
     use std::time::{Duration, Instant};
 
@@ -41,12 +45,7 @@ mod bench {
 
     /// The resident set size of this process, in KiB.
     fn rss_kib() -> io::Result<u64> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| io::Error::other("no VmRSS in /proc/self/status"))
+        status_field(Pid::Current, "VmRSS")
     }
 
     /// A listener with a backlog of 4096 (std's is 128), so that N connections opened in a row
@@ -165,18 +164,9 @@ mod bench {
     /// `exchange`), and returns the server's RSS growth per connection in KiB.
     fn row(kind: &str, n: usize, exchange: bool) -> io::Result<f64> {
         let lines = if exchange { n } else { 0 };
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["--server", kind, &n.to_string(), &lines.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        let addr: SocketAddr = line
-            .trim()
-            .parse()
-            .map_err(|e| io::Error::other(format!("the {kind} server's address {line:?}: {e}")))?;
+        let args = ["--server", kind, &n.to_string(), &lines.to_string()];
+        let server = Proc::this_exe(format!("the {kind} server"), &args, None)?;
+        let addr = server.address(Duration::from_secs(10))?;
         let mut conns = Vec::with_capacity(n);
         let mut reply = vec![0u8; LINE.len()];
         for _ in 0..n {
@@ -188,8 +178,8 @@ mod bench {
             }
             conns.push(conn);
         }
-        line.clear();
-        out.read_line(&mut line)?;
+        // Once it has them all, and has let its loop idle.
+        let line = server.next_line(Duration::from_secs(60))?;
         let figures: Vec<f64> = line
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
@@ -197,8 +187,7 @@ mod bench {
         let [before, after] = figures[..] else {
             return Err(io::Error::other(format!("the {kind} server said {line:?}")));
         };
-        child.kill()?; // before the clients close: the server's side takes the TIME_WAITs
-        child.wait()?;
+        drop(server); // killed before the clients close: the server's side takes the TIME_WAITs
         drop(conns);
         Ok((after - before) / n as f64)
     }

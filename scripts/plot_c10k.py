@@ -3,9 +3,12 @@
 
 Usage:
     python3 scripts/plot_c10k.py CSV OUT.svg [--column NAME] [--linear-y]
+    python3 scripts/plot_c10k.py target/c10k.csv target/c10k.svg    # e.g.
 
 CSV is what `cargo bench --bench c10k` writes (it prints the path; by default
-`target/c10k.csv`). The SVG is written by hand: Python's standard library only.
+`target/c10k.csv`). OUT.svg is the only file written, and there is no default for it: keep it
+under target/ unless you mean to replace a tracked plot (docs/c10k.svg). The SVG is written by
+hand: Python's standard library only.
 
 --column picks the y value (default `cpu_us_per_select`: the server's CPU time per loop
 iteration, i.e. one select() plus echoing what it returned); any numeric column of the CSV
