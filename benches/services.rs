@@ -304,7 +304,10 @@ fn main() -> io::Result<()> {
     let [s, b] = timers(n)?;
     println!("timers: N = {n}, best of {RUNS} processes each; ns per timer");
     println!("libuv: reference figures from another run (module docs), not measured here");
-    println!("{:37} selectloop  {:8} BinaryHeap  ratio  libuv ref.", "", "");
+    println!(
+        "{:37} selectloop  {:8} BinaryHeap  ratio  libuv ref.",
+        "", ""
+    );
     let what = [
         ("schedule (N pending)", "push"),
         ("cancel (each of N)", "-"),

@@ -1164,18 +1164,6 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         callback(sel, self, ConnEvent::Closed(reason))
     }
 
-    /// The connection's timer fired: its callback is called without readiness (see
-    /// `on_ready`). Nothing if the connection is gone; if its own callback is running (a loop
-    /// run from inside a callback), the call is skipped, and that callback arms the timer
-    /// again, at the deadline that has passed, when it returns.
-    fn fired<B: Backend>(sel: &mut Selector<B>, key: SelectorKey) {
-        let Ok(conn) = sel.source_mut::<Self, _>(&key) else {
-            return;
-        };
-        conn.deadlines.fired();
-        sel.dispatch_soon(&key, Events::NONE);
-    }
-
     /// True if a deadline is due before the connection's timer (or no timer is scheduled).
     fn unarmed(&self, now: Instant) -> bool {
         self.deadlines.unarmed(now, self.reading())
@@ -1193,7 +1181,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         now: Instant,
     ) {
         if let Some(when) = self.deadlines.schedule(now, self.reading()) {
-            timer.set(sel.call_at(when, move |sel| Self::fired(sel, key)));
+            // When it fires, the callback is called without readiness (see `on_ready`).
+            // Nothing happens if the connection is gone; if its own callback is running (a
+            // loop run from inside a callback), that callback arms the timer again, at the
+            // deadline that has passed, when it returns.
+            let fired = move |sel: &mut Selector<B>| sel.dispatch_soon(&key, Events::NONE);
+            timer.set(sel.call_at(when, fired));
         }
     }
 

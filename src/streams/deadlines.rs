@@ -43,7 +43,8 @@ pub(crate) struct Deadlines {
     send_since: Option<Instant>,
     /// The queue went above the soft cap.
     soft_since: Option<Instant>,
-    /// When the connection's timer is due, while one is scheduled and has not fired.
+    /// When the connection's timer was last scheduled for: once that is past, the timer has
+    /// fired (or is due), and counts as none.
     timer_at: Option<Instant>,
     /// A clock started since the timer was scheduled (a frame began, the queue began to wait,
     /// or went over the soft cap): a deadline may be due before it.
@@ -182,11 +183,6 @@ impl Deadlines {
             .and_then(|(when, _)| self.armed_for(when, now))?;
         self.timer_at = Some(when);
         Some(when)
-    }
-
-    /// The timer fired.
-    pub(crate) fn fired(&mut self) {
-        self.timer_at = None;
     }
 
     /// The error to end the connection with, if a deadline has passed by `now`; `buffered` and
