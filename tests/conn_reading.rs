@@ -8,9 +8,12 @@ mod common;
 use common::conn::{connection, pattern, Seen, Watched};
 use common::{expect_eof, logged, run_until, socketpair, Stream, TIMEOUT};
 use selectloop::{
-    Bytes, Connection, DefaultSelector, LengthPrefixed, Limits, LineCodec, SelectorKey, EVENT_READ,
+    Bytes, ConnEvent, Connection, DefaultSelector, LengthPrefixed, Limits, LineCodec, SelectorKey,
+    EVENT_READ,
 };
+use std::cell::Cell;
 use std::io::{self, ErrorKind, Read, Write};
+use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -447,5 +450,43 @@ fn idle_connections_hold_no_buffers_whatever_their_traffic() -> io::Result<()> {
         assert!(Instant::now() < deadline, "holding {memory:?}");
         sel.run_once(Some(Duration::from_millis(50)))?;
     }
+    Ok(())
+}
+
+#[test]
+fn a_long_frame_lent_to_the_callback_counts_in_buffer_memory() -> io::Result<()> {
+    // A 64 KiB frame in two pieces: the first half waits in the connection's own buffer, the
+    // second is read into it, and the frame is lent from it to the callback, which must still
+    // see that buffer's memory counted (the frame's bytes are in it).
+    const LEN: usize = 64 << 10;
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let conn = Connection::new(a, LengthPrefixed::new(LEN));
+    let key = conn.register(&mut sel, move |_, conn, event| {
+        if let ConnEvent::Frame(frame) = event {
+            s.set(Some((frame.len(), conn.buffer_memory())));
+        }
+        Ok(())
+    })?;
+    let data = pattern(LEN);
+    peer.write_all(&(LEN as u32).to_be_bytes())?;
+    peer.write_all(&data[..LEN / 2])?;
+    let half = 4 + LEN / 2;
+    let deadline = Instant::now() + TIMEOUT;
+    while key.with(&mut sel, |conn| conn.buffered())? < half {
+        assert!(Instant::now() < deadline, "the first half was never read");
+        sel.run_once(Some(Duration::from_millis(10)))?;
+    }
+    peer.write_all(&data[LEN / 2..])?;
+    run_until(&mut sel, "the frame", || seen.get().is_some())?;
+    let (len, memory) = seen.get().expect("the frame");
+    assert_eq!(len, LEN);
+    assert!(
+        memory >= LEN,
+        "buffer_memory() was {memory} during the callback of a {LEN}-byte frame lent from the \
+         connection's own buffer"
+    );
     Ok(())
 }
