@@ -600,3 +600,32 @@ fn would_block_from_the_callback_does_not_end_the_connection() -> io::Result<()>
     assert_eq!(sel.len(), 1);
     Ok(())
 }
+
+#[test]
+fn at_closed_the_connection_holds_no_buffer() -> io::Result<()> {
+    // The peer sends the start of a frame and its end of file: the frame is cut short (an
+    // error for `LengthPrefixed`), and at `Closed` the bytes that waited are gone — nothing
+    // buffered, no memory held — whatever the connection held before.
+    let mut sel = DefaultSelector::new()?;
+    let (a, mut peer) = socketpair()?;
+    let ended = Rc::new(Cell::new(None));
+    let e = ended.clone();
+    let conn = Connection::new(a, selectloop::LengthPrefixed::new(1 << 20));
+    conn.register(&mut sel, move |_, conn, event| {
+        if let ConnEvent::Closed(reason) = event {
+            let kind = reason.map(|e| e.kind());
+            e.set(Some((kind, conn.buffered(), conn.buffer_memory())));
+        }
+        Ok(())
+    })?;
+    peer.write_all(&[0, 0, 0x10, 0])?; // announces 4 KiB
+    peer.write_all(&pattern(3000))?; // sends 3000 bytes of it
+    peer.shutdown(std::net::Shutdown::Write)?;
+    run_until(&mut sel, "the close", || ended.get().is_some())?;
+    assert_eq!(
+        ended.get(),
+        Some((Some(ErrorKind::UnexpectedEof), 0, 0)),
+        "(the error, buffered(), buffer_memory()) at Closed"
+    );
+    Ok(())
+}
