@@ -6,10 +6,12 @@ mod common;
 
 use common::conn::{
     connection, fill_a_peer_that_never_reads, pattern, queued, read_to_eof_or_reset,
-    timed_connection, Seen, Watched, WatchedConn,
+    timed_connection, Events_, Seen, Watched, WatchedConn,
 };
 use common::{expect_eof, logged, run_until, socketpair, Stream, TIMEOUT};
-use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Limits, LineCodec, Timeouts};
+use selectloop::{
+    Bytes, ConnEvent, Connection, DefaultSelector, Limits, LineCodec, SelectorKey, Timeouts,
+};
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::rc::Rc;
@@ -84,28 +86,12 @@ fn a_frame_timeout_counts_from_each_frame_not_from_the_first() -> io::Result<()>
     // A pipelining peer: every 100 ms it ends a line and begins the next, so some line is
     // always incomplete, and none for long.
     const FRAME: Duration = Duration::from_millis(300);
-    let timeouts = Timeouts {
-        frame: Some(FRAME),
-        ..Timeouts::default()
-    };
-    let mut sel = DefaultSelector::new()?;
-    let (a, peer) = socketpair()?;
-    let (key, seen) = timed_connection(
-        &mut sel,
-        a,
-        LineCodec::new(64),
-        Limits::default(),
-        timeouts,
-        false,
-    )?;
+    let (mut sel, peer, key, seen) = line_connection_with_frame_timeout(FRAME)?;
     (&peer).write_all(b"begun")?;
     let pipeliner = sel.call_repeating(Duration::from_millis(100), move |_| {
         let _ = (&peer).write_all(b" ended\nbegun");
     });
-    let start = Instant::now();
-    while start.elapsed() < FRAME * 4 {
-        sel.run_once(Some(Duration::from_millis(20)))?;
-    }
+    run_for(&mut sel, FRAME * 4)?;
     pipeliner.cancel();
     let seen = seen.borrow();
     assert!(sel.get_key(&key).is_ok(), "closed: {:?}", seen.last());
@@ -122,26 +108,10 @@ fn a_frame_timeout_does_not_run_between_frames() -> io::Result<()> {
     // timeout (unlike an idle timeout, off here) must not close the connection however long
     // the silence lasts.
     const FRAME: Duration = Duration::from_millis(100);
-    let timeouts = Timeouts {
-        frame: Some(FRAME),
-        ..Timeouts::default()
-    };
-    let mut sel = DefaultSelector::new()?;
-    let (a, peer) = socketpair()?;
-    let (key, seen) = timed_connection(
-        &mut sel,
-        a,
-        LineCodec::new(64),
-        Limits::default(),
-        timeouts,
-        false,
-    )?;
+    let (mut sel, peer, key, seen) = line_connection_with_frame_timeout(FRAME)?;
     (&peer).write_all(b"one\ntwo\n")?;
     run_until(&mut sel, "the two lines", || seen.borrow().len() == 2)?;
-    let start = Instant::now();
-    while start.elapsed() < FRAME * 4 {
-        sel.run_once(Some(Duration::from_millis(20)))?;
-    }
+    run_for(&mut sel, FRAME * 4)?;
     assert!(
         sel.get_key(&key).is_ok(),
         "closed between frames: {:?}",
@@ -152,6 +122,30 @@ fn a_frame_timeout_does_not_run_between_frames() -> io::Result<()> {
         [Seen::Frame(b"one".to_vec()), Seen::Frame(b"two".to_vec())]
     );
     drop(peer);
+    Ok(())
+}
+
+/// A `LineCodec` connection with only a frame timeout, recording its events, and its peer.
+fn line_connection_with_frame_timeout(
+    frame: Duration,
+) -> io::Result<(DefaultSelector, Stream, SelectorKey, Events_)> {
+    let timeouts = Timeouts {
+        frame: Some(frame),
+        ..Timeouts::default()
+    };
+    let mut sel = DefaultSelector::new()?;
+    let (a, peer) = socketpair()?;
+    let codec = LineCodec::new(64);
+    let (key, seen) = timed_connection(&mut sel, a, codec, Limits::default(), timeouts, false)?;
+    Ok((sel, peer, key, seen))
+}
+
+/// Runs the loop for `time`, in iterations of at most 20 ms.
+fn run_for(sel: &mut DefaultSelector, time: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < time {
+        sel.run_once(Some(Duration::from_millis(20)))?;
+    }
     Ok(())
 }
 
