@@ -528,7 +528,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         mut callback: impl FnMut(&mut Selector<B>, &mut Self, ConnEvent<C::Incoming<'_>>) -> io::Result<()>
             + 'static,
     ) -> io::Result<ConnKey<S, C>> {
-        let timed = self.timed();
+        let timed = self.deadlines.on();
         if timed {
             self.deadlines.moved(Instant::now()); // the idle timeout counts from now
         }
@@ -640,10 +640,12 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     ) -> io::Result<R> {
         let conn: &mut Self = sel.source_mut(key)?;
         let result = f(conn);
-        let now = conn.timed().then(Instant::now);
+        let now = conn.deadlines.on().then(Instant::now);
         conn.flush(now);
         conn.check_hard_cap();
-        let wake = conn.done() || conn.drain_owed() || now.is_some_and(|now| conn.unarmed(now));
+        let reading = conn.reading();
+        let unarmed = |now| conn.deadlines.unarmed(now, reading);
+        let wake = conn.done() || conn.drain_owed() || now.is_some_and(unarmed);
         let events = conn.next_interest();
         let key = sel.get_key(key)?;
         if events != key.events() {
@@ -700,9 +702,8 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// The callback gets `Closed(Some(error))` with kind `ConnectionAborted` — when this
     /// callback returns, or, from [`with`](Self::with), promptly (see there).
     pub fn abort(&mut self) {
-        self.out.release();
         let err = io::Error::new(ErrorKind::ConnectionAborted, "aborted by the program");
-        self.state.fail(err);
+        self.fail_dropping_queue(err);
     }
 
     /// The number of bytes queued for the peer.
@@ -755,13 +756,6 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         Ok(())
     }
 
-    /// True if a timeout or the soft cap is on: the connection then reads the clock once per
-    /// callback and keeps a timer.
-    #[inline]
-    fn timed(&self) -> bool {
-        self.deadlines.on()
-    }
-
     /// True while the connection reads from its peer.
     #[inline]
     fn reading(&self) -> bool {
@@ -772,7 +766,14 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// and the program may still send.
     #[inline]
     fn drain_owed(&self) -> bool {
-        self.above_low && self.queued() <= self.limits.low_water && self.state.may_send()
+        self.above_low && self.down_to_low_water()
+    }
+
+    /// True when the queue is at the low-water mark or under it and the program may still
+    /// send: what both `Drained` and resuming after back-pressure wait for.
+    #[inline]
+    fn down_to_low_water(&self) -> bool {
+        self.queued() <= self.limits.low_water && self.state.may_send()
     }
 
     /// The events to wait for: READ unless paused or closing, WRITE while data is queued. Once
@@ -823,7 +824,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
     /// for this too.
     #[inline]
     fn resume_owed(&self) -> bool {
-        self.paused && self.queued() <= self.limits.low_water && self.state.may_send()
+        self.paused && self.down_to_low_water()
     }
 
     /// True when the connection should end now: it failed, or it is closing with nothing left
@@ -1079,7 +1080,7 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         ) -> io::Result<()>,
         timer: &mut Timer,
     ) -> io::Result<()> {
-        let now = self.timed().then(Instant::now);
+        let now = self.deadlines.on().then(Instant::now);
         if mask.is_empty() {
             if let Some(now) = now {
                 self.expire(now);
@@ -1162,11 +1163,6 @@ impl<S: ByteStream, C: Codec> Connection<S, C> {
         self.input.release();
         self.out.release();
         callback(sel, self, ConnEvent::Closed(reason))
-    }
-
-    /// True if a deadline is due before the connection's timer (or no timer is scheduled).
-    fn unarmed(&self, now: Instant) -> bool {
-        self.deadlines.unarmed(now, self.reading())
     }
 
     /// Schedules the connection's timer for the earliest deadline, unless one is due by then.
