@@ -138,10 +138,43 @@
 //!
 //! Partial sends, unbounded queues and message framing are handled by [`Connection`] and its
 //! [`Codec`]s; timers, deferred and cross-thread calls, a thread pool and signals by the
-//! selector itself. The README has a section on each.
+//! selector itself. The repository's `docs/` pages (`services.md`, `connections.md`) have a
+//! section on each.
+//!
+//! # 8. Watching the loop
+//!
+//! ```python
+//! loop.set_debug(True); loop.slow_callback_duration = 0.1   # asyncio's debug mode
+//! ```
+//!
+//! ```
+//! # use selectloop::DefaultSelector;
+//! # use std::time::Duration;
+//! # let mut sel = DefaultSelector::new()?;
+//! sel.set_slow_callback_duration(Some(Duration::from_millis(100)));
+//! // logs: slow callback: callback for fd 7 (Connection<TcpStream, Bytes>, READ) took 152.301ms
+//! sel.call_repeating(Duration::from_secs(10), |sel| {
+//!     let m = sel.metrics();
+//!     log::info!("{} registrations; timers late by {:?} at most", m.registrations, m.timer_lag.max);
+//! });
+//! # std::io::Result::Ok(())
+//! ```
+//!
+//! A callback that blocks stalls every client of the loop: the slow-callback warning names it
+//! (its fd, its source's type, the events), a timer or a call by its kind. [`Selector::metrics`]
+//! counts what the loop did (iterations, callbacks by outcome, registrations, timers, calls,
+//! executor jobs), and its `timer_lag` says how late timers fire: the loop's lag, which grows
+//! when callbacks take too long between two waits. [`Selector::set_time_metrics`] adds the time
+//! spent waiting against the time spent in callbacks. [`Selector::set_before_wait`] runs a hook
+//! once per iteration, just before the loop sleeps (Redis's `beforeSleep`): the place to flush
+//! what many callbacks batched. `examples/echo_server.rs --stats 1` prints a line of metrics
+//! a second.
 //!
 //! [`SelectorKey`]: crate::SelectorKey
 //! [`Selector::set_error_handler`]: crate::Selector::set_error_handler
 //! [`ErrorAction::default_for`]: crate::ErrorAction::default_for
 //! [`Connection`]: crate::Connection
 //! [`Codec`]: crate::Codec
+//! [`Selector::metrics`]: crate::Selector::metrics
+//! [`Selector::set_time_metrics`]: crate::Selector::set_time_metrics
+//! [`Selector::set_before_wait`]: crate::Selector::set_before_wait

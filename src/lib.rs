@@ -89,13 +89,14 @@ pub use reactor::{
     batch::{IntoIter, Ready},
     failure::ErrorAction,
     key::SelectorKey,
+    metrics::{Metrics, Outcomes},
     register::SelectorMap,
     selector::{DefaultSelector, PollSelector, SelectSelector, Selector},
 };
 
 // The loop's services: timers, calls from other threads, the executor, signals.
 pub use reactor::scheduling::{Handle, WorkHandle};
-pub use services::{signal::signals, timer::TimerHandle};
+pub use services::{observe::Lag, signal::signals, timer::TimerHandle};
 
 // Streams: buffered connections and their codecs.
 pub use streams::{
@@ -115,6 +116,10 @@ pub use sys::{Backend, FileObj, PollBackend, PollingBackend, SelectBackend, Sour
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/observability.md")]
+struct ObservabilityDoctests;
 
 #[cfg(doctest)]
 #[doc = include_str!("../docs/services.md")]

@@ -200,20 +200,23 @@ impl Policy {
     }
 
     /// The callback of `key` failed with `err` (not spurious readiness): asks the error handler,
-    /// and carries out what it says. Returns the error if it says `Stop`.
+    /// and carries out what it says. Returns what was done (a `Keep` made a `Pause` is a
+    /// `Pause`; a registration that unregistered itself first counts as closed), or the error if
+    /// the handler says `Stop`.
     pub(crate) fn failed<B: Backend, L>(
         &mut self,
         backend: &mut B,
         registry: &mut Registry<L>,
         key: &SelectorKey,
         err: io::Error,
-    ) -> io::Result<()> {
+    ) -> io::Result<ErrorAction> {
         let action = (self.on_error)(key, &err);
         if action == ErrorAction::Stop {
             return Err(err);
         }
         let Some(index) = registry.current(key.token) else {
-            return Ok(()); // it unregistered itself before failing: nothing left to act on
+            // It unregistered itself before failing: nothing left to act on, and closed.
+            return Ok(ErrorAction::Close);
         };
         let entry = registry.entry_mut(index);
         let fd = entry.key.fd;
@@ -230,7 +233,7 @@ impl Policy {
             }
             _ => self.pause(backend, registry, index, &err),
         }
-        Ok(())
+        Ok(action)
     }
 
     /// Takes a registration out of the poller until its backoff delay is over.

@@ -150,6 +150,7 @@ impl<B: Backend> Selector<B> {
             report: Report::default(),
             failures: Failures::default(),
         });
+        self.counters.registered += 1;
         debug!("register fd {fd} for {events:?} ({mode:?})");
         Ok(key)
     }

@@ -20,6 +20,8 @@ pub(crate) trait Handler<L> {
     fn into_source(self: Box<Self>) -> Box<dyn Any>;
     fn source_mut(&mut self) -> &mut dyn Any;
     fn with_callback(self: Box<Self>, callback: Box<dyn Any>) -> Box<dyn Handler<L>>;
+    /// The source's type, as `std::any::type_name` gives it (for slow-callback warnings).
+    fn source_type(&self) -> &'static str;
 }
 
 pub(crate) struct Registration<S, F> {
@@ -55,5 +57,9 @@ where
             // that check is ever broken.
             Err(_) => self,
         }
+    }
+
+    fn source_type(&self) -> &'static str {
+        std::any::type_name::<S>()
     }
 }

@@ -23,10 +23,13 @@
 //!    then the source), and the panic is resumed, so the selector stays consistent.
 
 use crate::reactor::batch::{Batch, Pair, Ready};
-use crate::reactor::failure::Policy;
+use crate::reactor::failure::{ErrorAction, Policy};
+use crate::reactor::hooks::{Hooks, Phase};
 use crate::reactor::key::{SelectorKey, Token};
+use crate::reactor::metrics::Counters;
 use crate::reactor::registration::Handler;
 use crate::reactor::registry::Registry;
+use crate::services::observe::short_type_name;
 use crate::services::{HasServices, Services};
 use crate::sys::events::Events;
 use crate::sys::{Backend, PollBackend, PollingBackend, SelectBackend};
@@ -128,6 +131,10 @@ pub struct Selector<B: Backend = PollingBackend> {
     pub(crate) services: Services<Selector<B>>,
     /// `stop()` was called.
     stopping: bool,
+    /// What the loop counts of its own work (`metrics.rs`).
+    pub(crate) counters: Counters,
+    /// The hooks around the wait (`hooks.rs`).
+    pub(crate) hooks: Hooks<Selector<B>>,
 }
 
 impl<B: Backend> Selector<B> {
@@ -144,6 +151,8 @@ impl<B: Backend> Selector<B> {
             failures: Policy::new(),
             services: Services::new(),
             stopping: false,
+            counters: Counters::default(),
+            hooks: Hooks::default(),
         })
     }
 
@@ -173,6 +182,7 @@ impl<B: Backend> Selector<B> {
     /// [`Handle`]: crate::Handle
     /// [`Stop`]: crate::ErrorAction::Stop
     pub fn select(&mut self, timeout: Option<Duration>) -> io::Result<Ready> {
+        self.counters.iterations += 1;
         let from = match self.take_owed() {
             Some(from) => from,
             None => {
@@ -274,9 +284,11 @@ impl<B: Backend> Selector<B> {
     ///
     /// In order:
     /// 1. Wait, as [`select`](Self::select) does, but no longer than `timeout` nor past the
-    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it. If the
-    ///    previous dispatch stopped early, its undelivered reports are taken instead, without
-    ///    waiting.
+    ///    earliest timer, and not at all if calls are queued; a [`Handle`] wakes it. The
+    ///    [`before_wait`](Self::set_before_wait) hook runs just before the wait (so a call it
+    ///    queues ends the wait at once), the [`after_wait`](Self::set_after_wait) hook just
+    ///    after. If the previous dispatch stopped early, its undelivered reports are taken
+    ///    instead, without waiting, and without the hooks.
     /// 2. Dispatch each ready `(key, mask)`, as [`dispatch`](Self::dispatch) does.
     /// 3. Fire the timers due now (those scheduled by step 3 itself wait for the next
     ///    iteration).
@@ -294,11 +306,18 @@ impl<B: Backend> Selector<B> {
     ///
     /// [`Handle`]: crate::Handle
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.counters.iterations += 1;
         let from = match self.take_owed() {
             Some(from) => from,
             None => {
+                if self.hooks.any() {
+                    self.run_hook(Phase::BeforeWait);
+                }
                 let timeout = self.services.wait(timeout);
                 self.poll(timeout, true)?;
+                if self.hooks.any() {
+                    self.run_hook(Phase::AfterWait);
+                }
                 0
             }
         };
@@ -389,18 +408,10 @@ impl<B: Backend> Selector<B> {
                     .failures
                     .resume_due(&mut self.backend, &mut self.registry, wait),
             };
-            let (registry, mut batch) = (&mut self.registry, self.batch.begin());
-            let waited = self.backend.wait(wait_now, |token, readiness| {
-                let token = Token(token);
-                let Some(entry) = registry.get_mut(token.index()) else {
-                    return;
-                };
-                let mask = readiness & entry.key.events;
-                if entry.key.token != token || mask.is_empty() {
-                    return; // unregistered meanwhile, or a hang-up outside its interest
-                }
-                batch.add(&mut entry.report, entry.key, mask);
-            });
+            let waited = match self.services.watch.timing() {
+                false => self.wait(wait_now),
+                true => self.wait_timed(wait_now),
+            };
             if services {
                 // Every wake-up clears the flag before the queue is looked at: a call sent
                 // from now on wakes the next wait.
@@ -424,10 +435,38 @@ impl<B: Backend> Selector<B> {
         }
     }
 
+    /// One wait of the OS poller, its reports added to the batch.
+    #[inline(always)]
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let (registry, mut batch) = (&mut self.registry, self.batch.begin());
+        self.backend.wait(timeout, |token, readiness| {
+            let token = Token(token);
+            let Some(entry) = registry.get_mut(token.index()) else {
+                return;
+            };
+            let mask = readiness & entry.key.events;
+            if entry.key.token != token || mask.is_empty() {
+                return; // unregistered meanwhile, or a hang-up outside its interest
+            }
+            batch.add(&mut entry.report, entry.key, mask);
+        })
+    }
+
+    /// [`wait`](Self::wait), timed (the stopwatch is on).
+    #[cold]
+    #[inline(never)]
+    fn wait_timed(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let started = Instant::now();
+        let waited = self.wait(timeout);
+        self.services.watch.waited(started);
+        waited
+    }
+
     /// Runs the callback of `token`; returns whether it ran.
     ///
     /// The hot path of every loop, kept small enough to inline: what happens after a panic, an
-    /// error or a self-unregistration is in [`after_call`](Self::after_call), out of line.
+    /// error or a self-unregistration is in [`after_call`](Self::after_call), out of line, and
+    /// so is the timed call.
     #[inline]
     fn dispatch_token(&mut self, token: Token, mask: Events) -> io::Result<bool> {
         let Some(entry) = self.registry.get_mut(token.index()) else {
@@ -444,7 +483,11 @@ impl<B: Backend> Selector<B> {
         // Delivered: a report of the last wait is not delivered again. If this call stops
         // the batch (a panic, or `Stop`), the reports after it are owed.
         let slot = self.batch.deliver(&mut entry.report);
-        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
+        let result = match self.services.watch.timing() {
+            false => panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask))),
+            true => self.call_timed(&mut handler, &key, mask, false),
+        };
+        self.counters.dispatched += 1;
         if let (Ok(Ok(())), Some(entry)) = (&result, self.registry.get_mut(token.index())) {
             let unchanged = entry.key.token == token && entry.new_callback.is_none();
             if unchanged && entry.handler.is_none() && entry.failures.is_clear() {
@@ -469,8 +512,56 @@ impl<B: Backend> Selector<B> {
         let Some(mut handler) = entry.handler.take() else {
             return Ok(false); // its own callback is running: no re-entry
         };
-        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
+        let result = match self.services.watch.timing() {
+            false => panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask))),
+            true => self.call_timed(&mut handler, &key, mask, true), // inside the call that fed it
+        };
+        self.counters.fed += 1;
         self.after_call(&key, handler, result, None)
+    }
+
+    /// Calls `handler` (the callback of `key`) with `mask`, timed (the stopwatch is on): its
+    /// time is counted, and a slow one named. `inside`: it runs inside a call
+    /// (`dispatch_soon`), which must not count it again.
+    #[cold]
+    #[inline(never)]
+    fn call_timed(
+        &mut self,
+        handler: &mut Box<dyn Handler<Selector<B>>>,
+        key: &SelectorKey,
+        mask: Events,
+        inside: bool,
+    ) -> std::thread::Result<io::Result<()>> {
+        let started = Instant::now();
+        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
+        let (fd, kind) = (key.fd, short_type_name(handler.source_type()));
+        let watch = &mut self.services.watch;
+        match inside {
+            false => watch.ran(
+                started,
+                format_args!("callback for fd {fd} ({kind}, {mask:?})"),
+            ),
+            true => watch.ran_inside(
+                started,
+                format_args!("callback for fd {fd} ({kind}, dispatch_soon)"),
+            ),
+        }
+        result
+    }
+
+    /// Runs the hook of `phase`, if one is set.
+    #[cold]
+    #[inline(never)]
+    fn run_hook(&mut self, phase: Phase) {
+        let Some(mut hook) = self.hooks.take(phase) else {
+            return;
+        };
+        let started = self.services.watch.start();
+        (hook.0)(self);
+        if let Some(started) = started {
+            self.services.watch.ran(started, phase.name());
+        }
+        self.hooks.put_back(phase, hook);
     }
 
     /// Everything but the hot path after a callback returned (or panicked): putting the
@@ -489,6 +580,7 @@ impl<B: Backend> Selector<B> {
         let result = match result {
             Ok(result) => result,
             Err(panic) => {
+                self.counters.outcomes.panicked += 1;
                 if let Some(index) = self.registry.current(token) {
                     self.registry.remove(&mut self.backend, index);
                 }
@@ -503,7 +595,11 @@ impl<B: Backend> Selector<B> {
             drop(handler); // closes the source: it was unregistered, and left the poller then
             return match result {
                 Err(e) if !is_spurious(&e) => self.fail(key, e, slot),
-                _ => Ok(true),
+                Err(_) => {
+                    self.counters.outcomes.spurious += 1;
+                    Ok(true)
+                }
+                Ok(()) => Ok(true),
             };
         };
         let entry = self.registry.entry_mut(index);
@@ -513,7 +609,10 @@ impl<B: Backend> Selector<B> {
         entry.handler = Some(handler);
         match result {
             Ok(()) => Policy::succeeded(&mut self.registry, index),
-            Err(e) if is_spurious(&e) => Policy::would_block(&mut self.registry, index),
+            Err(e) if is_spurious(&e) => {
+                self.counters.outcomes.spurious += 1;
+                Policy::would_block(&mut self.registry, index);
+            }
             Err(e) => return self.fail(key, e, slot),
         }
         Ok(true)
@@ -525,6 +624,13 @@ impl<B: Backend> Selector<B> {
         let failed = self
             .failures
             .failed(&mut self.backend, &mut self.registry, key, err);
+        let outcomes = &mut self.counters.outcomes;
+        match failed {
+            Ok(ErrorAction::Keep) => outcomes.kept += 1,
+            Ok(ErrorAction::Pause) => outcomes.paused += 1,
+            Ok(ErrorAction::Close | ErrorAction::Stop) => outcomes.closed += 1, // never `Stop`
+            Err(_) => outcomes.stopped += 1,
+        }
         if let Err(err) = failed {
             self.batch.owe_after(slot); // `Stop`: the rest of the batch waits
             return Err(err);

@@ -19,7 +19,7 @@ use crossbeam_channel::Sender;
 use std::any::Any;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -39,6 +39,8 @@ pub(crate) struct Pool {
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
+    /// Jobs running now (`job` counts them).
+    running: Arc<AtomicUsize>,
 }
 
 /// The most threads [`Selector::set_executor_threads`](crate::Selector::set_executor_threads)
@@ -55,6 +57,7 @@ impl Pool {
             jobs: Some(jobs),
             workers: Vec::with_capacity(threads.min(MAX_THREADS)),
             shutdown: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicUsize::new(0)),
         };
         for i in 0..threads.min(MAX_THREADS) {
             let (queue, shutdown) = (queue.clone(), pool.shutdown.clone());
@@ -75,6 +78,18 @@ impl Pool {
             pool.workers.push(worker);
         }
         Ok(pool)
+    }
+
+    /// Jobs waiting for a worker (cancelled ones included, until a worker drops them), and
+    /// jobs running.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let queued = self.jobs.as_ref().map_or(0, |jobs| jobs.len());
+        (queued, self.running.load(Ordering::Acquire))
+    }
+
+    /// The counter of running jobs, for [`job`].
+    pub(crate) fn running(&self) -> Arc<AtomicUsize> {
+        self.running.clone()
     }
 
     pub(crate) fn submit(&self, job: Job) -> io::Result<()> {
@@ -131,11 +146,12 @@ pub(crate) fn describe(state: &AtomicU8) -> &'static str {
     }
 }
 
-/// `work` as a job for the pool: unless cancelled first, it runs, a panic is caught, and its
-/// outcome goes to `reply` (on the worker thread).
+/// `work` as a job for the pool: unless cancelled first, it runs (counted in `running`
+/// meanwhile), a panic is caught, and its outcome goes to `reply` (on the worker thread).
 pub(crate) fn job<T, W>(
     work: W,
     state: JobState,
+    running: Arc<AtomicUsize>,
     reply: impl FnOnce(Outcome) + Send + 'static,
 ) -> Job
 where
@@ -149,6 +165,7 @@ where
         {
             return; // cancelled: `cancel` already reported it
         }
+        running.fetch_add(1, Ordering::AcqRel);
         let outcome: Outcome = match panic::catch_unwind(AssertUnwindSafe(work)) {
             Ok(value) => Ok(Box::new(value)),
             Err(payload) => Err(io::Error::other(format!(
@@ -156,6 +173,7 @@ where
                 panic_message(&*payload)
             ))),
         };
+        running.fetch_sub(1, Ordering::AcqRel); // before the loop can hear it is done
         reply(outcome);
     })
 }

@@ -15,12 +15,14 @@
 //! `reactor/scheduling.rs`.
 
 pub(crate) mod executor;
+pub(crate) mod observe;
 pub(crate) mod remote;
 pub(crate) mod signal;
 pub(crate) mod timer;
 
 use crate::sys::Waker;
 use executor::{Done, JobState, Outcome, Pool};
+use observe::{Counts, Watch};
 use remote::{Remote, Sender};
 use slab::Slab;
 use std::collections::VecDeque;
@@ -43,6 +45,11 @@ pub(crate) struct Services<L> {
     jobs: Slab<Done<L>>,
     pool: Option<Pool>,
     pool_threads: usize,
+    /// What the services ran (`observe.rs`).
+    pub(crate) counts: Counts,
+    /// The loop's stopwatch, off unless asked for (`observe.rs`); the selector times its I/O
+    /// callbacks and its waits with it too.
+    pub(crate) watch: Watch,
 }
 
 impl<L: HasServices> Services<L> {
@@ -54,6 +61,8 @@ impl<L: HasServices> Services<L> {
             jobs: Slab::new(),
             pool: None,
             pool_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            counts: Counts::default(),
+            watch: Watch::default(),
         }
     }
 
@@ -140,6 +149,8 @@ impl<L: HasServices> Services<L> {
         let mut fired = 0;
         while let Some((timer, callback)) = l.services().timers.pop_due(now, mark) {
             fired += 1;
+            let lag = timer.when().elapsed(); // now, as its callback starts
+            let started = l.services().watch.start();
             match callback {
                 Callback::Once(callback) => callback(l),
                 Callback::Every(mut callback, interval) => {
@@ -149,6 +160,15 @@ impl<L: HasServices> Services<L> {
                         .timers
                         .reschedule(timer, callback, Instant::now());
                 }
+            }
+            let services = l.services();
+            services.counts.timers_fired += 1;
+            services.counts.timer_lag.add(lag);
+            if let Some(started) = started {
+                services.watch.ran(
+                    started,
+                    format_args!("timer (fired {lag:.3?} after its deadline)"),
+                );
             }
         }
         fired
@@ -161,18 +181,35 @@ impl<L: HasServices> Services<L> {
         let mut called = 0;
         for _ in 0..soon {
             if let Some(call) = l.services().soon.pop_front() {
+                let started = l.services().watch.start();
                 call(l);
                 called += 1;
+                let services = l.services();
+                services.counts.calls += 1;
+                if let Some(started) = started {
+                    services.watch.ran(started, "call_soon call");
+                }
             }
         }
         for _ in 0..remote {
             let Some(call) = l.services().remote.next() else {
                 break;
             };
+            let started = l.services().watch.start();
             call(l);
             called += 1;
+            let services = l.services();
+            services.counts.remote_calls += 1;
+            if let Some(started) = started {
+                services.watch.ran(started, "call from another thread");
+            }
         }
         called
+    }
+
+    /// Executor jobs waiting for a worker, and running.
+    pub(crate) fn jobs(&self) -> (usize, usize) {
+        self.pool.as_ref().map_or((0, 0), Pool::load)
     }
 
     // --- What callbacks schedule ------------------------------------------------------------
@@ -224,16 +261,16 @@ impl<L: HasServices> Services<L> {
         if self.pool.is_none() {
             self.pool = Some(Pool::new(self.pool_threads)?);
         }
-        let id = self.jobs.insert(done);
-        let state = executor::pending();
-        let job = executor::job(work, state.clone(), move |outcome| {
-            // If the loop is gone, so is `done`: nothing to deliver to.
-            let _ = reply.send(Box::new(move |l| Self::finish_job(l, id, outcome)));
-        });
         let pool = self
             .pool
             .as_ref()
             .ok_or_else(|| io::Error::other("no executor"))?;
+        let id = self.jobs.insert(done);
+        let state = executor::pending();
+        let job = executor::job(work, state.clone(), pool.running(), move |outcome| {
+            // If the loop is gone, so is `done`: nothing to deliver to.
+            let _ = reply.send(Box::new(move |l| Self::finish_job(l, id, outcome)));
+        });
         if let Err(e) = pool.submit(job) {
             drop(self.jobs.remove(id));
             return Err(e);
