@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --example echo_server [ADDR]        # default 127.0.0.1:8088
 //! cargo run --example echo_client [ADDR]        # then type lines
+//! cargo run --example echo_server -- --stats 1  # and a line of loop metrics every second
 //! ```
 //!
 //! Python's version, for comparison:
@@ -49,6 +50,13 @@
 //! accepting, lets each connection send what it has queued (at most 5 s), and closes them
 //! (`examples/common/shutdown.rs`, shared by the servers).
 //!
+//! `--stats SECS` prints a line of the loop's metrics ([`Selector::metrics`]) to stderr every
+//! SECS seconds, for the interval just gone: loop iterations, callbacks run and how many
+//! failed, registrations (the listener, the signal handlers and the connections), and the
+//! share of time spent waiting for I/O against running callbacks
+//! (`Selector::set_time_metrics`). The plain loop has no timers, so the loop itself asks
+//! `select` to return in time for the next line.
+//!
 //! A bad command line (`echo_server 8088`: a port without its host) is refused with the usage
 //! line and exit status 2; a run-time error is one line, `echo_server: ADDR: what went wrong`
 //! (the address in use), and exit status 1 (`examples/common/cli.rs`, shared by every example).
@@ -58,12 +66,15 @@ mod cli;
 #[path = "common/shutdown.rs"]
 mod shutdown;
 
-use selectloop::{Bytes, ConnEvent, Connection, DefaultSelector, Events, Selector, EVENT_READ};
+use selectloop::{
+    Bytes, ConnEvent, Connection, DefaultSelector, Events, Metrics, Selector, EVENT_READ,
+};
 use std::cell::Cell;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 fn accept(sel: &mut Selector, sock: &mut TcpListener, _mask: Events) -> io::Result<()> {
     let (conn, addr) = sock.accept()?;
@@ -84,18 +95,56 @@ fn read(
     Ok(()) // after end of file (`PeerClosed`), the connection flushes, then closes itself
 }
 
-const USAGE: &str = "usage: echo_server [ADDR]
+const USAGE: &str = "usage: echo_server [ADDR] [--stats SECS]
 
-  ADDR  where to listen (default 127.0.0.1:8088)
+  ADDR          where to listen (default 127.0.0.1:8088)
+  --stats SECS  print a line of loop metrics to stderr every SECS seconds
 Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
 
-fn main() -> ExitCode {
-    let addr = cli::parse(USAGE, cli::addr_only(USAGE));
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    cli::status(serve(&addr))
+fn parse_args(parser: &mut lexopt::Parser) -> Result<(String, Option<Duration>), lexopt::Error> {
+    use lexopt::prelude::*;
+    let (mut addr, mut stats) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("stats") => match cli::secs(parser, "--stats")? {
+                Duration::ZERO => return Err("--stats 0: the interval must be above 0".into()),
+                every => stats = Some(every),
+            },
+            Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
+            Short('h') | Long("help") => cli::help(USAGE),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:8088".into()), stats))
 }
 
-fn serve(addr: &str) -> io::Result<()> {
+fn main() -> ExitCode {
+    let (addr, stats) = cli::parse(USAGE, parse_args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    cli::status(serve(&addr, stats))
+}
+
+/// One line of what the loop did between two snapshots, `was` and `now`, `secs` apart.
+fn stats_line(was: &Metrics, now: &Metrics, secs: f64) -> String {
+    let failed = |m: &Metrics| {
+        let c = &m.callbacks;
+        c.kept + c.paused + c.closed + c.stopped + c.panicked
+    };
+    let ran = |m: &Metrics| m.callbacks.ok + m.callbacks.spurious + failed(m);
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / secs;
+    format!(
+        "stats: {secs:.2}s iterations={} callbacks={} failed={} registrations={} wait={:.1}% \
+         running={:.1}%",
+        now.iterations - was.iterations,
+        ran(now) - ran(was),
+        failed(now) - failed(was),
+        now.registrations,
+        share(now.wait_time.saturating_sub(was.wait_time)),
+        share(now.callback_time.saturating_sub(was.callback_time)),
+    )
+}
+
+fn serve(addr: &str, stats: Option<Duration>) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
     sock.set_nonblocking(true)?;
@@ -112,9 +161,25 @@ fn serve(addr: &str) -> io::Result<()> {
     }
     eprintln!("echo server on {addr}; try: cargo run --example echo_client {addr}");
 
+    // With --stats: the time of the next line, and what the loop had done at the last one.
+    let mut report = stats.map(|every| (Instant::now() + every, Instant::now(), sel.metrics()));
+    if report.is_some() {
+        sel.set_time_metrics(true);
+    }
     while running.get() {
-        for (key, mask) in sel.select(None)? {
+        let timeout = report
+            .as_ref()
+            .map(|(at, ..)| at.saturating_duration_since(Instant::now()));
+        for (key, mask) in sel.select(timeout)? {
             sel.dispatch(&key, mask)?;
+        }
+        if let (Some((at, last, was)), Some(every)) = (&mut report, stats) {
+            let now = Instant::now();
+            if now >= *at {
+                let metrics = sel.metrics();
+                eprintln!("{}", stats_line(was, &metrics, (now - *last).as_secs_f64()));
+                (*at, *last, *was) = (now + every, now, metrics);
+            }
         }
     }
     // Stop accepting, let each connection send what it has queued, then close them all.

@@ -608,6 +608,63 @@ fn uppercase_server_ctrl_c() {
     ctrl_c(&UPPERCASE);
 }
 
+// --- echo_server --stats: the loop's metrics, a line per interval -------------------------------
+
+/// The sums of `key=N` over the `stats:` lines of `stderr`, and how many lines there are.
+fn stats_sums(stderr: &str, key: &str) -> (u64, usize) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("stats: "))
+        .collect();
+    let sum = lines
+        .iter()
+        .map(|line| {
+            let field = line.split(' ').find_map(|f| f.strip_prefix(key));
+            let field = field.unwrap_or_else(|| panic!("no {key} in the stats line {line:?}"));
+            field
+                .parse::<u64>()
+                .unwrap_or_else(|e| panic!("{key} in {line:?}: {e}"))
+        })
+        .sum();
+    (sum, lines.len())
+}
+
+#[test]
+fn echo_server_prints_the_loop_metrics() {
+    let server = ExampleServer::start("echo_server", &["127.0.0.1:0", "--stats", "0.05"]);
+    let conn = connect(server.addr()).expect("connect");
+    for i in 0..10 {
+        round_trip(&ECHO, &conn, i).expect("a round trip");
+    }
+    drop(conn);
+    // One accept, ten reads of a line, the read of the end of file: 12 callbacks, none failed.
+    let stderr = server.wait_for_stderr("12 callbacks in the stats lines", |text| {
+        stats_sums(text, "callbacks=").0 >= 12
+    });
+    assert_eq!(stats_sums(&stderr, "callbacks=").0, 12, "{stderr}");
+    assert_eq!(stats_sums(&stderr, "failed=").0, 0, "{stderr}");
+    let (iterations, lines) = stats_sums(&stderr, "iterations=");
+    assert!(
+        iterations >= 12 + lines as u64 - 1,
+        "an iteration per callback: {stderr}"
+    );
+    for line in stderr.lines().filter(|l| l.starts_with("stats: ")) {
+        assert!(line.contains(" wait=") && line.ends_with('%'), "{line}");
+    }
+    drop(server);
+}
+
+#[test]
+fn echo_server_refuses_a_bad_stats_interval() {
+    for (value, message) in [
+        ("0", "--stats 0: the interval must be above 0"),
+        ("x", "--stats x"),
+    ] {
+        let out = common::run_example("echo_server", &["--stats", value]);
+        assert_usage_error("echo_server", &out, message);
+    }
+}
+
 // --- The I/O-model ladder (examples/model_*.rs; tests/ladder.rs has what each rung shows) -------
 //
 // Each fault applies where the model can take it: an iterative server (`model_blocking`) cannot
