@@ -18,7 +18,8 @@
 # README's select + dispatch loop, a bare `polling` loop, bare epoll: the same echo code in
 # each) runs alone under callgrind at N = 1 and N = 64, with M and 2M events.
 #
-# Environment: COUNT_MESSAGES (M, default 2000), COUNT_CONNECTIONS (default "1 50"),
+# Environment: COUNT_MESSAGES (M, default 2000), COUNT_CONNECTIONS (default "1 50"), COUNT_LOOPS
+# (with --loops: which loops, default all five),
 # COUNT_STRACE=0 to skip the system calls, COUNT_KEEP=DIR to keep each server's callgrind
 # output as DIR/NAME.C.M.out (for scripts/per_event.py: where the instructions go, by function
 # or by machine instruction). Needs valgrind and strace (apt-get install -y valgrind strace);
@@ -111,7 +112,7 @@ count_loops() {
     printf '%-24s %12s %16s %16s\n' loop connections instructions syscalls
     local lp c
     for c in $connections; do
-        for lp in select run_once epoll-select bare-polling bare-epoll; do
+        for lp in ${COUNT_LOOPS:-select run_once epoll-select bare-polling bare-epoll}; do
             STOP=exit measure "$lp" "$c" "$bench" "$lp" 127.0.0.1:0 --clients "$c"
         done
     done
