@@ -2,8 +2,9 @@
 //! root of its own, and raw `TcpStream`s talk HTTP to it over loopback (replies parsed
 //! minimally here). Keep-alive, pipelining, HTTP/1.0, static files and every way out of the
 //! root, the refusals (400, 405, 413, 431, 501), the header and idle timeouts, several loops,
-//! clients that misbehave (garbage, half-close, reset, never reading), and the descriptor
-//! limit.
+//! clients that misbehave (garbage, half-close, reset, never reading), the descriptor limit,
+//! and `--status`: nginx's stub_status page, its counts, read by curl and compared with nginx's
+//! own (each when installed).
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test http_server`.
@@ -836,6 +837,609 @@ fn the_descriptor_limit_is_survived() {
     });
 }
 
+// --- The status page (--status): nginx's stub_status ---------------------------------------------
+
+const STATUS: &str = "/nginx_status";
+
+/// What nginx's stub_status page says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct StubStatus {
+    active: u64,
+    accepts: u64,
+    handled: u64,
+    requests: u64,
+    reading: u64,
+    writing: u64,
+    waiting: u64,
+}
+
+/// Parses a stub_status body as strictly as nginx writes it (`ngx_http_stub_status_module`):
+/// exactly these four lines, each ending in `\n` (no `\r`), with the space before the `\n` of
+/// lines 1, 3 and 4 and at the start of line 3, each `#` a number as nginx prints one (`%uA`:
+/// decimal digits, no sign, no leading zero), nothing before or after.
+fn parse_stub_status(body: &[u8]) -> Result<StubStatus, String> {
+    const LINES: [&str; 4] = [
+        "Active connections: # \n",
+        "server accepts handled requests\n",
+        " # # # \n",
+        "Reading: # Writing: # Waiting: # \n",
+    ];
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8 ({e})"))?;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    if lines.len() != LINES.len() {
+        return Err(format!("{} lines, not 4: {text:?}", lines.len()));
+    }
+    let mut n = Vec::new();
+    for (line, pattern) in lines.into_iter().zip(LINES) {
+        let numbers = numbers_in(line, pattern);
+        n.extend(numbers.map_err(|e| format!("{line:?} is not {pattern:?}: {e}"))?);
+    }
+    Ok(StubStatus {
+        active: n[0],
+        accepts: n[1],
+        handled: n[2],
+        requests: n[3],
+        reading: n[4],
+        writing: n[5],
+        waiting: n[6],
+    })
+}
+
+/// The numbers of `line`, which must be `pattern` with a number for each `#`.
+fn numbers_in(line: &str, pattern: &str) -> Result<Vec<u64>, String> {
+    let mut rest = line;
+    let mut numbers = Vec::new();
+    for (i, literal) in pattern.split('#').enumerate() {
+        if i > 0 {
+            let digits = &rest[..rest.bytes().take_while(u8::is_ascii_digit).count()];
+            if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+                return Err(format!("no number as nginx prints one at {rest:?}"));
+            }
+            numbers.push(digits.parse().map_err(|e| format!("{digits}: {e}"))?);
+            rest = &rest[digits.len()..];
+        }
+        rest = rest
+            .strip_prefix(literal)
+            .ok_or_else(|| format!("{literal:?} expected at {rest:?}"))?;
+    }
+    match rest.is_empty() {
+        true => Ok(numbers),
+        false => Err(format!("{rest:?} left over")),
+    }
+}
+
+impl Client {
+    /// GETs the status page; checks its status and headers, and parses it.
+    #[track_caller]
+    fn status(&mut self) -> StubStatus {
+        let reply = self.get(STATUS);
+        check_status_reply(&reply, Some(reply.body.len()));
+        parse_stub_status(&reply.body).unwrap_or_else(|e| panic!("the status page: {e}"))
+    }
+}
+
+/// Checks the head of a reply with the status page: `200`, nginx's headers in nginx's order,
+/// `text/plain`, and the `Content-Length` of `len` bytes if given.
+#[track_caller]
+fn check_status_reply(reply: &Reply, len: Option<usize>) {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let names: Vec<&str> = reply.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let expected = [
+        "Server",
+        "Date",
+        "Content-Type",
+        "Content-Length",
+        "Connection",
+    ];
+    assert_eq!(names, expected, "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain"),
+        "{reply:?}"
+    );
+    if let Some(len) = len {
+        let announced = reply.header("content-length");
+        assert_eq!(announced, Some(len.to_string().as_str()), "{reply:?}");
+    }
+}
+
+/// Asks for the status page on `client` until `done(page)` holds, and returns that page and how
+/// many times it asked: each look is a request, and counts in `requests`. For what no reply
+/// tells the test: that the server has read bytes sent on another connection, or seen one
+/// close, or that another loop has. Fails after [`TIMEOUT`], saying `what` it waited for.
+#[track_caller]
+fn status_when(
+    client: &mut Client,
+    what: &str,
+    done: impl Fn(&StubStatus) -> bool,
+) -> (StubStatus, u64) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut looks = 0;
+    loop {
+        let page = client.status();
+        looks += 1;
+        if done(&page) {
+            return (page, looks);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; the page says {page:?}"
+        );
+    }
+}
+
+#[test]
+fn the_stub_status_parser_is_strict() {
+    let page = b"Active connections: 291 \nserver accepts handled requests\n \
+                 16630948 16630948 31070465 \nReading: 6 Writing: 179 Waiting: 106 \n";
+    let expected = StubStatus {
+        active: 291,
+        accepts: 16630948,
+        handled: 16630948,
+        requests: 31070465,
+        reading: 6,
+        writing: 179,
+        waiting: 106,
+    };
+    assert_eq!(parse_stub_status(page), Ok(expected));
+    let text = std::str::from_utf8(page).unwrap();
+    for wrong in [
+        text.replace(" \n", "\n"),                        // the trailing spaces
+        text.replace("\n 1", "\n1"),                      // the leading space
+        text.replace('\n', "\r\n"),                       // CRLF
+        text.replace("291", "0291"),                      // a leading zero
+        text.replace("291", "-1"),                        // a sign
+        text.replace("291", ""),                          // no number
+        text.replace("Waiting: 106 \n", "Waiting: 106 "), // no last newline
+        format!("{text}\n"),                              // an extra line
+        text.replace("accepts", "Accepts"),
+    ] {
+        assert!(
+            parse_stub_status(wrong.as_bytes()).is_err(),
+            "accepted {wrong:?}"
+        );
+    }
+}
+
+#[test]
+fn the_status_page_is_nginx_s_stub_status() {
+    let fx = Fixture::start(&["--status", STATUS]);
+    let mut client = fx.client();
+    let reply = client.get(STATUS);
+    check_status_reply(&reply, Some(reply.body.len()));
+    assert_eq!(reply.header("connection"), Some("keep-alive"));
+    // A lone client: it is the one connection, the one request, and writing (its own reply).
+    let lone = "Active connections: 1 \nserver accepts handled requests\n 1 1 1 \n\
+                Reading: 0 Writing: 1 Waiting: 0 \n";
+    assert_eq!(String::from_utf8_lossy(&reply.body), lone);
+    let page = parse_stub_status(&reply.body).expect("the page parses");
+    let one = StubStatus {
+        active: 1,
+        accepts: 1,
+        handled: 1,
+        requests: 1,
+        writing: 1,
+        ..StubStatus::default()
+    };
+    assert_eq!(page, one);
+
+    // HEAD: the head only, announcing the page it would have sent (as long: one digit each).
+    client.send(format!("HEAD {STATUS} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+    let head = client.reply(true);
+    check_status_reply(&head, Some(lone.len()));
+    // No body came: the next bytes are the next reply's. A query is not part of the path.
+    let reply = client.get(&format!("{STATUS}?from=test"));
+    check_status_reply(&reply, Some(reply.body.len()));
+    let page = parse_stub_status(&reply.body).expect("the page parses");
+    assert_eq!(page.requests, 3, "{page:?}");
+
+    // Only that path: the others are what they were.
+    for path in [
+        "/nginx_status/",
+        "/nginx_statusx",
+        "/nginx",
+        "/NGINX_STATUS",
+    ] {
+        assert_eq!(client.get(path).status, 404, "{path}");
+    }
+    assert_eq!(client.get("/").body, HELLO);
+    client.send(format!("DELETE {STATUS} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+    assert_eq!(client.reply(false).status, 405, "as nginx's stub_status");
+    assert_eq!(client.status().requests, 10);
+}
+
+#[test]
+fn without_status_the_path_is_an_ordinary_one() {
+    let fx = Fixture::start(&[]);
+    let mut client = fx.client();
+    assert_eq!(client.get(STATUS).status, 404);
+    let fx = Fixture::start(&["--status", "/static/small.txt"]);
+    let mut client = fx.client();
+    let reply = client.get("/static/small.txt");
+    check_status_reply(&reply, Some(reply.body.len()));
+    parse_stub_status(&reply.body).expect("the page, not the file");
+    assert_eq!(client.get("/static/big.bin").body.len(), BIG);
+}
+
+/// Every number, in every state nginx names, exact. The counts expected are nginx's: nginx
+/// 1.22.1, taken through the same steps by a script, gave the same pages at every step (the
+/// test comparing with nginx below does the first one only: one idle client, one asking).
+#[test]
+fn the_status_counts_are_exact() {
+    let fx = Fixture::start(&["--status", STATUS]);
+    // A: a request answered, the connection kept open between requests: Waiting.
+    let mut waiting = fx.client();
+    assert_eq!(waiting.get("/").body, HELLO);
+    // B: half a head: Reading. nginx counts a request when its first bytes arrive (it makes
+    // the request then, ngx_http_create_request, before the head is complete): so B's request
+    // is one of the `requests` already.
+    let mut reading = fx.client();
+    reading.send(b"GET / HTTP/1.1\r\nHo");
+    // C: the status request: Writing (nginx counts the connection asking, whose reply is being
+    // written). Waiting for the server to have read B's bytes, which no reply tells: on one loop
+    // it has (B's bytes came before C's request, and the server reads in turn), but a look
+    // more is counted anyway.
+    let mut asking = fx.client();
+    let (page, looks) = status_when(&mut asking, "B's half head read", |p| p.reading == 1);
+    let mut expected = StubStatus {
+        active: 3,
+        accepts: 3,
+        handled: 3,
+        requests: 2 + looks, // A's, B's (begun), and C's
+        reading: 1,
+        writing: 1,
+        waiting: 1,
+    };
+    assert_eq!(page, expected);
+
+    // A leaves: once the server has closed it too, one connection less, and no waiting one.
+    waiting.stream.shutdown(Shutdown::Write).unwrap();
+    waiting.expect_close("A, half-closed");
+    drop(waiting);
+    let (page, looks) = status_when(&mut asking, "A's close", |p| p.active == 2);
+    expected.active = 2;
+    expected.waiting = 0;
+    expected.requests += looks;
+    assert_eq!(page, expected);
+
+    // B completes its head: answered, it waits. Its request was counted already.
+    reading.send(b"st: test\r\n\r\n");
+    assert_eq!(reading.reply(false).body, HELLO);
+    let page = asking.status();
+    (expected.reading, expected.waiting) = (0, 1);
+    expected.requests += 1;
+    assert_eq!(page, expected);
+
+    // D connects and sends nothing: nginx counts it as waiting, and so does this server.
+    let _silent = fx.client();
+    let (page, looks) = status_when(&mut asking, "D accepted", |p| p.accepts == 4);
+    (expected.active, expected.accepts, expected.handled) = (3, 4, 4);
+    expected.waiting = 2;
+    expected.requests += looks;
+    assert_eq!(page, expected);
+
+    // B sends garbage: refused (400) and closed. A request all the same, for nginx too. (nginx
+    // then keeps the connection in its lingering close, still Reading, until the client closes
+    // its end too, as B does here; this server closes it at once.)
+    reading.send(b"NOT HTTP\r\n\r\n");
+    assert_eq!(reading.reply(false).status, 400);
+    reading.expect_close("after the 400");
+    drop(reading);
+    let (page, looks) = status_when(&mut asking, "B's close", |p| p.active == 2);
+    expected.active = 2;
+    expected.waiting = 1;
+    expected.requests += 1 + looks;
+    assert_eq!(page, expected);
+
+    // Two status requests in one write: each page counts the requests begun before it is
+    // written, as nginx's does (nginx begins a pipelined request once the one before is done).
+    asking.send(get(STATUS).repeat(2).as_bytes());
+    let first = parse_stub_status(&asking.reply(false).body).expect("the first page");
+    let second = parse_stub_status(&asking.reply(false).body).expect("the second page");
+    expected.requests += 1;
+    assert_eq!(first, expected);
+    expected.requests += 1;
+    assert_eq!(second, expected);
+}
+
+/// With two loops, each counting its own connections: the page adds them up. Without
+/// `SO_REUSEPORT` the acceptor hands connections to the loops in turn, so both have some;
+/// with it, the kernel spreads them, and the sums must be right whatever the spread.
+#[test]
+fn the_status_counts_cover_every_loop() {
+    for args in [
+        &["--threads", "2", "--no-reuseport"][..],
+        &["--threads", "2"][..],
+    ] {
+        let mut all = vec!["--status", STATUS];
+        all.extend_from_slice(args);
+        let fx = Fixture::start(&all);
+        let first = fx.server.stderr();
+        assert!(first.contains("2 thread(s)"), "{first}");
+        let mut idle: Vec<Client> = (0..6).map(|_| fx.client()).collect();
+        for client in &mut idle {
+            assert_eq!(client.get("/").body, HELLO);
+        }
+        let mut reading = fx.client();
+        reading.send(b"GET / HTTP/1.1\r\n");
+        // The loops count on their own threads: the asking one may see another's change late.
+        let mut asking = fx.client();
+        let (page, looks) = status_when(&mut asking, "every loop's counts", |p| {
+            p.reading == 1 && p.waiting == 6
+        });
+        let mut expected = StubStatus {
+            active: 8,
+            accepts: 8,
+            handled: 8,
+            requests: 7 + looks,
+            reading: 1,
+            writing: 1,
+            waiting: 6,
+        };
+        assert_eq!(page, expected, "{args:?}");
+
+        for mut client in idle.drain(..3) {
+            client.stream.shutdown(Shutdown::Write).unwrap();
+            client.expect_close("a waiting client, half-closed");
+        }
+        let (page, looks) = status_when(&mut asking, "three closes", |p| p.active == 5);
+        expected.active = 5;
+        expected.waiting = 3;
+        expected.requests += looks;
+        assert_eq!(page, expected, "{args:?}");
+    }
+}
+
+#[test]
+fn curl_reads_the_status_page() {
+    let curl = std::process::Command::new("curl").arg("--version").output();
+    if !curl.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let fx = Fixture::start(&["--status", STATUS]);
+    let url = format!("http://{}{STATUS}", fx.server.addr());
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", &TIMEOUT.as_secs().to_string(), &url])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    let page = parse_stub_status(&out.stdout).unwrap_or_else(|e| panic!("curl {url}: {e}"));
+    let one = StubStatus {
+        active: 1,
+        accepts: 1,
+        handled: 1,
+        requests: 1,
+        writing: 1,
+        ..StubStatus::default()
+    };
+    assert_eq!(page, one);
+}
+
+/// An nginx started for a test, with the stub_status page at [`STATUS`]: in a temporary prefix
+/// directory, one process (`daemon off; master_process off;`), on a spare loopback port. Killed
+/// when dropped, whatever happened, before its directory is removed.
+#[cfg(unix)]
+struct Nginx {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    dir: TempDir,
+}
+
+#[cfg(unix)]
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Why nginx could not be started.
+#[cfg(unix)]
+enum NginxFailed {
+    /// The port chosen was taken meanwhile: try another.
+    PortTaken(String),
+    Other(String),
+}
+
+#[cfg(unix)]
+impl Nginx {
+    /// The nginx program, if one is installed (`command -v nginx`, or where the distributions
+    /// put it: /usr/sbin is not in every user's PATH).
+    fn program() -> Option<PathBuf> {
+        let found = std::process::Command::new("sh")
+            .args(["-c", "command -v nginx"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from);
+        found.or_else(|| {
+            [
+                "/usr/sbin/nginx",
+                "/usr/local/sbin/nginx",
+                "/usr/local/nginx/sbin/nginx",
+            ]
+            .map(PathBuf::from)
+            .into_iter()
+            .find(|path| path.is_file())
+        })
+    }
+
+    /// Starts `program`, built as `nginx -V` said (`build`); tries three spare ports.
+    fn start(program: &std::path::Path, build: &str) -> Nginx {
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            match Nginx::try_start(program, build) {
+                Ok(nginx) => return nginx,
+                Err(NginxFailed::PortTaken(why)) => taken.push(why),
+                Err(NginxFailed::Other(why)) => panic!("{}: {why}", program.display()),
+            }
+        }
+        panic!(
+            "{}: no spare port:\n{}",
+            program.display(),
+            taken.join("\n")
+        );
+    }
+
+    fn try_start(program: &std::path::Path, build: &str) -> Result<Nginx, NginxFailed> {
+        let dir = TempDir::new();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a spare loopback port")
+            .port();
+        let prefix = dir.0.display().to_string();
+        // Every path nginx writes to in the temporary directory: the default ones (/var/lib,
+        // /var/log...) may not be writable. Each temporary path only if its module is built in
+        // (nginx-light has no uwsgi or scgi, say): an unknown directive is fatal.
+        let mut temp_paths = format!("client_body_temp_path {prefix}/client_body;\n");
+        for module in ["proxy", "fastcgi", "uwsgi", "scgi"] {
+            if !build.contains(&format!("--without-http_{module}_module")) {
+                temp_paths += &format!("    {module}_temp_path {prefix}/{module};\n");
+            }
+        }
+        // Two error logs: the file, for the failure messages, and stderr, where the test sees
+        // nginx ready (see below).
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log notice;\n\
+             error_log stderr notice;\nevents {{ worker_connections 64; }}\n\
+             http {{\n    access_log off;\n    {temp_paths}\
+                 server {{\n        listen 127.0.0.1:{port};\n\
+                     location = {STATUS} {{ stub_status; }}\n    }}\n}}\n"
+        );
+        fs::create_dir_all(dir.0.join("logs")).unwrap(); // the default log's place, if any
+        let conf = dir.0.join("nginx.conf");
+        fs::write(&conf, config).unwrap();
+        let mut child = std::process::Command::new(program)
+            .arg("-p")
+            .arg(format!("{prefix}/"))
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| NginxFailed::Other(format!("cannot start it: {e}")))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut nginx = Nginx {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        // Its stderr, line by line, read all along (the pipe never fills).
+        let (lines, from_nginx) = std::sync::mpsc::channel::<String>();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                match line {
+                    Ok(line) => _ = lines.send(line),
+                    Err(_) => return,
+                }
+            }
+        });
+        // nginx listens (in ngx_init_cycle), then logs what it runs on (ngx_os_status), the
+        // last line of which is `getrlimit(RLIMIT_NOFILE): ...`: from then on, connections wait
+        // in its listen queue until it serves them.
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match from_nginx.recv_timeout(left) {
+                Ok(line) if line.contains("getrlimit(RLIMIT_NOFILE)") => return Ok(nginx),
+                Ok(line) => seen.push(line),
+                Err(e) => {
+                    let status = nginx.child.try_wait();
+                    let log = |name| fs::read_to_string(nginx.dir.0.join(name));
+                    let why = format!(
+                        "not ready ({e}; {status:?}); its stderr:\n{}\nits error logs:\n{}{}",
+                        seen.join("\n"),
+                        log("error.log").unwrap_or_default(),
+                        log("logs/error.log").unwrap_or_default(),
+                    );
+                    return Err(match why.contains("Address already in use") {
+                        true => NginxFailed::PortTaken(why),
+                        false => NginxFailed::Other(why),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The status scenario the nginx test runs on both servers: one connection open and idle,
+/// then another asking for the page with GET, then with HEAD. Returns the two replies.
+#[cfg(unix)]
+fn idle_then_status(addr: std::net::SocketAddr) -> (Reply, Reply) {
+    let _idle = connect(addr).expect("connect the idle client");
+    let asking = connect(addr).expect("connect the asking client");
+    let mut reader = BufReader::new(asking.try_clone().unwrap());
+    (&asking).write_all(get(STATUS).as_bytes()).unwrap();
+    let page = read_reply(&mut reader, false).expect("the page");
+    let head = format!("HEAD {STATUS} HTTP/1.1\r\nHost: test\r\n\r\n");
+    (&asking).write_all(head.as_bytes()).unwrap();
+    let head = read_reply(&mut reader, true).expect("the head of the page");
+    (page, head)
+}
+
+/// The page of this server and nginx's, in the same scenario on a fresh server each, are the
+/// same bytes; the headers this server sends with it include nginx's (with their values, but
+/// `Server`'s and `Date`'s).
+#[cfg(unix)]
+#[test]
+fn the_status_page_is_the_same_as_nginx_s() {
+    let Some(program) = Nginx::program() else {
+        eprintln!("skipped: nginx is not installed");
+        return;
+    };
+    let version = std::process::Command::new(&program).arg("-V").output();
+    let build = match version {
+        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Err(e) => panic!("{} -V: {e}", program.display()),
+    };
+    if !build.contains("http_stub_status_module") {
+        eprintln!(
+            "skipped: {} is built without http_stub_status_module",
+            program.display()
+        );
+        return;
+    }
+    let nginx = Nginx::start(&program, &build);
+    let (nginx_page, nginx_head) = idle_then_status(nginx.addr);
+    drop(nginx);
+    let fx = Fixture::start(&["--status", STATUS]);
+    let (page, head) = idle_then_status(fx.server.addr());
+
+    assert_eq!(
+        String::from_utf8_lossy(&page.body),
+        String::from_utf8_lossy(&nginx_page.body),
+        "the page differs from nginx's ({})",
+        build.lines().next().unwrap_or("nginx")
+    );
+    // Two connections (one idle), one request (the one asking, writing): nginx's numbers.
+    let expected = "Active connections: 2 \nserver accepts handled requests\n 2 2 1 \n\
+                    Reading: 0 Writing: 1 Waiting: 1 \n";
+    assert_eq!(String::from_utf8_lossy(&page.body), expected);
+    for (ours, theirs) in [(&page, &nginx_page), (&head, &nginx_head)] {
+        assert_eq!(ours.status, theirs.status);
+        for (name, value) in &theirs.headers {
+            let mine = ours.header(name);
+            let same = match name.to_ascii_lowercase().as_str() {
+                "server" | "date" => mine.is_some(),
+                _ => mine == Some(value.as_str()),
+            };
+            assert!(
+                same,
+                "nginx sends {name}: {value}, this server {mine:?}\nnginx: {:?}\nours: {:?}",
+                theirs.headers, ours.headers
+            );
+        }
+    }
+}
+
 // --- The process: help, Ctrl-C -----------------------------------------------------------------
 
 #[test]
@@ -851,6 +1455,7 @@ fn help_names_the_flags_and_the_default_root() {
         "--max-header",
         "--header-timeout",
         "--idle-timeout",
+        "--status",
     ] {
         assert!(
             text.contains(flag),
@@ -859,6 +1464,25 @@ fn help_names_the_flags_and_the_default_root() {
     }
     let out = common::run_example("http_server", &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
+fn status_needs_a_path() {
+    for args in [
+        &["--status"][..],
+        &["--status", "nginx_status"],
+        &["--status", ""],
+        &["--status", "/a?b"],
+        &["--status", "--threads", "2"],
+    ] {
+        let out = common::run_example("http_server", args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--status") && stderr.contains("usage: http_server"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// SIGINT with clients connected: exit status 0.

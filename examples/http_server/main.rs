@@ -8,6 +8,7 @@
 //! curl -i http://127.0.0.1:8080/                 # Hello, World!
 //! curl -I http://127.0.0.1:8080/static/Cargo.toml
 //! wrk -t2 -c100 -d10s http://127.0.0.1:8080/
+//! curl http://127.0.0.1:8080/nginx_status       # with --status /nginx_status
 //! ```
 //!
 //! What it serves:
@@ -17,7 +18,24 @@
 //! - `GET /static/NAME`: the file NAME of `--root` (default: the current directory), streamed
 //!   with back-pressure, never read whole into memory; only plain names, no subdirectories,
 //!   nothing outside the root, however encoded (`files.rs`).
-//! - `HEAD` of either: the same head, no body.
+//! - `GET PATH` with `--status PATH` (e.g. `--status /nginx_status`): nginx's `stub_status`
+//!   page, byte for byte, so that what reads nginx's (scripts, Prometheus's nginx exporter)
+//!   reads this one (`status.rs`):
+//!   ```text
+//!   Active connections: 2 \n
+//!   server accepts handled requests\n
+//!    5 5 17 \n
+//!   Reading: 0 Writing: 1 Waiting: 1 \n
+//!   ```
+//!   `text/plain`, with nginx's headers as for `GET /`. The numbers are nginx's: connections
+//!   open now (Active), accepted and handled since the start, requests received (counted at
+//!   their first byte, this one included), and the connections open now that are reading a
+//!   request head, answering a request (Writing: the one asking is), or waiting between
+//!   requests (Waiting: keep-alive, or nothing sent yet). With `--threads N`, each loop counts
+//!   its own connections (relaxed atomic additions, on a cache line of its own) and the page
+//!   adds them up. Matched on the path alone (a query is ignored); without `--status` nothing
+//!   is counted, and the path is an ordinary one.
+//! - `HEAD` of any of these: the same head, no body.
 //!
 //! How connections behave:
 //! - HTTP/1.1 keeps the connection open unless the request says `Connection: close`; HTTP/1.0
@@ -72,15 +90,19 @@ mod shutdown;
 mod files;
 mod request;
 mod response;
+mod status;
 
 use files::Download;
 use request::{Body, Method, Parsed, Request, RequestCodec, Target};
 use selectloop::{ConnEvent, Connection, Timeouts};
+use status::{LoopStatus, Status, Tracker};
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{self, ErrorKind, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +114,8 @@ struct Config {
     root: paths::Root,
     max_header: usize,
     timeouts: Timeouts,
+    /// `--status PATH`: the page, and the counters of every loop.
+    status: Option<Arc<Status>>,
 }
 
 /// One connection's state, beside its `Connection`.
@@ -107,10 +131,12 @@ struct Session {
     closing: bool,
     /// Bytes of request heads decoded so far: fewer than were received means a head had begun.
     decoded: u64,
+    /// With `--status`: where the connection is, for the page (shared with its codec).
+    tracker: Option<Rc<Tracker>>,
 }
 
 impl Session {
-    fn new(config: Arc<Config>) -> Session {
+    fn new(config: Arc<Config>, tracker: Option<Rc<Tracker>>) -> Session {
         Session {
             config,
             download: None,
@@ -118,6 +144,7 @@ impl Session {
             waiting: VecDeque::new(),
             closing: false,
             decoded: 0,
+            tracker,
         }
     }
 
@@ -127,6 +154,9 @@ impl Session {
                 if let Parsed::Request(request) = &parsed {
                     self.decoded += request.len as u64;
                 }
+                if let Some(tracker) = &self.tracker {
+                    tracker.answering();
+                }
                 if self.closing {
                     // Pipelined behind a request that closes the connection: not answered.
                 } else if self.download.is_some() {
@@ -134,8 +164,12 @@ impl Session {
                 } else {
                     self.answer(conn, parsed)?;
                 }
+                self.answered();
             }
-            ConnEvent::Drained => self.pump(conn)?,
+            ConnEvent::Drained => {
+                self.pump(conn)?;
+                self.answered();
+            }
             ConnEvent::PeerClosed => {} // what is queued is flushed, then the connection closes
             ConnEvent::Closed(None) => {}
             ConnEvent::Closed(Some(e)) => {
@@ -148,6 +182,16 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+
+    /// For the status page: once every request received is answered (the last reply all
+    /// queued) and the connection stays open, it is back to reading or waiting.
+    fn answered(&self) {
+        if let Some(tracker) = &self.tracker {
+            if !self.closing && self.download.is_none() && self.waiting.is_empty() {
+                tracker.answered();
+            }
+        }
     }
 
     /// Answers one request (or refusal), or starts sending a file.
@@ -172,6 +216,14 @@ impl Session {
             return self.close_if(conn, close);
         }
         let close = !request.keep_alive;
+        if let Some(tracker) = self.status_page(&request.target) {
+            let page = tracker.page();
+            response::head(conn, 200, "text/plain", page.len() as u64, close)?;
+            if !head_only {
+                conn.send(page.as_bytes())?;
+            }
+            return self.close_if(conn, close);
+        }
         match &request.target {
             Target::Root => response::hello(conn, head_only, close)?,
             Target::Path(path) => match path.strip_prefix("/static/") {
@@ -180,6 +232,19 @@ impl Session {
             },
         }
         self.close_if(conn, close)
+    }
+
+    /// The connection's tracker, if `target` is the status page's path (with `--status`).
+    fn status_page(&self, target: &Target) -> Option<&Tracker> {
+        let status = self.config.status.as_ref()?;
+        let path = match target {
+            Target::Root => "/",
+            Target::Path(path) => path,
+        };
+        match status.is_page(path) {
+            true => self.tracker.as_deref(),
+            false => None,
+        }
     }
 
     /// Answers `GET` or `HEAD` of `/static/NAME`.
@@ -254,21 +319,32 @@ impl Session {
 }
 
 /// What a loop does with each connection: wraps it, with its own session, and registers it.
-fn accepted(config: Arc<Config>) -> loops::Accepted {
+/// With `--status`, counts it in `status`, this loop's counters: accepted now, handled once
+/// registered, and followed by a tracker, shared by its codec and its session, until it closes.
+fn accepted(config: Arc<Config>, status: Option<LoopStatus>) -> loops::Accepted {
     Box::new(move |sel, stream| {
+        let tracker = status.as_ref().map(LoopStatus::accepted);
         // Replies are written whole, once per batch: no reason to wait for ACKs (nginx's
         // `tcp_nodelay on`).
         stream.set_nodelay(true)?;
-        let mut session = Session::new(config.clone());
-        Connection::new(stream, RequestCodec::new(config.max_header))
+        let mut session = Session::new(config.clone(), tracker.clone());
+        let watcher = tracker
+            .clone()
+            .map(|tracker| tracker as Rc<dyn request::Watcher>);
+        let codec = RequestCodec::new(config.max_header).with_watcher(watcher);
+        Connection::new(stream, codec)
             .with_timeouts(config.timeouts)
             .register(sel, move |_sel, conn, event| session.on_event(conn, event))?;
+        if let Some(tracker) = tracker {
+            tracker.handled();
+        }
         Ok(())
     })
 }
 
 const USAGE: &str = "usage: http_server [ADDR] [--threads N] [--no-reuseport] [--root DIR]
                    [--max-header BYTES] [--header-timeout SECS] [--idle-timeout SECS]
+                   [--status PATH]
 
   ADDR                   where to listen (default 127.0.0.1:8080)
   --threads N            loops, one per thread, 1 to 1024 (default 1)
@@ -280,6 +356,9 @@ const USAGE: &str = "usage: http_server [ADDR] [--threads N] [--no-reuseport] [-
   --header-timeout SECS  a request head not complete SECS after its first byte gets 408 and
                          the connection is closed (default 10)
   --idle-timeout SECS    close a connection with no traffic for SECS (default 75)
+  --status PATH          GET and HEAD of PATH (e.g. /nginx_status) answer nginx's stub_status
+                         page: connections open, accepted and handled, requests, and how many
+                         connections are reading, writing or waiting (default: no such page)
   -h, --help             this help
 SECS may be fractional (0.5). GET / answers \"Hello, World!\\n\"; GET and HEAD only.
 Ctrl-C or SIGTERM stops it, reporting how many connections it closed.";
@@ -291,6 +370,7 @@ struct Options {
     root: PathBuf,
     max_header: usize,
     timeouts: Timeouts,
+    status: Option<String>,
 }
 
 fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
@@ -307,6 +387,7 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
             frame: Some(Duration::from_secs(10)),
             send: None, // a client that stops reading moves no byte: the idle timeout ends it
         },
+        status: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -320,6 +401,7 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
             Long("idle-timeout") => {
                 options.timeouts.idle = Some(cli::secs(parser, "--idle-timeout")?)
             }
+            Long("status") => options.status = Some(status_path(parser.value()?)?),
             Value(value) if addr.is_none() => addr = Some(cli::addr(value)?),
             Short('h') | Long("help") => cli::help(USAGE),
             _ => return Err(arg.unexpected()),
@@ -327,6 +409,23 @@ fn parse_args(parser: &mut lexopt::Parser) -> Result<Options, lexopt::Error> {
     }
     options.addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
     Ok(options)
+}
+
+/// The value of `--status`: a path as requests name it — starting with `/`, and with no query,
+/// fragment, space or control character, which a request's path never has.
+fn status_path(value: OsString) -> Result<String, lexopt::Error> {
+    use lexopt::ValueExt;
+    let path = value.string()?;
+    let odd = |c: char| c == '?' || c == '#' || c.is_whitespace() || c.is_control();
+    if path.starts_with('/') && !path.contains(odd) {
+        return Ok(path);
+    }
+    let shown = match path.is_empty() || path.contains(odd) {
+        true => format!("{path:?}"),
+        false => path,
+    };
+    let what = "not a request path (one starting with /, without a query: e.g. /nginx_status)";
+    Err(format!("--status {shown}: {what}").into())
 }
 
 fn main() -> ExitCode {
@@ -341,8 +440,15 @@ fn run(options: Options) -> io::Result<()> {
         root: paths::Root::open(&options.root)?, // its error names --root
         max_header: options.max_header,
         timeouts: options.timeouts,
+        status: options
+            .status
+            .map(|path| Arc::new(Status::new(path, options.threads))),
     });
-    let factory = move || accepted(config.clone());
+    // Called once on each loop's thread: that loop's counters.
+    let factory = move || {
+        let status = config.status.as_ref().map(Status::for_loop);
+        accepted(config.clone(), status)
+    };
     loops::serve::<TcpStream, RequestCodec, _>(
         "http_server",
         addr,

@@ -15,9 +15,14 @@
 //!
 //! Refusals are items, not errors: an error from a codec makes the connection close at once,
 //! with no chance to answer. At end of file an incomplete head is dropped.
+//!
+//! With `--status`, the codec also tells the connection's [`Watcher`] when a request's first
+//! bytes arrive and when its head is decoded: it alone sees a head begin (`status.rs`).
 
+use std::fmt::Debug;
 use std::io;
 use std::mem::MaybeUninit;
+use std::rc::Rc;
 
 /// The most header fields a request may have (nginx has no count of its own, only its buffers'
 /// size; 64 is far more than browsers send).
@@ -71,12 +76,23 @@ pub enum Parsed {
     Refused(u16),
 }
 
+/// What follows a connection's requests for the status page (`status.rs`'s `Tracker`): the
+/// codec tells it when they begin and when their heads end.
+pub trait Watcher: Debug {
+    /// Bytes of a request are here, not decoded yet (called again as more come).
+    fn bytes_arrived(&self);
+    /// A head was decoded, or refused: what follows is another request.
+    fn head_decoded(&self);
+}
+
 /// Request heads of at most `max_header` bytes (the empty line included).
 #[derive(Clone, Debug)]
 pub struct RequestCodec {
     max_header: usize,
     /// How far the bytes at the front were searched for an empty line.
     scanned: usize,
+    /// With `--status`: told when a request begins and when its head is decoded.
+    watcher: Option<Rc<dyn Watcher>>,
 }
 
 impl RequestCodec {
@@ -84,7 +100,15 @@ impl RequestCodec {
         RequestCodec {
             max_header,
             scanned: 0,
+            watcher: None,
         }
+    }
+
+    /// The codec, telling `watcher` when a request begins and when its head is decoded.
+    #[allow(dead_code)] // tests/http_codec.rs includes this file without the server
+    pub fn with_watcher(mut self, watcher: Option<Rc<dyn Watcher>>) -> RequestCodec {
+        self.watcher = watcher;
+        self
     }
 
     /// A refusal taking every byte of `buf`.
@@ -100,13 +124,9 @@ impl RequestCodec {
         }
         Ok(None)
     }
-}
 
-impl selectloop::Codec for RequestCodec {
-    type Incoming<'a> = Parsed;
-    type Outgoing = [u8];
-
-    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
+    /// The next head of `buf`, complete or refused, if there is one yet.
+    fn decode_head(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
         let limit = buf.len().min(self.max_header);
         let mut from = self.scanned.min(limit);
         // Each `\n` followed by `\n` or `\r\n` ends a candidate head (more than one only when
@@ -141,8 +161,28 @@ impl selectloop::Codec for RequestCodec {
         self.scanned = limit;
         self.incomplete(buf)
     }
+}
 
-    /// A head cut short by end of file is dropped (the peer will read no reply to it).
+impl selectloop::Codec for RequestCodec {
+    type Incoming<'a> = Parsed;
+    type Outgoing = [u8];
+
+    fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
+        let Some(watcher) = &self.watcher else {
+            return self.decode_head(buf);
+        };
+        if !buf.is_empty() {
+            watcher.bytes_arrived();
+        }
+        let decoded = self.decode_head(buf)?;
+        if let (Some(_), Some(watcher)) = (&decoded, &self.watcher) {
+            watcher.head_decoded();
+        }
+        Ok(decoded)
+    }
+
+    /// A head cut short by end of file is dropped (the peer will read no reply to it); with
+    /// `--status`, it was counted as a request when it began, as nginx counts it.
     fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Parsed, usize)>> {
         let decoded = self.decode(buf)?;
         self.scanned = 0;
