@@ -1,10 +1,11 @@
 //! `examples/kv_server` end to end: the server runs as a process, and a small RESP client here
 //! checks every command's replies (errors included, byte for byte as redis-server 7.0 gives
-//! them), expiry, pipelining, inline commands, QUIT, `--threads 2` with and without
-//! `--no-reuseport`, protocol errors and over-limit requests, the three timeouts (a request
-//! never finished, a silent client, a client that never reads), and the faults a server meets:
-//! a client that never reads, garbage, a half-close, a reset, the descriptor limit. Loopback
-//! only; every wait bounded.
+//! them), INFO (its counts exact, its layout Redis's, and through `redis-cli info` and
+//! `redis-cli --stat`), expiry, pipelining, inline commands, QUIT, `--threads 2` with and
+//! without `--no-reuseport`, protocol errors and over-limit requests, the three timeouts (a
+//! request never finished, a silent client, a client that never reads), and the faults a
+//! server meets: a client that never reads, garbage, a half-close, a reset, the descriptor
+//! limit. Loopback only; every wait bounded.
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test kv_server`.
@@ -834,6 +835,537 @@ fn two_threads_share_one_store() {
 #[test]
 fn two_threads_without_reuseport_share_one_store() {
     threads_share_one_store(&["--threads", "2", "--no-reuseport"]);
+}
+
+// --- INFO ------------------------------------------------------------------------------------
+
+/// `INFO` with `args` (space-separated section names, or none): its text, which must be a bulk
+/// string.
+#[track_caller]
+fn info(c: &mut Client, args: &str) -> String {
+    let command = format!("INFO {args}");
+    match c.cmd(command.trim_end()) {
+        Bulk(Some(text)) => String::from_utf8(text).expect("INFO's text is UTF-8"),
+        other => panic!("{command}: not a bulk string: {other:?}"),
+    }
+}
+
+/// The value of field `name` in `INFO`'s text, if there is such a line.
+fn field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    text.split("\r\n")
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+}
+
+/// The value of field `name`, which must be there.
+#[track_caller]
+fn field_of<'t>(text: &'t str, name: &str) -> &'t str {
+    field(text, name).unwrap_or_else(|| panic!("no {name} in INFO's text:\n{text}"))
+}
+
+/// The value of field `name`, which must be a number.
+#[track_caller]
+fn number_of(text: &str, name: &str) -> u64 {
+    let value = field_of(text, name);
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}:{value} is not a number"))
+}
+
+/// The section headers of `INFO`'s text, in order (`Server`, `Clients`...).
+fn headers(text: &str) -> Vec<&str> {
+    text.split("\r\n")
+        .filter_map(|line| line.strip_prefix("# "))
+        .collect()
+}
+
+/// What INFO `section` gives for a client polling `INFO` until `done` holds (bounded).
+#[track_caller]
+fn poll_info(c: &mut Client, section: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    poll_until(what, || {
+        text = info(c, section);
+        done(&text)
+    });
+    text
+}
+
+/// The exact counts after a known scenario: 3 connections, 2 PINGs on the others, and on the
+/// first 7 commands run plus 2 refused (an unknown command and a wrong number of arguments,
+/// which Redis does not count either). A command counts once it has run, so an `INFO` reply
+/// counts the commands before it, not itself, as Redis's does; the commands of the same read
+/// before it included. (The same scenario on redis-server 7.0.15 gave the same counts.)
+#[test]
+fn info_counts_connections_commands_and_keys_exactly() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let mut others: Vec<Client> = (0..2).map(|_| Client::new(&server)).collect();
+    for other in &mut others {
+        assert_eq!(other.cmd("PING"), Status("PONG".into())); // accepted and counted
+    }
+    let replies = c.pipeline(&[
+        "SET a 1",
+        "SET b 2 EX 100",
+        "SET c 3 PX 100000",
+        "GET a",         // a hit
+        "GET nope",      // a miss
+        "EXISTS a nope", // a hit and a miss
+        "FOO",           // refused: not counted
+        "GET",           // refused: not counted
+        "INCR a",        // no lookup counted (Redis counts none for INCR)
+    ]);
+    assert_eq!(replies[3], bulk("1"));
+    assert_eq!(replies[8], Int(2));
+    let text = info(&mut c, "");
+    let expected = [
+        ("connected_clients", "3"),
+        ("blocked_clients", "0"),
+        ("total_connections_received", "3"),
+        ("total_commands_processed", "9"), // 2 PINGs and 7 commands; not this INFO
+        ("rejected_connections", "0"),
+        ("expired_keys", "0"),
+        ("keyspace_hits", "2"),
+        ("keyspace_misses", "2"),
+        ("db0", "keys=3,expires=2,avg_ttl=0"),
+        ("redis_version", "7.0.0"),
+        ("redis_mode", "standalone"),
+        ("server_name", "selectloop-kv_server"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(field(&text, name), Some(value), "{name}, in:\n{text}");
+    }
+    let port = server.addr().port().to_string();
+    assert_eq!(field_of(&text, "tcp_port"), port);
+    assert_eq!(field_of(&text, "process_id"), server.pid().to_string());
+    let arch_bits = (8 * std::mem::size_of::<usize>()).to_string();
+    assert_eq!(field_of(&text, "arch_bits"), arch_bits);
+    let os = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+    assert_eq!(field_of(&text, "os"), os);
+    let api = if cfg!(target_os = "linux") {
+        "epoll"
+    } else if cfg!(windows) {
+        "iocp"
+    } else if cfg!(target_os = "macos") {
+        "kqueue"
+    } else {
+        field_of(&text, "multiplexing_api") // another platform: whatever it says
+    };
+    assert_eq!(field_of(&text, "multiplexing_api"), api);
+    let uptime = number_of(&text, "uptime_in_seconds");
+    assert!(uptime < 24 * 3600, "uptime_in_seconds:{uptime}");
+    assert_eq!(number_of(&text, "uptime_in_days"), 0);
+    number_of(&text, "instantaneous_ops_per_sec");
+    // Three keys of 1 byte and values of 1 byte, their deadlines and table slots: some bytes.
+    let used = number_of(&text, "used_memory");
+    assert!(used > 6 && used < 1 << 20, "used_memory:{used}");
+    assert_eq!(field_of(&text, "used_memory_human"), format!("{used}B"));
+    // The resident set size: from /proc on Linux, left out elsewhere (never made up).
+    match field(&text, "used_memory_rss") {
+        Some(rss) if cfg!(target_os = "linux") => {
+            let rss: u64 = rss.parse().expect("used_memory_rss is a number");
+            assert!(rss > 100 << 10, "used_memory_rss:{rss}: less than 100 KiB?");
+            let human = field(&text, "used_memory_rss_human");
+            assert!(
+                human.is_some_and(|h| h.ends_with(['K', 'M', 'G'])),
+                "{human:?}"
+            );
+        }
+        None if !cfg!(target_os = "linux") => {}
+        other => panic!("used_memory_rss: {other:?} on {}", std::env::consts::OS),
+    }
+    assert_eq!(
+        field(&text, "maxclients"),
+        None,
+        "kv_server has no cap on clients"
+    );
+
+    // The INFO just run counts now; and in one read, each INFO counts what ran before it.
+    let text = info(&mut c, "stats");
+    assert_eq!(field(&text, "total_commands_processed"), Some("10"));
+    let replies = c.pipeline(&["PING", "INFO stats", "PING", "INFO stats"]);
+    let count = |reply: &Reply| match reply {
+        Bulk(Some(text)) => number_of(&String::from_utf8_lossy(text), "total_commands_processed"),
+        other => panic!("INFO stats: {other:?}"),
+    };
+    assert_eq!((count(&replies[1]), count(&replies[3])), (12, 14));
+
+    // A client gone is no longer connected; the total stays.
+    drop(others.pop());
+    let text = poll_info(&mut c, "clients", "connected_clients:2", |text| {
+        field(text, "connected_clients") == Some("2")
+    });
+    assert_eq!(field(&text, "blocked_clients"), Some("0"));
+    let text = info(&mut c, "stats");
+    assert_eq!(field(&text, "total_connections_received"), Some("3"));
+}
+
+/// The layout, as redis-server 7.0 gives it: `# Section` headers and `field:value` lines, each
+/// ended by `\r\n`, one empty line between sections, in Redis's order whatever the order
+/// asked; section names case-insensitive, several at once; `default`, `all` and `everything`
+/// for all; an unknown name ignored, and an empty bulk string if nothing known is asked.
+#[test]
+fn info_sections_and_layout_are_redis_s() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let clients = "# Clients\r\nconnected_clients:1\r\nblocked_clients:0\r\n";
+    assert_eq!(info(&mut c, "clients"), clients);
+    assert_eq!(
+        info(&mut c, "CLIENTS clients"),
+        clients,
+        "a section asked twice"
+    );
+    assert_eq!(
+        info(&mut c, "nosuch Clients"),
+        clients,
+        "an unknown name is ignored"
+    );
+    assert_eq!(
+        info(&mut c, "keyspace"),
+        "# Keyspace\r\n",
+        "no keys: a header alone"
+    );
+    assert_eq!(
+        c.cmd("INFO nosuch"),
+        bulk(""),
+        "nothing known: an empty bulk string"
+    );
+    assert_eq!(c.cmd("INFO nosuch other"), bulk(""));
+    assert_eq!(c.cmd("SET k v"), ok());
+    let both = format!("{clients}\r\n# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n");
+    assert_eq!(info(&mut c, "clients keyspace"), both);
+    assert_eq!(
+        info(&mut c, "Keyspace CLIENTS"),
+        both,
+        "Redis's order, not the one asked"
+    );
+
+    let all = ["Server", "Clients", "Memory", "Stats", "Keyspace"];
+    for args in ["", "default", "all", "everything", "ALL", "default clients"] {
+        let text = info(&mut c, args);
+        assert_eq!(headers(&text), all, "INFO {args}:\n{text}");
+        let sections: Vec<&str> = text.split("\r\n\r\n").collect();
+        assert_eq!(
+            sections.len(),
+            all.len(),
+            "one empty line between sections:\n{text}"
+        );
+        for (section, name) in sections.iter().zip(all) {
+            let header = format!("# {name}\r\n");
+            assert!(section.starts_with(&header), "section {name}:\n{section}");
+            // Every line below the header is `field:value`, with no empty line.
+            for line in section.trim_end_matches("\r\n").split("\r\n").skip(1) {
+                let (name, value) = line.split_once(':').unwrap_or_else(|| {
+                    panic!("not a field:value line in section {name}: {line:?}")
+                });
+                assert!(
+                    !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        && !value.contains('\r')
+                        && !value.contains('\n'),
+                    "a malformed line in section {name}: {line:?}"
+                );
+            }
+        }
+        assert!(
+            text.ends_with("\r\n") && !text.ends_with("\r\n\r\n"),
+            "{text:?}"
+        );
+    }
+    let text = info(&mut c, "");
+    let server_fields: Vec<&str> = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split(':').next())
+        .collect();
+    let expected = [
+        "redis_version",
+        "redis_mode",
+        "os",
+        "arch_bits",
+        "multiplexing_api",
+        "process_id",
+        "tcp_port",
+        "uptime_in_seconds",
+        "uptime_in_days",
+        "server_name",
+    ];
+    assert_eq!(
+        server_fields, expected,
+        "# Server's fields, in Redis's order"
+    );
+    assert!(text.starts_with("# Server\r\nredis_version:7.0.0\r\nredis_mode:standalone\r\n"));
+    for (section, first, last) in [
+        ("memory", "used_memory", "used_memory_human"),
+        ("stats", "total_connections_received", "keyspace_misses"),
+    ] {
+        let text = info(&mut c, section);
+        let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
+        assert!(lines[1].starts_with(first), "INFO {section}:\n{text}");
+        let expected_last = if section == "memory" && cfg!(target_os = "linux") {
+            "used_memory_rss_human"
+        } else {
+            last
+        };
+        assert!(lines.last().unwrap().starts_with(expected_last), "{text}");
+    }
+}
+
+/// A key read back after its deadline (`PX 1`) counts in `expired_keys`, as do keys nobody
+/// asks for, once the sweep deletes them; db0's line goes when no key is left.
+#[test]
+fn info_counts_expired_keys() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("SET gone v PX 1"), ok());
+    poll_until("GET of a key set with PX 1 to answer nil", || {
+        c.cmd("GET gone") == Bulk(None)
+    });
+    let text = info(&mut c, "stats keyspace");
+    assert_eq!(field(&text, "expired_keys"), Some("1"), "{text}");
+    assert_eq!(
+        field(&text, "db0"),
+        None,
+        "no key left: no db0 line:\n{text}"
+    );
+    // Five more that nobody reads: the sweep deletes them (INFO touches no key).
+    let mut sets: Vec<String> = (0..5).map(|i| format!("SET tmp{i} v PX 1")).collect();
+    sets.push("SET kept v EX 100".to_string());
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    assert!(c.pipeline(&sets).iter().all(|r| *r == ok()));
+    let text = poll_info(&mut c, "keyspace", "the sweep to delete 5 keys", |text| {
+        field(text, "db0") == Some("keys=1,expires=1,avg_ttl=0")
+    });
+    assert_eq!(text, "# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\n");
+    assert_eq!(number_of(&info(&mut c, "stats"), "expired_keys"), 6);
+    // A deletion is not an expiry: DEL, EXPIRE in the past, FLUSHDB.
+    let replies = c.pipeline(&["SET b v", "DEL kept", "EXPIRE b -1", "SET d v"]);
+    assert_eq!(replies, [ok(), Int(1), Int(1), ok()]);
+    assert_eq!(c.cmd("FLUSHDB"), ok());
+    assert_eq!(number_of(&info(&mut c, "stats"), "expired_keys"), 6);
+}
+
+/// While commands flow, `instantaneous_ops_per_sec` (a mean over 1.6 s, sampled every 100 ms
+/// by a timer of the loop) rises above 0.
+#[test]
+fn info_ops_per_sec_rises_while_commands_flow() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let mut burst: Vec<&str> = vec!["PING"; 200];
+    burst.push("INFO stats");
+    poll_until("instantaneous_ops_per_sec above 0", || {
+        let replies = c.pipeline(&burst);
+        match replies.last() {
+            Some(Bulk(Some(text))) => {
+                let text = String::from_utf8_lossy(text);
+                number_of(&text, "instantaneous_ops_per_sec") > 0
+            }
+            other => panic!("INFO stats: {other:?}"),
+        }
+    });
+}
+
+/// With two loops, the connections of both are counted, and the commands of both: 8 clients
+/// (spread by the kernel with `SO_REUSEPORT`, in turn by the acceptor without), each a PING
+/// and 10 INCRs.
+fn info_counts_both_loops(args: &[&str]) {
+    let server = start(args);
+    let clients: Vec<Client> = (0..8)
+        .map(|_| {
+            let mut c = Client::new(&server);
+            assert_eq!(c.cmd("PING"), Status("PONG".into()));
+            for _ in 0..10 {
+                assert!(matches!(c.cmd("INCR counter"), Int(_)));
+            }
+            c
+        })
+        .collect();
+    let mut c = Client::new(&server);
+    let text = info(&mut c, "clients stats keyspace");
+    assert_eq!(field(&text, "connected_clients"), Some("9"), "{text}");
+    assert_eq!(
+        field(&text, "total_connections_received"),
+        Some("9"),
+        "{text}"
+    );
+    assert_eq!(
+        field(&text, "total_commands_processed"),
+        Some("88"),
+        "{text}"
+    );
+    assert_eq!(
+        field(&text, "db0"),
+        Some("keys=1,expires=0,avg_ttl=0"),
+        "{text}"
+    );
+    drop(clients);
+    poll_info(
+        &mut c,
+        "clients",
+        "connected_clients:1 after 8 left",
+        |text| field(text, "connected_clients") == Some("1"),
+    );
+}
+
+#[test]
+fn info_counts_both_loops_of_two_threads() {
+    info_counts_both_loops(&["--threads", "2"]);
+}
+
+#[test]
+fn info_counts_both_loops_of_two_threads_without_reuseport() {
+    info_counts_both_loops(&["--threads", "2", "--no-reuseport"]);
+}
+
+/// With `--max-output` at its least for `--max-bulk 16`, a reply may take 48 bytes: INFO's is
+/// refused whole with an error, as an MGET's would be, and the client stays in step.
+#[test]
+fn an_info_reply_over_the_output_limit_is_refused_whole() {
+    let least = (16 + (1 << 20) + 32).to_string();
+    let server = start(&["--max-bulk", "16", "--max-output", &least]);
+    let mut c = Client::new(&server);
+    let replies = c.pipeline(&["INFO", "INFO clients", "INFO nosuch", "PING"]);
+    for reply in &replies[..2] {
+        match reply {
+            Error(e) if e.starts_with("ERR reply of ") && e.contains("over the 48-byte limit") => {}
+            other => panic!("INFO over the limit: {other:?}"),
+        }
+    }
+    assert_eq!(replies[2..], [bulk(""), Status("PONG".into())]);
+}
+
+/// True if `redis-cli` runs; else says the test is skipped, on stderr.
+fn redis_cli_installed() -> bool {
+    let probe = std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output();
+    let installed = probe.is_ok_and(|out| out.status.success());
+    if !installed {
+        eprintln!("skipped: redis-cli is not installed");
+    }
+    installed
+}
+
+/// Runs `redis-cli -h 127.0.0.1 -p PORT args...` to completion: its stdout.
+#[track_caller]
+fn redis_cli(server: &ExampleServer, args: &[&str]) -> String {
+    let port = server.addr().port().to_string();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run redis-cli");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}\n{stderr}",
+        out.status
+    );
+    String::from_utf8(out.stdout).expect("redis-cli's output is UTF-8")
+}
+
+/// `redis-cli info` and `redis-cli info clients` print the fields; `redis-cli --stat` (which
+/// sends INFO every interval and parses `dbN:keys`, `used_memory`, `connected_clients`,
+/// `blocked_clients`, `total_commands_processed` and `total_connections_received`) shows the
+/// keys and clients. Skipped if redis-cli is not installed.
+#[test]
+fn redis_cli_info_and_stat_work() {
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    if !redis_cli_installed() {
+        return;
+    }
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    let mut other = Client::new(&server);
+    assert_eq!(other.cmd("PING"), Status("PONG".into()));
+    let replies = c.pipeline(&["SET k1 a", "SET k2 b EX 100", "SET k3 c"]);
+    assert!(replies.iter().all(|r| *r == ok()), "{replies:?}");
+
+    // Clients: these two, and redis-cli itself.
+    let text = redis_cli(&server, &["info"]);
+    assert!(
+        text.starts_with("# Server\r\nredis_version:7.0.0\r\n"),
+        "{text}"
+    );
+    assert_eq!(field(&text, "connected_clients"), Some("3"), "{text}");
+    assert_eq!(
+        field(&text, "db0"),
+        Some("keys=3,expires=1,avg_ttl=0"),
+        "{text}"
+    );
+    assert_eq!(
+        headers(&text),
+        ["Server", "Clients", "Memory", "Stats", "Keyspace"]
+    );
+    let text = redis_cli(&server, &["info", "clients"]);
+    assert_eq!(
+        text,
+        "# Clients\r\nconnected_clients:3\r\nblocked_clients:0\r\n"
+    );
+    let text = info(&mut c, "memory stats");
+    let used_memory = field_of(&text, "used_memory_human").to_string();
+    let connections = number_of(&text, "total_connections_received") + 1; // and --stat's
+
+    // --stat prints a header (two lines) then a line per interval; at every 10 ms its output
+    // fills the pipe's buffer (redis-cli's stdout is not line-buffered into a pipe) within a
+    // second. The first data line is read, then redis-cli is killed.
+    let port = server.addr().port().to_string();
+    let mut stat = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "--stat", "-i", "0.01"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-cli --stat");
+    let stdout = stat.stdout.take().expect("stdout is piped");
+    let (lines, received) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        use std::io::BufRead;
+        for line in io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    let data = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => {
+                let after_header = seen.last().is_some_and(|l: &String| l.starts_with("keys"));
+                seen.push(line);
+                if after_header {
+                    break seen.last().cloned().unwrap();
+                }
+            }
+            Err(e) => {
+                let _ = stat.kill();
+                panic!("redis-cli --stat: no data line within {TIMEOUT:?} ({e}); read {seen:?}")
+            }
+        }
+    };
+    let _ = stat.kill();
+    let _ = stat.wait();
+    let _ = reader.join();
+    assert!(
+        seen.iter().any(|l| l.starts_with("------- data ------")),
+        "no header in {seen:?}"
+    );
+    // keys, mem, clients, blocked, requests (+n), connections
+    let columns: Vec<&str> = data.split_whitespace().collect();
+    assert!(columns.len() >= 7, "redis-cli --stat: {data:?}");
+    assert_eq!(columns[0], "3", "keys, in {data:?}");
+    assert_eq!(columns[1], used_memory, "mem, in {data:?}");
+    assert_eq!(columns[2], "3", "clients, in {data:?}");
+    assert_eq!(columns[3], "0", "blocked, in {data:?}");
+    // Connections: these two, the two redis-cli runs above and this one.
+    assert_eq!(connections, 5);
+    assert_eq!(columns[6], "5", "connections, in {data:?}");
 }
 
 // --- Protocol errors and limits --------------------------------------------------------------

@@ -10,10 +10,11 @@
 //! larger computes its size first, under the locks it then writes it under, and if it is over
 //! `max_reply` answers `-ERR reply of N bytes is over the M-byte limit (--max-output less the
 //! high-water mark)` instead, having changed nothing a client could see: MGET (many large
-//! values) and CONFIG GET (its arguments echoed). Redis has no such limit for ordinary
-//! clients. GET, ECHO and PING reply with at most one argument's worth (`--max-bulk`), which
-//! `--max-output` must leave room for.
+//! values), CONFIG GET (its arguments echoed) and INFO (under 1 KiB, but `--max-bulk` may be
+//! set smaller). Redis has no such limit for ordinary clients. GET, ECHO and PING reply with
+//! at most one argument's worth (`--max-bulk`), which `--max-output` must leave room for.
 
+use crate::info;
 use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Sink};
 use crate::store::{Clock, Found, Session, Shard};
 
@@ -34,8 +35,26 @@ const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
 
 /// Runs one request, writing its reply to `out`; a reply over `max_reply` bytes is refused
-/// (see the module docs).
+/// (see the module docs). A command run is counted (`INFO`'s `total_commands_processed`) once
+/// it has run, as in Redis; one refused before it runs (unknown, a wrong number of
+/// arguments, an unknown subcommand) is not.
 pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
+    match dispatch(cmd, db, out, max_reply) {
+        Some(flow) => {
+            db.count_command();
+            flow
+        }
+        None => Flow::Continue,
+    }
+}
+
+/// Runs one request; `None` if it was refused before running (its error is written).
+fn dispatch(
+    cmd: Args<'_>,
+    db: &mut Session<'_>,
+    out: &mut impl Sink,
+    max_reply: usize,
+) -> Option<Flow> {
     let (name, argc) = (cmd.get(0), cmd.len());
     // Command names are case-insensitive: matched in capitals, copied to the stack.
     let mut upper = [0u8; 8];
@@ -60,7 +79,7 @@ pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_rep
         b"DECR" if argc == 2 => incr_by(db, cmd.get(1), -1, out),
         b"DEL" if argc >= 2 => del(db, cmd, out),
         b"EXISTS" if argc >= 2 => exists(db, cmd, out),
-        b"MGET" if argc >= 2 => return mget(db, cmd, out, max_reply),
+        b"MGET" if argc >= 2 => return Some(mget(db, cmd, out, max_reply)),
         b"MSET" if argc >= 3 && argc % 2 == 1 => mset(db, cmd, out),
         b"EXPIRE" if argc == 3 => expire(db, cmd, out),
         b"TTL" if argc == 2 => ttl(db, cmd.get(1), out),
@@ -72,16 +91,23 @@ pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_rep
         b"FLUSHDB" => flushdb(db, cmd, out),
         b"QUIT" => {
             ok(out);
-            return Flow::Quit;
+            return Some(Flow::Quit);
         }
+        b"INFO" => return Some(info(cmd, db, out, max_reply)),
         // redis-cli and redis-benchmark ask for the command table at start: there is none.
         b"COMMAND" => array(out, 0),
         b"CONFIG" if argc >= 2 => return config(cmd, out, max_reply),
         b"GET" | b"SET" | b"PING" | b"ECHO" | b"INCR" | b"DECR" | b"DEL" | b"EXISTS" | b"MGET"
-        | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" => wrong_arity(out, name),
-        _ => unknown(cmd, out),
+        | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" => {
+            wrong_arity(out, name);
+            return None;
+        }
+        _ => {
+            unknown(cmd, out);
+            return None;
+        }
     }
-    Flow::Continue
+    Some(Flow::Continue)
 }
 
 fn get(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
@@ -90,15 +116,24 @@ fn get(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
 }
 
 /// GET's reply for `key` (and each of MGET's): its value, or nil; an expired key is deleted.
+/// Counted as a keyspace hit or miss.
 fn reply_value(shard: &mut Shard, key: &[u8], clock: &mut Clock, out: &mut impl Sink) {
-    match shard.find(key, clock) {
-        Found::Live(entry) => bulk(out, &entry.value),
-        Found::Expired => {
-            shard.remove(key);
-            null(out);
+    let hit = match shard.find(key, clock) {
+        Found::Live(entry) => {
+            bulk(out, &entry.value);
+            true
         }
-        Found::Missing => null(out),
-    }
+        Found::Expired => {
+            shard.remove_expired(key);
+            null(out);
+            false
+        }
+        Found::Missing => {
+            null(out);
+            false
+        }
+    };
+    shard.count_lookup(hit);
 }
 
 /// `SET key value [EX seconds | PX milliseconds] [NX | XX]`, options in any order, as Redis
@@ -141,7 +176,7 @@ fn set(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     if (nx || xx) && shard.exists(key, clock) != xx {
         return null(out); // NX and it exists, or XX and it does not: not set
     }
-    shard.set(key, cmd.get(2), at);
+    shard.set(key, cmd.get(2), at, clock);
     ok(out);
 }
 
@@ -160,16 +195,17 @@ fn incr_by(db: &mut Session<'_>, key: &[u8], by: i64, out: &mut impl Sink) {
             let Some(n) = n.checked_add(by) else {
                 return error(out, "ERR increment or decrement would overflow");
             };
+            let before = entry.value.capacity();
             entry.value.clear();
             entry.value.extend_from_slice(resp::itoa(n, &mut [0; 20]));
+            let after = entry.value.capacity();
+            shard.value_resized(before, after);
             return integer(out, n); // its deadline stays, as in Redis
         }
-        Found::Expired => {
-            shard.remove(key);
-        }
+        Found::Expired => shard.remove_expired(key),
         Found::Missing => {}
     }
-    shard.set(key, resp::itoa(by, &mut [0; 20]), None);
+    shard.set(key, resp::itoa(by, &mut [0; 20]), None, clock);
     integer(out, by);
 }
 
@@ -187,9 +223,13 @@ fn del(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
 
 fn exists(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     let found = db.with_keys(cmd.iter(1), |locked, clock| {
-        cmd.iter(1)
-            .filter(|key| locked.shard(key).exists(key, clock))
-            .count()
+        let mut exists = |key: &[u8]| {
+            let shard = locked.shard(key);
+            let found = shard.exists(key, clock);
+            shard.count_lookup(found);
+            found
+        };
+        cmd.iter(1).filter(|key| exists(key)).count()
     });
     integer(out, found as i64); // a key named twice counts twice, as in Redis
 }
@@ -199,7 +239,7 @@ fn value_size(shard: &mut Shard, key: &[u8], clock: &mut Clock) -> usize {
     match shard.find(key, clock) {
         Found::Live(entry) => resp::bulk_size(entry.value.len()),
         Found::Expired => {
-            shard.remove(key);
+            shard.remove_expired(key);
             resp::NULL_SIZE
         }
         Found::Missing => resp::NULL_SIZE,
@@ -207,7 +247,8 @@ fn value_size(shard: &mut Shard, key: &[u8], clock: &mut Clock) -> usize {
 }
 
 /// MGET's reply is sized first, under the same locks (so the same values), and written only
-/// if it fits: never a header followed by fewer items.
+/// if it fits: never a header followed by fewer items. (The keyspace hits and misses are
+/// counted as it is written: a refused MGET counts none.)
 fn mget(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
     db.with_keys(cmd.iter(1), |locked, clock| {
         let mut size = resp::array_size(cmd.len() - 1);
@@ -237,10 +278,10 @@ fn too_large(out: &mut impl Sink, size: usize, max_reply: usize) -> Flow {
 
 fn mset(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     let keys = cmd.iter(1).step_by(2);
-    db.with_keys(keys, |locked, _| {
+    db.with_keys(keys, |locked, clock| {
         for i in (1..cmd.len()).step_by(2) {
             let key = cmd.get(i);
-            locked.shard(key).set(key, cmd.get(i + 1), None);
+            locked.shard(key).set(key, cmd.get(i + 1), None, clock);
         }
     });
     ok(out);
@@ -277,11 +318,12 @@ fn ttl(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
             None => -1,
         },
         Found::Expired => {
-            shard.remove(key);
+            shard.remove_expired(key);
             -2
         }
         Found::Missing => -2,
     };
+    shard.count_lookup(ttl != -2);
     integer(out, ttl);
 }
 
@@ -298,23 +340,35 @@ fn flushdb(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     ok(out);
 }
 
+/// `INFO [section ...]`: see `info.rs`.
+fn info(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
+    let text = info::render(cmd, db);
+    let size = resp::bulk_size(text.len());
+    if size > max_reply {
+        return too_large(out, size, max_reply);
+    }
+    bulk(out, text.as_bytes());
+    Flow::Continue
+}
+
 /// `CONFIG GET parameter...`: what redis-benchmark asks (`save`, `appendonly`), with the
 /// values of a server that never writes to disk; other parameters are not listed. Each one
-/// named is echoed, so the reply is sized first.
-fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
+/// named is echoed, so the reply is sized first. `None` if refused before running (an unknown
+/// subcommand, no parameter), as Redis refuses it.
+fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Option<Flow> {
     let sub = cmd.get(1);
     if !sub.eq_ignore_ascii_case(b"GET") {
         out.put(b"-ERR unknown subcommand '");
         put_sanitized(out, c_string(sub), 128);
         out.put(b"'. Try CONFIG HELP.\r\n");
-        return Flow::Continue;
+        return None;
     }
     if cmd.len() < 3 {
         error(
             out,
             "ERR wrong number of arguments for 'config|get' command",
         );
-        return Flow::Continue;
+        return None;
     }
     let value = |name: &[u8]| -> Option<&'static [u8]> {
         if name.eq_ignore_ascii_case(b"save") {
@@ -334,7 +388,7 @@ fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
     }
     let size = size.saturating_add(resp::array_size(2 * known));
     if size > max_reply {
-        return too_large(out, size, max_reply);
+        return Some(too_large(out, size, max_reply));
     }
     array(out, 2 * known);
     for name in cmd.iter(2) {
@@ -343,7 +397,7 @@ fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
             bulk(out, value);
         }
     }
-    Flow::Continue
+    Some(Flow::Continue)
 }
 
 /// `-ERR wrong number of arguments for 'get' command`

@@ -16,13 +16,22 @@
 //!
 //! `PING [msg]`, `ECHO msg`, `SET key value [EX s | PX ms] [NX | XX]`, `GET key`,
 //! `DEL key...`, `EXISTS key...`, `INCR key`, `DECR key`, `MGET key...`, `MSET key value...`,
-//! `EXPIRE key s`, `TTL key`, `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`, `QUIT` (replies `+OK`, then
-//! closes once the replies are written); and for the tools' start-up, `COMMAND` (an empty
-//! array: no command table) and `CONFIG GET` (`save` is empty and `appendonly` is `no`; other
-//! parameters are not listed). Names are case-insensitive; replies and errors are Redis's,
-//! byte for byte (checked against redis-server 7.0): `-ERR wrong number of arguments for 'get'
-//! command`, `-ERR unknown command 'FOO', with args beginning with: 'a' `, `-ERR syntax error`,
-//! `-ERR value is not an integer or out of range`...
+//! `EXPIRE key s`, `TTL key`, `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`, `INFO [section ...]`,
+//! `QUIT` (replies `+OK`, then closes once the replies are written); and for the tools'
+//! start-up, `COMMAND` (an empty array: no command table) and `CONFIG GET` (`save` is empty
+//! and `appendonly` is `no`; other parameters are not listed). Names are case-insensitive;
+//! replies and errors are Redis's, byte for byte (checked against redis-server 7.0): `-ERR
+//! wrong number of arguments for 'get' command`, `-ERR unknown command 'FOO', with args
+//! beginning with: 'a' `, `-ERR syntax error`, `-ERR value is not an integer or out of
+//! range`...
+//!
+//! `INFO` answers as Redis 7.0 does (`redis_version:7.0.0`, the protocol level imitated), in
+//! its layout, with the sections `server`, `clients`, `memory`, `stats` and `keyspace`
+//! (`default`, `all` or none for all of them; several at once), and only the fields
+//! kv_server has a true value for: connections, commands run (and per second, sampled as
+//! Redis samples it), expired keys, keyspace hits and misses, keys and keys with a deadline,
+//! the store's memory and the resident set size; so `redis-cli info` and `redis-cli --stat`
+//! work. The counters are shared by the loops of `--threads`. See `info.rs`.
 //!
 //! # Protocol
 //!
@@ -86,6 +95,7 @@ mod loops;
 mod shutdown;
 
 mod commands;
+mod info;
 mod resp;
 mod store;
 
@@ -273,6 +283,13 @@ fn accept(
         hard_cap: options.max_output,
         ..Limits::default()
     };
+    let stats = store.stats();
+    if stats.needs_port() {
+        // INFO's tcp_port: the listener's (the address asked for may have had port 0).
+        if let Ok(local) = stream.local_addr() {
+            stats.set_port(local.port());
+        }
+    }
     let conn = Connection::new(stream, RespCodec::new(options.resp))
         .with_limits(limits)?
         .with_timeouts(options.timeouts);
@@ -285,6 +302,7 @@ fn accept(
             ConnEvent::PeerClosed => {}
             ConnEvent::Closed(reason) => {
                 backlog = Backlog::default();
+                store.stats().connection_closed();
                 match reason {
                     None => log::debug!("{peer} closed"),
                     Some(e) => log::debug!("{peer} closed: {e}"),
@@ -294,6 +312,7 @@ fn accept(
         }
         Ok(())
     })?;
+    stats.connection_opened(); // `Closed`, the last event, comes from the loop: not before this
     Ok(())
 }
 
@@ -454,6 +473,9 @@ fn listen(addr: &str, options: Options) -> io::Result<()> {
             if !sweeping {
                 sweeping = true; // on this loop's first client: the loop is not at hand before
                 start_sweeper(sel, store.clone(), next_sweep.clone());
+                if store.stats().claim_sampler() {
+                    info::start_sampler(sel, store.clone()); // on one loop: the first
+                }
             }
             accept(sel, stream, &store, &options)
         })

@@ -23,9 +23,18 @@
 //!
 //! Time is in milliseconds on a monotonic clock, in Unix time's range (the wall clock at start
 //! plus the time since), so that the overflow checks on `EX`/`EXPIRE` refuse what Redis refuses.
+//!
+//! Each shard keeps, under its lock, what `INFO` reports of it (see `info.rs`): the bytes its
+//! keys and values hold, the keys deleted because their deadline had passed (`expired_keys`:
+//! on access, by the sweep, or overwritten by `SET`/`MSET`, where Redis counts them too), and
+//! the lookups of `GET`, `MGET`, `EXISTS` and `TTL` that found a key or not (`keyspace_hits`,
+//! `keyspace_misses`: the commands Redis counts them for). Plain integers, no atomics: the
+//! shard is locked for the change anyway.
 
+use crate::info::Stats;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -77,6 +86,39 @@ pub struct Shard {
     /// The keys with a deadline, each with its deadline (the same as its entry's), for the
     /// sweep to sample: a key is judged without looking it up in `map`.
     volatile: Vec<Volatile>,
+    /// The bytes the keys and values hold (their buffers' capacity: in `map`, and the copies
+    /// of the keys in `volatile`), kept up to date by every change.
+    bytes: usize,
+    /// Keys deleted because their deadline had passed (see the module docs).
+    expired: u64,
+    /// Lookups by `GET`, `MGET`, `EXISTS` and `TTL` that found a live key, and that did not.
+    hits: u64,
+    misses: u64,
+}
+
+/// What `INFO` reports of one shard, or of the store (their sum).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Keys, expired ones not deleted yet included (as Redis's `db0:keys=`).
+    pub keys: usize,
+    /// Keys with a deadline (`expires=`).
+    pub volatile: usize,
+    /// An estimate of the heap bytes the shard holds: see [`Shard::memory`].
+    pub memory: usize,
+    pub expired: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl std::ops::AddAssign for ShardInfo {
+    fn add_assign(&mut self, other: ShardInfo) {
+        self.keys += other.keys;
+        self.volatile += other.volatile;
+        self.memory += other.memory;
+        self.expired += other.expired;
+        self.hits += other.hits;
+        self.misses += other.misses;
+    }
 }
 
 /// A key with a deadline, in its shard's `volatile`.
@@ -92,6 +134,51 @@ impl Shard {
         self.map.len()
     }
 
+    /// What `INFO` reports of this shard.
+    pub fn info(&self) -> ShardInfo {
+        ShardInfo {
+            keys: self.map.len(),
+            volatile: self.volatile.len(),
+            memory: self.memory(),
+            expired: self.expired,
+            hits: self.hits,
+            misses: self.misses,
+        }
+    }
+
+    /// An estimate of the heap bytes the shard holds, cheap to compute (no walk over the keys):
+    /// the keys' and values' buffers (`bytes`, counted exactly), plus the hash table's slots
+    /// (std's `HashMap` keeps about an eighth of them free: 8/7 of its capacity, each an entry
+    /// and one control byte) and the deadline list's, at their capacity. The allocator's own
+    /// overhead is not known here, and not counted.
+    pub fn memory(&self) -> usize {
+        let slot = mem::size_of::<(Vec<u8>, Entry)>() + 1;
+        let slots = self.map.capacity() * 8 / 7;
+        self.bytes + slots * slot + self.volatile.capacity() * mem::size_of::<Volatile>()
+    }
+
+    /// Counts a lookup of `GET`, `MGET`, `EXISTS` or `TTL` (`keyspace_hits`, `_misses`).
+    pub fn count_lookup(&mut self, hit: bool) {
+        if hit {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+    }
+
+    /// Deletes `key`, found past its deadline (`Found::Expired`), and counts it as expired.
+    pub fn remove_expired(&mut self, key: &[u8]) {
+        if self.remove(key) {
+            self.expired += 1;
+        }
+    }
+
+    /// Notes that a live entry's value, changed in place (`INCR`), went from a buffer of
+    /// `before` bytes to one of `after`.
+    pub fn value_resized(&mut self, before: usize, after: usize) {
+        self.bytes = self.bytes - before + after;
+    }
+
     /// Looks `key` up; an expired one is `Expired` (the caller then removes it).
     pub fn find(&mut self, key: &[u8], clock: &mut Clock) -> Found<'_> {
         match self.map.get_mut(key) {
@@ -101,42 +188,48 @@ impl Shard {
         }
     }
 
-    /// True if `key` is there and not expired; an expired one is deleted.
+    /// True if `key` is there and not expired; an expired one is deleted (and counted).
     pub fn exists(&mut self, key: &[u8], clock: &mut Clock) -> bool {
         match self.find(key, clock) {
             Found::Live(_) => true,
             Found::Expired => {
-                self.remove(key);
+                self.remove_expired(key);
                 false
             }
             Found::Missing => false,
         }
     }
 
-    /// Sets `key` to `value`, with deadline `at` (or none).
-    pub fn set(&mut self, key: &[u8], value: &[u8], at: Option<i64>) {
+    /// Sets `key` to `value`, with deadline `at` (or none). A key it replaces that was past
+    /// its deadline counts as expired, as in Redis (the clock is read only for a key that had
+    /// a deadline).
+    pub fn set(&mut self, key: &[u8], value: &[u8], at: Option<i64>, clock: &mut Clock) {
         match self.map.get_mut(key) {
             Some(entry) => {
+                if entry.expiry.is_some_and(|x| x.at <= clock.now()) {
+                    self.expired += 1;
+                }
                 // Reuse the value's buffer unless it is much larger than needed.
-                if entry.value.capacity() / 2 > value.len() + 64 {
+                let before = entry.value.capacity();
+                if before / 2 > value.len() + 64 {
                     entry.value = value.to_vec();
                 } else {
                     entry.value.clear();
                     entry.value.extend_from_slice(value);
                 }
+                self.bytes = self.bytes - before + entry.value.capacity();
                 if entry.expiry.is_none() && at.is_none() {
                     return;
                 }
             }
             None => {
-                let value = value.to_vec();
-                self.map.insert(
-                    key.to_vec(),
-                    Entry {
-                        value,
-                        expiry: None,
-                    },
-                );
+                let (key, value) = (key.to_vec(), value.to_vec());
+                self.bytes += key.capacity() + value.capacity();
+                let entry = Entry {
+                    value,
+                    expiry: None,
+                };
+                self.map.insert(key, entry);
                 if at.is_none() {
                     return;
                 }
@@ -160,6 +253,7 @@ impl Shard {
             }
             (None, Some(at)) => {
                 let key = key.to_vec();
+                self.bytes += key.capacity();
                 self.volatile.push(Volatile { at, key });
                 let slot = self.volatile.len() - 1;
                 entry.expiry = Some(Expiry { at, slot });
@@ -179,8 +273,9 @@ impl Shard {
 
     /// Deletes `key`; true if it was there (expired or not).
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.map.remove(key) {
-            Some(entry) => {
+        match self.map.remove_entry(key) {
+            Some((key, entry)) => {
+                self.bytes -= key.capacity() + entry.value.capacity();
                 if let Some(expiry) = entry.expiry {
                     self.unlink(expiry.slot);
                 }
@@ -196,6 +291,7 @@ impl Shard {
             return None; // cannot happen: every deadline's slot is kept right
         }
         let key = self.volatile.swap_remove(slot).key;
+        self.bytes -= key.capacity();
         if let Some(moved) = self.volatile.get(slot) {
             let entry = self.map.get_mut(moved.key.as_slice());
             if let Some(expiry) = entry.and_then(|e| e.expiry.as_mut()) {
@@ -205,10 +301,11 @@ impl Shard {
         Some(key)
     }
 
-    /// Deletes every key.
+    /// Deletes every key (the counters stay: `FLUSHDB` does not reset Redis's statistics).
     pub fn clear(&mut self) {
         self.map = HashMap::new();
         self.volatile = Vec::new();
+        self.bytes = 0;
     }
 
     /// Up to `rounds` rounds of the sweep (see the module docs), stopping after a round that
@@ -226,12 +323,15 @@ impl Shard {
                 let slot = (next_random(rng) % self.volatile.len() as u64) as usize;
                 if self.volatile[slot].at <= now {
                     if let Some(key) = self.unlink(slot) {
-                        self.map.remove(&key);
+                        if let Some((key, entry)) = self.map.remove_entry(&key) {
+                            self.bytes -= key.capacity() + entry.value.capacity();
+                        }
                     }
                     expired += 1;
                 }
             }
             deleted += expired;
+            self.expired += expired as u64;
             if sample == 0 || expired * 100 <= sample * STALE_PERCENT {
                 return (deleted, false);
             }
@@ -289,6 +389,9 @@ pub struct Store {
     hasher: std::hash::RandomState,
     /// The shard the next sweep starts at: where the last one ran out of time.
     sweep_from: AtomicUsize,
+    /// The server's counters for `INFO` (connections, commands...), shared with the store by
+    /// every loop.
+    stats: Stats,
 }
 
 impl Store {
@@ -299,7 +402,13 @@ impl Store {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             hasher: std::hash::RandomState::new(),
             sweep_from: AtomicUsize::new(0),
+            stats: Stats::new(),
         }
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The number of shards.
@@ -355,11 +464,21 @@ impl Store {
 }
 
 /// A batch of requests' view of the store: keeps the shard it used last locked (with one
-/// shard, for the whole batch), and the time once read.
+/// shard, for the whole batch), and the time once read. It also counts the commands run, and
+/// adds them to `total_commands_processed` once, when dropped: one atomic add per batch, not
+/// per command.
 pub struct Session<'a> {
     store: &'a Store,
     held: Option<(usize, MutexGuard<'a, Shard>)>,
     pub clock: Clock,
+    /// Commands run and not yet added to the server's count.
+    commands: u64,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.store.stats.add_commands(self.commands);
+    }
 }
 
 impl<'a> Session<'a> {
@@ -368,7 +487,23 @@ impl<'a> Session<'a> {
             store,
             held: None,
             clock: Clock::default(),
+            commands: 0,
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// Counts a command run (see the type's docs).
+    pub fn count_command(&mut self) {
+        self.commands += 1;
+    }
+
+    /// The commands this session ran so far (not yet in the server's count).
+    pub fn commands(&self) -> u64 {
+        self.commands
     }
 
     /// The shard of `key`, locked, and the clock.
@@ -456,5 +591,101 @@ impl Locked<'_, '_> {
             Locked::One(shard) => f(shard),
             Locked::Many { guards, .. } => guards.iter_mut().for_each(|(_, g)| f(g)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes the shard's keys and values hold, counted afresh.
+    fn recount(shard: &Shard) -> usize {
+        let map: usize = (shard.map.iter())
+            .map(|(key, entry)| key.capacity() + entry.value.capacity())
+            .sum();
+        map + shard
+            .volatile
+            .iter()
+            .map(|v| v.key.capacity())
+            .sum::<usize>()
+    }
+
+    /// `bytes` is kept exact through every kind of change: new keys, overwrites (a buffer kept
+    /// or replaced), deadlines set and cleared, deletions, expiry on access and by the sweep,
+    /// values changed in place (`INCR`), and `FLUSHDB`.
+    #[test]
+    fn byte_accounting_follows_every_change() {
+        let mut shard = Shard::default();
+        let mut rng = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..20_000i64 {
+            let mut clock = Clock(Some(1_000 + i / 10));
+            let r = next_random(&mut rng);
+            let key = format!("key{}", r % 300).into_bytes();
+            let value = vec![b'v'; (r >> 16) as usize % 300];
+            let deadline = clock.now() + (r >> 40) as i64 % 200;
+            match (r >> 8) % 8 {
+                0 | 1 => shard.set(&key, &value, None, &mut clock),
+                2 => shard.set(&key, &value, Some(deadline), &mut clock),
+                3 => {
+                    shard.remove(&key);
+                }
+                4 => shard.set_expiry(&key, (r & 1 == 1).then_some(deadline)),
+                5 => match shard.find(&key, &mut clock) {
+                    // As INCR changes a value in place.
+                    Found::Live(entry) => {
+                        let before = entry.value.capacity();
+                        entry.value.clear();
+                        entry.value.extend_from_slice(&value[..value.len() % 21]);
+                        let after = entry.value.capacity();
+                        shard.value_resized(before, after);
+                    }
+                    Found::Expired => shard.remove_expired(&key),
+                    Found::Missing => {}
+                },
+                6 => {
+                    shard.exists(&key, &mut clock);
+                }
+                _ => {
+                    shard.sweep(clock.now(), &mut rng, 4);
+                }
+            }
+            if i % 5_000 == 4_999 {
+                shard.clear();
+            }
+            assert_eq!(shard.bytes, recount(&shard), "after change {i}");
+        }
+        assert!(
+            shard.info().expired > 0,
+            "no key expired: the test missed a path"
+        );
+    }
+
+    /// A key past its deadline counts as expired whichever way it goes (on access, overwritten
+    /// by SET, by the sweep), as in Redis; a deletion (DEL, EXPIRE in the past, FLUSHDB) and an
+    /// overwrite before the deadline do not.
+    #[test]
+    fn keys_past_their_deadline_count_as_expired_however_they_go() {
+        let mut shard = Shard::default();
+        let mut early = Clock(Some(1_000));
+        for key in [b"a", b"b", b"c", b"d", b"e"] {
+            shard.set(key, b"v", Some(1_500), &mut early);
+        }
+        shard.set(b"f", b"v", Some(5_000), &mut early);
+        shard.set(b"g", b"v", Some(5_000), &mut early);
+        let mut late = Clock(Some(2_000));
+        assert!(!shard.exists(b"a", &mut late)); // on access: 1
+        shard.set(b"b", b"w", None, &mut late); // overwritten by SET: 2
+        assert!(matches!(shard.find(b"c", &mut late), Found::Expired));
+        shard.remove_expired(b"c"); // as GET does: 3
+        shard.set(b"f", b"w", None, &mut late); // before its deadline: not counted
+        assert!(shard.remove(b"g")); // deleted: not counted
+        assert_eq!(shard.info().expired, 3);
+        let (deleted, _) = shard.sweep(late.now(), &mut 1, 100); // d and e: 5
+        assert_eq!(deleted, 2);
+        let info = shard.info();
+        assert_eq!((info.keys, info.volatile, info.expired), (2, 0, 5));
+        shard.clear();
+        assert_eq!(shard.info().expired, 5, "FLUSHDB keeps the count");
+        assert_eq!(shard.info().memory, 0, "nothing held after FLUSHDB");
     }
 }
