@@ -23,6 +23,10 @@
 //!   the event key — the crate selectloop builds on, used by hand;
 //! - `bare-epoll` (Linux): `epoll_wait` through rustix into one reused buffer.
 //!
+//! With `ECHO_LOOPS_SLOW=1` in its environment, the selectloop loops run with a slow-callback
+//! threshold (1 s, which no callback reaches): what timing every wait and callback costs
+//! (`ECHO_LOOPS_SLOW=1 COUNT_LOOPS=select bash scripts/count.sh --loops`).
+//!
 //! The server exits once `--clients C` connections have come and gone, so the measured process
 //! ends by itself (bare pollers cannot be woken by a signal handler: `polling` retries `EINTR`).
 
@@ -72,6 +76,10 @@ mod server {
         select: bool,
     ) -> io::Result<()> {
         let mut sel = Selector::<B>::new()?;
+        // What the stopwatch costs when it runs: a slow-callback threshold no callback reaches.
+        if std::env::var_os("ECHO_LOOPS_SLOW").is_some() {
+            sel.set_slow_callback_duration(Some(std::time::Duration::from_secs(1)));
+        }
         let c = count.clone();
         sel.register(listener, EVENT_READ, move |sel, sock, _: Events| {
             let (conn, _) = sock.accept()?;
