@@ -144,6 +144,27 @@ fn stats_line(was: &Metrics, now: &Metrics, secs: f64) -> String {
     )
 }
 
+/// The same loop, printing a line of metrics every `every`: `select` is asked to return in
+/// time for the next line (the plain loop has no timers).
+#[inline(never)] // kept out of `serve`, whose loop stays the plain one
+fn loop_with_stats(sel: &mut Selector, running: &Cell<bool>, every: Duration) -> io::Result<()> {
+    sel.set_time_metrics(true);
+    let (mut last, mut was) = (Instant::now(), sel.metrics());
+    while running.get() {
+        let timeout = (last + every).saturating_duration_since(Instant::now());
+        for (key, mask) in sel.select(Some(timeout))? {
+            sel.dispatch(&key, mask)?;
+        }
+        let now = Instant::now();
+        if now >= last + every {
+            let metrics = sel.metrics();
+            eprintln!("{}", stats_line(&was, &metrics, (now - last).as_secs_f64()));
+            (last, was) = (now, metrics);
+        }
+    }
+    Ok(())
+}
+
 fn serve(addr: &str, stats: Option<Duration>) -> io::Result<()> {
     let mut sel = DefaultSelector::new()?;
     let sock = TcpListener::bind(addr).map_err(cli::about(addr))?;
@@ -161,26 +182,15 @@ fn serve(addr: &str, stats: Option<Duration>) -> io::Result<()> {
     }
     eprintln!("echo server on {addr}; try: cargo run --example echo_client {addr}");
 
-    // With --stats: the time of the next line, and what the loop had done at the last one.
-    let mut report = stats.map(|every| (Instant::now() + every, Instant::now(), sel.metrics()));
-    if report.is_some() {
-        sel.set_time_metrics(true);
-    }
-    while running.get() {
-        let timeout = report
-            .as_ref()
-            .map(|(at, ..)| at.saturating_duration_since(Instant::now()));
-        for (key, mask) in sel.select(timeout)? {
-            sel.dispatch(&key, mask)?;
-        }
-        if let (Some((at, last, was)), Some(every)) = (&mut report, stats) {
-            let now = Instant::now();
-            if now >= *at {
-                let metrics = sel.metrics();
-                eprintln!("{}", stats_line(was, &metrics, (now - *last).as_secs_f64()));
-                (*at, *last, *was) = (now + every, now, metrics);
+    match stats {
+        None => {
+            while running.get() {
+                for (key, mask) in sel.select(None)? {
+                    sel.dispatch(&key, mask)?;
+                }
             }
         }
+        Some(every) => loop_with_stats(&mut sel, &running, every)?,
     }
     // Stop accepting, let each connection send what it has queued, then close them all.
     shutdown::close::<TcpStream, Bytes>(sel, &[listener])

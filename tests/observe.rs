@@ -210,8 +210,16 @@ fn counts_by_outcome<B: Backend>() -> io::Result<()> {
             "after unregistering",
         ))
     })?;
+    // Spurious after unregistering itself: still only "not ready after all".
+    let (d, _d_peer) = socketpair()?;
+    sel.register(d, EVENT_WRITE, |sel, s, _| {
+        sel.unregister(s)?;
+        Err(io::Error::from(ErrorKind::WouldBlock))
+    })?;
     run_until_metrics(&mut sel, "both to close", |m| m.callbacks.closed == 2)?;
+    run_until_metrics(&mut sel, "the spurious one", |m| m.callbacks.spurious == 2)?;
     expect[4] += 2;
+    expect[1] += 1;
     let m = sel.metrics();
     assert_eq!(outcomes(&m), expect, "{m:?}");
     assert_eq!(m.registrations, 0, "{m:?}");
@@ -271,7 +279,9 @@ fn work(ms: u64) {
 // Over the threshold: one warning per slow callback, naming it; under it, none.
 fn slow_callbacks_are_named<B: Backend>() -> io::Result<()> {
     let mut sel = selector::<B>()?;
+    assert_eq!(sel.slow_callback_duration(), None, "off by default");
     sel.set_slow_callback_duration(Some(Duration::from_millis(1)));
+    assert_eq!(sel.slow_callback_duration(), Some(Duration::from_millis(1)));
     let (a, _peer) = socketpair()?;
     let fd = sel
         .register(a, EVENT_WRITE, |sel, s, _| {

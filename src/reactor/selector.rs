@@ -29,7 +29,7 @@ use crate::reactor::key::{SelectorKey, Token};
 use crate::reactor::metrics::Counters;
 use crate::reactor::registration::Handler;
 use crate::reactor::registry::Registry;
-use crate::services::observe::short_type_name;
+use crate::services::observe::ShortTypeName;
 use crate::services::{HasServices, Services};
 use crate::sys::events::Events;
 use crate::sys::{Backend, PollBackend, PollingBackend, SelectBackend};
@@ -534,7 +534,7 @@ impl<B: Backend> Selector<B> {
     ) -> std::thread::Result<io::Result<()>> {
         let started = Instant::now();
         let result = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask)));
-        let (fd, kind) = (key.fd, short_type_name(handler.source_type()));
+        let (fd, kind) = (key.fd, ShortTypeName(handler.source_type()));
         let watch = &mut self.services.watch;
         match inside {
             false => watch.ran(

@@ -159,22 +159,27 @@ impl Watch {
     }
 }
 
-/// `std::any::type_name` without module paths: `Connection<TcpStream, Bytes>` for
+/// `std::any::type_name` without module paths, written only when displayed (a warning):
+/// `Connection<TcpStream, Bytes>` for
 /// `selectloop::streams::connection::Connection<std::net::tcp::TcpStream, ...>`.
-pub(crate) fn short_type_name(name: &str) -> String {
-    let mut short = String::with_capacity(name.len());
-    let mut word = String::new();
-    for c in name.chars() {
-        if c.is_alphanumeric() || c == '_' || c == ':' {
-            word.push(c);
-        } else {
-            short.push_str(word.rsplit("::").next().unwrap_or(""));
-            word.clear();
-            short.push(c);
+pub(crate) struct ShortTypeName(pub(crate) &'static str);
+
+impl fmt::Display for ShortTypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let is_path = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let end = rest.find(|c: char| !is_path(c)).unwrap_or(rest.len());
+            let (path, after) = rest.split_at(end);
+            f.write_str(path.rsplit("::").next().unwrap_or(""))?;
+            let mut chars = after.chars();
+            if let Some(c) = chars.next() {
+                write!(f, "{c}")?;
+            }
+            rest = chars.as_str();
         }
+        Ok(())
     }
-    short.push_str(word.rsplit("::").next().unwrap_or(""));
-    short
 }
 
 #[cfg(test)]
@@ -183,12 +188,14 @@ mod tests {
 
     #[test]
     fn type_names_lose_their_paths() {
+        let short = |name: &'static str| ShortTypeName(name).to_string();
         let name = "selectloop::streams::connection::Connection<std::net::tcp::TcpStream, \
                     selectloop::streams::codec::Bytes>";
-        assert_eq!(short_type_name(name), "Connection<TcpStream, Bytes>");
-        assert_eq!(short_type_name("std::net::tcp::TcpListener"), "TcpListener");
-        assert_eq!(short_type_name("u8"), "u8");
-        assert_eq!(short_type_name("(a::B, &c::D)"), "(B, &D)");
+        assert_eq!(short(name), "Connection<TcpStream, Bytes>");
+        assert_eq!(short("std::net::tcp::TcpListener"), "TcpListener");
+        assert_eq!(short("u8"), "u8");
+        assert_eq!(short("(a::B, &c::D)"), "(B, &D)");
+        assert_eq!(short("a::b_c::D_e<[f::G; 2]>"), "D_e<[G; 2]>");
     }
 
     #[test]
