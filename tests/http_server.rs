@@ -1001,6 +1001,19 @@ fn the_stub_status_parser_is_strict() {
     }
 }
 
+/// The page a lone client sees: it is the one connection, the one request, and writing (its
+/// own reply).
+fn lone_client() -> StubStatus {
+    StubStatus {
+        active: 1,
+        accepts: 1,
+        handled: 1,
+        requests: 1,
+        writing: 1,
+        ..StubStatus::default()
+    }
+}
+
 #[test]
 fn the_status_page_is_nginx_s_stub_status() {
     let fx = Fixture::start(&["--status", STATUS]);
@@ -1013,15 +1026,7 @@ fn the_status_page_is_nginx_s_stub_status() {
                 Reading: 0 Writing: 1 Waiting: 0 \n";
     assert_eq!(String::from_utf8_lossy(&reply.body), lone);
     let page = parse_stub_status(&reply.body).expect("the page parses");
-    let one = StubStatus {
-        active: 1,
-        accepts: 1,
-        handled: 1,
-        requests: 1,
-        writing: 1,
-        ..StubStatus::default()
-    };
-    assert_eq!(page, one);
+    assert_eq!(page, lone_client());
 
     // HEAD: the head only, announcing the page it would have sent (as long: one digit each).
     client.send(format!("HEAD {STATUS} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
@@ -1206,15 +1211,7 @@ fn curl_reads_the_status_page() {
         .expect("run curl");
     assert!(out.status.success(), "curl {url}: {out:?}");
     let page = parse_stub_status(&out.stdout).unwrap_or_else(|e| panic!("curl {url}: {e}"));
-    let one = StubStatus {
-        active: 1,
-        accepts: 1,
-        handled: 1,
-        requests: 1,
-        writing: 1,
-        ..StubStatus::default()
-    };
-    assert_eq!(page, one);
+    assert_eq!(page, lone_client());
 }
 
 /// An nginx started for a test, with the stub_status page at [`STATUS`]: in a temporary prefix
