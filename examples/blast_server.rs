@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --example blast_server -- [ADDR] [--payload BYTES] [--send-timeout SECS]
-//! nc 127.0.0.1:8090 | wc -c                    # default 127.0.0.1:8090, 1 GiB each
+//! nc 127.0.0.1 8090 | wc -c                    # default 127.0.0.1:8090, 1 GiB each
 //! ```
 //!
 //! Each client gets BYTES bytes (byte i is `i % 251`), then end of file. Sending it all at once

@@ -1,4 +1,5 @@
-//! A client for the echo servers: interactive, or `--count N` to send N lines and check each
+//! A client for the echo servers: interactive (it also serves as the chat server's client: it
+//! prints lines as they come, as `nc` does), or `--count N` to send N lines and check each
 //! echo — a load generator on selectloop itself. Runs wherever selectloop does.
 //!
 //! ```text
@@ -41,10 +42,12 @@ const USAGE: &str = "usage: echo_client [ADDR] [--count N [--connections C] [--s
 [--timeout SECS]
 
   ADDR              the server (default 127.0.0.1:8088); without --count, lines typed are sent
+                    and lines received printed as they come
   --count N         send N lines and check each echo, then exit
   --connections C   C connections at once, N lines each (default 1)
   --size BYTES      lines of exactly BYTES bytes (newline included, at least 2), digits only
-  --timeout SECS    give up after SECS with no echo (default 10; may be fractional)
+  --timeout SECS    give up after SECS with no echo (default 10; may be fractional); typing,
+                    how long to wait for the server to close after Ctrl-D
 Exit status: 0 if every echo came back intact, 1 otherwise, 2 for a bad command line.";
 
 fn parse_args(parser: &mut lexopt::Parser) -> Result<Args, lexopt::Error> {
@@ -84,23 +87,35 @@ fn main() -> ExitCode {
     cli::status(result)
 }
 
-/// Sends each line typed on stdin and prints what comes back, like the Python tutorials' client:
-/// plain blocking sockets, which is all one interactive connection needs.
+/// Sends each line typed on stdin and prints each line the server sends as it arrives, like
+/// `nc`: an echo server's replies, or a chat server's messages from others (which come whether
+/// or not this user types). Plain blocking sockets and a thread for the server's side, which
+/// is all one interactive connection needs. At the end of stdin (Ctrl-D) it half-closes and
+/// prints what still comes until the server closes, for at most `timeout`.
 fn interactive(addr: &str, timeout: Duration) -> io::Result<()> {
     let mut conn = TcpStream::connect(addr).map_err(cli::about(addr))?;
-    conn.set_read_timeout(Some(timeout))?; // a dead server fails, not hangs
-    let mut reader = BufReader::new(conn.try_clone()?);
+    let reader = BufReader::new(conn.try_clone()?);
+    let (done, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = reader.lines().try_for_each(|line| {
+            println!("received: {}", line?);
+            Ok(())
+        });
+        let _ = done.send(result);
+    });
     eprintln!("connected to {addr}; type lines, Ctrl-D to quit");
     for line in io::stdin().lock().lines() {
-        let line = line?;
-        writeln!(conn, "{line}")?;
-        let mut echo = String::new();
-        if reader.read_line(&mut echo)? == 0 {
-            return Err(io::Error::new(ErrorKind::UnexpectedEof, "server closed"));
-        }
-        print!("received: {echo}");
+        writeln!(conn, "{}", line?)?;
     }
-    Ok(())
+    conn.shutdown(std::net::Shutdown::Write)?;
+    match printed.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            let _ = conn.shutdown(std::net::Shutdown::Both); // ends the printer's read
+            let msg = format!("the server did not close within {timeout:?} of the end of input");
+            Err(io::Error::new(ErrorKind::TimedOut, msg))
+        }
+    }
 }
 
 /// The `i`th of `n` lines: "line i of n", or exactly `size` bytes: `i` in zero-padded digits

@@ -206,3 +206,51 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_everything() {
         tail(&stderr, 5)
     );
 }
+
+/// `echo_client`, as the docs name it, is a chat client: it prints what others say as it
+/// comes, whether or not its user types, and leaves cleanly at the end of its input.
+#[test]
+fn echo_client_is_a_chat_client() {
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    let server = start();
+    let mut typist = Command::new(common::example_binary("echo_client"))
+        .arg(server.addr().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start echo_client");
+    let (seen, lines) = mpsc::channel();
+    let stdout = typist.stdout.take().expect("its stdout");
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = seen.send(line.expect("a line of echo_client's output"));
+        }
+    });
+    let wait_for = |what: &str| loop {
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("echo_client never printed {what:?}"));
+        if line.contains(what) {
+            return line;
+        }
+    };
+    assert!(wait_for("* welcome, ").starts_with("received: "));
+    let (mut other, _) = Client::join(&server);
+    wait_for(" joined");
+    other.say("hello from the other"); // comes while the typist types nothing
+    wait_for("hello from the other");
+    let mut stdin = typist.stdin.take().expect("its stdin");
+    stdin.write_all(b"hi from the typist\n").expect("type");
+    loop {
+        if other.line().contains("hi from the typist") {
+            break;
+        }
+    }
+    drop(stdin); // Ctrl-D: it half-closes, and exits once the server has closed
+    let (exited, status) = mpsc::channel();
+    thread::spawn(move || exited.send(typist.wait()));
+    let status = status.recv_timeout(TIMEOUT).expect("echo_client to exit");
+    assert!(status.expect("wait").success(), "echo_client failed");
+}

@@ -654,6 +654,31 @@ fn echo_server_prints_the_loop_metrics() {
     drop(server);
 }
 
+/// The README's demo as a user runs it: lines typed into `echo_client` come back, each printed
+/// as it arrives; at the end of input the client exits 0.
+#[test]
+fn echo_client_types_lines_to_echo_server() {
+    use std::process::{Command, Stdio};
+    let server = ExampleServer::start("echo_server", &["127.0.0.1:0"]);
+    let mut client = Command::new(common::example_binary("echo_client"))
+        .arg(server.addr().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start echo_client");
+    let mut stdin = client.stdin.take().expect("its stdin");
+    stdin.write_all(b"hello\nsecond line\n").expect("type");
+    drop(stdin);
+    let out = client.wait_with_output().expect("echo_client's output");
+    assert!(out.status.success(), "echo_client: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "received: hello\nreceived: second line\n"
+    );
+    drop(server);
+}
+
 #[test]
 fn echo_server_refuses_a_bad_stats_interval() {
     for (value, message) in [
