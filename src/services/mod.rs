@@ -3,7 +3,8 @@
 //!
 //! Timers (`timer.rs`), calls from other threads (`remote.rs`), blocking work on a thread pool
 //! with its completion back on the loop (`executor.rs`), and signal numbers (`signal.rs`; a
-//! signal handler itself is a registration, over the per-OS self-pipes in `sys/signal.rs`).
+//! signal handler itself is a registration, over the per-OS self-pipes in `sys/signal.rs`);
+//! and what the loop counts and times of its own work (`observe.rs`).
 //!
 //! [`Services`] holds them all, and is the loop's only way in: it asks how long it may wait
 //! ([`wait`](Services::wait)), whether calls are ready ([`has_ready`](Services::has_ready)),
