@@ -421,6 +421,397 @@ fn every_command_replies_as_redis_does() {
     assert_eq!(reply, Error(expected), "CR and LF shown as spaces");
 }
 
+// --- Compared with redis-server ----------------------------------------------------------------
+
+/// A redis-server of the machine's, on a free loopback port, saving nothing; killed when
+/// dropped.
+struct RedisServer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (saying the comparison is skipped, on stderr) if redis-server is
+    /// not installed.
+    fn start() -> Option<RedisServer> {
+        use std::process::{Command, Stdio};
+        let probe = Command::new("redis-server").arg("--version").output();
+        if !probe.is_ok_and(|out| out.status.success()) {
+            eprintln!("comparison skipped: redis-server is not installed");
+            return None;
+        }
+        // A port free now (the listener is dropped just before redis-server takes it).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let addr = listener.local_addr().expect("its address");
+        drop(listener);
+        let port = addr.port().to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let server = RedisServer { child, addr };
+        poll_until("redis-server to accept connections", || {
+            connect(addr).is_ok()
+        });
+        Some(server)
+    }
+
+    fn client(&self) -> Client {
+        Client::on(connect(self.addr).expect("connect to redis-server"))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cases` (a command, its expected reply) in order on a fresh kv_server, and, if
+/// redis-server is installed, on a fresh one of those too: both must answer exactly as
+/// expected, so kv_server answers as redis-server does.
+#[track_caller]
+fn check_against_redis(cases: &[(&str, Reply)]) {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    for (command, expected) in cases {
+        assert_eq!(&c.cmd(command), expected, "kv_server: {command}");
+    }
+    if let Some(redis) = RedisServer::start() {
+        let mut r = redis.client();
+        for (command, expected) in cases {
+            assert_eq!(&r.cmd(command), expected, "redis-server: {command}");
+        }
+    }
+}
+
+fn wrong_args(name: &str) -> Reply {
+    Error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// INCRBY, DECRBY, STRLEN, APPEND, GETDEL, GETSET, PTTL and PERSIST: replies and errors (wrong
+/// arity, non-integers, overflow), as redis-server 7.0.15 gives them.
+#[test]
+fn string_commands_reply_as_redis_does() {
+    check_against_redis(&[
+        ("SET a 10", ok()),
+        ("INCRBY a 5", Int(15)),
+        ("incrby a -20", Int(-5)),
+        ("DECRBY a 3", Int(-8)),
+        ("decrby a -10", Int(2)),
+        ("INCRBY fresh 7", Int(7)),
+        ("DECRBY fresh2 7", Int(-7)),
+        ("INCRBY a x", err(NOT_INTEGER)),
+        ("INCRBY a 1.5", err(NOT_INTEGER)),
+        ("INCRBY a 01", err(NOT_INTEGER)),
+        ("DECRBY a 99999999999999999999", err(NOT_INTEGER)),
+        (
+            "DECRBY a -9223372036854775808",
+            err("ERR decrement would overflow"),
+        ),
+        ("INCRBY a", wrong_args("incrby")),
+        ("INCRBY a 1 2", wrong_args("incrby")),
+        ("DECRBY a", wrong_args("decrby")),
+        ("SET max 9223372036854775807", ok()),
+        (
+            "INCRBY max 1",
+            err("ERR increment or decrement would overflow"),
+        ),
+        (
+            "DECRBY max -1",
+            err("ERR increment or decrement would overflow"),
+        ),
+        ("SET min -9223372036854775808", ok()),
+        (
+            "DECRBY min 1",
+            err("ERR increment or decrement would overflow"),
+        ),
+        (
+            "INCRBY min -1",
+            err("ERR increment or decrement would overflow"),
+        ),
+        ("INCRBY min 9223372036854775807", Int(-1)),
+        ("SET word hello", ok()),
+        ("INCRBY word 1", err(NOT_INTEGER)),
+        ("DECRBY word x", err(NOT_INTEGER)),
+        ("STRLEN word", Int(5)),
+        ("STRLEN nope", Int(0)),
+        ("STRLEN", wrong_args("strlen")),
+        ("STRLEN a b", wrong_args("strlen")),
+        ("APPEND word _world", Int(11)),
+        ("GET word", bulk("hello_world")),
+        ("APPEND new abc", Int(3)),
+        ("APPEND a 5", Int(2)),
+        ("INCRBY a 1", Int(26)),
+        ("APPEND", wrong_args("append")),
+        ("APPEND k", wrong_args("append")),
+        ("GETDEL new", bulk("abc")),
+        ("GETDEL new", Bulk(None)),
+        ("EXISTS new", Int(0)),
+        ("GETDEL", wrong_args("getdel")),
+        ("GETDEL a b", wrong_args("getdel")),
+        ("GETSET word x", bulk("hello_world")),
+        ("GETSET gs y", Bulk(None)),
+        ("GET gs", bulk("y")),
+        ("GETSET word", wrong_args("getset")),
+        ("SET e v EX 100", ok()),
+        ("GETSET e w", bulk("v")),
+        ("TTL e", Int(-1)), // GETSET clears the deadline, as SET
+        ("PTTL e", Int(-1)),
+        ("PTTL nope", Int(-2)),
+        ("PTTL", wrong_args("pttl")),
+        ("PTTL a b", wrong_args("pttl")),
+        ("SET e v EX 100", ok()),
+        ("APPEND e w", Int(2)),
+        ("TTL e", Int(100)), // APPEND keeps it
+        ("INCRBY a 1", Int(27)),
+        ("PERSIST e", Int(1)),
+        ("PERSIST e", Int(0)),
+        ("TTL e", Int(-1)),
+        ("PERSIST nope", Int(0)),
+        ("PERSIST", wrong_args("persist")),
+        ("PERSIST a b", wrong_args("persist")),
+    ]);
+}
+
+/// SET's options KEEPTTL, GET, EXAT and PXAT with EX, PX, NX and XX, in Redis 7.0's
+/// combinations (`NX GET` is allowed in 7.0; two kinds of deadline, or one with KEEPTTL, are
+/// a syntax error); EXPIRE and PEXPIRE with NX, XX, GT and LT.
+#[test]
+fn set_and_expire_options_reply_as_redis_does() {
+    let invalid = || err("ERR invalid expire time in 'set' command");
+    let syntax = || err("ERR syntax error");
+    check_against_redis(&[
+        ("SET k v EX 100", ok()),
+        ("SET k w KEEPTTL", ok()),
+        ("TTL k", Int(100)),
+        ("GET k", bulk("w")),
+        ("SET k w", ok()),
+        ("TTL k", Int(-1)),
+        ("SET k v KEEPTTL KEEPTTL", ok()),
+        ("SET none v KEEPTTL", ok()),
+        ("TTL none", Int(-1)),
+        ("SET k w KEEPTTL EX 10", syntax()),
+        ("SET k w EX 10 KEEPTTL", syntax()),
+        ("SET k w PXAT 10 KEEPTTL", syntax()),
+        ("SET k w EX 10 EXAT 20", syntax()),
+        ("SET k w EXAT 20 PX 10", syntax()),
+        ("SET k w EXAT 20 PXAT 10", syntax()),
+        ("SET k w PX 10 EX 10", syntax()),
+        ("SET k w EXAT", syntax()),
+        ("SET k w PXAT", syntax()),
+        ("SET k w GET EX", syntax()),
+        ("SET k w NX XX", syntax()),
+        ("GET k", bulk("v")),
+        ("SET k x GET", bulk("v")),
+        ("SET fresh x GET", Bulk(None)),
+        ("SET k y NX GET", bulk("x")), // exists: not set, the old value answered
+        ("GET k", bulk("x")),
+        ("SET k y XX GET", bulk("x")),
+        ("SET nope y XX GET", Bulk(None)),
+        ("EXISTS nope", Int(0)),
+        ("SET nope y GET NX", Bulk(None)),
+        ("GET nope", bulk("y")),
+        ("SET k z GET GET", bulk("y")),
+        ("SET k z NX NX", Bulk(None)),
+        ("SET k v EX 100 GET", bulk("z")),
+        ("SET k w KEEPTTL GET", bulk("v")),
+        ("TTL k", Int(100)),
+        ("SET k w EXAT 20 EXAT 4102444800", ok()),
+        ("SET k w EX 10 EX 20", ok()),
+        ("TTL k", Int(20)),
+        ("SET k w EXAT 0", invalid()),
+        ("SET k w EXAT -1", invalid()),
+        ("SET k w PXAT 0", invalid()),
+        ("SET k w EXAT abc", err(NOT_INTEGER)),
+        ("SET k w PXAT 1.5", err(NOT_INTEGER)),
+        ("SET k w EXAT 9223372036854775807", invalid()),
+        ("SET k w EX 9223372036854774", invalid()), // fits in ms, not once now is added
+        ("SET k w PX 9223372036854775807", invalid()),
+        ("SET k w PXAT 9223372036854775807", ok()),
+        ("PERSIST k", Int(1)),
+        ("SET k w EXAT abc GET", err(NOT_INTEGER)), // the deadline is checked first
+        ("GET k", bulk("w")),
+        ("SET k x EXAT 1", ok()), // a deadline past: set, and gone at once
+        ("GET k", Bulk(None)),
+        ("SET k x", ok()),
+        ("SET k y PXAT 1 GET", bulk("x")),
+        ("EXISTS k", Int(0)),
+        // EXPIRE's options.
+        ("SET k v", ok()),
+        ("EXPIRE k 100 XX", Int(0)), // no deadline
+        ("EXPIRE k 100 GT", Int(0)), // none is infinite: never greater
+        ("EXPIRE k 100 LT", Int(1)), // ...always less
+        ("TTL k", Int(100)),
+        ("EXPIRE k 50 NX", Int(0)),
+        ("EXPIRE k 200 gt", Int(1)),
+        ("EXPIRE k 100 GT", Int(0)),
+        ("EXPIRE k 300 lt", Int(0)),
+        ("EXPIRE k 50 LT", Int(1)),
+        ("TTL k", Int(50)),
+        ("EXPIRE k 60 XX", Int(1)),
+        ("EXPIRE k 10 xx gt", Int(0)),
+        ("EXPIRE k 70 XX GT", Int(1)),
+        ("TTL k", Int(70)),
+        ("PERSIST k", Int(1)),
+        ("EXPIRE k 10 NX", Int(1)),
+        ("EXPIRE nokey 10 NX", Int(0)),
+        (
+            "EXPIRE k 10 NX XX",
+            err("ERR NX and XX, GT or LT options at the same time are not compatible"),
+        ),
+        (
+            "EXPIRE k 10 NX GT",
+            err("ERR NX and XX, GT or LT options at the same time are not compatible"),
+        ),
+        (
+            "EXPIRE k 10 LT NX",
+            err("ERR NX and XX, GT or LT options at the same time are not compatible"),
+        ),
+        (
+            "EXPIRE k 10 GT LT",
+            err("ERR GT and LT options at the same time are not compatible"),
+        ),
+        ("EXPIRE k 10 FOO", err("ERR Unsupported option FOO")),
+        ("EXPIRE k 10 NX foo", err("ERR Unsupported option foo")),
+        ("EXPIRE k abc FOO", err("ERR Unsupported option FOO")), // options first
+        (
+            "EXPIRE k abc NX XX",
+            err("ERR NX and XX, GT or LT options at the same time are not compatible"),
+        ),
+        ("EXPIRE k abc NX", err(NOT_INTEGER)),
+        (
+            "EXPIRE k -9223372036854776",
+            err("ERR invalid expire time in 'expire' command"),
+        ),
+        ("EXPIRE", wrong_args("expire")),
+        ("EXPIRE k", wrong_args("expire")),
+        ("PEXPIRE k 100000", Int(1)),
+        ("TTL k", Int(100)),
+        (
+            "PEXPIRE k 9223372036854775807",
+            err("ERR invalid expire time in 'pexpire' command"),
+        ),
+        ("PEXPIRE k abc", err(NOT_INTEGER)),
+        ("PEXPIRE k 100 FOO", err("ERR Unsupported option FOO")),
+        ("PEXPIRE k", wrong_args("pexpire")),
+        ("PEXPIRE k 200000 GT", Int(1)),
+        ("TTL k", Int(200)),
+        ("PEXPIRE k -1 GT", Int(0)),
+        ("PEXPIRE k -1 LT", Int(1)), // a deadline past deletes the key
+        ("GET k", Bulk(None)),
+        ("PEXPIRE k 100", Int(0)),
+        ("EXPIRE k 100", Int(0)),
+    ]);
+}
+
+/// The new commands count in `total_commands_processed`, and those that read a key
+/// (STRLEN, GETDEL, GETSET, PTTL, SET ... GET) in `keyspace_hits` and `keyspace_misses`,
+/// while INCRBY, DECRBY, APPEND, PERSIST, EXPIRE and PEXPIRE do not: the same counts as
+/// redis-server 7.0.15 gives after the same commands (compared when it is installed).
+#[test]
+fn new_commands_count_in_info_as_in_redis() {
+    let commands = [
+        "SET a 1",
+        "INCRBY a 2",
+        "DECRBY nope 2",
+        "STRLEN a",
+        "STRLEN nope2",
+        "APPEND a x",
+        "APPEND b y",
+        "GETDEL b",
+        "GETDEL b",
+        "GETSET c 1",
+        "GETSET c 2",
+        "PTTL c",
+        "PTTL nope3",
+        "PERSIST c",
+        "SET c 3 GET",
+        "SET d 3 GET",
+        "SET d 4 NX GET",
+        "EXPIRE c 100 NX",
+        "PEXPIRE c 100000 XX",
+        "INCRBY a x",     // runs, and answers an error: counted
+        "INCRBY a",       // refused before it runs: not counted
+        "EXPIRE a 1 FOO", // runs: counted
+    ];
+    let counts = |c: &mut Client| {
+        for command in commands {
+            c.cmd(command);
+        }
+        let text = info(c, "stats");
+        [
+            "total_commands_processed",
+            "keyspace_hits",
+            "keyspace_misses",
+        ]
+        .map(|name| number_of(&text, name))
+    };
+    let server = start(&[]);
+    let got = counts(&mut Client::new(&server));
+    // GETDEL b, GETSET c 2, STRLEN a, PTTL c, SET c 3 GET, SET d 4 NX GET: hits;
+    // STRLEN nope2, GETDEL b, GETSET c 1, PTTL nope3, SET d 3 GET: misses.
+    assert_eq!(
+        got,
+        [21, 6, 5],
+        "total_commands_processed, keyspace_hits, _misses"
+    );
+    if let Some(redis) = RedisServer::start() {
+        assert_eq!(counts(&mut redis.client()), got, "redis-server's counts");
+    }
+}
+
+/// PTTL counts milliseconds: right after `SET k v PX 100000` it is a little under 100,000;
+/// after `PXAT` of a time 50 s ahead, about 50,000.
+#[test]
+fn pttl_counts_milliseconds() {
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("SET k v PX 100000"), ok());
+    match c.cmd("PTTL k") {
+        Int(ms) if (90_000..=100_000).contains(&ms) => {}
+        other => panic!("PTTL after PX 100000: {other:?}"),
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    assert_eq!(c.cmd(&format!("SET k v PXAT {}", now + 50_000)), ok());
+    match c.cmd("PTTL k") {
+        Int(ms) if (40_000..=51_000).contains(&ms) => {}
+        other => panic!("PTTL after PXAT now + 50 s: {other:?}"),
+    }
+    assert_eq!(c.cmd(&format!("SET k v EXAT {}", now / 1000 + 50)), ok());
+    match c.cmd("TTL k") {
+        Int(s) if (40..=51).contains(&s) => {}
+        other => panic!("TTL after EXAT now + 50 s: {other:?}"),
+    }
+}
+
+/// APPEND may not make a value longer than `--max-bulk` (Redis: `proto-max-bulk-len`, with
+/// the same error), so that a GET of it fits under `--max-output`.
+#[test]
+fn append_stops_at_max_bulk() {
+    let server = start(&["--max-bulk", "10"]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("APPEND k 12345"), Int(5));
+    assert_eq!(c.cmd("APPEND k 67890"), Int(10));
+    assert_eq!(
+        c.cmd("APPEND k x"),
+        err("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+    );
+    assert_eq!(c.cmd("GET k"), bulk("1234567890"));
+}
+
 #[test]
 fn keys_expire_on_access_and_by_the_sweep() {
     let server = start(&[]);

@@ -77,12 +77,29 @@ fn dispatch(
         b"ECHO" if argc == 2 => bulk(out, cmd.get(1)),
         b"INCR" if argc == 2 => incr_by(db, cmd.get(1), 1, out),
         b"DECR" if argc == 2 => incr_by(db, cmd.get(1), -1, out),
+        b"INCRBY" if argc == 3 => match parse_i64(cmd.get(2)) {
+            Some(by) => incr_by(db, cmd.get(1), by, out),
+            None => error(out, NOT_INTEGER),
+        },
+        b"DECRBY" if argc == 3 => match parse_i64(cmd.get(2)) {
+            // Redis refuses to negate the least i64 before looking at the key.
+            Some(i64::MIN) => error(out, "ERR decrement would overflow"),
+            Some(by) => incr_by(db, cmd.get(1), -by, out),
+            None => error(out, NOT_INTEGER),
+        },
+        b"STRLEN" if argc == 2 => strlen(db, cmd.get(1), out),
+        b"APPEND" if argc == 3 => append(db, cmd.get(1), cmd.get(2), out),
+        b"GETDEL" if argc == 2 => getdel(db, cmd.get(1), out),
+        b"GETSET" if argc == 3 => getset(db, cmd.get(1), cmd.get(2), out),
+        b"PERSIST" if argc == 2 => persist(db, cmd.get(1), out),
         b"DEL" if argc >= 2 => del(db, cmd, out),
         b"EXISTS" if argc >= 2 => exists(db, cmd, out),
         b"MGET" if argc >= 2 => return Some(mget(db, cmd, out, max_reply)),
         b"MSET" if argc >= 3 && argc % 2 == 1 => mset(db, cmd, out),
-        b"EXPIRE" if argc == 3 => expire(db, cmd, out),
-        b"TTL" if argc == 2 => ttl(db, cmd.get(1), out),
+        b"EXPIRE" if argc >= 3 => expire(db, cmd, 1000, out),
+        b"PEXPIRE" if argc >= 3 => expire(db, cmd, 1, out),
+        b"TTL" if argc == 2 => ttl(db, cmd.get(1), 1000, out),
+        b"PTTL" if argc == 2 => ttl(db, cmd.get(1), 1, out),
         b"DBSIZE" if argc == 1 => {
             let mut keys = 0;
             db.with_all(|locked, _| locked.each(|shard| keys += shard.len()));
@@ -98,7 +115,8 @@ fn dispatch(
         b"COMMAND" => array(out, 0),
         b"CONFIG" if argc >= 2 => return config(cmd, out, max_reply),
         b"GET" | b"SET" | b"PING" | b"ECHO" | b"INCR" | b"DECR" | b"DEL" | b"EXISTS" | b"MGET"
-        | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" => {
+        | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" | b"INCRBY" | b"DECRBY"
+        | b"STRLEN" | b"APPEND" | b"GETDEL" | b"GETSET" | b"PERSIST" | b"PEXPIRE" | b"PTTL" => {
             wrong_arity(out, name);
             return None;
         }
@@ -136,24 +154,50 @@ fn reply_value(shard: &mut Shard, key: &[u8], clock: &mut Clock, out: &mut impl 
     shard.count_lookup(hit);
 }
 
-/// `SET key value [EX seconds | PX milliseconds] [NX | XX]`, options in any order, as Redis
-/// parses them (the same option twice is allowed, the last value counts).
+/// How `SET` was told to set a deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    /// `EX seconds`, `PX milliseconds`: from now.
+    Ex,
+    Px,
+    /// `EXAT`, `PXAT`: a Unix time, in seconds or milliseconds.
+    ExAt,
+    PxAt,
+}
+
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s | PXAT unix-ms | KEEPTTL]`,
+/// options in any order, as Redis 7.0 parses them: the same option twice is allowed (the last
+/// value counts), two kinds of deadline or a deadline with `KEEPTTL` are a syntax error, and
+/// `GET` goes with `NX` or `XX` (Redis 7.0 allows `NX GET`: the old value is answered, and
+/// the key left as it is when it exists). With `GET` the reply is the old value (or nil), and
+/// the lookup counts as a keyspace hit or miss, as GET's.
 fn set(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
-    let (mut nx, mut xx) = (false, false);
-    let mut expire: Option<(&[u8], i64)> = None; // the value, and milliseconds per unit
+    let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
+    let mut expire: Option<(&[u8], Deadline)> = None;
     let mut j = 3;
     while j < cmd.len() {
         let (opt, has_next) = (cmd.get(j), j + 1 < cmd.len());
-        let unit = expire.map(|(_, unit)| unit);
+        let kind = [
+            (&b"EX"[..], Deadline::Ex),
+            (b"PX", Deadline::Px),
+            (b"EXAT", Deadline::ExAt),
+            (b"PXAT", Deadline::PxAt),
+        ]
+        .into_iter()
+        .find(|(name, _)| opt.eq_ignore_ascii_case(name))
+        .map(|(_, kind)| kind);
         if opt.eq_ignore_ascii_case(b"NX") && !xx {
             nx = true;
         } else if opt.eq_ignore_ascii_case(b"XX") && !nx {
             xx = true;
-        } else if opt.eq_ignore_ascii_case(b"EX") && unit != Some(1) && has_next {
-            expire = Some((cmd.get(j + 1), 1000));
-            j += 1;
-        } else if opt.eq_ignore_ascii_case(b"PX") && unit != Some(1000) && has_next {
-            expire = Some((cmd.get(j + 1), 1));
+        } else if opt.eq_ignore_ascii_case(b"GET") {
+            get = true;
+        } else if opt.eq_ignore_ascii_case(b"KEEPTTL") && expire.is_none() {
+            keep_ttl = true;
+        } else if let Some(kind) =
+            kind.filter(|&kind| !keep_ttl && has_next && expire.is_none_or(|(_, set)| set == kind))
+        {
+            expire = Some((cmd.get(j + 1), kind));
             j += 1;
         } else {
             return error(out, SYNTAX);
@@ -162,22 +206,59 @@ fn set(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     }
     let at = match expire {
         None => None,
-        Some((value, unit)) => match parse_i64(value) {
-            None => return error(out, NOT_INTEGER),
-            Some(n) if n <= 0 => return error(out, "ERR invalid expire time in 'set' command"),
-            Some(n) => match deadline(n, unit, db.clock.now()) {
+        Some((value, kind)) => {
+            let invalid = "ERR invalid expire time in 'set' command";
+            let Some(n) = parse_i64(value) else {
+                return error(out, NOT_INTEGER);
+            };
+            if n <= 0 {
+                return error(out, invalid);
+            }
+            let ms = match kind {
+                Deadline::Ex | Deadline::ExAt => n.checked_mul(1000),
+                Deadline::Px | Deadline::PxAt => Some(n),
+            };
+            let at = match kind {
+                Deadline::Ex | Deadline::Px => ms.and_then(|ms| ms.checked_add(db.clock.now())),
+                Deadline::ExAt | Deadline::PxAt => ms,
+            };
+            match at {
                 Some(at) => Some(at),
-                None => return error(out, "ERR invalid expire time in 'set' command"),
-            },
-        },
+                None => return error(out, invalid),
+            }
+        }
     };
     let key = cmd.get(1);
     let (shard, clock) = db.shard(key);
-    if (nx || xx) && shard.exists(key, clock) != xx {
-        return null(out); // NX and it exists, or XX and it does not: not set
+    if get {
+        reply_value(shard, key, clock, out); // deletes the key if expired
+    }
+    let mut at = at;
+    if nx || xx || keep_ttl {
+        // `Some(deadline)` if the key exists.
+        let current = match shard.find(key, clock) {
+            Found::Live(entry) => Some(entry.expires_at()),
+            Found::Expired => {
+                shard.remove_expired(key);
+                None
+            }
+            Found::Missing => None,
+        };
+        if (nx || xx) && current.is_some() != xx {
+            // NX and it exists, or XX and it does not: not set.
+            if !get {
+                null(out);
+            }
+            return;
+        }
+        if keep_ttl {
+            at = current.flatten();
+        }
     }
     shard.set(key, cmd.get(2), at, clock);
-    ok(out);
+    if !get {
+        ok(out);
+    }
 }
 
 /// `now` plus `n` units of `unit` ms, unless that overflows.
@@ -287,18 +368,69 @@ fn mset(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     ok(out);
 }
 
-/// `EXPIRE key seconds` (without Redis 7's NX/XX/GT/LT): 1 if the key exists; a deadline
-/// already past deletes it.
-fn expire(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
-    let Some(seconds) = parse_i64(cmd.get(2)) else {
+/// `EXPIRE key seconds [NX | XX | GT | LT]` (`unit` 1000) and `PEXPIRE key ms [...]` (`unit`
+/// 1): 1 if the deadline was set, 0 if there is no key or the option said no (`NX`: it has a
+/// deadline; `XX`: it has none; `GT`: the new one is not later, no deadline counting as
+/// infinite; `LT`: not earlier). A deadline already past deletes the key (and answers 1). The
+/// options are checked first, then the number, as Redis 7.0 does.
+fn expire(db: &mut Session<'_>, cmd: Args<'_>, unit: i64, out: &mut impl Sink) {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in cmd.iter(3) {
+        if opt.eq_ignore_ascii_case(b"NX") {
+            nx = true;
+        } else if opt.eq_ignore_ascii_case(b"XX") {
+            xx = true;
+        } else if opt.eq_ignore_ascii_case(b"GT") {
+            gt = true;
+        } else if opt.eq_ignore_ascii_case(b"LT") {
+            lt = true;
+        } else {
+            out.put(b"-ERR Unsupported option ");
+            put_sanitized(out, c_string(opt), usize::MAX);
+            out.put(b"\r\n");
+            return;
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return error(
+            out,
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        );
+    }
+    if gt && lt {
+        return error(
+            out,
+            "ERR GT and LT options at the same time are not compatible",
+        );
+    }
+    let Some(n) = parse_i64(cmd.get(2)) else {
         return error(out, NOT_INTEGER);
     };
-    let Some(at) = deadline(seconds, 1000, db.clock.now()) else {
-        return error(out, "ERR invalid expire time in 'expire' command");
+    let Some(at) = deadline(n, unit, db.clock.now()) else {
+        return error(
+            out,
+            if unit == 1 {
+                "ERR invalid expire time in 'pexpire' command"
+            } else {
+                "ERR invalid expire time in 'expire' command"
+            },
+        );
     };
     let key = cmd.get(1);
     let (shard, clock) = db.shard(key);
-    if !shard.exists(key, clock) {
+    let current = match shard.find(key, clock) {
+        Found::Live(entry) => entry.expires_at(),
+        Found::Expired => {
+            shard.remove_expired(key);
+            return integer(out, 0);
+        }
+        Found::Missing => return integer(out, 0),
+    };
+    let refused = match current {
+        Some(current) => nx || (gt && at <= current) || (lt && at >= current),
+        None => xx || gt, // no deadline: infinite, so never GT, always LT
+    };
+    if refused {
         return integer(out, 0);
     }
     if at <= clock.now() {
@@ -309,12 +441,13 @@ fn expire(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     integer(out, 1);
 }
 
-/// Seconds left (rounded), -1 for no deadline, -2 for no key.
-fn ttl(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+/// `TTL` (`unit` 1000: seconds left, rounded) and `PTTL` (`unit` 1: milliseconds left); -1
+/// for no deadline, -2 for no key.
+fn ttl(db: &mut Session<'_>, key: &[u8], unit: i64, out: &mut impl Sink) {
     let (shard, clock) = db.shard(key);
     let ttl = match shard.find(key, clock) {
         Found::Live(entry) => match entry.expires_at() {
-            Some(at) => (at - clock.now() + 500) / 1000,
+            Some(at) => (at - clock.now() + unit / 2) / unit,
             None => -1,
         },
         Found::Expired => {
@@ -325,6 +458,81 @@ fn ttl(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
     };
     shard.count_lookup(ttl != -2);
     integer(out, ttl);
+}
+
+/// `STRLEN key`: the value's length, 0 for no key (a keyspace hit or miss, as in Redis).
+fn strlen(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    let len = match shard.find(key, clock) {
+        Found::Live(entry) => Some(entry.value.len()),
+        Found::Expired => {
+            shard.remove_expired(key);
+            None
+        }
+        Found::Missing => None,
+    };
+    shard.count_lookup(len.is_some());
+    integer(out, len.unwrap_or(0) as i64);
+}
+
+/// `APPEND key value`: the new length. The deadline stays. A value may not grow past
+/// `--max-bulk` (Redis: `proto-max-bulk-len`), so that a GET of it always fits (see the module
+/// docs). Not a keyspace lookup, as in Redis.
+fn append(db: &mut Session<'_>, key: &[u8], value: &[u8], out: &mut impl Sink) {
+    let max_bulk = db.store().max_bulk();
+    let (shard, clock) = db.shard(key);
+    match shard.find(key, clock) {
+        Found::Live(entry) => {
+            let len = entry.value.len().saturating_add(value.len());
+            if len > max_bulk {
+                return error(
+                    out,
+                    "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
+                );
+            }
+            let before = entry.value.capacity();
+            entry.value.extend_from_slice(value);
+            let after = entry.value.capacity();
+            shard.value_resized(before, after);
+            return integer(out, len as i64);
+        }
+        Found::Expired => shard.remove_expired(key),
+        Found::Missing => {}
+    }
+    shard.set(key, value, None, clock);
+    integer(out, value.len() as i64);
+}
+
+/// `GETDEL key`: the value (or nil), and the key deleted; a keyspace hit or miss.
+fn getdel(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    reply_value(shard, key, clock, out); // an expired key is deleted there
+    shard.remove(key);
+}
+
+/// `GETSET key value`: the old value (or nil), and the key set, its deadline cleared (as
+/// `SET key value GET`); a keyspace hit or miss.
+fn getset(db: &mut Session<'_>, key: &[u8], value: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    reply_value(shard, key, clock, out);
+    shard.set(key, value, None, clock);
+}
+
+/// `PERSIST key`: 1 if the key had a deadline (now gone), else 0. Not a keyspace lookup.
+fn persist(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    let had = match shard.find(key, clock) {
+        Found::Live(entry) => entry.expires_at().is_some(),
+        Found::Expired => {
+            shard.remove_expired(key);
+            false
+        }
+        Found::Missing => false,
+    };
+    if had {
+        shard.set_expiry(key, None);
+    }
+    integer(out, had as i64);
 }
 
 /// `FLUSHDB [ASYNC | SYNC]` (both synchronous here).

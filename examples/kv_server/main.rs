@@ -14,9 +14,14 @@
 //!
 //! # Commands
 //!
-//! `PING [msg]`, `ECHO msg`, `SET key value [EX s | PX ms] [NX | XX]`, `GET key`,
-//! `DEL key...`, `EXISTS key...`, `INCR key`, `DECR key`, `MGET key...`, `MSET key value...`,
-//! `EXPIRE key s`, `TTL key`, `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`, `INFO [section ...]`,
+//! `PING [msg]`, `ECHO msg`, `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT unix-s |
+//! PXAT unix-ms | KEEPTTL]` (Redis 7.0's combinations: `NX GET` is allowed, two deadlines or
+//! one with `KEEPTTL` are a syntax error), `GET key`, `GETSET key value`, `GETDEL key`,
+//! `STRLEN key`, `APPEND key value` (up to `--max-bulk` in all), `DEL key...`,
+//! `EXISTS key...`, `INCR key`, `DECR key`, `INCRBY key n`, `DECRBY key n`, `MGET key...`,
+//! `MSET key value...`, `EXPIRE key s [NX | XX | GT | LT]`, `PEXPIRE key ms [NX | XX | GT |
+//! LT]`, `TTL key`, `PTTL key`, `PERSIST key`, `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`,
+//! `INFO [section ...]`,
 //! `QUIT` (replies `+OK`, then closes once the replies are written); and for the tools'
 //! start-up, `COMMAND` (an empty array: no command table) and `CONFIG GET` (`save` is empty
 //! and `appendonly` is `no`; other parameters are not listed). Names are case-insensitive;
@@ -463,7 +468,7 @@ fn main() -> ExitCode {
 /// Serves clients at `addr` until Ctrl-C or SIGTERM.
 fn listen(addr: &str, options: Options) -> io::Result<()> {
     let addr = cli::resolve(addr).map_err(cli::about(addr))?;
-    let store = Arc::new(Store::new(options.threads));
+    let store = Arc::new(Store::new(options.threads, options.resp.max_bulk));
     let next_sweep = Arc::new(AtomicI64::new(0));
     store::now_ms(); // starts the clock
     let factory = move || -> loops::Accepted {

@@ -27,9 +27,10 @@
 //! Each shard keeps, under its lock, what `INFO` reports of it (see `info.rs`): the bytes its
 //! keys and values hold, the keys deleted because their deadline had passed (`expired_keys`:
 //! on access, by the sweep, or overwritten by `SET`/`MSET`, where Redis counts them too), and
-//! the lookups of `GET`, `MGET`, `EXISTS` and `TTL` that found a key or not (`keyspace_hits`,
-//! `keyspace_misses`: the commands Redis counts them for). Plain integers, no atomics: the
-//! shard is locked for the change anyway.
+//! the lookups of `GET`, `MGET`, `EXISTS`, `TTL`, `PTTL`, `STRLEN`, `GETDEL`, `GETSET` and
+//! `SET ... GET` that found a key or not (`keyspace_hits`, `keyspace_misses`: the commands
+//! Redis counts them for). Plain integers, no atomics: the shard is locked for the change
+//! anyway.
 
 use crate::info::Stats;
 use std::collections::HashMap;
@@ -91,7 +92,8 @@ pub struct Shard {
     bytes: usize,
     /// Keys deleted because their deadline had passed (see the module docs).
     expired: u64,
-    /// Lookups by `GET`, `MGET`, `EXISTS` and `TTL` that found a live key, and that did not.
+    /// Lookups by `GET`, `MGET`, `EXISTS`, `TTL`... (see the module docs) that found a live
+    /// key, and that did not.
     hits: u64,
     misses: u64,
 }
@@ -157,7 +159,8 @@ impl Shard {
         self.bytes + slots * slot + self.volatile.capacity() * mem::size_of::<Volatile>()
     }
 
-    /// Counts a lookup of `GET`, `MGET`, `EXISTS` or `TTL` (`keyspace_hits`, `_misses`).
+    /// Counts a lookup of a command Redis counts (`keyspace_hits`, `_misses`; see the module
+    /// docs).
     pub fn count_lookup(&mut self, hit: bool) {
         if hit {
             self.hits += 1;
@@ -392,18 +395,28 @@ pub struct Store {
     /// The server's counters for `INFO` (connections, commands...), shared with the store by
     /// every loop.
     stats: Stats,
+    /// The longest value `APPEND` may make (`--max-bulk`): a GET reply must always fit.
+    max_bulk: usize,
 }
 
 impl Store {
-    /// A store for `loops` loops: one shard for one loop, 16 per loop for more.
-    pub fn new(loops: usize) -> Store {
+    /// A store for `loops` loops: one shard for one loop, 16 per loop for more; no value
+    /// longer than `max_bulk` (see [`Store::max_bulk`]).
+    pub fn new(loops: usize, max_bulk: usize) -> Store {
         let shards = if loops <= 1 { 1 } else { loops * 16 };
         Store {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             hasher: std::hash::RandomState::new(),
             sweep_from: AtomicUsize::new(0),
             stats: Stats::new(),
+            max_bulk,
         }
+    }
+
+    /// The longest value a command may make of others (`APPEND`): `--max-bulk`, the longest
+    /// a client may send, so that the largest GET reply is bounded as `--max-output` expects.
+    pub fn max_bulk(&self) -> usize {
+        self.max_bulk
     }
 
     /// The server's counters.
