@@ -1,10 +1,12 @@
 //! `examples/http_server` end to end: the server runs as a process, each test with a temporary
 //! root of its own, and raw `TcpStream`s talk HTTP to it over loopback (replies parsed
 //! minimally here). Keep-alive, pipelining, HTTP/1.0, static files and every way out of the
-//! root, the refusals (400, 405, 413, 431, 501), the header and idle timeouts, several loops,
-//! clients that misbehave (garbage, half-close, reset, never reading), the descriptor limit,
-//! and `--status`: nginx's stub_status page, its counts, read by curl and compared with nginx's
-//! own (each when installed).
+//! root, paths normalised as nginx does, the refusals (400, 405, 413, 431, 501; smuggling and
+//! junk answered at once), conditional requests (304) and ranges (206, 416, `curl -C -`), the
+//! header and idle timeouts, several loops, clients that misbehave (garbage, half-close, reset,
+//! never reading), the descriptor limit, and `--status`: nginx's stub_status page, its counts,
+//! read by curl and compared with nginx's own; and file replies compared with nginx's (each
+//! when installed).
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test http_server`.
@@ -25,6 +27,12 @@ const HELLO: &[u8] = b"Hello, World!\n";
 const BIG: usize = 8 << 20;
 const SMALL_TEXT: &[u8] = b"a small static file\n";
 const SECRET: &[u8] = b"outside the root: never served\n";
+/// The modification time of the fixture's files: 2024-01-02 03:04:05 UTC.
+const MTIME: u64 = 0x6593_7d25;
+/// Its IMF-fixdate.
+const MTIME_DATE: &str = "Tue, 02 Jan 2024 03:04:05 GMT";
+/// The nginx ETag of `small.txt`: `"<mtime hex>-<size hex>"`.
+const SMALL_ETAG: &str = "\"65937d25-14\"";
 
 // --- Fixtures --------------------------------------------------------------------------------
 
@@ -61,11 +69,14 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A server on a temporary root holding `small.txt`, `big.bin` ([`BIG`] bytes) and a
-/// directory `sub` with a file in it; `secret.txt` lies beside the root, outside it. Dropped in
-/// field order: the server is killed before its directory goes.
+/// A server on a temporary root holding `small.txt`, `big.bin` ([`BIG`] bytes) and
+/// `empty.txt`, all modified at [`MTIME`], and a directory `sub` with a file in it;
+/// `secret.txt` lies beside the root, outside it. Dropped in field order: the server is killed
+/// before its directory goes.
 struct Fixture {
     server: ExampleServer,
+    #[cfg_attr(not(unix), allow(dead_code))] // the comparison with nginx is Unix-only
+    root: PathBuf,
     _dir: TempDir,
 }
 
@@ -76,13 +87,27 @@ impl Fixture {
         fs::create_dir_all(root.join("sub")).unwrap();
         fs::write(root.join("small.txt"), SMALL_TEXT).unwrap();
         fs::write(root.join("big.bin"), pattern(BIG)).unwrap();
+        fs::write(root.join("empty.txt"), b"").unwrap();
+        for name in ["small.txt", "big.bin", "empty.txt"] {
+            let file = fs::File::options()
+                .write(true)
+                .open(root.join(name))
+                .unwrap();
+            let mtime = std::time::UNIX_EPOCH + Duration::from_secs(MTIME);
+            file.set_modified(mtime)
+                .expect("set a file's modification time");
+        }
         fs::write(root.join("sub").join("inner.txt"), SMALL_TEXT).unwrap();
         fs::write(dir.0.join("secret.txt"), SECRET).unwrap();
         let root_arg = root.to_str().expect("a UTF-8 temporary path");
         let mut all = vec!["127.0.0.1:0", "--root", root_arg];
         all.extend_from_slice(args);
         let server = ExampleServer::start("http_server", &all);
-        Fixture { server, _dir: dir }
+        Fixture {
+            server,
+            root,
+            _dir: dir,
+        }
     }
 
     fn client(&self) -> Client {
@@ -167,7 +192,7 @@ fn get(path: &str) -> String {
 }
 
 /// Reads a reply: the status line, the headers, then `Content-Length` bytes of body (none for
-/// a `HEAD`).
+/// a `HEAD`, nor for a `304`, which has no `Content-Length`).
 fn read_reply(reader: &mut impl BufRead, head_only: bool) -> io::Result<Reply> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
@@ -202,6 +227,9 @@ fn read_reply(reader: &mut impl BufRead, head_only: bool) -> io::Result<Reply> {
         headers,
         body: Vec::new(),
     };
+    if status == 304 {
+        return Ok(reply);
+    }
     let len: usize = reply
         .header("content-length")
         .and_then(|len| len.parse().ok())
@@ -488,7 +516,10 @@ fn nothing_outside_the_root_is_served_however_encoded() {
         "/static/%00small.txt",
         "/static/small.txt%00",
         "/static/%2e",
-        "/static/%2e%2e",
+        "/static/%2e%2e/%2e%2e", // (`/static/%2e%2e` is `/`, as in nginx)
+        "/static/%2e%2e/secret.txt",
+        "/static/sub/../../secret.txt",
+        "/static/sub/%2e%2e%2f%2e%2e%2fsecret.txt",
         "/static/.",
         "/static/%",
         "/static/%zz",
@@ -620,6 +651,394 @@ fn other_methods_get_405_and_bodies_are_refused() {
     let mut client = fx.client();
     client.send(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(client.reply(false).body, HELLO);
+}
+
+/// A GET of `path` with the header lines `headers`.
+fn get_with(path: &str, headers: &[&str]) -> String {
+    let mut text = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    text + "\r\n"
+}
+
+/// The start of a TLS 1.3 ClientHello, as a browser sends it to `https://` on this port: a
+/// handshake record (first byte 0x16), with no line in it a server could wait for the end of.
+fn client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x03]; // legacy version
+    body.extend(pattern(32)); // random
+    body.extend([0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00, 0x00, 0x00]); // session, suites...
+    let mut handshake = vec![0x01, 0x00, 0x00, body.len() as u8];
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01, 0x00, handshake.len() as u8];
+    record.extend(handshake);
+    record
+}
+
+#[test]
+fn duplicate_content_lengths_get_400_even_when_equal() {
+    let fx = Fixture::start(&[]);
+    for lengths in [["0", "0"], ["3", "3"], ["3", "4"]] {
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\ncontent-length: {}\r\n\r\nabc",
+            lengths[0], lengths[1]
+        );
+        refused_and_closed(&fx, request.as_bytes(), 400);
+    }
+}
+
+/// An HTTP/0.9 request line and a TLS ClientHello never end a head: both are answered 400 at
+/// once, the server started with a header timeout (60 s) far beyond the client's patience
+/// ([`TIMEOUT`]), so that a 400 (or 408) only at the timeout fails the test.
+#[test]
+fn http_0_9_and_tls_get_400_at_once_not_at_the_header_timeout() {
+    let fx = Fixture::start(&["--header-timeout", "60"]);
+    for (what, request) in [
+        ("an HTTP/0.9 request line", b"GET /\r\n".to_vec()),
+        (
+            "an HTTP/0.9 line ending in LF",
+            b"GET /static/small.txt\n".to_vec(),
+        ),
+        (
+            "an HTTP/0.9 line after empty lines",
+            b"\r\n\r\nGET /\r\n".to_vec(),
+        ),
+        ("a TLS ClientHello", client_hello()),
+        ("the first byte of a TLS ClientHello", vec![0x16]),
+    ] {
+        let mut client = fx.client();
+        let start = Instant::now();
+        client.send(&request);
+        let reply = read_reply(&mut client.reader, false).unwrap_or_else(|e| {
+            panic!(
+                "{what}: no reply within {:?} ({e}): the server waits for the header timeout",
+                start.elapsed()
+            )
+        });
+        let took = start.elapsed();
+        assert_eq!(reply.status, 400, "{what}: {reply:?}");
+        assert!(reply.closes(), "{what}: {reply:?}");
+        client.expect_close(what);
+        assert!(took < TIMEOUT, "{what}: answered after {took:?}");
+    }
+    assert_eq!(fx.client().get("/").body, HELLO, "the server goes on");
+}
+
+#[test]
+fn a_hundred_header_fields_pass_and_more_get_431() {
+    let fx = Fixture::start(&[]);
+    let head = |fields: usize| {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 1..fields {
+            head.extend_from_slice(format!("X-Field-{i}: some value\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(head.len() < 8 << 10, "under the head limit");
+        head
+    };
+    let mut client = fx.client();
+    client.send(&head(100));
+    let reply = client.reply(false);
+    assert_eq!(
+        (reply.status, reply.body.as_slice()),
+        (200, HELLO),
+        "100 fields"
+    );
+    refused_and_closed(&fx, &head(101), 431);
+}
+
+// --- Paths as nginx normalises them ------------------------------------------------------------
+
+#[test]
+fn dot_segments_and_double_slashes_are_resolved_as_nginx_does() {
+    let fx = Fixture::start(&[]);
+    let mut client = fx.client();
+    for path in [
+        "/static/./small.txt",
+        "/static//small.txt",
+        "//static///small.txt",
+        "/static/sub/../small.txt",
+        "/static/sub/./../small.txt",
+        "/static/%2e/small.txt",
+        "/static/sub/%2e%2e/small.txt",
+        "/other/../static/small.txt",
+        "/./static/small.txt",
+    ] {
+        let reply = client.get(path);
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.body, SMALL_TEXT, "{path}");
+    }
+    for path in ["//", "/.", "/static/..", "/static/../?x"] {
+        assert_eq!(client.get(path).body, HELLO, "{path} is /");
+    }
+    // Above the root: refused with 400 and closed, as nginx does ("client sent invalid
+    // request").
+    for path in [
+        "/..",
+        "/../static/small.txt",
+        "/static/../../secret.txt",
+        "/%2e%2e/x",
+    ] {
+        refused_and_closed(&fx, get(path).as_bytes(), 400);
+    }
+    // Still only the root's own files.
+    for (path, status) in [
+        ("/static/../secret.txt", 404),
+        ("/static/sub/inner.txt", 403),
+        ("/static/sub/", 403),
+    ] {
+        let reply = client.get(path);
+        assert_eq!(reply.status, status, "{path}: {reply:?}");
+    }
+}
+
+// --- Conditional requests and ranges -----------------------------------------------------------
+
+/// The names of a reply's headers, in order.
+fn header_names(reply: &Reply) -> Vec<&str> {
+    reply.headers.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn files_have_nginx_s_validators_and_accept_ranges() {
+    let fx = Fixture::start(&[]);
+    let mut client = fx.client();
+    let reply = client.get("/static/small.txt");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        header_names(&reply),
+        [
+            "Server",
+            "Date",
+            "Content-Type",
+            "Content-Length",
+            "Last-Modified",
+            "Connection",
+            "ETag",
+            "Accept-Ranges"
+        ],
+        "nginx's headers, in nginx's order"
+    );
+    assert_eq!(reply.header("last-modified"), Some(MTIME_DATE));
+    assert_eq!(reply.header("etag"), Some(SMALL_ETAG));
+    assert_eq!(reply.header("accept-ranges"), Some("bytes"));
+    let big = client.get("/static/big.bin");
+    let etag = format!("\"{MTIME:x}-{BIG:x}\"");
+    assert_eq!(big.header("etag"), Some(etag.as_str()));
+    // The root's replies have none of them.
+    let hello = client.get("/");
+    assert_eq!(
+        (hello.header("etag"), hello.header("accept-ranges")),
+        (None, None)
+    );
+}
+
+#[test]
+fn conditional_requests_get_304_with_nginx_s_headers() {
+    let fx = Fixture::start(&[]);
+    let mut client = fx.client();
+    let path = "/static/small.txt";
+    let earlier = "Tue, 02 Jan 2024 03:04:04 GMT";
+    let later = "Wed, 03 Jan 2024 00:00:00 GMT";
+    let inm = |value: &str| format!("If-None-Match: {value}");
+    let ims = |value: &str| format!("If-Modified-Since: {value}");
+    let cases: [(&[String], u16); 13] = [
+        (&[inm(SMALL_ETAG)], 304),
+        (&[inm("*")], 304),
+        (&[inm(&format!("\"x\", W/{SMALL_ETAG}"))], 304),
+        (&[inm("\"65937d25-15\"")], 200),
+        (&[ims(MTIME_DATE)], 304),
+        (&[ims(later)], 304),
+        (&[ims(earlier)], 200),
+        (&[ims("not a date")], 200),
+        (&[ims("Tuesday, 02-Jan-24 03:04:05 GMT")], 304), // RFC 850
+        (&[ims("Tue Jan  2 03:04:05 2024")], 304),        // asctime
+        // With If-None-Match, If-Modified-Since is not looked at (RFC 9110 13.1.3).
+        (&[inm("\"other\""), ims(MTIME_DATE)], 200),
+        (&[inm(SMALL_ETAG), ims(earlier)], 304),
+        // A range does not turn a 304 into a 206.
+        (&[inm(SMALL_ETAG), "Range: bytes=0-3".to_string()], 304),
+    ];
+    for (headers, status) in cases {
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        client.send(get_with(path, &headers).as_bytes());
+        let reply = client.reply(false);
+        assert_eq!(reply.status, status, "{headers:?}: {reply:?}");
+        assert!(!reply.closes(), "{headers:?}");
+        match status {
+            304 => assert_eq!(
+                header_names(&reply),
+                ["Server", "Date", "Last-Modified", "Connection", "ETag"],
+                "{headers:?}: nginx's 304, no body"
+            ),
+            _ => assert_eq!(reply.body, SMALL_TEXT, "{headers:?}"),
+        }
+    }
+    // HEAD too; and the connection goes on, the 304 having no body.
+    let head = format!("HEAD {path} HTTP/1.1\r\nHost: a\r\nIf-None-Match: *\r\n\r\n");
+    client.send(head.as_bytes());
+    assert_eq!(client.reply(true).status, 304);
+    assert_eq!(client.get("/").body, HELLO);
+}
+
+#[test]
+fn ranges_get_206_or_416_and_stream_from_the_offset() {
+    let fx = Fixture::start(&[]);
+    let mut client = fx.client();
+    let whole = pattern(BIG);
+    let big_etag = format!("\"{MTIME:x}-{BIG:x}\"");
+    let size = BIG as u64;
+    // A Range, other header lines, and the bytes expected (`None`: the whole file, 200).
+    type Case = (String, Vec<String>, Option<(u64, u64)>);
+    let cases: Vec<Case> = vec![
+        ("bytes=0-9".into(), vec![], Some((0, 9))),
+        ("bytes=1000000-".into(), vec![], Some((1_000_000, size - 1))),
+        ("bytes=-5".into(), vec![], Some((size - 5, size - 1))),
+        (format!("bytes=-{}", size + 10), vec![], Some((0, size - 1))),
+        (
+            format!("bytes={}-{}", size - 3, size + 100),
+            vec![],
+            Some((size - 3, size - 1)),
+        ),
+        ("bytes=0-1,3-4".into(), vec![], None), // several: the whole file, 200
+        ("bytes=5-2".into(), vec![], None),     // not a range: ignored
+        ("lines=1-2".into(), vec![], None),
+        (
+            "bytes=0-99".into(),
+            vec![format!("If-Range: {big_etag}")],
+            Some((0, 99)),
+        ),
+        (
+            "bytes=0-99".into(),
+            vec![format!("If-Range: {MTIME_DATE}")],
+            Some((0, 99)),
+        ),
+        (
+            "bytes=0-99".into(),
+            vec!["If-Range: \"other\"".into()],
+            None,
+        ),
+        (
+            "bytes=0-99".into(),
+            vec![format!("If-Range: W/{big_etag}")],
+            None,
+        ),
+    ];
+    for (range, extra, expected) in cases {
+        let mut headers = vec![format!("Range: {range}")];
+        headers.extend(extra);
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        client.send(get_with("/static/big.bin", &headers).as_bytes());
+        let reply = client.reply(false);
+        assert!(!reply.closes(), "{headers:?}");
+        let Some((first, last)) = expected else {
+            assert_eq!(reply.status, 200, "{headers:?}: {:?}", reply.headers);
+            assert_eq!(reply.header("accept-ranges"), Some("bytes"));
+            assert!(reply.body == whole, "{headers:?}: the whole file altered");
+            continue;
+        };
+        assert_eq!(reply.status, 206, "{headers:?}: {:?}", reply.headers);
+        assert_eq!(
+            header_names(&reply),
+            [
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Last-Modified",
+                "Connection",
+                "ETag",
+                "Content-Range"
+            ],
+            "{headers:?}: nginx's 206"
+        );
+        let content_range = format!("bytes {first}-{last}/{size}");
+        assert_eq!(reply.header("content-range"), Some(content_range.as_str()));
+        let len = (last - first + 1).to_string();
+        assert_eq!(reply.header("content-length"), Some(len.as_str()));
+        assert!(
+            reply.body[..] == whole[first as usize..=last as usize],
+            "{headers:?}: the wrong bytes"
+        );
+    }
+    // Unsatisfiable: 416, the size in Content-Range, the connection kept.
+    for range in [
+        format!("bytes={size}-"),
+        "bytes=-0".into(),
+        "bytes=99999999999999999999999-".into(),
+    ] {
+        client.send(get_with("/static/big.bin", &[&format!("Range: {range}")]).as_bytes());
+        let reply = client.reply(false);
+        assert_eq!(reply.status, 416, "{range}: {reply:?}");
+        let content_range = format!("bytes */{size}");
+        assert_eq!(reply.header("content-range"), Some(content_range.as_str()));
+        assert_eq!(
+            reply.header("etag"),
+            None,
+            "nginx sends no validators with a 416"
+        );
+        assert!(!reply.closes(), "{range}");
+    }
+    // HEAD of a range, then a range with a request pipelined behind it.
+    client.send(b"HEAD /static/big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=10-19\r\n\r\n");
+    let head = client.reply(true);
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (206, Some("10"))
+    );
+    let ranged = get_with("/static/big.bin", &["Range: bytes=4000000-"]);
+    client.send([ranged, get("/")].concat().as_bytes());
+    let reply = client.reply(false);
+    assert_eq!(reply.status, 206);
+    assert!(reply.body[..] == whole[4_000_000..], "the tail altered");
+    assert_eq!(
+        client.reply(false).body,
+        HELLO,
+        "the request behind the range"
+    );
+}
+
+#[test]
+fn curl_resumes_a_partial_download() {
+    let curl = std::process::Command::new("curl").arg("--version").output();
+    if !curl.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let fx = Fixture::start(&[]);
+    let whole = pattern(BIG);
+    let dir = TempDir::new();
+    let file = dir.0.join("big.part");
+    let have = 3 * (1 << 20) + 12_345;
+    fs::write(&file, &whole[..have]).unwrap();
+    let url = format!("http://{}/static/big.bin", fx.server.addr());
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            &TIMEOUT.as_secs().to_string(),
+            "-C",
+            "-",
+            "-o",
+        ])
+        .arg(&file)
+        .arg(&url)
+        .arg("-w")
+        .arg("%{http_code} %{size_download}")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl -C - {url}: {out:?}");
+    let written = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        written,
+        format!("206 {}", BIG - have),
+        "curl's status and bytes downloaded: a resume, not a new download"
+    );
+    let got = fs::read(&file).unwrap();
+    assert_eq!(got.len(), BIG, "the resumed file's length");
+    assert!(got == whole, "the resumed file differs from big.bin");
 }
 
 // --- Timeouts ----------------------------------------------------------------------------------
@@ -1266,11 +1685,12 @@ impl Nginx {
         })
     }
 
-    /// Starts `program`, built as `nginx -V` said (`build`); tries three spare ports.
-    fn start(program: &std::path::Path, build: &str) -> Nginx {
+    /// Starts `program`, built as `nginx -V` said (`build`); tries three spare ports. With
+    /// `root`, it serves that directory's files at `/static/NAME` too, as http_server does.
+    fn start(program: &std::path::Path, build: &str, root: Option<&std::path::Path>) -> Nginx {
         let mut taken = Vec::new();
         for _ in 0..3 {
-            match Nginx::try_start(program, build) {
+            match Nginx::try_start(program, build, root) {
                 Ok(nginx) => return nginx,
                 Err(NginxFailed::PortTaken(why)) => taken.push(why),
                 Err(NginxFailed::Other(why)) => panic!("{}: {why}", program.display()),
@@ -1283,7 +1703,11 @@ impl Nginx {
         );
     }
 
-    fn try_start(program: &std::path::Path, build: &str) -> Result<Nginx, NginxFailed> {
+    fn try_start(
+        program: &std::path::Path,
+        build: &str,
+        root: Option<&std::path::Path>,
+    ) -> Result<Nginx, NginxFailed> {
         let dir = TempDir::new();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -1299,6 +1723,11 @@ impl Nginx {
                 temp_paths += &format!("    {module}_temp_path {prefix}/{module};\n");
             }
         }
+        // `alias`: /static/NAME is the file NAME of the root, as for http_server.
+        let files = match root {
+            Some(root) => format!("location /static/ {{ alias {}/; }}\n", root.display()),
+            None => String::new(),
+        };
         // Two error logs: the file, for the failure messages, and stderr, where the test sees
         // nginx ready (see below).
         let config = format!(
@@ -1307,7 +1736,7 @@ impl Nginx {
              error_log stderr notice;\nevents {{ worker_connections 64; }}\n\
              http {{\n    access_log off;\n    {temp_paths}\
                  server {{\n        listen 127.0.0.1:{port};\n\
-                     location = {STATUS} {{ stub_status; }}\n    }}\n}}\n"
+                     location = {STATUS} {{ stub_status; }}\n        {files}    }}\n}}\n"
         );
         fs::create_dir_all(dir.0.join("logs")).unwrap(); // the default log's place, if any
         let conf = dir.0.join("nginx.conf");
@@ -1404,7 +1833,7 @@ fn the_status_page_is_the_same_as_nginx_s() {
         );
         return;
     }
-    let nginx = Nginx::start(&program, &build);
+    let nginx = Nginx::start(&program, &build, None);
     let (nginx_page, nginx_head) = idle_then_status(nginx.addr);
     drop(nginx);
     let fx = Fixture::start(&["--status", STATUS]);
@@ -1434,6 +1863,196 @@ fn the_status_page_is_the_same_as_nginx_s() {
                 theirs.headers, ours.headers
             );
         }
+    }
+}
+
+/// The requests the file comparison with nginx sends, each on a connection of its own: a
+/// method, a path, and header lines. Left out, where the two differ on purpose: several
+/// ranges (nginx: `multipart/byteranges`; this server: the whole file), a range `a-b` with
+/// b < a (nginx: 416; RFC 9110 and this server: the Range ignored, 200), If-Modified-Since
+/// later than the file (nginx's default `if_modified_since exact`: 200; RFC 9110 and this
+/// server: 304), and If-None-Match matching beside an If-Modified-Since earlier than the file
+/// (nginx: both must hold, 200; RFC 9110 and this server: If-None-Match alone, 304).
+#[cfg(unix)]
+fn file_requests() -> Vec<(&'static str, &'static str, Vec<String>)> {
+    let big_etag = format!("\"{MTIME:x}-{BIG:x}\"");
+    let small = "/static/small.txt";
+    let big = "/static/big.bin";
+    let h = |s: &str| s.to_string();
+    vec![
+        ("GET", small, vec![]),
+        ("HEAD", small, vec![]),
+        ("GET", big, vec![]),
+        ("GET", small, vec![h("Range: bytes=2-5")]),
+        ("GET", small, vec![h("Range: bytes=10-")]),
+        ("GET", small, vec![h("Range: bytes=-5")]),
+        ("GET", small, vec![h("Range: bytes=-100")]),
+        ("GET", small, vec![h("Range: bytes=5-1000")]),
+        ("HEAD", small, vec![h("Range: bytes=2-5")]),
+        ("GET", big, vec![h("Range: bytes=1000000-1000099")]),
+        ("GET", big, vec![h("Range: bytes=8000000-")]),
+        ("GET", small, vec![h("Range: bytes=20-")]),
+        ("GET", small, vec![h("Range: bytes=100-200")]),
+        ("GET", small, vec![h("Range: bytes=-0")]),
+        ("GET", small, vec![format!("If-None-Match: {SMALL_ETAG}")]),
+        ("HEAD", small, vec![format!("If-None-Match: {SMALL_ETAG}")]),
+        ("GET", small, vec![h("If-None-Match: *")]),
+        (
+            "GET",
+            small,
+            vec![format!("If-None-Match: \"x\", W/{SMALL_ETAG}")],
+        ),
+        ("GET", small, vec![h("If-None-Match: \"65937d25-15\"")]),
+        (
+            "GET",
+            small,
+            vec![format!("If-Modified-Since: {MTIME_DATE}")],
+        ),
+        (
+            "GET",
+            small,
+            vec![h("If-Modified-Since: Tue, 02 Jan 2024 03:04:04 GMT")],
+        ),
+        ("GET", small, vec![h("If-Modified-Since: garbage")]),
+        (
+            "GET",
+            small,
+            vec![h("If-Modified-Since: Tuesday, 02-Jan-24 03:04:05 GMT")],
+        ),
+        (
+            "GET",
+            small,
+            vec![h("If-Modified-Since: Tue Jan  2 03:04:05 2024")],
+        ),
+        (
+            "GET",
+            small,
+            vec![
+                h("If-None-Match: \"other\""),
+                format!("If-Modified-Since: {MTIME_DATE}"),
+            ],
+        ),
+        (
+            "GET",
+            small,
+            vec![
+                format!("If-None-Match: {SMALL_ETAG}"),
+                h("Range: bytes=0-3"),
+            ],
+        ),
+        (
+            "GET",
+            big,
+            vec![format!("If-Range: {big_etag}"), h("Range: bytes=0-99")],
+        ),
+        (
+            "GET",
+            big,
+            vec![format!("If-Range: {MTIME_DATE}"), h("Range: bytes=0-99")],
+        ),
+        (
+            "GET",
+            big,
+            vec![h("If-Range: \"other\""), h("Range: bytes=0-99")],
+        ),
+        (
+            "GET",
+            small,
+            vec![
+                h("If-Range: Mon, 01 Jan 2024 00:00:00 GMT"),
+                h("Range: bytes=0-3"),
+            ],
+        ),
+        ("GET", "/static/empty.txt", vec![h("Range: bytes=0-")]),
+        ("GET", "/static/empty.txt", vec![h("Range: bytes=-5")]),
+        ("GET", "/static/empty.txt", vec![h("Range: bytes=1-")]),
+        ("GET", "/static/./small.txt", vec![]),
+        ("GET", "/static//small.txt", vec![]),
+        ("GET", "/static/nope/../small.txt", vec![]),
+        ("GET", "/static/%2e/small.txt", vec![]),
+        ("GET", "/static/missing.txt", vec![]),
+        ("GET", "/../static/small.txt", vec![]),
+    ]
+}
+
+/// Sends `request` on a new connection to `addr` and reads the reply (`None`: the connection
+/// closed or was reset without one).
+#[cfg(unix)]
+fn exchange(addr: std::net::SocketAddr, request: &[u8], head_only: bool) -> Option<Reply> {
+    let conn = connect(addr).expect("connect");
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    (&conn).write_all(request).expect("send the request");
+    read_reply(&mut reader, head_only).ok()
+}
+
+/// The same file requests to nginx and to this server, on the same directory (so the same
+/// modification times and sizes): the same status, and the same headers, by name and order
+/// (but `Content-Type`, `text/plain` for nginx, with a charset here) and by value (but
+/// `Server`, `Date`, `Content-Type`, and the length of an error page); the same bodies for
+/// 200 and 206. And the same refusals: duplicate `Content-Length`, a TLS ClientHello.
+#[cfg(unix)]
+#[test]
+fn file_replies_are_the_same_as_nginx_s() {
+    let Some(program) = Nginx::program() else {
+        eprintln!("skipped: nginx is not installed");
+        return;
+    };
+    let version = std::process::Command::new(&program).arg("-V").output();
+    let build = match version {
+        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Err(e) => panic!("{} -V: {e}", program.display()),
+    };
+    let fx = Fixture::start(&[]);
+    let nginx = Nginx::start(&program, &build, Some(&fx.root));
+    let ours = fx.server.addr();
+    let name = build.lines().next().unwrap_or("nginx").to_string();
+    for (method, path, headers) in file_requests() {
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let request = get_with(path, &headers).replacen("GET", method, 1);
+        let head_only = method == "HEAD";
+        let what = format!("{method} {path} {headers:?}");
+        let theirs = exchange(nginx.addr, request.as_bytes(), head_only)
+            .unwrap_or_else(|| panic!("{what}: no reply from {name}"));
+        let mine = exchange(ours, request.as_bytes(), head_only)
+            .unwrap_or_else(|| panic!("{what}: no reply from http_server"));
+        assert_eq!(
+            mine.status, theirs.status,
+            "{what}: status\nnginx: {theirs:?}\nours: {mine:?}"
+        );
+        assert_eq!(
+            header_names(&mine),
+            header_names(&theirs),
+            "{what}: header names and order"
+        );
+        for (name, value) in &theirs.headers {
+            let same = match name.to_ascii_lowercase().as_str() {
+                "server" | "date" | "content-type" => true,
+                "content-length" if mine.status >= 400 => true, // the error pages differ
+                _ => mine.header(name) == Some(value.as_str()),
+            };
+            assert!(
+                same,
+                "{what}: nginx sends {name}: {value}, this server {:?}\nnginx: {:?}\nours: {:?}",
+                mine.header(name),
+                theirs.headers,
+                mine.headers
+            );
+        }
+        if [200, 206].contains(&theirs.status) {
+            assert!(mine.body == theirs.body, "{what}: the bodies differ");
+        }
+    }
+    let duplicate = b"GET /static/small.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\
+                      Content-Length: 0\r\n\r\n";
+    for (what, request) in [
+        ("duplicate Content-Length", duplicate.to_vec()),
+        ("a TLS ClientHello", client_hello()),
+    ] {
+        let theirs = exchange(nginx.addr, &request, false);
+        let mine = exchange(ours, &request, false);
+        let status = |reply: &Option<Reply>| reply.as_ref().map(|reply| reply.status);
+        assert_eq!(status(&theirs), Some(400), "{what}: {name}: {theirs:?}");
+        assert_eq!(status(&mine), Some(400), "{what}: {mine:?}");
     }
 }
 

@@ -7,6 +7,7 @@
 //!                                                            # default 127.0.0.1:8080
 //! curl -i http://127.0.0.1:8080/                 # Hello, World!
 //! curl -I http://127.0.0.1:8080/static/Cargo.toml
+//! curl -C - -o Cargo.toml http://127.0.0.1:8080/static/Cargo.toml   # resumes a download
 //! wrk -t2 -c100 -d10s http://127.0.0.1:8080/
 //! curl http://127.0.0.1:8080/nginx_status       # with --status /nginx_status
 //! ```
@@ -17,7 +18,27 @@
 //!   The reply is kept ready per thread and its `Date` rebuilt once a second (`response.rs`).
 //! - `GET /static/NAME`: the file NAME of `--root` (default: the current directory), streamed
 //!   with back-pressure, never read whole into memory; only plain names, no subdirectories,
-//!   nothing outside the root, however encoded (`files.rs`).
+//!   nothing outside the root, however encoded (`files.rs`). The path is first normalised as
+//!   nginx does (`ngx_http_parse_complex_uri`): percent-decoded, slashes merged, `.` and `..`
+//!   segments resolved, so `/static/./a.txt`, `/static//a.txt` and `/static/sub/../a.txt`
+//!   serve `a.txt`; a `..` above `/` is a 400 that closes the connection, as in nginx.
+//!   With nginx's validators and ranges (`conditional.rs`):
+//!   - `Last-Modified` (the file's modification time, an IMF-fixdate) and `ETag` in nginx's
+//!     form, `"<mtime hex>-<size hex>"`, and `Accept-Ranges: bytes`;
+//!   - `304 Not Modified` (no body; `Last-Modified` and `ETag`, as nginx's 304) for an
+//!     `If-None-Match` that matches (`*`, or a list, compared weakly), or, without
+//!     `If-None-Match` (RFC 9110 13.1.3), an `If-Modified-Since` (any of the three HTTP-date
+//!     forms) not earlier than the file. nginx differs in two cases: its default
+//!     (`if_modified_since exact`) wants the very date, and it wants both fields to hold when
+//!     both are sent;
+//!   - one `Range: bytes=a-b`, `a-` or `-n`: `206 Partial Content` with `Content-Range: bytes
+//!     a-b/size`, streamed from the offset (so `curl -C -` resumes a download); a range starting
+//!     at or past the end (or `-0`): `416 Range Not Satisfiable` with `Content-Range: bytes
+//!     */size`, the connection kept. Several ranges get the whole file with 200 (nginx sends
+//!     them as `multipart/byteranges`; this server does not), and so does a Range that is not
+//!     well formed (`5-2` included: nginx answers that 416), another unit, or a range of an
+//!     empty file from its start (as nginx). `If-Range` (the strong ETag, or the very
+//!     `Last-Modified` date, as nginx compares them) must match, or the whole file is sent.
 //! - `GET PATH` with `--status PATH` (e.g. `--status /nginx_status`): nginx's `stub_status`
 //!   page, byte for byte, so that what reads nginx's (scripts, Prometheus's nginx exporter)
 //!   reads this one (`status.rs`):
@@ -45,9 +66,16 @@
 //!   request behind a file waits until the whole file is queued.
 //!
 //! What it refuses (and then closes the connection, unless said otherwise):
-//! - a malformed request, a bad `Content-Length`, HTTP/1.1 without `Host`: `400 Bad Request`;
+//! - a malformed request, a bad `Content-Length` or more than one (even equal: RFC 9112 6.3,
+//!   and nginx's "duplicate header line", against request smuggling), HTTP/1.1 without `Host`:
+//!   `400 Bad Request`;
+//! - what cannot be HTTP/1.x, answered `400` at once rather than at the header timeout: an
+//!   HTTP/0.9 request line (`GET /` with no version) as soon as its line ends, and a first byte
+//!   no method begins with — a TLS ClientHello (`0x16`) sent to this plain port;
 //! - a request head over `--max-header` bytes (default 8 KiB, nginx's large header buffer) or
-//!   with more than 64 header fields: `431 Request Header Fields Too Large`;
+//!   with more than 100 header fields (`request::MAX_HEADERS`; nginx has no count, only its
+//!   buffers; 100 is Apache httpd's `LimitRequestFields`, far above what browsers send):
+//!   `431 Request Header Fields Too Large`;
 //! - methods other than GET and HEAD: `405 Method Not Allowed` with `Allow: GET, HEAD`
 //!   (the connection stays open if no body was announced);
 //! - a request body: `413 Content Too Large` for a `Content-Length` over 0, `501 Not
@@ -87,11 +115,13 @@ mod protocol;
 #[path = "../common/shutdown.rs"]
 mod shutdown;
 
+mod conditional;
 mod files;
 mod request;
 mod response;
 mod status;
 
+use conditional::Part;
 use files::Download;
 use request::{Body, Method, Parsed, Request, RequestCodec, Target};
 use selectloop::{ConnEvent, Connection, Timeouts};
@@ -224,13 +254,34 @@ impl Session {
             }
             return self.close_if(conn, close);
         }
-        match &request.target {
-            Target::Root => response::hello(conn, head_only, close)?,
-            Target::Path(path) => match path.strip_prefix("/static/") {
-                Some(name) => return self.serve_file(conn, &request, name, close),
-                None => response::error(conn, 404, head_only, close)?,
+        let path = match &request.target {
+            Target::Root => return self.hello(conn, head_only, close),
+            Target::Path(path) => match files::normalise(path) {
+                Ok(path) => path,
+                // A malformed path (400) closes the connection, as nginx's "client sent
+                // invalid request"; a name no file has (404) does not.
+                Err(status) => {
+                    let close = close || status == 400;
+                    response::error(conn, status, head_only, close)?;
+                    return self.close_if(conn, close);
+                }
             },
+        };
+        if path == "/" {
+            return self.hello(conn, head_only, close);
         }
+        match path.strip_prefix("/static/") {
+            Some(name) => self.serve_file(conn, &request, name, close),
+            None => {
+                response::error(conn, 404, head_only, close)?;
+                self.close_if(conn, close)
+            }
+        }
+    }
+
+    /// Answers `GET /` or `HEAD /`.
+    fn hello(&mut self, conn: &mut Conn, head_only: bool, close: bool) -> io::Result<()> {
+        response::hello(conn, head_only, close)?;
         self.close_if(conn, close)
     }
 
@@ -247,7 +298,8 @@ impl Session {
         }
     }
 
-    /// Answers `GET` or `HEAD` of `/static/NAME`.
+    /// Answers `GET` or `HEAD` of `/static/NAME` (`name` decoded): the file, a part of it
+    /// (206), `304 Not Modified`, or `416 Range Not Satisfiable`.
     fn serve_file(
         &mut self,
         conn: &mut Conn,
@@ -263,11 +315,67 @@ impl Session {
                 return self.close_if(conn, close);
             }
         };
-        response::head(conn, 200, found.ctype, found.len, close)?;
+        let cond = &request.conditions;
+        let etag = found.mtime.map(|mtime| conditional::etag(mtime, found.len));
+        // nginx's validators, in its order: `Last-Modified`, then (after `Connection`) `ETag`.
+        let last_modified = found.mtime.map(response::http_date);
+        let last_modified = last_modified.as_deref();
+        let mut extra = match &etag {
+            Some(etag) => format!("ETag: {etag}\r\n"),
+            None => String::new(),
+        };
+        let (if_none_match, if_modified_since) = (
+            cond.if_none_match.as_deref(),
+            cond.if_modified_since.as_deref(),
+        );
+        if conditional::not_modified(
+            if_none_match,
+            if_modified_since,
+            found.mtime,
+            etag.as_deref(),
+        ) {
+            // No body, no `Content-Type`, `Content-Length` or `Accept-Ranges` (as nginx).
+            response::head_with(conn, 304, None, close, last_modified, &extra)?;
+            return self.close_if(conn, close);
+        }
+        let part = conditional::range(
+            cond.range.as_deref(),
+            cond.if_range.as_deref(),
+            found.len,
+            found.mtime,
+            etag.as_deref(),
+        );
+        let (status, first, len) = match part {
+            Part::Whole => {
+                extra.push_str("Accept-Ranges: bytes\r\n");
+                (200, 0, found.len)
+            }
+            Part::Bytes { first, last } => {
+                let size = found.len;
+                extra.push_str(&format!("Content-Range: bytes {first}-{last}/{size}\r\n"));
+                (206, first, last - first + 1)
+            }
+            Part::Unsatisfiable => {
+                // Without the validators, as nginx.
+                let extra = format!("Content-Range: bytes */{}\r\n", found.len);
+                response::error_with(conn, 416, head_only, close, &extra)?;
+                return self.close_if(conn, close);
+            }
+        };
+        let body = Some((found.ctype, len));
+        response::head_with(conn, status, body, close, last_modified, &extra)?;
         if head_only {
             return self.close_if(conn, close);
         }
-        self.download = Some(Download::new(found));
+        match Download::new(found, first, len) {
+            Ok(download) => self.download = Some(download),
+            Err(e) => {
+                log::warn!("seeking in a file: {e}; closing the connection");
+                self.closing = true;
+                conn.abort(); // the head promised a body
+                return Ok(());
+            }
+        }
         self.close_after = close;
         self.pump(conn)
     }

@@ -22,12 +22,15 @@ pub const HELLO: &[u8] = b"Hello, World!\n";
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        206 => "Partial Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -130,14 +133,35 @@ impl Cache {
 
 /// Appends a head: status line, the headers, and the empty line.
 fn write_head(out: &mut Vec<u8>, date: &str, status: u16, ctype: &str, len: u64, close: bool) {
+    write_head_with(out, date, status, Some((ctype, len)), close, None, "");
+}
+
+/// Appends a head with `Content-Type` and `Content-Length` if `body` says them (a 304 has
+/// neither, as nginx sends it), `Last-Modified` if given, and `extra` (whole header lines, each
+/// ending with CRLF) after `Connection`: nginx's order.
+fn write_head_with(
+    out: &mut Vec<u8>,
+    date: &str,
+    status: u16,
+    body: Option<(&str, u64)>,
+    close: bool,
+    last_modified: Option<&str>,
+    extra: &str,
+) {
     let connection = if close { "close" } else { "keep-alive" };
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nServer: selectloop\r\nDate: {date}\r\nContent-Type: {ctype}\r\n\
-         Content-Length: {len}\r\nConnection: {connection}\r\n",
+        "HTTP/1.1 {status} {}\r\nServer: selectloop\r\nDate: {date}\r\n",
         reason(status)
     );
+    if let Some((ctype, len)) = body {
+        let _ = write!(out, "Content-Type: {ctype}\r\nContent-Length: {len}\r\n");
+    }
+    if let Some(last_modified) = last_modified {
+        let _ = write!(out, "Last-Modified: {last_modified}\r\n");
+    }
+    let _ = write!(out, "Connection: {connection}\r\n{extra}");
     if status == 405 {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
@@ -169,11 +193,24 @@ pub fn head<S: ByteStream, C: Codec>(
     len: u64,
     close: bool,
 ) -> io::Result<()> {
+    head_with(conn, status, Some((ctype, len)), close, None, "")
+}
+
+/// Queues a head with `Content-Type` and `Content-Length` if `body` gives them,
+/// `Last-Modified` if given, and the header lines `extra` (each ending with CRLF).
+pub fn head_with<S: ByteStream, C: Codec>(
+    conn: &mut Connection<S, C>,
+    status: u16,
+    body: Option<(&str, u64)>,
+    close: bool,
+    last_modified: Option<&str>,
+    extra: &str,
+) -> io::Result<()> {
     CACHE.with_borrow_mut(|cache| {
         cache.refresh();
         let Cache { date, scratch, .. } = cache;
         scratch.clear();
-        write_head(scratch, date, status, ctype, len, close);
+        write_head_with(scratch, date, status, body, close, last_modified, extra);
         conn.send(scratch)
     })
 }
@@ -186,8 +223,20 @@ pub fn error<S: ByteStream, C: Codec>(
     head_only: bool,
     close: bool,
 ) -> io::Result<()> {
+    error_with(conn, status, head_only, close, "")
+}
+
+/// Queues an error reply with the header lines `extra` (each ending with CRLF).
+pub fn error_with<S: ByteStream, C: Codec>(
+    conn: &mut Connection<S, C>,
+    status: u16,
+    head_only: bool,
+    close: bool,
+    extra: &str,
+) -> io::Result<()> {
     let body = format!("{status} {}\n", reason(status));
-    head(conn, status, "text/plain", body.len() as u64, close)?;
+    let len = body.len() as u64;
+    head_with(conn, status, Some(("text/plain", len)), close, None, extra)?;
     match head_only {
         true => Ok(()),
         false => conn.send(body.as_bytes()),
