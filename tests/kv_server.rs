@@ -1,11 +1,12 @@
 //! `examples/kv_server` end to end: the server runs as a process, and a small RESP client here
 //! checks every command's replies (errors included, byte for byte as redis-server 7.0 gives
 //! them), INFO (its counts exact, its layout Redis's, and through `redis-cli info` and
-//! `redis-cli --stat`), expiry, pipelining, inline commands, QUIT, `--threads 2` with and
-//! without `--no-reuseport`, protocol errors and over-limit requests, the three timeouts (a
-//! request never finished, a silent client, a client that never reads), and the faults a
-//! server meets: a client that never reads, garbage, a half-close, a reset, the descriptor
-//! limit. Loopback only; every wait bounded.
+//! `redis-cli --stat`), CLIENT and HELLO (names per connection, ids across loops), expiry,
+//! pipelining, inline commands, QUIT, `--threads 2` with and without `--no-reuseport`,
+//! protocol errors and over-limit requests, the three timeouts (a request never finished, a
+//! silent client, a client that never reads), and the faults a server meets: a client that
+//! never reads, garbage, a half-close, a reset, the descriptor limit. Loopback only; every
+//! wait bounded.
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test kv_server`.
@@ -768,6 +769,326 @@ fn new_commands_count_in_info_as_in_redis() {
     if let Some(redis) = RedisServer::start() {
         assert_eq!(counts(&mut redis.client()), got, "redis-server's counts");
     }
+}
+
+// --- CLIENT and HELLO ------------------------------------------------------------------------
+
+/// A reply with what differs between servers masked, its shape checked: a `CLIENT ID` (a
+/// positive integer) becomes `Int(0)`; HELLO's reply keeps its 14 elements, its `version`
+/// (a bulk string) becoming `*` and its `id` (a positive integer) 0.
+#[track_caller]
+fn masked(reply: Reply) -> Reply {
+    match reply {
+        Int(id) => {
+            assert!(id > 0, "an id is positive: {id}");
+            Int(0)
+        }
+        Array(mut items) if items.len() == 14 => {
+            assert_eq!(items[2], bulk("version"));
+            assert!(matches!(items[3], Bulk(Some(_))), "version: {:?}", items[3]);
+            items[3] = bulk("*");
+            assert_eq!(items[6], bulk("id"));
+            assert!(matches!(items[7], Int(id) if id > 0), "id: {:?}", items[7]);
+            items[7] = Int(0);
+            Array(items)
+        }
+        other => other,
+    }
+}
+
+/// HELLO's RESP2 reply, masked (see [`masked`]).
+fn hello_masked() -> Reply {
+    let fields = [
+        bulk("server"),
+        bulk("redis"),
+        bulk("version"),
+        bulk("*"),
+        bulk("proto"),
+        Int(2),
+        bulk("id"),
+        Int(0),
+        bulk("mode"),
+        bulk("standalone"),
+        bulk("role"),
+        bulk("master"),
+        bulk("modules"),
+        Array(vec![]),
+    ];
+    Array(fields.to_vec())
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+/// CLIENT SETNAME, GETNAME and ID, and HELLO in RESP2 (its options SETNAME and AUTH too):
+/// replies and errors as redis-server 7.0.15 gives them, byte for byte but for the ids and
+/// HELLO's version, compared by shape (see [`masked`]). Arguments with a space or a newline
+/// are sent as one argument each (`cmd_args`).
+#[test]
+fn client_and_hello_reply_as_redis_does() {
+    let no_proto = || err("NOPROTO unsupported protocol version");
+    let not_version = || err("ERR Protocol version is not an integer or out of range");
+    let hello_syntax = |option: &str| err(&format!("ERR Syntax error in HELLO option '{option}'"));
+    let wrong_pass = || err("WRONGPASS invalid username-password pair or user is disabled.");
+    let cases: Vec<(Vec<&[u8]>, Reply)> = vec![
+        (split("CLIENT"), wrong_args("client")),
+        (split("client"), wrong_args("client")),
+        (
+            split("CLIENT FOO"),
+            err("ERR unknown subcommand 'FOO'. Try CLIENT HELP."),
+        ),
+        (
+            split("client foo bar"),
+            err("ERR unknown subcommand 'foo'. Try CLIENT HELP."),
+        ),
+        (split("CLIENT GETNAME"), Bulk(None)),
+        (split("CLIENT SETNAME me"), ok()),
+        (split("client getname"), bulk("me")),
+        (split("CLIENT GETNAME x"), wrong_args("client|getname")),
+        (split("CLIENT SETNAME"), wrong_args("client|setname")),
+        (split("CLIENT SETNAME a b"), wrong_args("client|setname")),
+        (split("CLIENT ID x"), wrong_args("client|id")),
+        (vec![b"CLIENT", b"SETNAME", b"a b"], err(BAD_NAME)),
+        (vec![b"CLIENT", b"SETNAME", b"a\nb"], err(BAD_NAME)),
+        (vec![b"CLIENT", b"SETNAME", "é".as_bytes()], err(BAD_NAME)),
+        (vec![b"CLIENT", b"SETNAME", b"a\x7fb"], err(BAD_NAME)),
+        (split("CLIENT GETNAME"), bulk("me")),
+        (split("CLIENT SETNAME !~"), ok()),
+        (split("CLIENT GETNAME"), bulk("!~")),
+        (vec![b"CLIENT", b"SETNAME", b""], ok()),
+        (split("CLIENT GETNAME"), Bulk(None)),
+        (split("CLIENT ID"), Int(0)),
+        (split("client id"), Int(0)),
+        (split("HELLO"), hello_masked()),
+        (split("hello 2"), hello_masked()),
+        (split("HELLO 1"), no_proto()),
+        (split("HELLO 4"), no_proto()),
+        (split("HELLO -1"), no_proto()),
+        (split("HELLO 0"), no_proto()),
+        (split("HELLO 4 FOO"), no_proto()),
+        (split("HELLO abc"), not_version()),
+        (split("HELLO 03"), not_version()),
+        (split("HELLO +2"), not_version()),
+        (split("HELLO 99999999999999999999"), not_version()),
+        (split("HELLO abc FOO"), not_version()),
+        (split("HELLO 2 SETNAME bob"), hello_masked()),
+        (split("CLIENT GETNAME"), bulk("bob")),
+        (split("HELLO 2 SETNAME"), hello_syntax("SETNAME")),
+        (split("HELLO 2 FOO"), hello_syntax("FOO")),
+        // The options act in order: `x` is set before the syntax error.
+        (split("HELLO 2 setname x y"), hello_syntax("y")),
+        (vec![b"HELLO", b"2", b"FOO\nBAR"], hello_syntax("FOO BAR")),
+        (vec![b"HELLO", b"2", b"SETNAME", b"a b"], err(BAD_NAME)),
+        (split("HELLO 2 AUTH a"), hello_syntax("AUTH")),
+        (split("HELLO 2 AUTH a b"), wrong_pass()),
+        (split("HELLO 2 AUTH Default x"), wrong_pass()),
+        (split("HELLO 2 AUTH a b SETNAME zz"), wrong_pass()),
+        (split("HELLO 2 AUTH a b FOO"), wrong_pass()),
+        (
+            vec![b"HELLO", b"2", b"SETNAME", b"a b", b"AUTH", b"a", b"b"],
+            err(BAD_NAME),
+        ),
+        (
+            vec![b"HELLO", b"2", b"AUTH", b"a", b"b", b"SETNAME", b"a b"],
+            wrong_pass(),
+        ),
+        (split("CLIENT GETNAME"), bulk("x")),
+        (split("HELLO 2 AUTH default x SETNAME n"), hello_masked()),
+        (split("CLIENT GETNAME"), bulk("n")),
+        // The options act in order: the name is set before the syntax error.
+        (split("HELLO 2 SETNAME ok FOO"), hello_syntax("FOO")),
+        (split("CLIENT GETNAME"), bulk("ok")),
+        (split("HELLO 2 SETNAME x SETNAME y"), hello_masked()),
+        (split("CLIENT GETNAME"), bulk("y")),
+        (vec![b"HELLO", b"2", b"SETNAME", b""], hello_masked()),
+        (split("CLIENT GETNAME"), Bulk(None)),
+    ];
+    let run = |c: &mut Client, who: &str| {
+        for (args, expected) in &cases {
+            assert_eq!(&masked(c.cmd_args(args)), expected, "{who}: {args:?}");
+        }
+    };
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    run(&mut c, "kv_server");
+    // kv_server's own: HELLO's version is INFO's, its id CLIENT ID's; RESP3 is not spoken
+    // (redis-server speaks it).
+    let Int(id) = c.cmd("CLIENT ID") else {
+        panic!("CLIENT ID: not an integer")
+    };
+    let Array(items) = c.cmd("HELLO") else {
+        panic!("HELLO: not an array")
+    };
+    assert_eq!(items[3], bulk("7.0.0"));
+    assert_eq!(field_of(&info(&mut c, "server"), "redis_version"), "7.0.0");
+    assert_eq!(items[7], Int(id), "HELLO's id is CLIENT ID's");
+    assert_eq!(c.cmd("HELLO 3"), no_proto());
+    assert_eq!(c.cmd("HELLO 3 SETNAME x"), no_proto());
+    if let Some(redis) = RedisServer::start() {
+        run(&mut redis.client(), "redis-server");
+    }
+}
+
+/// Names are per connection: two clients, each its own name (or none), changed
+/// independently; each its own id, the later connection's greater, and HELLO's the same.
+#[test]
+fn client_names_and_ids_are_per_connection() {
+    let server = start(&[]);
+    let (mut a, mut b) = (Client::new(&server), Client::new(&server));
+    assert_eq!(a.cmd("CLIENT SETNAME alice"), ok());
+    assert_eq!(b.cmd("CLIENT GETNAME"), Bulk(None));
+    assert_eq!(b.cmd("HELLO 2 SETNAME bob"), hello_masked_of(&mut b));
+    assert_eq!(a.cmd("CLIENT GETNAME"), bulk("alice"));
+    assert_eq!(b.cmd("CLIENT GETNAME"), bulk("bob"));
+    assert_eq!(a.cmd_args(&[b"CLIENT", b"SETNAME", b""]), ok());
+    assert_eq!(a.cmd("CLIENT GETNAME"), Bulk(None));
+    assert_eq!(b.cmd("CLIENT GETNAME"), bulk("bob"));
+    let (Int(ia), Int(ib)) = (a.cmd("CLIENT ID"), b.cmd("CLIENT ID")) else {
+        panic!("CLIENT ID: not an integer")
+    };
+    assert!(
+        0 < ia && ia < ib,
+        "ids {ia}, {ib}: increasing with each connection"
+    );
+    assert_eq!(a.cmd("CLIENT ID"), Int(ia), "an id stays the connection's");
+    let mut c = Client::new(&server);
+    let Int(ic) = c.cmd("CLIENT ID") else {
+        panic!("CLIENT ID: not an integer")
+    };
+    assert!(ic > ib, "id {ic} after {ib}");
+    assert_eq!(c.cmd("CLIENT GETNAME"), Bulk(None));
+}
+
+/// HELLO's reply as `c` should get it: its own id, kv_server's version.
+fn hello_masked_of(c: &mut Client) -> Reply {
+    let Int(id) = c.cmd("CLIENT ID") else {
+        panic!("CLIENT ID: not an integer")
+    };
+    let Array(mut items) = hello_masked() else {
+        unreachable!()
+    };
+    items[3] = bulk("7.0.0");
+    items[7] = Int(id);
+    Array(items)
+}
+
+/// With two loops: 16 clients connected one after another, all kept open (so, with
+/// `SO_REUSEPORT`, on both loops but with one chance in 32,768), have increasing ids; 16
+/// more connecting at once, distinct ones, all above those.
+fn client_ids_increase_across_loops(args: &[&str]) {
+    let server = start(args);
+    let mut clients = Vec::new();
+    let mut last = 0;
+    for _ in 0..16 {
+        let mut c = Client::new(&server);
+        let Int(id) = c.cmd("CLIENT ID") else {
+            panic!("CLIENT ID: not an integer")
+        };
+        assert!(id > last, "id {id} after {last}");
+        last = id;
+        clients.push(c);
+    }
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let addr = server.addr();
+            thread::spawn(move || {
+                let mut c = Client::on(connect(addr).expect("connect"));
+                match c.cmd("CLIENT ID") {
+                    Int(id) => id,
+                    other => panic!("CLIENT ID: {other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut ids: Vec<i64> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a client thread"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16, "distinct ids: {ids:?}");
+    assert!(ids[0] > last, "{ids:?} after {last}");
+}
+
+#[test]
+fn client_ids_increase_across_two_threads() {
+    client_ids_increase_across_loops(&["--threads", "2"]);
+}
+
+#[test]
+fn client_ids_increase_across_two_threads_without_reuseport() {
+    client_ids_increase_across_loops(&["--threads", "2", "--no-reuseport"]);
+}
+
+/// CLIENT and HELLO count in `total_commands_processed` as in redis-server 7.0.15 (compared
+/// when it is installed): once run, their errors included; not when refused before running
+/// (a wrong number of arguments, an unknown subcommand).
+#[test]
+fn client_and_hello_count_in_info_as_in_redis() {
+    let commands: &[&[&[u8]]] = &[
+        &[b"CLIENT", b"SETNAME", b"me"],
+        &[b"CLIENT", b"SETNAME", b"a b"], // runs: counted
+        &[b"CLIENT", b"GETNAME"],
+        &[b"CLIENT", b"ID"],
+        &[b"CLIENT"],              // refused: not counted
+        &[b"CLIENT", b"FOO"],      // refused
+        &[b"CLIENT", b"ID", b"x"], // refused
+        &[b"CLIENT", b"SETNAME"],  // refused
+        &[b"HELLO"],
+        &[b"HELLO", b"2", b"SETNAME", b"x"],
+        &[b"HELLO", b"4"],                      // runs: counted
+        &[b"HELLO", b"abc"],                    // runs
+        &[b"HELLO", b"2", b"FOO"],              // runs
+        &[b"HELLO", b"2", b"AUTH", b"a", b"b"], // runs
+    ];
+    let count = |c: &mut Client| {
+        for args in commands {
+            c.cmd_args(args);
+        }
+        number_of(&info(c, "stats"), "total_commands_processed")
+    };
+    let server = start(&[]);
+    let got = count(&mut Client::new(&server));
+    assert_eq!(got, 10, "total_commands_processed");
+    if let Some(redis) = RedisServer::start() {
+        assert_eq!(count(&mut redis.client()), got, "redis-server's count");
+    }
+}
+
+/// redis-py's `client_setname`, `client_getname` and `client_id`, if redis-py is installed
+/// (skipped otherwise).
+#[test]
+fn redis_py_client_name_and_id() {
+    use std::process::Command;
+    let probe = Command::new("python3")
+        .args(["-c", "import redis"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: redis-py is not installed (python3 -c 'import redis' fails)");
+        return;
+    }
+    let server = start(&[]);
+    let script = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
+assert r.client_getname() is None
+assert r.client_setname("me")
+name = r.client_getname()
+assert name in ("me", b"me"), name
+i = r.client_id()
+assert isinstance(i, int) and i > 0, i
+assert r.client_id() == i
+"#;
+    let port = server.addr().port().to_string();
+    let out = Command::new("python3")
+        .args(["-c", script, &port])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// PTTL counts milliseconds: right after `SET k v PX 100000` it is a little under 100,000;

@@ -33,13 +33,36 @@ pub enum Flow {
 
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+/// A connection's own state, for `CLIENT` and `HELLO`.
+#[derive(Debug)]
+pub struct Client {
+    /// `CLIENT ID`: unique to the connection, increasing with every connection to any loop
+    /// (`Stats::next_client_id`).
+    id: u64,
+    /// `CLIENT SETNAME`'s, if any.
+    name: Option<Vec<u8>>,
+}
+
+impl Client {
+    pub fn new(id: u64) -> Client {
+        Client { id, name: None }
+    }
+}
 
 /// Runs one request, writing its reply to `out`; a reply over `max_reply` bytes is refused
 /// (see the module docs). A command run is counted (`INFO`'s `total_commands_processed`) once
 /// it has run, as in Redis; one refused before it runs (unknown, a wrong number of
 /// arguments, an unknown subcommand) is not.
-pub fn execute(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
-    match dispatch(cmd, db, out, max_reply) {
+pub fn execute(
+    cmd: Args<'_>,
+    db: &mut Session<'_>,
+    out: &mut impl Sink,
+    client: &mut Client,
+    max_reply: usize,
+) -> Flow {
+    match dispatch(cmd, db, out, client, max_reply) {
         Some(flow) => {
             db.count_command();
             flow
@@ -53,6 +76,7 @@ fn dispatch(
     cmd: Args<'_>,
     db: &mut Session<'_>,
     out: &mut impl Sink,
+    client: &mut Client,
     max_reply: usize,
 ) -> Option<Flow> {
     let (name, argc) = (cmd.get(0), cmd.len());
@@ -114,9 +138,12 @@ fn dispatch(
         // redis-cli and redis-benchmark ask for the command table at start: there is none.
         b"COMMAND" => array(out, 0),
         b"CONFIG" if argc >= 2 => return config(cmd, out, max_reply),
+        b"CLIENT" if argc >= 2 => return client_command(cmd, client, out),
+        b"HELLO" => return Some(hello(cmd, client, out, max_reply)),
         b"GET" | b"SET" | b"PING" | b"ECHO" | b"INCR" | b"DECR" | b"DEL" | b"EXISTS" | b"MGET"
         | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" | b"INCRBY" | b"DECRBY"
-        | b"STRLEN" | b"APPEND" | b"GETDEL" | b"GETSET" | b"PERSIST" | b"PEXPIRE" | b"PTTL" => {
+        | b"STRLEN" | b"APPEND" | b"GETDEL" | b"GETSET" | b"PERSIST" | b"PEXPIRE" | b"PTTL"
+        | b"CLIENT" => {
             wrong_arity(out, name);
             return None;
         }
@@ -606,6 +633,127 @@ fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Option<Flow> 
         }
     }
     Some(Flow::Continue)
+}
+
+/// `CLIENT SETNAME name`, `CLIENT GETNAME`, `CLIENT ID`, of this connection. `None` if
+/// refused before running (an unknown subcommand, a wrong number of arguments), as Redis
+/// refuses it.
+fn client_command(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink) -> Option<Flow> {
+    let sub = cmd.get(1);
+    let (name, arity) = if sub.eq_ignore_ascii_case(b"SETNAME") {
+        ("setname", 3)
+    } else if sub.eq_ignore_ascii_case(b"GETNAME") {
+        ("getname", 2)
+    } else if sub.eq_ignore_ascii_case(b"ID") {
+        ("id", 2)
+    } else {
+        out.put(b"-ERR unknown subcommand '");
+        put_sanitized(out, c_string(sub), 128);
+        out.put(b"'. Try CLIENT HELP.\r\n");
+        return None;
+    };
+    if cmd.len() != arity {
+        out.put(b"-ERR wrong number of arguments for 'client|");
+        out.put(name.as_bytes());
+        out.put(b"' command\r\n");
+        return None;
+    }
+    match name {
+        "setname" => {
+            if set_name(client, cmd.get(2), out) {
+                ok(out);
+            }
+        }
+        "getname" => match &client.name {
+            Some(name) => bulk(out, name),
+            None => null(out),
+        },
+        _ => integer(out, client.id as i64),
+    }
+    Some(Flow::Continue)
+}
+
+/// Names the connection (an empty name clears it), as Redis's `clientSetName`: true, or
+/// false with the error written if `name` has a byte outside `!`..`~`.
+fn set_name(client: &mut Client, name: &[u8], out: &mut impl Sink) -> bool {
+    if !name.iter().all(|b| (b'!'..=b'~').contains(b)) {
+        error(out, BAD_NAME);
+        return false;
+    }
+    client.name = (!name.is_empty()).then(|| name.to_vec());
+    true
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME name]]`, RESP2 only: Redis 7.0's reply
+/// for protocol 2 (the id is `CLIENT ID`'s, the version `INFO`'s), and its errors; any other
+/// version is `-NOPROTO`, as Redis answers one it does not speak. The options are taken in
+/// order, as Redis takes them, each acting at once (a name is set even if a later option is a
+/// syntax error); `AUTH` succeeds for the user `default`, with any password, as with Redis's
+/// default configuration (no password), and fails for any other user. The syntax error
+/// echoes the option whole, as Redis does, so it is sized first.
+fn hello(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink, max_reply: usize) -> Flow {
+    if cmd.len() >= 2 {
+        match parse_i64(cmd.get(1)) {
+            None => {
+                error(
+                    out,
+                    "ERR Protocol version is not an integer or out of range",
+                );
+                return Flow::Continue;
+            }
+            Some(2) => {}
+            Some(_) => {
+                error(out, "NOPROTO unsupported protocol version");
+                return Flow::Continue;
+            }
+        }
+    }
+    let mut j = 2;
+    while j < cmd.len() {
+        let (option, more) = (cmd.get(j), cmd.len() - 1 - j);
+        if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+            if cmd.get(j + 1) != b"default" {
+                error(
+                    out,
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                );
+                return Flow::Continue;
+            }
+            j += 3;
+        } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+            if !set_name(client, cmd.get(j + 1), out) {
+                return Flow::Continue;
+            }
+            j += 2;
+        } else {
+            let (head, tail) = (&b"-ERR Syntax error in HELLO option '"[..], &b"'\r\n"[..]);
+            let option = c_string(option);
+            let size = head.len() + option.len() + tail.len();
+            if size > max_reply {
+                return too_large(out, size, max_reply);
+            }
+            out.put(head);
+            put_sanitized(out, option, option.len());
+            out.put(tail);
+            return Flow::Continue;
+        }
+    }
+    array(out, 14);
+    bulk(out, b"server");
+    bulk(out, b"redis");
+    bulk(out, b"version");
+    bulk(out, info::REDIS_VERSION.as_bytes());
+    bulk(out, b"proto");
+    integer(out, 2);
+    bulk(out, b"id");
+    integer(out, client.id as i64);
+    bulk(out, b"mode");
+    bulk(out, b"standalone");
+    bulk(out, b"role");
+    bulk(out, b"master");
+    bulk(out, b"modules");
+    array(out, 0);
+    Flow::Continue
 }
 
 /// `-ERR wrong number of arguments for 'get' command`

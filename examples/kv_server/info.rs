@@ -98,6 +98,8 @@ pub struct Stats {
     port: AtomicU16,
     /// A loop runs the sampler.
     sampling: AtomicBool,
+    /// The next connection's `CLIENT ID` (from 1, as Redis's `next_client_id`).
+    next_client_id: AtomicU64,
 }
 
 impl Stats {
@@ -110,6 +112,7 @@ impl Stats {
             ops_per_sec: AtomicU64::new(0),
             port: AtomicU16::new(0),
             sampling: AtomicBool::new(false),
+            next_client_id: AtomicU64::new(1),
         }
     }
 
@@ -138,6 +141,11 @@ impl Stats {
         if n > 0 {
             self.commands.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// A new connection's `CLIENT ID`: unique, and increasing across the loops.
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// True the first time only: the caller starts the sampler.

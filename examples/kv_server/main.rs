@@ -21,7 +21,12 @@
 //! `EXISTS key...`, `INCR key`, `DECR key`, `INCRBY key n`, `DECRBY key n`, `MGET key...`,
 //! `MSET key value...`, `EXPIRE key s [NX | XX | GT | LT]`, `PEXPIRE key ms [NX | XX | GT |
 //! LT]`, `TTL key`, `PTTL key`, `PERSIST key`, `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`,
-//! `INFO [section ...]`,
+//! `INFO [section ...]`, `CLIENT SETNAME name` (the connection's; empty clears it; only bytes
+//! `!` to `~`), `CLIENT GETNAME`, `CLIENT ID` (unique, increasing across the loops of
+//! `--threads`), `HELLO [2 [AUTH user password] [SETNAME name]]` (Redis's RESP2 handshake
+//! reply, its `version` INFO's `7.0.0` and its `id` `CLIENT ID`'s; any other protocol version
+//! is `-NOPROTO unsupported protocol version`, RESP3 included; `AUTH` succeeds for the user
+//! `default`, with any password, as in a Redis without a password),
 //! `QUIT` (replies `+OK`, then closes once the replies are written); and for the tools'
 //! start-up, `COMMAND` (an empty array: no command table) and `CONFIG GET` (`save` is empty
 //! and `appendonly` is `no`; other parameters are not listed). Names are case-insensitive;
@@ -104,7 +109,7 @@ mod info;
 mod resp;
 mod store;
 
-use commands::Flow;
+use commands::{Client, Flow};
 use resp::{RespCodec, RespLimits, Sink};
 use selectloop::{ConnEvent, Connection, DefaultSelector, Limits, Timeouts};
 use std::cell::RefCell;
@@ -176,6 +181,7 @@ struct Backlog {
 fn serve(
     store: &Store,
     conn: &mut Conn,
+    client: &mut Client,
     backlog: &mut Backlog,
     new: Option<resp::Batch>,
     peer: SocketAddr,
@@ -185,7 +191,7 @@ fn serve(
     }
     let mut db = Session::new(store); // locks a shard when a request needs it, until it returns
     while let Some(batch) = backlog.batches.front() {
-        match run(batch, backlog.next, &mut db, conn, peer) {
+        match run(batch, backlog.next, &mut db, conn, client, peer) {
             Ran::Done => {
                 backlog.batches.pop_front();
                 backlog.next = 0;
@@ -207,7 +213,7 @@ fn serve(
     // Nothing waits (the usual case): the new batch runs straight away, and is kept only if
     // some of it must wait.
     if let Some(batch) = new {
-        match run(&batch, 0, &mut db, conn, peer) {
+        match run(&batch, 0, &mut db, conn, client, peer) {
             Ran::Done => {}
             Ran::Waiting(next) => {
                 backlog.next = next;
@@ -238,6 +244,7 @@ fn run(
     from: usize,
     db: &mut Session<'_>,
     conn: &mut Conn,
+    client: &mut Client,
     peer: SocketAddr,
 ) -> Ran {
     let limits = conn.limits();
@@ -247,7 +254,7 @@ fn run(
         if conn.queued() > limits.high_water {
             return Ran::Waiting(i);
         }
-        match commands::execute(cmd, db, conn, max_reply) {
+        match commands::execute(cmd, db, conn, client, max_reply) {
             Flow::Continue => {}
             Flow::Quit => {
                 conn.close();
@@ -299,10 +306,13 @@ fn accept(
         .with_limits(limits)?
         .with_timeouts(options.timeouts);
     let (store, mut backlog) = (store.clone(), Backlog::default());
+    let mut client = Client::new(stats.next_client_id());
     conn.register(sel, move |_sel, conn, event| {
         match event {
-            ConnEvent::Frame(batch) => serve(&store, conn, &mut backlog, Some(batch), peer),
-            ConnEvent::Drained => serve(&store, conn, &mut backlog, None, peer),
+            ConnEvent::Frame(batch) => {
+                serve(&store, conn, &mut client, &mut backlog, Some(batch), peer)
+            }
+            ConnEvent::Drained => serve(&store, conn, &mut client, &mut backlog, None, peer),
             // What is queued is flushed, and what waits runs on `Drained`; then it closes.
             ConnEvent::PeerClosed => {}
             ConnEvent::Closed(reason) => {
