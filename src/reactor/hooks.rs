@@ -33,8 +33,6 @@ pub(crate) struct Hooks<L> {
     /// Per phase, bumped by every `set` and `clear` of it: a hook that ran is put back only if
     /// its slot did not change meanwhile.
     changes: [u64; 2],
-    /// Some hook is set (or running): the loop's one test when there is none.
-    any: bool,
 }
 
 impl<L> Default for Hooks<L> {
@@ -43,16 +41,15 @@ impl<L> Default for Hooks<L> {
             before: None,
             after: None,
             changes: [0, 0],
-            any: false,
         }
     }
 }
 
 impl<L> Hooks<L> {
-    /// True if a hook may have to run.
+    /// True if a hook is set: the loop's one test when there is none.
     #[inline]
     pub(crate) fn any(&self) -> bool {
-        self.any
+        self.before.is_some() || self.after.is_some()
     }
 
     fn slot(&mut self, phase: Phase) -> &mut Option<Hook<L>> {
@@ -65,13 +62,11 @@ impl<L> Hooks<L> {
     pub(crate) fn set(&mut self, phase: Phase, hook: Hook<L>) {
         self.changes[phase as usize] += 1;
         *self.slot(phase) = Some(hook);
-        self.any = true;
     }
 
     pub(crate) fn clear(&mut self) {
         self.changes = self.changes.map(|c| c + 1);
         (self.before, self.after) = (None, None);
-        self.any = false;
     }
 
     /// The hook of `phase`, taken out to run, with the mark that `put_back` needs.

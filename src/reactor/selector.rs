@@ -485,10 +485,7 @@ impl<B: Backend> Selector<B> {
         // Delivered: a report of the last wait is not delivered again. If this call stops
         // the batch (a panic, or `Stop`), the reports after it are owed.
         let slot = self.batch.deliver(&mut entry.report);
-        let result = match self.services.watch.timing() {
-            false => panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask))),
-            true => self.call_timed(&mut handler, &key, mask, false),
-        };
+        let result = self.call(&mut handler, &key, mask, false);
         self.counters.dispatched += 1;
         if let (Ok(Ok(())), Some(entry)) = (&result, self.registry.get_mut(token.index())) {
             let unchanged = entry.key.token == token && entry.new_callback.is_none();
@@ -514,12 +511,25 @@ impl<B: Backend> Selector<B> {
         let Some(mut handler) = entry.handler.take() else {
             return Ok(false); // its own callback is running: no re-entry
         };
-        let result = match self.services.watch.timing() {
-            false => panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask))),
-            true => self.call_timed(&mut handler, &key, mask, true), // inside the call that fed it
-        };
+        let result = self.call(&mut handler, &key, mask, true); // inside the call that fed it
         self.counters.fed += 1;
         self.after_call(&key, handler, result, None)
+    }
+
+    /// Calls `handler` (the callback of `key`) with `mask`, a panic caught; timed, out of line,
+    /// while the stopwatch runs. `inside`: it runs inside a call (`dispatch_soon`).
+    #[inline(always)]
+    fn call(
+        &mut self,
+        handler: &mut Box<dyn Handler<Selector<B>>>,
+        key: &SelectorKey,
+        mask: Events,
+        inside: bool,
+    ) -> std::thread::Result<io::Result<()>> {
+        match self.services.watch.timing() {
+            false => panic::catch_unwind(AssertUnwindSafe(|| handler.call(self, mask))),
+            true => self.call_timed(handler, key, mask, inside),
+        }
     }
 
     /// Calls `handler` (the callback of `key`) with `mask`, timed (the stopwatch is on): its
@@ -558,11 +568,7 @@ impl<B: Backend> Selector<B> {
         let Some(mut hook) = self.hooks.take(phase) else {
             return;
         };
-        let started = self.services.watch.start();
-        (hook.0)(self);
-        if let Some(started) = started {
-            self.services.watch.ran(started, phase.name());
-        }
+        Services::run_one(self, |sel| (hook.0)(sel), phase.name());
         self.hooks.put_back(phase, hook);
     }
 

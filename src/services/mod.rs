@@ -27,8 +27,8 @@ use observe::{Counts, Watch};
 use remote::{Remote, Sender};
 use slab::Slab;
 use std::collections::VecDeque;
-use std::io;
 use std::time::{Duration, Instant};
+use std::{fmt, io};
 use timer::{Callback, Once, TimerHandle, TimerQueue};
 
 /// A loop with services: where they are.
@@ -151,8 +151,7 @@ impl<L: HasServices> Services<L> {
         while let Some((timer, callback)) = l.services().timers.pop_due(now, mark) {
             fired += 1;
             let lag = timer.when().elapsed(); // now, as its callback starts
-            let started = l.services().watch.start();
-            match callback {
+            let fire = move |l: &mut L| match callback {
                 Callback::Once(callback) => callback(l),
                 Callback::Every(mut callback, interval) => {
                     callback(l);
@@ -161,16 +160,15 @@ impl<L: HasServices> Services<L> {
                         .timers
                         .reschedule(timer, callback, Instant::now());
                 }
-            }
-            let services = l.services();
-            services.counts.timers_fired += 1;
-            services.counts.timer_lag.add(lag);
-            if let Some(started) = started {
-                services.watch.ran(
-                    started,
-                    format_args!("timer (fired {lag:.3?} after its deadline)"),
-                );
-            }
+            };
+            Self::run_one(
+                l,
+                fire,
+                format_args!("timer (fired {lag:.3?} after its deadline)"),
+            );
+            let counts = &mut l.services().counts;
+            counts.timers_fired += 1;
+            counts.timer_lag.add(lag);
         }
         fired
     }
@@ -182,30 +180,30 @@ impl<L: HasServices> Services<L> {
         let mut called = 0;
         for _ in 0..soon {
             if let Some(call) = l.services().soon.pop_front() {
-                let started = l.services().watch.start();
-                call(l);
+                Self::run_one(l, call, "call_soon call");
+                l.services().counts.calls += 1;
                 called += 1;
-                let services = l.services();
-                services.counts.calls += 1;
-                if let Some(started) = started {
-                    services.watch.ran(started, "call_soon call");
-                }
             }
         }
         for _ in 0..remote {
             let Some(call) = l.services().remote.next() else {
                 break;
             };
-            let started = l.services().watch.start();
-            call(l);
+            Self::run_one(l, call, "call from another thread");
+            l.services().counts.remote_calls += 1;
             called += 1;
-            let services = l.services();
-            services.counts.remote_calls += 1;
-            if let Some(started) = started {
-                services.watch.ran(started, "call from another thread");
-            }
         }
         called
+    }
+
+    /// Runs `call` on the loop, timed while the stopwatch runs (`what` names it in the warning
+    /// if it was slow): a timer's callback, a call, a hook.
+    pub(crate) fn run_one(l: &mut L, call: impl FnOnce(&mut L), what: impl fmt::Display) {
+        let started = l.services().watch.start();
+        call(l);
+        if let Some(started) = started {
+            l.services().watch.ran(started, what);
+        }
     }
 
     /// Executor jobs waiting for a worker, and running.
