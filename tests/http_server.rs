@@ -1661,6 +1661,21 @@ enum NginxFailed {
 
 #[cfg(unix)]
 impl Nginx {
+    /// The nginx program, if one is installed, and how it was built (what `nginx -V` says);
+    /// `None`, saying the test is skipped on stderr, if none is.
+    fn installed() -> Option<(PathBuf, String)> {
+        let Some(program) = Nginx::program() else {
+            eprintln!("skipped: nginx is not installed");
+            return None;
+        };
+        let version = std::process::Command::new(&program).arg("-V").output();
+        let build = match version {
+            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+            Err(e) => panic!("{} -V: {e}", program.display()),
+        };
+        Some((program, build))
+    }
+
     /// The nginx program, if one is installed (`command -v nginx`, or where the distributions
     /// put it: /usr/sbin is not in every user's PATH).
     fn program() -> Option<PathBuf> {
@@ -1817,14 +1832,8 @@ fn idle_then_status(addr: std::net::SocketAddr) -> (Reply, Reply) {
 #[cfg(unix)]
 #[test]
 fn the_status_page_is_the_same_as_nginx_s() {
-    let Some(program) = Nginx::program() else {
-        eprintln!("skipped: nginx is not installed");
+    let Some((program, build)) = Nginx::installed() else {
         return;
-    };
-    let version = std::process::Command::new(&program).arg("-V").output();
-    let build = match version {
-        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        Err(e) => panic!("{} -V: {e}", program.display()),
     };
     if !build.contains("http_stub_status_module") {
         eprintln!(
@@ -1993,14 +2002,8 @@ fn exchange(addr: std::net::SocketAddr, request: &[u8], head_only: bool) -> Opti
 #[cfg(unix)]
 #[test]
 fn file_replies_are_the_same_as_nginx_s() {
-    let Some(program) = Nginx::program() else {
-        eprintln!("skipped: nginx is not installed");
+    let Some((program, build)) = Nginx::installed() else {
         return;
-    };
-    let version = std::process::Command::new(&program).arg("-V").output();
-    let build = match version {
-        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        Err(e) => panic!("{} -V: {e}", program.display()),
     };
     let fx = Fixture::start(&[]);
     let nginx = Nginx::start(&program, &build, Some(&fx.root));

@@ -912,9 +912,7 @@ fn client_and_hello_reply_as_redis_does() {
     run(&mut c, "kv_server");
     // kv_server's own: HELLO's version is INFO's, its id CLIENT ID's; RESP3 is not spoken
     // (redis-server speaks it).
-    let Int(id) = c.cmd("CLIENT ID") else {
-        panic!("CLIENT ID: not an integer")
-    };
+    let id = client_id(&mut c);
     let Array(items) = c.cmd("HELLO") else {
         panic!("HELLO: not an array")
     };
@@ -942,27 +940,30 @@ fn client_names_and_ids_are_per_connection() {
     assert_eq!(a.cmd_args(&[b"CLIENT", b"SETNAME", b""]), ok());
     assert_eq!(a.cmd("CLIENT GETNAME"), Bulk(None));
     assert_eq!(b.cmd("CLIENT GETNAME"), bulk("bob"));
-    let (Int(ia), Int(ib)) = (a.cmd("CLIENT ID"), b.cmd("CLIENT ID")) else {
-        panic!("CLIENT ID: not an integer")
-    };
+    let (ia, ib) = (client_id(&mut a), client_id(&mut b));
     assert!(
         0 < ia && ia < ib,
         "ids {ia}, {ib}: increasing with each connection"
     );
     assert_eq!(a.cmd("CLIENT ID"), Int(ia), "an id stays the connection's");
     let mut c = Client::new(&server);
-    let Int(ic) = c.cmd("CLIENT ID") else {
-        panic!("CLIENT ID: not an integer")
-    };
+    let ic = client_id(&mut c);
     assert!(ic > ib, "id {ic} after {ib}");
     assert_eq!(c.cmd("CLIENT GETNAME"), Bulk(None));
 }
 
+/// `c`'s `CLIENT ID`, which must be an integer.
+#[track_caller]
+fn client_id(c: &mut Client) -> i64 {
+    match c.cmd("CLIENT ID") {
+        Int(id) => id,
+        other => panic!("CLIENT ID: {other:?}, not an integer"),
+    }
+}
+
 /// HELLO's reply as `c` should get it: its own id, kv_server's version.
 fn hello_masked_of(c: &mut Client) -> Reply {
-    let Int(id) = c.cmd("CLIENT ID") else {
-        panic!("CLIENT ID: not an integer")
-    };
+    let id = client_id(c);
     let Array(mut items) = hello_masked() else {
         unreachable!()
     };
@@ -980,9 +981,7 @@ fn client_ids_increase_across_loops(args: &[&str]) {
     let mut last = 0;
     for _ in 0..16 {
         let mut c = Client::new(&server);
-        let Int(id) = c.cmd("CLIENT ID") else {
-            panic!("CLIENT ID: not an integer")
-        };
+        let id = client_id(&mut c);
         assert!(id > last, "id {id} after {last}");
         last = id;
         clients.push(c);
@@ -990,13 +989,7 @@ fn client_ids_increase_across_loops(args: &[&str]) {
     let threads: Vec<_> = (0..16)
         .map(|_| {
             let addr = server.addr();
-            thread::spawn(move || {
-                let mut c = Client::on(connect(addr).expect("connect"));
-                match c.cmd("CLIENT ID") {
-                    Int(id) => id,
-                    other => panic!("CLIENT ID: {other:?}"),
-                }
-            })
+            thread::spawn(move || client_id(&mut Client::on(connect(addr).expect("connect"))))
         })
         .collect();
     let mut ids: Vec<i64> = threads
@@ -1054,10 +1047,10 @@ fn client_and_hello_count_in_info_as_in_redis() {
     }
 }
 
-/// redis-py's `client_setname`, `client_getname` and `client_id`, if redis-py is installed
-/// (skipped otherwise).
-#[test]
-fn redis_py_client_name_and_id() {
+/// Runs `script` with python3 and redis-py against a fresh kv_server (its port is
+/// `sys.argv[1]`), which must succeed; skipped, with a line on stderr, if redis-py is not
+/// installed.
+fn run_redis_py(script: &str) {
     use std::process::Command;
     let probe = Command::new("python3")
         .args(["-c", "import redis"])
@@ -1067,17 +1060,6 @@ fn redis_py_client_name_and_id() {
         return;
     }
     let server = start(&[]);
-    let script = r#"
-import sys, redis
-r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
-assert r.client_getname() is None
-assert r.client_setname("me")
-name = r.client_getname()
-assert name in ("me", b"me"), name
-i = r.client_id()
-assert isinstance(i, int) and i > 0, i
-assert r.client_id() == i
-"#;
     let port = server.addr().port().to_string();
     let out = Command::new("python3")
         .args(["-c", script, &port])
@@ -1088,6 +1070,25 @@ assert r.client_id() == i
         "redis-py: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// redis-py's `client_setname`, `client_getname` and `client_id`, if redis-py is installed
+/// (skipped otherwise).
+#[test]
+fn redis_py_client_name_and_id() {
+    run_redis_py(
+        r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
+assert r.client_getname() is None
+assert r.client_setname("me")
+name = r.client_getname()
+assert name in ("me", b"me"), name
+i = r.client_id()
+assert isinstance(i, int) and i > 0, i
+assert r.client_id() == i
+"#,
     );
 }
 
@@ -2442,16 +2443,8 @@ fn max_output_must_leave_room_for_the_largest_get() {
 /// The same through redis-py's pipeline, if redis-py is installed (skipped otherwise).
 #[test]
 fn a_redis_py_pipeline_of_300_large_gets_completes() {
-    use std::process::Command;
-    let probe = Command::new("python3")
-        .args(["-c", "import redis"])
-        .output();
-    if !probe.is_ok_and(|out| out.status.success()) {
-        eprintln!("skipped: redis-py is not installed (python3 -c 'import redis' fails)");
-        return;
-    }
-    let server = start(&[]);
-    let script = r#"
+    run_redis_py(
+        r#"
 import sys, redis
 r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
 value = bytes(i % 251 for i in range(1 << 20))
@@ -2463,17 +2456,7 @@ replies = p.execute()
 bad = [i for i, v in enumerate(replies) if v != value]
 assert len(replies) == 300 and not bad, f"{len(replies)} replies, wrong: {bad[:5]}"
 assert r.ping()
-"#;
-    let port = server.addr().port().to_string();
-    let out = Command::new("python3")
-        .args(["-c", script, &port])
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "redis-py: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+"#,
     );
 }
 
