@@ -1047,6 +1047,463 @@ fn client_and_hello_count_in_info_as_in_redis() {
     }
 }
 
+// --- Databases, transactions, KEYS and SCAN ---------------------------------------------------
+
+fn arr(items: &[Reply]) -> Reply {
+    Array(items.to_vec())
+}
+
+fn status(text: &str) -> Reply {
+    Status(text.into())
+}
+
+const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+
+/// SELECT, the 16 databases, FLUSHDB (one) and FLUSHALL (all), DBSIZE per database, and INFO's
+/// keyspace lines, as redis-server 7.0.15 answers them.
+#[test]
+fn databases_reply_as_redis_does() {
+    check_against_redis(&[
+        ("SELECT 16", err("ERR DB index is out of range")),
+        ("SELECT -1", err("ERR DB index is out of range")),
+        ("SELECT a", err(NOT_INTEGER)),
+        ("SELECT", wrong_args("select")),
+        ("SELECT 1 2", wrong_args("select")),
+        ("SET a zero", ok()),
+        ("SELECT 15", ok()),
+        ("GET a", Bulk(None)),
+        ("SET a fifteen", ok()),
+        ("SET b x EX 100", ok()),
+        ("DBSIZE", Int(2)),
+        ("select 0", ok()),
+        ("GET a", bulk("zero")),
+        ("DBSIZE", Int(1)),
+        ("SELECT 3", ok()),
+        ("SET c 3", ok()),
+        (
+            "INFO keyspace",
+            bulk(
+                "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\ndb3:keys=1,expires=0,\
+                 avg_ttl=0\r\ndb15:keys=2,expires=1,avg_ttl=0\r\n",
+            ),
+        ),
+        ("FLUSHDB", ok()),
+        ("DBSIZE", Int(0)),
+        ("SELECT 15", ok()),
+        ("GET a", bulk("fifteen")),
+        ("FLUSHALL x", err("ERR syntax error")),
+        ("FLUSHALL ASYNC x", err("ERR syntax error")),
+        ("FLUSHALL SYNC", ok()),
+        ("DBSIZE", Int(0)),
+        ("SELECT 0", ok()),
+        ("GET a", Bulk(None)),
+        ("INFO keyspace", bulk("# Keyspace\r\n")),
+        ("FLUSHALL", ok()),
+        ("flushall async", ok()),
+    ]);
+}
+
+/// A database is the connection's: two clients in two databases see their own keys, and a
+/// new connection starts in database 0.
+#[test]
+fn each_connection_selects_its_own_database() {
+    let server = start(&[]);
+    let (mut a, mut b) = (Client::new(&server), Client::new(&server));
+    assert_eq!(a.cmd("SELECT 7"), ok());
+    assert_eq!(a.cmd("SET k seven"), ok());
+    assert_eq!(b.cmd("SET k zero"), ok());
+    assert_eq!(a.cmd("GET k"), bulk("seven"));
+    assert_eq!(b.cmd("GET k"), bulk("zero"));
+    // A pipeline switches databases between its requests.
+    let replies = b.pipeline(&["SELECT 7", "GET k", "SELECT 0", "GET k"]);
+    assert_eq!(replies, [ok(), bulk("seven"), ok(), bulk("zero")]);
+    drop(a);
+    let mut c = Client::new(&server);
+    assert_eq!(
+        c.cmd("GET k"),
+        bulk("zero"),
+        "a new connection is in database 0"
+    );
+}
+
+/// MULTI, EXEC and DISCARD: commands queued and run in one array, errors while queuing that
+/// doom the transaction (an unknown command, a wrong number of arguments, an unknown
+/// subcommand, a nested MULTI with an argument), errors at run time that do not, a SELECT in
+/// a transaction that stays, EXEC and DISCARD without MULTI, and EXEC with an argument that
+/// discards it — as redis-server 7.0.15 answers them.
+#[test]
+fn transactions_reply_as_redis_does() {
+    let queued = || status("QUEUED");
+    check_against_redis(&[
+        ("EXEC", err("ERR EXEC without MULTI")),
+        ("DISCARD", err("ERR DISCARD without MULTI")),
+        ("MULTI", ok()),
+        ("SET a 1", queued()),
+        ("INCR a", queued()),
+        ("GET a", queued()),
+        ("EXEC", arr(&[ok(), Int(2), bulk("2")])),
+        ("MULTI", ok()),
+        ("EXEC", arr(&[])),
+        // A run-time error takes its place; the others run.
+        ("MULTI", ok()),
+        ("SET s word", queued()),
+        ("INCR s", queued()),
+        ("PING a b", queued()),
+        ("MSET a b c", queued()),
+        ("SET t 1", queued()),
+        (
+            "EXEC",
+            arr(&[
+                ok(),
+                err(NOT_INTEGER),
+                wrong_args("ping"),
+                wrong_args("mset"),
+                ok(),
+            ]),
+        ),
+        ("GET t", bulk("1")),
+        // Refused while queuing: the transaction is discarded.
+        ("MULTI", ok()),
+        ("SET u 1", queued()),
+        ("GET", wrong_args("get")),
+        (
+            "FOO bar",
+            err("ERR unknown command 'FOO', with args beginning with: 'bar' "),
+        ),
+        ("MULTI", err("ERR MULTI calls can not be nested")),
+        ("EXEC", err(EXECABORT)),
+        ("GET u", Bulk(None)),
+        ("MULTI", ok()),
+        (
+            "CLIENT FOO",
+            err("ERR unknown subcommand 'FOO'. Try CLIENT HELP."),
+        ),
+        ("EXEC", err(EXECABORT)),
+        ("MULTI", ok()),
+        (
+            "CONFIG GET",
+            err("ERR wrong number of arguments for 'config|get' command"),
+        ),
+        ("EXEC", err(EXECABORT)),
+        ("MULTI", ok()),
+        (
+            "CLIENT SETNAME",
+            err("ERR wrong number of arguments for 'client|setname' command"),
+        ),
+        ("EXEC", err(EXECABORT)),
+        ("MULTI", ok()),
+        ("MULTI x", wrong_args("multi")),
+        ("SET u 1", queued()),
+        ("EXEC", err(EXECABORT)),
+        ("MULTI", ok()),
+        ("DISCARD x", wrong_args("discard")),
+        ("EXEC", err(EXECABORT)),
+        // EXEC with an argument discards it.
+        ("MULTI", ok()),
+        ("SET u 1", queued()),
+        (
+            "EXEC x",
+            err(
+                "EXECABORT Transaction discarded because of: wrong number of arguments for \
+                 'exec' command",
+            ),
+        ),
+        ("EXEC", err("ERR EXEC without MULTI")),
+        ("GET u", Bulk(None)),
+        // DISCARD drops the queue.
+        ("MULTI", ok()),
+        ("SET u 1", queued()),
+        ("DISCARD", ok()),
+        ("GET u", Bulk(None)),
+        // A SELECT in a transaction stays selected after it.
+        ("MULTI", ok()),
+        ("SELECT 2", queued()),
+        ("SET q 1", queued()),
+        ("SELECT 99", queued()),
+        (
+            "EXEC",
+            arr(&[ok(), ok(), err("ERR DB index is out of range")]),
+        ),
+        ("GET q", bulk("1")),
+        ("SELECT 0", ok()),
+        ("GET q", Bulk(None)),
+        // Any command with its arguments right queues, CLIENT and HELLO included.
+        ("MULTI", ok()),
+        ("CLIENT SETNAME me", queued()),
+        ("CLIENT GETNAME", queued()),
+        ("KEYS nothing*", queued()),
+        ("EXEC", arr(&[ok(), bulk("me"), arr(&[])])),
+        // In a transaction, QUIT is not queued: it runs.
+        ("MULTI", ok()),
+        ("QUIT", ok()),
+    ]);
+}
+
+/// MULTI, EXEC and the commands they run count in `total_commands_processed` as in
+/// redis-server 7.0.15 (compared when it is installed): queued commands count when EXEC runs
+/// them, not when queued; those refused while queuing not at all.
+#[test]
+fn transactions_count_in_info_as_in_redis() {
+    let commands = [
+        "MULTI", "SET a 1", "INCR a", "GET", "EXEC", // refused GET: EXECABORT
+        "MULTI", "SET a 1", "INCR a", "INCR a", "EXEC", "EXEC", "DISCARD", "MULTI", "DISCARD",
+    ];
+    let count = |c: &mut Client| {
+        for command in commands {
+            c.cmd(command);
+        }
+        number_of(&info(c, "stats"), "total_commands_processed")
+    };
+    let server = start(&[]);
+    let got = count(&mut Client::new(&server));
+    assert_eq!(got, 11, "total_commands_processed");
+    if let Some(redis) = RedisServer::start() {
+        assert_eq!(count(&mut redis.client()), got, "redis-server's count");
+    }
+}
+
+/// A transaction of `--max-request` bytes or more is refused (the command that would pass it
+/// gets an error and the transaction is discarded), and the client stays in step.
+#[test]
+fn a_transaction_is_bounded_by_max_request() {
+    let server = start(&["--max-request", "2000", "--max-bulk", "1000"]);
+    let mut c = Client::new(&server);
+    let value = "v".repeat(900);
+    assert_eq!(c.cmd("MULTI"), ok());
+    assert_eq!(c.cmd(&format!("SET a {value}")), status("QUEUED"));
+    assert_eq!(c.cmd(&format!("SET b {value}")), status("QUEUED"));
+    match c.cmd(&format!("SET c {value}")) {
+        Reply::Error(e) => assert!(e.contains("2000-byte limit"), "{e}"),
+        other => panic!("the command past the limit was not refused: {other:?}"),
+    }
+    assert_eq!(c.cmd("EXEC"), err(EXECABORT));
+    assert_eq!(c.cmd("GET a"), Bulk(None), "nothing of it ran");
+    assert_eq!(c.cmd("PING"), status("PONG"));
+}
+
+/// EXEC's replies are bounded as any reply: over the limit, they are not sent, one error is,
+/// and the client stays in step (the commands ran: their effects stay).
+#[test]
+fn an_exec_reply_over_max_output_is_refused_whole() {
+    // A reply may take the cap less the 1 MiB high-water mark: 256 KiB here.
+    let server = start(&[
+        "--max-bulk",
+        "100000",
+        "--max-output",
+        &(1_310_720).to_string(),
+    ]);
+    let mut c = Client::new(&server);
+    let value = "x".repeat(100_000);
+    assert_eq!(c.cmd(&format!("SET big {value}")), ok());
+    assert_eq!(c.cmd("MULTI"), ok());
+    for _ in 0..3 {
+        assert_eq!(c.cmd("GET big"), status("QUEUED"));
+    }
+    assert_eq!(c.cmd("SET after 1"), status("QUEUED"));
+    match c.cmd("EXEC") {
+        Reply::Error(e) => assert!(e.contains("over the 262144-byte limit"), "{e}"),
+        other => panic!("an EXEC reply over the limit was sent: {}", brief(&other)),
+    }
+    assert_eq!(c.cmd("GET after"), bulk("1"), "the commands ran");
+    // Two fit.
+    assert_eq!(c.cmd("MULTI"), ok());
+    assert_eq!(c.cmd("GET big"), status("QUEUED"));
+    assert_eq!(c.cmd("GET big"), status("QUEUED"));
+    let both = Bulk(Some(value.into_bytes()));
+    assert_eq!(c.cmd("EXEC"), arr(&[both.clone(), both]));
+}
+
+/// With two loops, a transaction is atomic: another client, on the other loop, never sees
+/// the store between two of its commands. The transaction increments eight keys (in
+/// different shards, most likely) in turn, many times; the other client's MGETs of them
+/// (atomic too) must always find them equal.
+#[test]
+fn a_transaction_is_atomic_across_two_loops() {
+    // Without SO_REUSEPORT, the acceptor deals connections to the loops in turn: two
+    // connections in a row are on the two loops.
+    let server = start(&["--threads", "2", "--no-reuseport"]);
+    let keys: Vec<String> = (0..8).map(|i| format!("key{i}")).collect();
+    let mut writer = Client::new(&server);
+    let mut reader = Client::new(&server);
+    let mget = format!("MGET {}", keys.join(" "));
+    let transaction: Vec<String> = std::iter::once("MULTI".to_string())
+        .chain((0..100).flat_map(|_| keys.iter().map(|k| format!("INCR {k}"))))
+        .chain(std::iter::once("EXEC".to_string()))
+        .collect();
+    let writing = thread::spawn(move || {
+        let commands: Vec<&str> = transaction.iter().map(String::as_str).collect();
+        for _ in 0..20 {
+            let replies = writer.pipeline(&commands);
+            assert!(matches!(replies.last(), Some(Array(items)) if items.len() == 800));
+        }
+    });
+    let mut reads = 0;
+    while !writing.is_finished() || reads == 0 {
+        let Array(values) = reader.cmd(&mget) else {
+            panic!("MGET did not answer an array");
+        };
+        let first = values.first().cloned();
+        assert!(
+            values
+                .iter()
+                .all(|v| *v == first.clone().unwrap_or(Bulk(None))),
+            "saw a transaction half done: {values:?}"
+        );
+        reads += 1;
+    }
+    writing.join().expect("the writer");
+    assert_eq!(reader.cmd("GET key7"), bulk("2000"));
+}
+
+/// `reply` with its arrays' items in order (KEYS and SCAN give keys in no particular order);
+/// a SCAN reply's cursor is kept in its place.
+fn sorted(reply: Reply) -> Reply {
+    match reply {
+        Array(mut items) => {
+            items = items.into_iter().map(sorted).collect();
+            if !matches!(items.as_slice(), [Bulk(_), Array(_)]) {
+                items.sort_by_key(|item| format!("{item:?}"));
+            }
+            Array(items)
+        }
+        other => other,
+    }
+}
+
+/// KEYS and SCAN (its options, cursors and errors), with Redis's glob patterns, as
+/// redis-server 7.0.15 answers them (their keys compared in order: they come in none); an
+/// expired key is not given.
+#[test]
+fn keys_and_scan_reply_as_redis_does() {
+    let keys = |names: &[&str]| arr(&names.iter().map(|n| bulk(n)).collect::<Vec<_>>());
+    let done = |names: &[&str]| arr(&[bulk("0"), keys(names)]);
+    let all = [
+        "hello", "hallo", "hxllo", "hllo", "heeello", "a*b", "a?b", "[x]", "k:1", "k:2",
+    ];
+    let mut cases: Vec<(String, Reply)> = all
+        .iter()
+        .map(|key| (format!("SET {key} 1"), ok()))
+        .collect();
+    cases.push(("SET gone 1 PXAT 1".into(), ok())); // expired at once
+    let glob = [
+        ("*", &all[..]),
+        ("h?llo", &["hello", "hallo", "hxllo"][..]),
+        ("h*llo", &["hello", "hallo", "hxllo", "hllo", "heeello"]),
+        ("h[ae]llo", &["hello", "hallo"]),
+        ("h[^e]llo", &["hallo", "hxllo"]),
+        ("h[a-b]llo", &["hallo"]),
+        ("a\\*b", &["a*b"]),
+        ("a\\?b", &["a?b"]),
+        ("a?b", &["a*b", "a?b"]),
+        ("\\[x\\]", &["[x]"]),
+        ("k:*", &["k:1", "k:2"]),
+        ("gone", &[]),
+        ("nothing*", &[]),
+    ];
+    for (pattern, found) in glob {
+        cases.push((format!("KEYS {pattern}"), keys(found)));
+        let scan = format!("SCAN 0 MATCH {pattern} COUNT 1000");
+        cases.push((scan, done(found)));
+    }
+    for (command, reply) in [
+        ("SCAN 0 COUNT 1000", done(&all)),
+        ("SCAN 0 COUNT 1000 TYPE string", done(&all)),
+        (
+            "SCAN 0 COUNT 1000 type STRING MATCH k:*",
+            done(&["k:1", "k:2"]),
+        ),
+        ("SCAN 0 COUNT 1000 TYPE list", done(&[])),
+        ("SCAN 0 COUNT 1000 TYPE nosuchtype", done(&[])),
+        ("SCAN +0 COUNT 1000 MATCH k:1", done(&["k:1"])),
+        ("SCAN 0x", err("ERR invalid cursor")),
+        ("SCAN 18446744073709551616", err("ERR invalid cursor")),
+        ("SCAN abc", err("ERR invalid cursor")),
+        ("SCAN 0 COUNT 0", err("ERR syntax error")),
+        ("SCAN 0 COUNT -1", err("ERR syntax error")),
+        ("SCAN 0 COUNT x", err(NOT_INTEGER)),
+        ("SCAN 0 MATCH", err("ERR syntax error")),
+        ("SCAN 0 FOO bar", err("ERR syntax error")),
+        ("SCAN", wrong_args("scan")),
+        ("TYPE hello", status("string")),
+        ("TYPE gone", status("none")),
+        ("TYPE nope", status("none")),
+        ("TYPE", wrong_args("type")),
+        ("KEYS", wrong_args("keys")),
+        ("KEYS a b", wrong_args("keys")),
+        ("SELECT 1", ok()),
+        ("KEYS *", keys(&[])),
+        ("SCAN 0", done(&[])),
+    ] {
+        cases.push((command.into(), reply));
+    }
+    let cases: Vec<(String, Reply)> = (cases.into_iter())
+        .map(|(command, reply)| (command, sorted(reply)))
+        .collect();
+    let server = start(&[]);
+    let mut c = Client::new(&server);
+    for (command, expected) in &cases {
+        assert_eq!(&sorted(c.cmd(command)), expected, "kv_server: {command}");
+    }
+    if let Some(redis) = RedisServer::start() {
+        let mut r = redis.client();
+        for (command, expected) in &cases {
+            assert_eq!(&sorted(r.cmd(command)), expected, "redis-server: {command}");
+        }
+    }
+}
+
+/// SCAN's promise: a key present from a scan's first call to its last is given, whatever
+/// comes and goes meanwhile. 1,000 keys are scanned 7 at a time, with 1,000 others set
+/// between them, while, between two calls, keys of the others are deleted (so that the map's
+/// entries move) and new ones added; every key of the first set is given, and the scan ends (cursor 0) in about as
+/// many calls as the keys it walks over need. With one loop, and with two (32 shards a
+/// database: the cursor goes from shard to shard).
+#[test]
+fn scan_gives_every_key_present_throughout() {
+    for args in [&[][..], &["--threads", "2"]] {
+        let server = start(args);
+        let mut c = Client::new(&server);
+        // The two sets interleaved, so that a deletion moves keys of the first.
+        let pairs: Vec<String> = (0..1000).map(|i| format!("stay:{i} v go:{i} v")).collect();
+        assert_eq!(c.cmd(&format!("MSET {}", pairs.join(" "))), ok());
+        let (mut cursor, mut calls, mut added) = ("0".to_string(), 0, 0);
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let reply = c.cmd(&format!("SCAN {cursor} COUNT 7"));
+            let Array(parts) = reply else {
+                panic!("SCAN did not answer an array: {reply:?}");
+            };
+            let [Bulk(Some(next)), Array(keys)] = parts.as_slice() else {
+                panic!("SCAN's reply is not [cursor, keys]: {parts:?}");
+            };
+            for key in keys {
+                let Bulk(Some(key)) = key else {
+                    panic!("not a key: {key:?}");
+                };
+                seen.insert(String::from_utf8_lossy(key).into_owned());
+            }
+            cursor = String::from_utf8_lossy(next).into_owned();
+            calls += 1;
+            if cursor == "0" {
+                break;
+            }
+            assert!(calls < 1000, "SCAN did not end after {calls} calls");
+            // Between two calls: two keys of the second set go (one of the first set's
+            // neighbours, one of the last), one new key comes.
+            let gone = format!("DEL go:{} go:{}", calls, 999 - calls);
+            assert!(matches!(c.cmd(&gone), Int(_)));
+            assert_eq!(c.cmd(&format!("SET new:{added} v")), ok());
+            added += 1;
+        }
+        let missed: Vec<usize> = (0..1000)
+            .filter(|i| !seen.contains(&format!("stay:{i}")))
+            .collect();
+        assert!(missed.is_empty(), "{args:?}: keys never given: {missed:?}");
+        // 2,000 keys at first, fewer as the scan goes: 7 a call, plus a call or so a shard.
+        assert!(calls <= 2000 / 7 + 40, "{args:?}: {calls} calls");
+    }
+}
+
 /// Runs `script` with python3 and redis-py against a fresh kv_server (its port is
 /// `sys.argv[1]`), which must succeed; skipped, with a line on stderr, if redis-py is not
 /// installed.
@@ -1088,6 +1545,86 @@ assert name in ("me", b"me"), name
 i = r.client_id()
 assert isinstance(i, int) and i > 0, i
 assert r.client_id() == i
+"#,
+    );
+}
+
+/// redis-cli's database flag (`-n`, which sends SELECT), `--scan` (with and without
+/// `--pattern`) and `--bigkeys` (SCAN, TYPE and STRLEN of every key) work. Skipped if
+/// redis-cli is not installed.
+#[test]
+fn redis_cli_databases_scan_and_bigkeys_work() {
+    if !redis_cli_installed() {
+        return;
+    }
+    let server = start(&[]);
+    assert_eq!(redis_cli(&server, &["-n", "1", "SET", "a", "one"]), "OK\n");
+    assert_eq!(redis_cli(&server, &["-n", "1", "GET", "a"]), "one\n");
+    assert_eq!(
+        redis_cli(&server, &["GET", "a"]),
+        "\n",
+        "database 0 has no `a`"
+    );
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("MSET k:1 x k:2 xx big xxxxxxxxxx"), ok());
+    let listed = |args: &[&str]| {
+        let mut keys: Vec<String> = redis_cli(&server, args).lines().map(String::from).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(listed(&["--scan"]), ["big", "k:1", "k:2"]);
+    assert_eq!(listed(&["--scan", "--pattern", "k:*"]), ["k:1", "k:2"]);
+    assert_eq!(listed(&["-n", "1", "--scan"]), ["a"]);
+    let report = redis_cli(&server, &["--bigkeys"]);
+    assert!(
+        report.contains("Sampled 3 keys in the keyspace!"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Biggest string found '\"big\"' has 10 bytes"),
+        "{report}"
+    );
+    assert!(report.contains("3 strings with 13 bytes"), "{report}");
+}
+
+/// redis-py: a database in the URL (SELECT at connect), a transaction (a pipeline with
+/// MULTI/EXEC), one discarded (`reset` sends DISCARD), `incr`/`decr` (INCRBY/DECRBY),
+/// `keys`, `scan_iter`, `type`, and `time`. Skipped if redis-py is not installed.
+#[test]
+fn redis_py_databases_transactions_and_scans() {
+    run_redis_py(
+        r#"
+import sys, redis
+port = int(sys.argv[1])
+r = redis.Redis(host="127.0.0.1", port=port, db=3, socket_timeout=10)
+r0 = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+assert r.set("a", "three") and r0.set("a", "zero")
+assert r.get("a") == b"three" and r0.get("a") == b"zero"
+assert r.incr("n") == 1 and r.incr("n", 5) == 6 and r.decr("n") == 5 and r.decr("n", 2) == 3
+with r.pipeline(transaction=True) as p:
+    p.set("t", 1).incr("t").get("t").incr("a")
+    try:
+        p.execute()
+        raise AssertionError("INCR of a word did not fail")
+    except redis.ResponseError:
+        pass
+assert r.get("t") == b"2", "the others ran"
+with r.pipeline(transaction=True) as p:
+    p.set("u", 1).incr("u")
+    assert p.execute() == [True, 2]
+p = r.pipeline(transaction=True)
+p.multi()
+p.set("v", 1)
+p.reset()
+assert r.get("v") is None
+for i in range(100):
+    r.set(f"k:{i}", i)
+assert sorted(r.keys("k:1*")) == sorted(f"k:1{x}".encode() for x in [""] + list(range(10)))
+assert {k for k in r.scan_iter(match="k:*", count=7)} == {f"k:{i}".encode() for i in range(100)}
+assert r.type("a") == b"string" and r.type("nope") == b"none"
+seconds, micros = r.time()
+assert seconds > 1_600_000_000 and 0 <= micros < 1_000_000
+assert r0.dbsize() == 1
 "#,
     );
 }
@@ -1751,7 +2288,9 @@ fn info_sections_and_layout_are_redis_s() {
         "Redis's order, not the one asked"
     );
 
-    let all = ["Server", "Clients", "Memory", "Stats", "Keyspace"];
+    let all = [
+        "Server", "Clients", "Memory", "Stats", "Cluster", "Keyspace",
+    ];
     for args in ["", "default", "all", "everything", "ALL", "default clients"] {
         let text = info(&mut c, args);
         assert_eq!(headers(&text), all, "INFO {args}:\n{text}");
@@ -2011,7 +2550,7 @@ fn redis_cli_info_and_stat_work() {
     );
     assert_eq!(
         headers(&text),
-        ["Server", "Clients", "Memory", "Stats", "Keyspace"]
+        ["Server", "Clients", "Memory", "Stats", "Cluster", "Keyspace"]
     );
     let text = redis_cli(&server, &["info", "clients"]);
     assert_eq!(

@@ -14,9 +14,9 @@
 //! set smaller). Redis has no such limit for ordinary clients. GET, ECHO and PING reply with
 //! at most one argument's worth (`--max-bulk`), which `--max-output` must leave room for.
 
-use crate::info;
-use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Sink};
-use crate::store::{Clock, Found, Session, Shard};
+use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Batch, Sink};
+use crate::store::{Clock, Found, Locked, Session, Shard, DATABASES};
+use crate::{glob, info};
 
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,8 @@ const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const SYNTAX: &str = "ERR syntax error";
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
 
-/// A connection's own state, for `CLIENT` and `HELLO`.
+/// A connection's own state: its id and name (`CLIENT`, `HELLO`), its database (`SELECT`)
+/// and its transaction (`MULTI`).
 #[derive(Debug)]
 pub struct Client {
     /// `CLIENT ID`: unique to the connection, increasing with every connection to any loop
@@ -43,18 +44,46 @@ pub struct Client {
     id: u64,
     /// `CLIENT SETNAME`'s, if any.
     name: Option<Vec<u8>>,
+    /// The database selected (`SELECT`; 0 at first, as in Redis).
+    db: usize,
+    /// The transaction being queued, between `MULTI` and `EXEC` or `DISCARD`.
+    multi: Option<Transaction>,
+    /// The most bytes a transaction may queue (`--max-request`).
+    max_queued: usize,
 }
 
 impl Client {
-    pub fn new(id: u64) -> Client {
-        Client { id, name: None }
+    /// A client numbered `id`, whose transactions may queue up to `max_queued` bytes of
+    /// commands.
+    pub fn new(id: u64, max_queued: usize) -> Client {
+        Client {
+            id,
+            name: None,
+            db: 0,
+            multi: None,
+            max_queued,
+        }
+    }
+
+    /// The database selected.
+    pub fn db(&self) -> usize {
+        self.db
     }
 }
 
+/// The commands queued since `MULTI` (copies of their arguments), and whether one was
+/// refused: then `EXEC` discards them all, as Redis does.
+#[derive(Debug, Default)]
+struct Transaction {
+    queued: Batch,
+    failed: bool,
+}
+
 /// Runs one request, writing its reply to `out`; a reply over `max_reply` bytes is refused
-/// (see the module docs). A command run is counted (`INFO`'s `total_commands_processed`) once
-/// it has run, as in Redis; one refused before it runs (unknown, a wrong number of
-/// arguments, an unknown subcommand) is not.
+/// (see the module docs). In a transaction, queues it instead (see [`queue`]). A command run
+/// is counted (`INFO`'s `total_commands_processed`) once it has run, as in Redis; one
+/// refused before it runs (unknown, a wrong number of arguments, an unknown subcommand) is
+/// not, nor one queued (it counts when `EXEC` runs it).
 pub fn execute(
     cmd: Args<'_>,
     db: &mut Session<'_>,
@@ -62,35 +91,109 @@ pub fn execute(
     client: &mut Client,
     max_reply: usize,
 ) -> Flow {
-    match dispatch(cmd, db, out, client, max_reply) {
+    let mut upper = [0u8; 8];
+    let name = upper_name(cmd.get(0), &mut upper);
+    if client.multi.is_some() && !matches!(name, b"EXEC" | b"DISCARD" | b"MULTI" | b"QUIT") {
+        queue(name, cmd, client, out);
+        return Flow::Continue;
+    }
+    match dispatch(name, cmd, db, out, client, max_reply) {
         Some(flow) => {
             db.count_command();
             flow
         }
-        None => Flow::Continue,
+        None => {
+            // A `MULTI` or `DISCARD` refused in a transaction dooms it, as any command.
+            if let Some(tx) = client.multi.as_mut() {
+                tx.failed = true;
+            }
+            Flow::Continue
+        }
     }
 }
 
-/// Runs one request; `None` if it was refused before running (its error is written).
+/// A command name in capitals, copied to `upper` (names are case-insensitive); empty if
+/// longer than any command here.
+fn upper_name<'u>(name: &[u8], upper: &'u mut [u8; 8]) -> &'u [u8] {
+    match upper.get_mut(..name.len()) {
+        Some(upper) => {
+            for (u, b) in upper.iter_mut().zip(name) {
+                *u = b.to_ascii_uppercase();
+            }
+            upper
+        }
+        None => b"",
+    }
+}
+
+/// Each command's number of arguments, its name included, as Redis's command table gives it:
+/// `n` exactly, or `-n` for at least `n`. `None` for a command kv_server does not have.
+fn arity(upper: &[u8]) -> Option<i32> {
+    Some(match upper {
+        b"GET" | b"ECHO" | b"INCR" | b"DECR" | b"STRLEN" | b"GETDEL" | b"PERSIST" | b"TTL"
+        | b"PTTL" | b"SELECT" | b"KEYS" | b"TYPE" => 2,
+        b"INCRBY" | b"DECRBY" | b"APPEND" | b"GETSET" => 3,
+        b"DBSIZE" | b"MULTI" | b"EXEC" | b"DISCARD" | b"TIME" => 1,
+        b"SET" | b"MSET" | b"EXPIRE" | b"PEXPIRE" => -3,
+        b"DEL" | b"EXISTS" | b"MGET" | b"CONFIG" | b"CLIENT" | b"SCAN" => -2,
+        b"PING" | b"FLUSHDB" | b"FLUSHALL" | b"QUIT" | b"INFO" | b"COMMAND" | b"HELLO" => -1,
+        _ => return None,
+    })
+}
+
+/// In a transaction: queues `cmd` (`+QUEUED`), unless Redis would refuse it before running
+/// it (an unknown command, a wrong number of arguments, an unknown subcommand), or it would
+/// take the transaction past `--max-request` bytes (kv_server's bound on what a client may
+/// make it hold; Redis has none): then its error is the reply, and the transaction is marked
+/// to be discarded by `EXEC`, as Redis marks it.
+fn queue(name: &[u8], cmd: Args<'_>, client: &mut Client, out: &mut impl Sink) {
+    let Some(tx) = client.multi.as_mut() else {
+        return;
+    };
+    let refused = match arity(name) {
+        None => {
+            unknown(cmd, out);
+            true
+        }
+        Some(n) if n >= 0 && cmd.len() != n as usize || cmd.len() < n.unsigned_abs() as usize => {
+            wrong_arity(out, name);
+            true
+        }
+        Some(_) => match name {
+            b"CLIENT" => client_subcommand(cmd, out).is_none(),
+            b"CONFIG" => !config_get_valid(cmd, out),
+            _ => false,
+        },
+    };
+    if refused {
+        tx.failed = true;
+        return;
+    }
+    let size = cmd.iter(0).map(|arg| arg.len() + 16).sum::<usize>();
+    if tx.queued.size().saturating_add(size) > client.max_queued {
+        let text = format!(
+            "ERR transaction over the {}-byte limit (--max-request): command not queued",
+            client.max_queued
+        );
+        error(out, &text);
+        tx.failed = true;
+        return;
+    }
+    tx.queued.push(cmd);
+    out.put(b"+QUEUED\r\n");
+}
+
+/// Runs one request, its name `name` in capitals; `None` if it was refused before running
+/// (its error is written).
 fn dispatch(
+    name: &[u8],
     cmd: Args<'_>,
     db: &mut Session<'_>,
     out: &mut impl Sink,
     client: &mut Client,
     max_reply: usize,
 ) -> Option<Flow> {
-    let (name, argc) = (cmd.get(0), cmd.len());
-    // Command names are case-insensitive: matched in capitals, copied to the stack.
-    let mut upper = [0u8; 8];
-    let name = match upper.get_mut(..name.len()) {
-        Some(upper) => {
-            for (u, b) in upper.iter_mut().zip(name) {
-                *u = b.to_ascii_uppercase();
-            }
-            &*upper
-        }
-        None => b"", // longer than any command here
-    };
+    let argc = cmd.len();
     match name {
         b"GET" if argc == 2 => get(db, cmd.get(1), out),
         b"SET" if argc >= 3 => set(db, cmd, out),
@@ -126,10 +229,38 @@ fn dispatch(
         b"PTTL" if argc == 2 => ttl(db, cmd.get(1), 1, out),
         b"DBSIZE" if argc == 1 => {
             let mut keys = 0;
-            db.with_all(|locked, _| locked.each(|shard| keys += shard.len()));
+            db.with_db(|locked, _| locked.each(|_, shard| keys += shard.len()));
             integer(out, keys as i64);
         }
-        b"FLUSHDB" => flushdb(db, cmd, out),
+        b"TIME" if argc == 1 => time(out),
+        b"TYPE" if argc == 2 => key_type(db, cmd.get(1), out),
+        b"FLUSHDB" => flush(db, cmd, false, out),
+        b"FLUSHALL" => flush(db, cmd, true, out),
+        b"SELECT" if argc == 2 => select(db, client, cmd.get(1), out),
+        b"KEYS" if argc == 2 => return Some(keys(db, cmd.get(1), out, max_reply)),
+        b"SCAN" if argc >= 2 => return Some(scan(db, cmd, out, max_reply)),
+        b"MULTI" if argc == 1 => match client.multi {
+            Some(_) => error(out, "ERR MULTI calls can not be nested"),
+            None => {
+                client.multi = Some(Transaction::default());
+                ok(out);
+            }
+        },
+        b"DISCARD" if argc == 1 => match client.multi.take() {
+            Some(_) => ok(out),
+            None => error(out, "ERR DISCARD without MULTI"),
+        },
+        b"EXEC" if argc == 1 => return Some(exec(db, out, client, max_reply)),
+        b"EXEC" => {
+            // Redis discards the transaction, if any, with this error.
+            client.multi = None;
+            error(
+                out,
+                "EXECABORT Transaction discarded because of: wrong number of arguments for \
+                 'exec' command",
+            );
+            return None;
+        }
         b"QUIT" => {
             ok(out);
             return Some(Flow::Quit);
@@ -140,10 +271,10 @@ fn dispatch(
         b"CONFIG" if argc >= 2 => return config(cmd, out, max_reply),
         b"CLIENT" if argc >= 2 => return client_command(cmd, client, out),
         b"HELLO" => return Some(hello(cmd, client, out, max_reply)),
-        b"GET" | b"SET" | b"PING" | b"ECHO" | b"INCR" | b"DECR" | b"DEL" | b"EXISTS" | b"MGET"
-        | b"MSET" | b"EXPIRE" | b"TTL" | b"DBSIZE" | b"CONFIG" | b"INCRBY" | b"DECRBY"
-        | b"STRLEN" | b"APPEND" | b"GETDEL" | b"GETSET" | b"PERSIST" | b"PEXPIRE" | b"PTTL"
-        | b"CLIENT" => {
+        // A command's arms above take the numbers of arguments it may have: any other is
+        // refused, as Redis refuses it (PING with two arguments, MSET with a key and no
+        // value: Redis runs them, to the same error).
+        _ if arity(name).is_some() => {
             wrong_arity(out, name);
             return None;
         }
@@ -545,6 +676,15 @@ fn getset(db: &mut Session<'_>, key: &[u8], value: &[u8], out: &mut impl Sink) {
     shard.set(key, value, None, clock);
 }
 
+/// `TYPE key`: `string` (the only type here), or `none`; a keyspace hit or miss, as in
+/// Redis. (`redis-cli --bigkeys` asks it of every key.)
+fn key_type(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
+    let (shard, clock) = db.shard(key);
+    let found = shard.exists(key, clock);
+    shard.count_lookup(found);
+    out.put(if found { b"+string\r\n" } else { b"+none\r\n" });
+}
+
 /// `PERSIST key`: 1 if the key had a deadline (now gone), else 0. Not a keyspace lookup.
 fn persist(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
     let (shard, clock) = db.shard(key);
@@ -562,8 +702,9 @@ fn persist(db: &mut Session<'_>, key: &[u8], out: &mut impl Sink) {
     integer(out, had as i64);
 }
 
-/// `FLUSHDB [ASYNC | SYNC]` (both synchronous here).
-fn flushdb(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
+/// `FLUSHDB [ASYNC | SYNC]` (the selected database), `FLUSHALL [ASYNC | SYNC]` (`all` of
+/// them); both synchronous here.
+fn flush(db: &mut Session<'_>, cmd: Args<'_>, all: bool, out: &mut impl Sink) {
     let mode = cmd.get(1);
     let valid = cmd.len() == 1
         || (cmd.len() == 2
@@ -571,8 +712,255 @@ fn flushdb(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink) {
     if !valid {
         return error(out, SYNTAX);
     }
-    db.with_all(|locked, _| locked.each(|shard| shard.clear()));
+    let clear = |locked: &mut Locked<'_, '_>, _: &mut Clock| locked.each(|_, shard| shard.clear());
+    if all {
+        db.with_everything(clear);
+    } else {
+        db.with_db(clear);
+    }
     ok(out);
+}
+
+/// `TIME`: the Unix time, in seconds and microseconds (as two bulk strings, as Redis).
+fn time(out: &mut impl Sink) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let now = now.unwrap_or_default();
+    array(out, 2);
+    bulk(out, now.as_secs().to_string().as_bytes());
+    bulk(out, now.subsec_micros().to_string().as_bytes());
+}
+
+/// `SELECT index`: the database the client's next commands act on, 0 to 15.
+fn select(db: &mut Session<'_>, client: &mut Client, index: &[u8], out: &mut impl Sink) {
+    match parse_i64(index) {
+        None => error(out, NOT_INTEGER),
+        Some(n) if n < 0 || n >= DATABASES as i64 => error(out, "ERR DB index is out of range"),
+        Some(n) => {
+            client.db = n as usize;
+            db.select(client.db);
+            ok(out);
+        }
+    }
+}
+
+/// `EXEC`: runs the commands queued since `MULTI` with every shard locked, so that no other
+/// loop sees the store between two of them (one loop runs them back to back anyway), and
+/// answers their replies in one array; or discards them, if one was refused while queued.
+///
+/// The replies are gathered before they are written, so that the array goes out whole: if
+/// together they pass `max_reply`, the client gets one error instead (the commands have run:
+/// their effects stay, as they would in Redis), and stays in step. Each command's own reply
+/// is bounded as outside a transaction, and the gathered bytes by `max_reply` (past it, they
+/// are only counted).
+fn exec(db: &mut Session<'_>, out: &mut impl Sink, client: &mut Client, max_reply: usize) -> Flow {
+    let Some(tx) = client.multi.take() else {
+        error(out, "ERR EXEC without MULTI");
+        return Flow::Continue;
+    };
+    if tx.failed {
+        error(
+            out,
+            "EXECABORT Transaction discarded because of previous errors.",
+        );
+        return Flow::Continue;
+    }
+    let mut replies = Gathered {
+        bytes: Vec::new(),
+        size: resp::array_size(tx.queued.len()),
+        max: max_reply,
+    };
+    db.exclusive(|db| {
+        for cmd in tx.queued.commands() {
+            execute(cmd, db, &mut replies, client, max_reply);
+        }
+    });
+    if replies.size > max_reply {
+        let text = format!(
+            "ERR EXEC ran, but its reply of {} bytes is over the {max_reply}-byte limit \
+             (--max-output less the high-water mark)",
+            replies.size
+        );
+        error(out, &text);
+        return Flow::TooLarge { size: replies.size };
+    }
+    array(out, tx.queued.len());
+    out.put(&replies.bytes);
+    Flow::Continue
+}
+
+/// `EXEC`'s replies: kept while they fit in `max` bytes, only counted past it.
+struct Gathered {
+    bytes: Vec<u8>,
+    /// All of them, the array's header included.
+    size: usize,
+    max: usize,
+}
+
+impl Sink for Gathered {
+    fn put(&mut self, bytes: &[u8]) {
+        self.size = self.size.saturating_add(bytes.len());
+        if self.size <= self.max {
+            self.bytes.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Keys gathered for `KEYS` or `SCAN`'s reply: copied while the reply would fit in `max`
+/// bytes, only counted past it.
+struct Names {
+    keys: Vec<Vec<u8>>,
+    /// The keys' part of the reply.
+    size: usize,
+    max: usize,
+}
+
+impl Names {
+    fn new(max: usize) -> Names {
+        Names {
+            keys: Vec::new(),
+            size: 0,
+            max,
+        }
+    }
+
+    fn add(&mut self, key: &[u8]) {
+        self.size = self.size.saturating_add(resp::bulk_size(key.len()));
+        if self.size <= self.max {
+            self.keys.push(key.to_vec());
+        }
+    }
+
+    /// Writes them as an array (`size` must have been checked).
+    fn write(&self, out: &mut impl Sink) {
+        array(out, self.keys.len());
+        for key in &self.keys {
+            bulk(out, key);
+        }
+    }
+}
+
+/// `KEYS pattern`: the selected database's live keys matching the glob `pattern` (see
+/// `glob.rs`), in no particular order. The reply is sized first, as MGET's.
+fn keys(db: &mut Session<'_>, pattern: &[u8], out: &mut impl Sink, max_reply: usize) -> Flow {
+    let mut names = Names::new(max_reply);
+    let all = pattern == b"*";
+    db.with_db(|locked, clock| {
+        locked.each(|_, shard| {
+            let mut left = usize::MAX;
+            shard.scan(0, &mut left, clock, |key| {
+                if all || glob::matches(pattern, key) {
+                    names.add(key);
+                }
+            });
+        })
+    });
+    let size = names
+        .size
+        .saturating_add(resp::array_size(names.keys.len()));
+    if size > max_reply {
+        return too_large(out, size, max_reply);
+    }
+    names.write(out);
+    Flow::Continue
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: the next keys of the selected
+/// database from `cursor` (0 to begin), and the cursor to go on from (0 when done). A key
+/// present from the first call to the last is given at least once, maybe more; each call
+/// looks at about `COUNT` (default 10) keys, in the shard order of `Shard::scan`, and gives
+/// those matching (`TYPE string` matches every key, any other type none: strings only here).
+/// Options and errors as Redis 7.0's; the reply is sized first.
+fn scan(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
+    // Redis reads the cursor with strtoul: an optional sign, digits, nothing else.
+    let cursor = match cmd.get(1) {
+        [b'-', digits @ ..] => parse_u64(digits).map(u64::wrapping_neg),
+        [b'+', digits @ ..] => parse_u64(digits),
+        digits => parse_u64(digits),
+    };
+    let Some(cursor) = cursor else {
+        error(out, "ERR invalid cursor");
+        return Flow::Continue;
+    };
+    let (mut pattern, mut count, mut strings) = (None, 10usize, true);
+    let mut j = 2;
+    while j < cmd.len() {
+        let (option, value) = (cmd.get(j), cmd.get(j + 1));
+        if j + 1 >= cmd.len() {
+            error(out, SYNTAX);
+            return Flow::Continue;
+        } else if option.eq_ignore_ascii_case(b"COUNT") {
+            match parse_i64(value) {
+                None => {
+                    error(out, NOT_INTEGER);
+                    return Flow::Continue;
+                }
+                Some(n) if n < 1 => {
+                    error(out, SYNTAX);
+                    return Flow::Continue;
+                }
+                Some(n) => count = usize::try_from(n).unwrap_or(usize::MAX),
+            }
+        } else if option.eq_ignore_ascii_case(b"MATCH") {
+            pattern = Some(value).filter(|&p| p != b"*");
+        } else if option.eq_ignore_ascii_case(b"TYPE") {
+            strings = value.eq_ignore_ascii_case(b"string");
+        } else {
+            error(out, SYNTAX);
+            return Flow::Continue;
+        }
+        j += 2;
+    }
+    // The cursor is a shard of the database and a position in it (see `Shard::scan`).
+    let per_db = db.store().shards_per_db() as u64;
+    let (mut shard, mut bound) = ((cursor % per_db) as usize, cursor / per_db);
+    let mut names = Names::new(max_reply);
+    db.with_db(|locked, clock| {
+        let mut i = 0;
+        locked.each(|_, s| {
+            if i == shard && count > 0 {
+                let bound_in = usize::try_from(bound).unwrap_or(usize::MAX);
+                let end = s.scan(bound_in, &mut count, clock, |key| {
+                    if strings && pattern.is_none_or(|p| glob::matches(p, key)) {
+                        names.add(key);
+                    }
+                });
+                if end == 0 {
+                    shard += 1; // from its top
+                    bound = 0;
+                } else {
+                    bound = end as u64;
+                }
+            }
+            i += 1;
+        })
+    });
+    let next = if shard as u64 >= per_db {
+        0
+    } else {
+        bound.saturating_mul(per_db).saturating_add(shard as u64)
+    };
+    let next = next.to_string();
+    let next = next.as_bytes();
+    let size = (resp::array_size(2) + resp::bulk_size(next.len()))
+        .saturating_add(resp::array_size(names.keys.len()))
+        .saturating_add(names.size);
+    if size > max_reply {
+        return too_large(out, size, max_reply);
+    }
+    array(out, 2);
+    bulk(out, next);
+    names.write(out);
+    Flow::Continue
+}
+
+/// A decimal without sign that fits in a `u64`, as Redis's cursors.
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// `INFO [section ...]`: see `info.rs`.
@@ -591,18 +979,7 @@ fn info(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_reply: usi
 /// named is echoed, so the reply is sized first. `None` if refused before running (an unknown
 /// subcommand, no parameter), as Redis refuses it.
 fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Option<Flow> {
-    let sub = cmd.get(1);
-    if !sub.eq_ignore_ascii_case(b"GET") {
-        out.put(b"-ERR unknown subcommand '");
-        put_sanitized(out, c_string(sub), 128);
-        out.put(b"'. Try CONFIG HELP.\r\n");
-        return None;
-    }
-    if cmd.len() < 3 {
-        error(
-            out,
-            "ERR wrong number of arguments for 'config|get' command",
-        );
+    if !config_get_valid(cmd, out) {
         return None;
     }
     let value = |name: &[u8]| -> Option<&'static [u8]> {
@@ -635,10 +1012,47 @@ fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Option<Flow> 
     Some(Flow::Continue)
 }
 
+/// Whether `CONFIG ...` is a `CONFIG GET` with a parameter; if not, Redis's error is written.
+fn config_get_valid(cmd: Args<'_>, out: &mut impl Sink) -> bool {
+    let sub = cmd.get(1);
+    if !sub.eq_ignore_ascii_case(b"GET") {
+        out.put(b"-ERR unknown subcommand '");
+        put_sanitized(out, c_string(sub), 128);
+        out.put(b"'. Try CONFIG HELP.\r\n");
+        return false;
+    }
+    if cmd.len() < 3 {
+        error(
+            out,
+            "ERR wrong number of arguments for 'config|get' command",
+        );
+        return false;
+    }
+    true
+}
+
 /// `CLIENT SETNAME name`, `CLIENT GETNAME`, `CLIENT ID`, of this connection. `None` if
 /// refused before running (an unknown subcommand, a wrong number of arguments), as Redis
 /// refuses it.
 fn client_command(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink) -> Option<Flow> {
+    match client_subcommand(cmd, out)? {
+        "setname" => {
+            if set_name(client, cmd.get(2), out) {
+                ok(out);
+            }
+        }
+        "getname" => match &client.name {
+            Some(name) => bulk(out, name),
+            None => null(out),
+        },
+        _ => integer(out, client.id as i64),
+    }
+    Some(Flow::Continue)
+}
+
+/// `CLIENT ...`'s subcommand (`setname`, `getname` or `id`), if it is one kv_server has,
+/// with its number of arguments; if not, Redis's error is written.
+fn client_subcommand(cmd: Args<'_>, out: &mut impl Sink) -> Option<&'static str> {
     let sub = cmd.get(1);
     let (name, arity) = if sub.eq_ignore_ascii_case(b"SETNAME") {
         ("setname", 3)
@@ -658,19 +1072,7 @@ fn client_command(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink) -> Op
         out.put(b"' command\r\n");
         return None;
     }
-    match name {
-        "setname" => {
-            if set_name(client, cmd.get(2), out) {
-                ok(out);
-            }
-        }
-        "getname" => match &client.name {
-            Some(name) => bulk(out, name),
-            None => null(out),
-        },
-        _ => integer(out, client.id as i64),
-    }
-    Some(Flow::Continue)
+    Some(name)
 }
 
 /// Names the connection (an empty name clears it), as Redis's `clientSetName`: true, or

@@ -27,8 +27,10 @@
 //! - `# Stats`: `total_connections_received`, `total_commands_processed`,
 //!   `instantaneous_ops_per_sec`, `rejected_connections:0` (no cap, so none refused),
 //!   `expired_keys`, `keyspace_hits`, `keyspace_misses` (see `store.rs` for what counts).
-//! - `# Keyspace`: `db0:keys=N,expires=M,avg_ttl=0`, left out when db0 is empty, as Redis
-//!   does. `avg_ttl` is 0: kv_server keeps no estimate of it (Redis's comes from its expiry
+//! - `# Cluster`: `cluster_enabled:0` (client libraries read it: redis-py's test suite
+//!   will not start without it).
+//! - `# Keyspace`: `dbN:keys=K,expires=M,avg_ttl=0` for each database `N` with keys (none
+//!   when all are empty), as Redis does. `avg_ttl` is 0: kv_server keeps no estimate of it (Redis's comes from its expiry
 //!   cycle's samples, and is 0 too until that has sampled).
 //!
 //! A command counts in `total_commands_processed` once it has run, as in Redis: `INFO`'s own
@@ -41,7 +43,7 @@
 //! keeps the last 16, and the figure is their mean ([`OpsMeter`]).
 
 use crate::resp::Args;
-use crate::store::{self, Session, ShardInfo, Store};
+use crate::store::{self, Session, ShardInfo, Store, DATABASES};
 use selectloop::DefaultSelector;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -211,12 +213,15 @@ pub fn start_sampler(sel: &mut DefaultSelector, store: Arc<Store>) {
 }
 
 /// The sections, in Redis's order: their names in `INFO`'s arguments and in their headers.
-const SECTIONS: [&str; 5] = ["Server", "Clients", "Memory", "Stats", "Keyspace"];
+const SECTIONS: [&str; 6] = [
+    "Server", "Clients", "Memory", "Stats", "Cluster", "Keyspace",
+];
 const SERVER: usize = 0;
 const CLIENTS: usize = 1;
 const MEMORY: usize = 2;
 const STATS: usize = 3;
-const KEYSPACE: usize = 4;
+const CLUSTER: usize = 4;
+const KEYSPACE: usize = 5;
 
 /// Which sections `INFO`'s arguments ask for (see the module docs).
 fn wanted(cmd: Args<'_>) -> [bool; SECTIONS.len()] {
@@ -241,8 +246,12 @@ fn wanted(cmd: Args<'_>) -> [bool; SECTIONS.len()] {
 pub fn render(cmd: Args<'_>, db: &mut Session<'_>) -> String {
     let wanted = wanted(cmd);
     let mut store = ShardInfo::default();
+    let mut dbs = [ShardInfo::default(); DATABASES];
     if wanted[MEMORY] || wanted[STATS] || wanted[KEYSPACE] {
-        db.with_all(|locked, _| locked.each(|shard| store += shard.info()));
+        db.with_everything(|locked, _| locked.each(|i, shard| dbs[i] += shard.info()));
+        for db in dbs {
+            store += db;
+        }
     }
     let stats = db.store().stats();
     let text = &mut String::new();
@@ -275,11 +284,14 @@ pub fn render(cmd: Args<'_>, db: &mut Session<'_>) -> String {
                 field(text, "keyspace_hits", store.hits);
                 field(text, "keyspace_misses", store.misses);
             }
+            CLUSTER => field(text, "cluster_enabled", 0),
             _ => {
-                // KEYSPACE: db0's line only if it has keys, as in Redis.
-                if store.keys > 0 || store.volatile > 0 {
-                    let (keys, volatile) = (store.keys, store.volatile);
-                    let _ = write!(text, "db0:keys={keys},expires={volatile},avg_ttl=0\r\n");
+                // KEYSPACE: a line for each database with keys, as in Redis.
+                for (i, db) in dbs.iter().enumerate() {
+                    if db.keys > 0 || db.volatile > 0 {
+                        let (keys, volatile) = (db.keys, db.volatile);
+                        let _ = write!(text, "db{i}:keys={keys},expires={volatile},avg_ttl=0\r\n");
+                    }
                 }
             }
         }

@@ -20,8 +20,12 @@
 //! `STRLEN key`, `APPEND key value` (up to `--max-bulk` in all), `DEL key...`,
 //! `EXISTS key...`, `INCR key`, `DECR key`, `INCRBY key n`, `DECRBY key n`, `MGET key...`,
 //! `MSET key value...`, `EXPIRE key s [NX | XX | GT | LT]`, `PEXPIRE key ms [NX | XX | GT |
-//! LT]`, `TTL key`, `PTTL key`, `PERSIST key`, `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`,
-//! `INFO [section ...]`, `CLIENT SETNAME name` (the connection's; empty clears it; only bytes
+//! LT]`, `TTL key`, `PTTL key`, `PERSIST key`, `KEYS pattern`, `SCAN cursor [MATCH pattern]
+//! [COUNT n] [TYPE type]` (Redis's glob patterns, `glob.rs`; a key present from a scan's
+//! first call to its last is given at least once, each call looking at about `COUNT` keys),
+//! `DBSIZE`, `FLUSHDB [ASYNC | SYNC]`, `FLUSHALL [ASYNC | SYNC]`, `SELECT db` (16 databases,
+//! 0 to 15, as Redis by default), `MULTI`, `EXEC`, `DISCARD` (see Transactions below),
+//! `TYPE key` (`string` or `none`), `TIME`, `INFO [section ...]`, `CLIENT SETNAME name` (the connection's; empty clears it; only bytes
 //! `!` to `~`), `CLIENT GETNAME`, `CLIENT ID` (unique, increasing across the loops of
 //! `--threads`), `HELLO [2 [AUTH user password] [SETNAME name]]` (Redis's RESP2 handshake
 //! reply, its `version` INFO's `7.0.0` and its `id` `CLIENT ID`'s; any other protocol version
@@ -36,7 +40,7 @@
 //! range`...
 //!
 //! `INFO` answers as Redis 7.0 does (`redis_version:7.0.0`, the protocol level imitated), in
-//! its layout, with the sections `server`, `clients`, `memory`, `stats` and `keyspace`
+//! its layout, with the sections `server`, `clients`, `memory`, `stats`, `cluster` and `keyspace`
 //! (`default`, `all` or none for all of them; several at once), and only the fields
 //! kv_server has a true value for: connections, commands run (and per second, sampled as
 //! Redis samples it), expired keys, keyspace hits and misses, keys and keys with a deadline,
@@ -56,6 +60,17 @@
 //! it (`-ERR Protocol error: invalid bulk length`, ...), after the requests before it, and the
 //! connection is closed once that is written. See `resp.rs`.
 //!
+//! # Transactions
+//!
+//! After `MULTI`, a client's commands are checked (name, number of arguments, subcommand) and
+//! queued (`+QUEUED`); one refused gets its error, and dooms the transaction: `EXEC` then
+//! discards it all (`-EXECABORT`), as Redis does. `EXEC` runs the queue with every shard of
+//! the store locked, so no other loop of `--threads` sees the store between two of its
+//! commands, and answers their replies in one array (each command's error in its place, the
+//! others still run: Redis has no rollback). `DISCARD` drops the queue. `WATCH` is not
+//! supported (unknown command). A transaction may queue up to `--max-request` bytes, and its
+//! replies together are bounded as any reply (see Limits): over either, one error answers it.
+//!
 //! # Limits
 //!
 //! A client cannot make the server allocate what it merely declares: every length is checked
@@ -64,7 +79,8 @@
 //! - `--max-args N`: the most arguments in a request (default 1 Mi, as Redis 6);
 //! - `--max-inline BYTES`: the longest inline request (default 64 KiB, Redis's);
 //! - `--max-request BYTES`: the most bytes of one request, all its arguments together
-//!   (default 64 MiB; Redis's `client-query-buffer-limit` is 1 GiB);
+//!   (default 64 MiB; Redis's `client-query-buffer-limit` is 1 GiB), and of the commands one
+//!   transaction queues;
 //! - `--max-output BYTES`: the most replies queued for a client (default 256 MiB; Redis has
 //!   no cap for ordinary clients). Since a request runs only while at most 1 MiB is queued,
 //!   the cap bounds one reply: a reply larger than the cap less 1 MiB (an MGET of many large
@@ -105,6 +121,7 @@ mod loops;
 mod shutdown;
 
 mod commands;
+mod glob;
 mod info;
 mod resp;
 mod store;
@@ -189,7 +206,8 @@ fn serve(
     if backlog.ended {
         return;
     }
-    let mut db = Session::new(store); // locks a shard when a request needs it, until it returns
+    // Locks a shard when a request needs it, until it returns.
+    let mut db = Session::new(store, client.db());
     while let Some(batch) = backlog.batches.front() {
         match run(batch, backlog.next, &mut db, conn, client, peer) {
             Ran::Done => {
@@ -306,7 +324,7 @@ fn accept(
         .with_limits(limits)?
         .with_timeouts(options.timeouts);
     let (store, mut backlog) = (store.clone(), Backlog::default());
-    let mut client = Client::new(stats.next_client_id());
+    let mut client = Client::new(stats.next_client_id(), options.resp.max_request);
     conn.register(sel, move |_sel, conn, event| {
         match event {
             ConnEvent::Frame(batch) => {

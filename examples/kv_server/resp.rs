@@ -146,6 +146,19 @@ impl Batch {
             + self.ends.capacity() * mem::size_of::<usize>()
     }
 
+    /// Adds a copy of request `cmd` (for a transaction's queue: `MULTI`).
+    pub fn push(&mut self, cmd: Args<'_>) {
+        for arg in cmd.iter(0) {
+            self.push_arg(arg);
+        }
+        self.end_command();
+    }
+
+    /// The bytes its requests hold: their arguments, and a range for each.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.args.len() * mem::size_of::<Range<usize>>()
+    }
+
     /// Forgets the request being parsed: its arguments go.
     fn truncate(&mut self, args: usize, data: usize) {
         self.args.truncate(args);

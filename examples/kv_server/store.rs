@@ -1,9 +1,12 @@
 //! The key space: byte-string keys and values, with optional expiry, shared by every loop.
 //!
-//! [`Store`] is a few [`Shard`]s, each a `HashMap` behind a `Mutex`; a key lives in the shard
-//! its hash picks. With one loop there is one shard, locked once per batch of requests (see
-//! [`Session`]): the lock is an uncontended atomic per read, nothing per request. With more
-//! loops there are 16 shards per loop, so that two loops rarely want the same one.
+//! [`Store`] holds Redis's 16 databases, each a few [`Shard`]s, each a hash map behind a
+//! `Mutex`; a key lives in the shard of its database its hash picks. With one loop a
+//! database is one shard, locked once per batch of requests (see [`Session`]): the lock is an
+//! uncontended atomic per read, nothing per request. With more loops there are 16 shards per
+//! loop (up to 256) in each database, so that two loops rarely want the same one. The map is
+//! an `IndexMap`: its entries in a `Vec` give `SCAN` a cursor that holds while keys come and
+//! go ([`Shard::scan`]).
 //!
 //! Expiry, as Redis does it: a key past its deadline is gone for every command at once (each
 //! access checks, and deletes it), and a sweep deletes those nobody asks for, as Redis 7's
@@ -33,7 +36,7 @@
 //! anyway.
 
 use crate::info::Stats;
-use std::collections::HashMap;
+use indexmap::IndexMap;
 use std::hash::BuildHasher;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,7 +86,9 @@ pub enum Found<'a> {
 /// One part of the key space.
 #[derive(Debug, Default)]
 pub struct Shard {
-    map: HashMap<Vec<u8>, Entry>,
+    /// The keys, in a hash table over a `Vec` of entries: the `Vec`'s order gives `SCAN` its
+    /// cursor (see [`Shard::scan`]).
+    map: IndexMap<Vec<u8>, Entry>,
     /// The keys with a deadline, each with its deadline (the same as its entry's), for the
     /// sweep to sample: a key is judged without looking it up in `map`.
     volatile: Vec<Volatile>,
@@ -149,14 +154,17 @@ impl Shard {
     }
 
     /// An estimate of the heap bytes the shard holds, cheap to compute (no walk over the keys):
-    /// the keys' and values' buffers (`bytes`, counted exactly), plus the hash table's slots
-    /// (std's `HashMap` keeps about an eighth of them free: 8/7 of its capacity, each an entry
-    /// and one control byte) and the deadline list's, at their capacity. The allocator's own
-    /// overhead is not known here, and not counted.
+    /// the keys' and values' buffers (`bytes`, counted exactly), plus the map's entries (each
+    /// a key, an entry and its hash) and its hash table's slots (an index and one control
+    /// byte; the table keeps about an eighth of them free: 8/7 of its capacity), and the
+    /// deadline list's, at their capacity. The allocator's own overhead is not known here, and
+    /// not counted.
     pub fn memory(&self) -> usize {
-        let slot = mem::size_of::<(Vec<u8>, Entry)>() + 1;
-        let slots = self.map.capacity() * 8 / 7;
-        self.bytes + slots * slot + self.volatile.capacity() * mem::size_of::<Volatile>()
+        let entry = mem::size_of::<(Vec<u8>, Entry)>() + mem::size_of::<u64>();
+        let slot = mem::size_of::<usize>() + 1;
+        let entries = self.map.capacity() * entry;
+        let slots = self.map.capacity() * 8 / 7 * slot;
+        self.bytes + entries + slots + self.volatile.capacity() * mem::size_of::<Volatile>()
     }
 
     /// Counts a lookup of a command Redis counts (`keyspace_hits`, `_misses`; see the module
@@ -276,7 +284,7 @@ impl Shard {
 
     /// Deletes `key`; true if it was there (expired or not).
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.map.remove_entry(key) {
+        match self.map.swap_remove_entry(key) {
             Some((key, entry)) => {
                 self.bytes -= key.capacity() + entry.value.capacity();
                 if let Some(expiry) = entry.expiry {
@@ -304,9 +312,40 @@ impl Shard {
         Some(key)
     }
 
+    /// One step of `SCAN` (and all of `KEYS`, with `count` unbounded): calls `f` with each
+    /// live key among the `count` entries below position `bound` of the map (0: from the
+    /// top), going down, takes those it looked at off `count`, and returns the bound to go on
+    /// from (0: this shard is done). Expired keys are passed over (the sweep deletes them).
+    ///
+    /// Why down: a key deleted leaves its place to the map's last entry. Going down from the
+    /// top, that entry comes from above the cursor (seen already: it may be given twice, which
+    /// `SCAN` allows) or from below it (not seen yet, and still below). Entries only ever move
+    /// down, and new ones are added at the top, so a key present from the first call to the
+    /// last is given at least once, as Redis promises, and each call costs `count` entries.
+    pub fn scan(
+        &self,
+        bound: usize,
+        count: &mut usize,
+        clock: &mut Clock,
+        mut f: impl FnMut(&[u8]),
+    ) -> usize {
+        let len = self.map.len();
+        let top = if bound == 0 { len } else { bound.min(len) };
+        let end = top.saturating_sub(*count);
+        *count -= top - end;
+        for i in (end..top).rev() {
+            if let Some((key, entry)) = self.map.get_index(i) {
+                if entry.expiry.is_none_or(|x| x.at > clock.now()) {
+                    f(key);
+                }
+            }
+        }
+        end
+    }
+
     /// Deletes every key (the counters stay: `FLUSHDB` does not reset Redis's statistics).
     pub fn clear(&mut self) {
-        self.map = HashMap::new();
+        self.map = IndexMap::new();
         self.volatile = Vec::new();
         self.bytes = 0;
     }
@@ -326,7 +365,7 @@ impl Shard {
                 let slot = (next_random(rng) % self.volatile.len() as u64) as usize;
                 if self.volatile[slot].at <= now {
                     if let Some(key) = self.unlink(slot) {
-                        if let Some((key, entry)) = self.map.remove_entry(&key) {
+                        if let Some((key, entry)) = self.map.swap_remove_entry(&key) {
                             self.bytes -= key.capacity() + entry.value.capacity();
                         }
                     }
@@ -385,10 +424,15 @@ impl Clock {
     }
 }
 
+/// Databases, as a Redis server has by default (`databases 16`): `SELECT 0` to `SELECT 15`.
+pub const DATABASES: usize = 16;
+
 /// The key space: see the module docs.
 #[derive(Debug)]
 pub struct Store {
+    /// Every database's shards: database `d`'s are `d * per_db .. (d + 1) * per_db`.
     shards: Box<[Mutex<Shard>]>,
+    per_db: usize,
     hasher: std::hash::RandomState,
     /// The shard the next sweep starts at: where the last one ran out of time.
     sweep_from: AtomicUsize,
@@ -400,12 +444,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store for `loops` loops: one shard for one loop, 16 per loop for more; no value
-    /// longer than `max_bulk` (see [`Store::max_bulk`]).
+    /// A store of [`DATABASES`] databases for `loops` loops: each database one shard for one
+    /// loop, 16 per loop for more (up to 256: more would not make two loops less likely to
+    /// meet on a machine's cores); no value longer than `max_bulk` (see [`Store::max_bulk`]).
     pub fn new(loops: usize, max_bulk: usize) -> Store {
-        let shards = if loops <= 1 { 1 } else { loops * 16 };
+        let per_db = if loops <= 1 { 1 } else { loops.min(16) * 16 };
         Store {
-            shards: (0..shards).map(|_| Mutex::default()).collect(),
+            shards: (0..DATABASES * per_db).map(|_| Mutex::default()).collect(),
+            per_db,
             hasher: std::hash::RandomState::new(),
             sweep_from: AtomicUsize::new(0),
             stats: Stats::new(),
@@ -424,21 +470,22 @@ impl Store {
         &self.stats
     }
 
-    /// The number of shards.
-    pub fn shards(&self) -> usize {
-        self.shards.len()
+    /// The number of shards of one database.
+    pub fn shards_per_db(&self) -> usize {
+        self.per_db
     }
 
-    /// The shard of `key`.
-    pub fn shard_of(&self, key: &[u8]) -> usize {
-        match self.shards.len() {
-            1 => 0,
-            n => (self.hasher.hash_one(key) % n as u64) as usize,
-        }
+    /// The shard of `key` in database `db`.
+    pub fn shard_of(&self, db: usize, key: &[u8]) -> usize {
+        db * self.per_db
+            + match self.per_db {
+                1 => 0,
+                n => (self.hasher.hash_one(key) % n as u64) as usize,
+            }
     }
 
     /// Locks shard `i` (a poisoned lock is taken over: a panic elsewhere cannot leave a shard
-    /// half-changed, each change being one `HashMap` call).
+    /// half-changed, each change being one map call).
     pub fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
         let shard = &self.shards[i % self.shards.len()];
         shard
@@ -476,16 +523,27 @@ impl Store {
     }
 }
 
-/// A batch of requests' view of the store: keeps the shard it used last locked (with one
-/// shard, for the whole batch), and the time once read. It also counts the commands run, and
+/// A batch of requests' view of the store, in the client's selected database: keeps the
+/// shard it used last locked (with one loop, the database's only shard, for the whole batch
+/// unless it selects another), and the time once read. It also counts the commands run, and
 /// adds them to `total_commands_processed` once, when dropped: one atomic add per batch, not
 /// per command.
 pub struct Session<'a> {
     store: &'a Store,
-    held: Option<(usize, MutexGuard<'a, Shard>)>,
+    held: Option<Held<'a>>,
     pub clock: Clock,
     /// Commands run and not yet added to the server's count.
     commands: u64,
+    /// The database the commands act on (`SELECT`).
+    db: usize,
+}
+
+/// The shards a session holds locked.
+enum Held<'a> {
+    /// Shard `.0`, the last one used.
+    One(usize, MutexGuard<'a, Shard>),
+    /// All of them, in index order ([`Session::exclusive`]).
+    All(Vec<MutexGuard<'a, Shard>>),
 }
 
 impl Drop for Session<'_> {
@@ -495,18 +553,25 @@ impl Drop for Session<'_> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(store: &'a Store) -> Session<'a> {
+    /// A session on database `db` (below [`DATABASES`]).
+    pub fn new(store: &'a Store, db: usize) -> Session<'a> {
         Session {
             store,
             held: None,
             clock: Clock::default(),
             commands: 0,
+            db: db % DATABASES,
         }
     }
 
     /// The store.
     pub fn store(&self) -> &'a Store {
         self.store
+    }
+
+    /// Makes the next commands act on database `db` (below [`DATABASES`]).
+    pub fn select(&mut self, db: usize) {
+        self.db = db % DATABASES;
     }
 
     /// Counts a command run (see the type's docs).
@@ -521,40 +586,94 @@ impl<'a> Session<'a> {
 
     /// The shard of `key`, locked, and the clock.
     pub fn shard(&mut self, key: &[u8]) -> (&mut Shard, &mut Clock) {
-        let i = self.store.shard_of(key);
-        if self.held.as_ref().is_some_and(|(held, _)| *held != i) {
-            self.held = None; // one lock at a time: no deadlock
-        }
-        let store = self.store;
-        let (_, guard) = self.held.get_or_insert_with(|| (i, store.lock(i)));
-        (&mut **guard, &mut self.clock)
+        self.shard_at(self.store.shard_of(self.db, key))
     }
 
-    /// Runs `f` with every shard holding one of `keys` locked, so that a command on several
-    /// keys is atomic. They are locked in index order, after letting the held one go: two
-    /// loops can never wait for each other.
+    /// Runs `f` with every shard locked, so that what it does is atomic: no other loop sees
+    /// the store between two of its commands (`EXEC`). Within, the session's calls use those
+    /// locks.
+    pub fn exclusive<R>(&mut self, f: impl FnOnce(&mut Session<'a>) -> R) -> R {
+        // Locked in index order, as `lock_all`: two loops never wait for each other.
+        self.held = None;
+        let store = self.store;
+        self.held = Some(Held::All(
+            (0..store.shards.len()).map(|i| store.lock(i)).collect(),
+        ));
+        let result = f(self);
+        self.held = None;
+        result
+    }
+
+    /// Runs `f` with every shard holding one of `keys` (in the selected database) locked, so
+    /// that a command on several keys is atomic. They are locked in index order, after
+    /// letting the held one go: two loops can never wait for each other.
     pub fn with_keys<'k, R>(
         &mut self,
         keys: impl Iterator<Item = &'k [u8]> + Clone,
         f: impl FnOnce(&mut Locked<'_, 'a>, &mut Clock) -> R,
     ) -> R {
-        if self.store.shards() == 1 {
-            let (shard, clock) = self.shard(b"");
-            return f(&mut Locked::One(shard), clock);
+        if self.store.per_db == 1 || matches!(self.held, Some(Held::All(_))) {
+            return self.with_range(self.db_range(), f);
         }
-        let mut indexes: Vec<usize> = keys.map(|key| self.store.shard_of(key)).collect();
+        let db = self.db;
+        let mut indexes: Vec<usize> = keys.map(|key| self.store.shard_of(db, key)).collect();
         indexes.sort_unstable();
         indexes.dedup();
         self.lock_all(indexes, f)
     }
 
-    /// Runs `f` with every shard locked.
-    pub fn with_all<R>(&mut self, f: impl FnOnce(&mut Locked<'_, 'a>, &mut Clock) -> R) -> R {
-        if self.store.shards() == 1 {
-            let (shard, clock) = self.shard(b"");
-            return f(&mut Locked::One(shard), clock);
+    /// Runs `f` with every shard of the selected database locked.
+    pub fn with_db<R>(&mut self, f: impl FnOnce(&mut Locked<'_, 'a>, &mut Clock) -> R) -> R {
+        self.with_range(self.db_range(), f)
+    }
+
+    /// Runs `f` with every shard of every database locked.
+    pub fn with_everything<R>(
+        &mut self,
+        f: impl FnOnce(&mut Locked<'_, 'a>, &mut Clock) -> R,
+    ) -> R {
+        self.with_range(0..self.store.shards.len(), f)
+    }
+
+    /// The selected database's shards.
+    fn db_range(&self) -> std::ops::Range<usize> {
+        self.db * self.store.per_db..(self.db + 1) * self.store.per_db
+    }
+
+    /// Runs `f` with shards `range` locked: those held if all are (`exclusive`), the one held
+    /// if it is the only one, else locked now.
+    fn with_range<R>(
+        &mut self,
+        range: std::ops::Range<usize>,
+        f: impl FnOnce(&mut Locked<'_, 'a>, &mut Clock) -> R,
+    ) -> R {
+        let (store, db) = (self.store, self.db);
+        match &mut self.held {
+            Some(Held::All(guards)) => {
+                let shards = guards[range.clone()].iter_mut().map(|g| &mut **g);
+                let shards = Shards::Many(range.clone().zip(shards).collect());
+                f(&mut Locked { store, db, shards }, &mut self.clock)
+            }
+            _ if range.len() == 1 => {
+                let (shard, clock) = self.shard_at(range.start);
+                let shards = Shards::One(range.start, shard);
+                f(&mut Locked { store, db, shards }, clock)
+            }
+            _ => self.lock_all(range.collect(), f),
         }
-        self.lock_all((0..self.store.shards()).collect(), f)
+    }
+
+    /// Shard `i`, locked, and the clock.
+    fn shard_at(&mut self, i: usize) -> (&mut Shard, &mut Clock) {
+        if matches!(&self.held, Some(Held::One(held, _)) if *held != i) {
+            self.held = None; // one lock at a time: no deadlock
+        }
+        let store = self.store;
+        let shard = match self.held.get_or_insert_with(|| Held::One(i, store.lock(i))) {
+            Held::One(_, guard) => &mut **guard,
+            Held::All(guards) => &mut *guards[i],
+        };
+        (shard, &mut self.clock)
     }
 
     fn lock_all<R>(
@@ -563,46 +682,54 @@ impl<'a> Session<'a> {
         f: impl FnOnce(&mut Locked<'_, 'a>, &mut Clock) -> R,
     ) -> R {
         self.held = None;
-        let guards = indexes
+        let mut guards: Vec<(usize, MutexGuard<'a, Shard>)> = indexes
             .into_iter()
             .map(|i| (i, self.store.lock(i)))
             .collect();
-        let mut locked = Locked::Many {
-            store: self.store,
-            guards,
-        };
-        f(&mut locked, &mut self.clock)
+        let shards = Shards::Many(guards.iter_mut().map(|(i, g)| (*i, &mut **g)).collect());
+        let (store, db) = (self.store, self.db);
+        f(&mut Locked { store, db, shards }, &mut self.clock)
     }
 }
 
-/// The shards a multi-key command holds.
-pub enum Locked<'s, 'a> {
-    One(&'s mut Shard),
-    Many {
-        store: &'a Store,
-        /// In index order.
-        guards: Vec<(usize, MutexGuard<'a, Shard>)>,
-    },
+/// The shards a command holds.
+pub struct Locked<'s, 'a> {
+    store: &'a Store,
+    /// The database the keys are looked up in.
+    db: usize,
+    shards: Shards<'s>,
+}
+
+/// The shards of a [`Locked`], by index.
+enum Shards<'s> {
+    /// One (a database's only shard): no allocation.
+    One(usize, &'s mut Shard),
+    /// In index order.
+    Many(Vec<(usize, &'s mut Shard)>),
 }
 
 impl Locked<'_, '_> {
-    /// The shard of `key`, which must be one of the keys the shards were locked for.
+    /// The shard of `key` in the session's database, which must be one of the keys the
+    /// shards were locked for.
     pub fn shard(&mut self, key: &[u8]) -> &mut Shard {
-        match self {
-            Locked::One(shard) => shard,
-            Locked::Many { store, guards } => {
-                let i = store.shard_of(key);
-                let at = guards.binary_search_by_key(&i, |(i, _)| *i);
-                &mut guards[at.unwrap_or(0)].1 // always found: locked for this very key
+        match &mut self.shards {
+            Shards::One(_, shard) => shard,
+            Shards::Many(shards) => {
+                let i = self.store.shard_of(self.db, key);
+                let at = shards.binary_search_by_key(&i, |(i, _)| *i);
+                shards[at.unwrap_or(0)].1 // always found: locked for this very key
             }
         }
     }
 
-    /// Calls `f` on every shard locked.
-    pub fn each(&mut self, mut f: impl FnMut(&mut Shard)) {
-        match self {
-            Locked::One(shard) => f(shard),
-            Locked::Many { guards, .. } => guards.iter_mut().for_each(|(_, g)| f(g)),
+    /// Calls `f` on every shard locked, with its database.
+    pub fn each(&mut self, mut f: impl FnMut(usize, &mut Shard)) {
+        let per_db = self.store.per_db;
+        match &mut self.shards {
+            Shards::One(i, shard) => f(*i / per_db, shard),
+            Shards::Many(shards) => shards
+                .iter_mut()
+                .for_each(|(i, shard)| f(*i / per_db, shard)),
         }
     }
 }
