@@ -1,7 +1,8 @@
 //! Property tests of the key-value server's RESP parser (`examples/kv_server/resp.rs`, included
 //! as is): no input panics it, requests come out the same whatever pieces they arrive in, and
 //! no declared length or count makes it allocate more than the bytes that arrived justify —
-//! counted by a global allocator that tracks the live bytes of the thread that asks.
+//! counted by a global allocator that tracks the live bytes of the thread that asks — and a
+//! request refused for its size is read to its end, holding nothing, before its error comes.
 
 mod common;
 
@@ -61,6 +62,7 @@ const LIMITS: RespLimits = RespLimits {
     max_args: 20,
     max_inline: 300,
     max_request: 1000,
+    max_discard: 5000,
 };
 
 /// What a run of the parser gave: each request's arguments, then the error if any.
@@ -196,6 +198,7 @@ proptest! {
             max_args: usize::MAX / 2,
             max_inline: 64 << 10,
             max_request: usize::MAX,
+            max_discard: usize::MAX,
         };
         let mut input = format!("*{count}\r\n$3\r\nSET\r\n${len}\r\n").into_bytes();
         input.extend(tail);
@@ -334,5 +337,399 @@ fn reply_sizes_are_what_is_written() {
         out.clear();
         resp::array(&mut out, n);
         assert_eq!(resp::array_size(n), out.len(), "an array of {n}");
+    }
+}
+
+// --- Requests refused for their size: read to their end, then the error ---------------------
+
+/// What feeding an input piece by piece gave.
+#[derive(Debug, Default)]
+struct Fed {
+    decoded: Decoded,
+    /// The bytes fed when the error came, and whether it came from `decode_eof`.
+    fed_at_error: Option<usize>,
+    at_eof: bool,
+    /// The most bytes left undecoded after a piece, and the codec's and its batches' largest
+    /// memory.
+    most_undecoded: usize,
+    most_memory: usize,
+    /// The bytes fed when all were decoded, before the error (a connection does not call
+    /// `decode_eof` when none are left).
+    none_left_at: Vec<usize>,
+}
+
+/// Feeds `input` in pieces of `size` bytes as a connection does (append, decode while it
+/// gives batches, drop what they used), then end of file if bytes are left; checks each
+/// count.
+fn feed(limits: RespLimits, input: &[u8], size: usize) -> Fed {
+    let mut codec = RespCodec::new(limits);
+    let (mut fed, mut buf, mut given) = (Fed::default(), Vec::new(), 0);
+    for piece in input.chunks(size.max(1)) {
+        buf.extend_from_slice(piece);
+        given += piece.len();
+        while let Some((batch, used)) = codec.decode(&buf).expect("decode never fails") {
+            assert!(
+                used > 0 && used <= buf.len(),
+                "used {used} of {}",
+                buf.len()
+            );
+            fed.most_memory = fed.most_memory.max(batch.memory());
+            collect(&batch, &mut fed.decoded);
+            buf.drain(..used);
+            if batch.error.is_some() {
+                assert!(fed.fed_at_error.is_none(), "two errors");
+                fed.fed_at_error = Some(given);
+            }
+        }
+        fed.most_memory = fed.most_memory.max(codec.memory());
+        fed.most_undecoded = fed.most_undecoded.max(buf.len());
+        if fed.fed_at_error.is_none() && buf.is_empty() {
+            fed.none_left_at.push(given);
+        }
+    }
+    while !buf.is_empty() {
+        match codec.decode_eof(&buf).expect("decode_eof never fails") {
+            Some((batch, used)) => {
+                assert!(used <= buf.len(), "used {used} of {}", buf.len());
+                collect(&batch, &mut fed.decoded);
+                if batch.error.is_some() && fed.fed_at_error.is_none() {
+                    (fed.fed_at_error, fed.at_eof) = (Some(input.len()), true);
+                }
+                match used {
+                    0 => buf.clear(),
+                    _ => _ = buf.drain(..used),
+                }
+            }
+            None => break,
+        }
+    }
+    fed
+}
+
+/// The piece sizes tried: one byte, odd ones, and all at once.
+const SIZES: &[usize] = &[1, 2, 3, 5, 7, 13, 64, 101, 257, usize::MAX];
+
+/// A multibulk request of these arguments.
+fn request(args: &[&[u8]]) -> Vec<u8> {
+    resp_request(args)
+}
+
+fn cmds(list: &[&[&str]]) -> Vec<Vec<Vec<u8>>> {
+    let cmd = |args: &&[&str]| args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    list.iter().map(cmd).collect()
+}
+
+/// A bulk over `max_bulk` in the middle of a request: the rest of it and the arguments after
+/// it are dropped, and the error comes with the request's last byte, after the requests
+/// before it, whatever pieces it arrives in; nothing after it is decoded.
+#[test]
+fn a_bulk_over_the_limit_is_read_to_the_end_of_its_request() {
+    let mut input = b"PING\r\n".to_vec();
+    input.extend(request(&[b"ECHO", b"hi"]));
+    let refused = request(&[b"SET", &[b'v'; 300], b"x"]);
+    let header_end = input.len() + 21; // `*3 $3 SET $300`
+    input.extend(&refused);
+    let end = input.len();
+    input.extend(b"PING\r\n"); // after the error: never decoded
+    for &size in SIZES {
+        let fed = feed(LIMITS, &input, size);
+        let size = size.min(input.len());
+        assert_eq!(
+            fed.decoded.0,
+            cmds(&[&["PING"], &["ECHO", "hi"]]),
+            "size {size}"
+        );
+        assert_eq!(
+            fed.decoded.1,
+            Some(ProtocolError::InvalidBulkLength),
+            "size {size}"
+        );
+        // The error comes with the piece that holds the request's last byte.
+        let at = fed.fed_at_error.expect("an error");
+        assert!(
+            at >= end && at < end + size,
+            "size {size}: error at {at}, end {end}"
+        );
+        assert!(!fed.at_eof);
+        let none_left = fed.none_left_at.iter().find(|&&at| at >= header_end);
+        assert_eq!(none_left, None, "size {size}: all decoded before the end");
+        // Some bytes of an unfinished header and the last byte: nothing piles up.
+        assert!(fed.most_undecoded <= size.max(70), "size {size}: {fed:?}");
+    }
+}
+
+/// The counts, exactly: what is dropped is consumed with an empty batch, but the last byte
+/// received; the requests before come at once; the error comes with the last byte, all the
+/// bytes given consumed.
+#[test]
+fn dropped_bytes_are_consumed_with_empty_batches() {
+    let mut codec = RespCodec::new(LIMITS);
+    let mut input = b"PING\r\n*3\r\n$3\r\nSET\r\n$300\r\n".to_vec();
+    let (batch, used) = codec.decode(&input).unwrap().expect("PING");
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch.error, None);
+    assert_eq!(used, input.len() - 1, "all but the header's last byte");
+    input.drain(..used);
+    assert!(
+        codec.decode(&input).unwrap().is_none(),
+        "one byte: nothing to use"
+    );
+    input.extend([b'v'; 100]);
+    let (batch, used) = codec.decode(&input).unwrap().expect("dropped bytes");
+    assert!(batch.is_empty() && batch.error.is_none());
+    assert_eq!(batch.memory(), 0);
+    assert_eq!((used, codec.memory()), (100, 0));
+    input.drain(..used);
+    input.extend([b'v'; 200]);
+    input.extend(b"\r\n$1"); // the last bulk's header, incomplete
+    let (batch, used) = codec.decode(&input).unwrap().expect("dropped bytes");
+    assert!(batch.is_empty() && batch.error.is_none());
+    assert_eq!(
+        used,
+        201 + 2,
+        "the bulk, its CRLF; its first byte was left last time"
+    );
+    input.drain(..used);
+    assert_eq!(input, b"$1");
+    assert!(
+        codec.decode(&input).unwrap().is_none(),
+        "a header's start waits"
+    );
+    input.extend(b"\r\nx\r");
+    let (batch, used) = codec.decode(&input).unwrap().expect("dropped bytes");
+    assert!(batch.error.is_none(), "one byte is still to come");
+    assert_eq!(
+        used, 5,
+        "all but the last byte (`x\\r` of `x\\r\\n` dropped)"
+    );
+    input.drain(..used);
+    input.extend(b"\nPING\r\n");
+    let (batch, used) = codec.decode(&input).unwrap().expect("the error");
+    assert!(batch.is_empty());
+    assert_eq!(batch.error, Some(ProtocolError::InvalidBulkLength));
+    assert_eq!(used, input.len(), "nothing after the error is decoded");
+    assert!(codec.decode(b"PING\r\n").unwrap().is_none());
+}
+
+/// A request passing `max_request` is dropped to its end as well, its error `too big request`.
+#[test]
+fn a_request_over_max_request_is_read_to_its_end() {
+    let value = [b'v'; 200];
+    // 5 values of 200 pass 1000 bytes at the fifth; the sixth argument is dropped too.
+    let refused = request(&[b"MSET", &value, &value, &value, &value, &value, b"x"]);
+    let mut input = request(&[b"PING"]);
+    input.extend(&refused);
+    for &size in SIZES {
+        let fed = feed(LIMITS, &input, size);
+        assert_eq!(fed.decoded.0, cmds(&[&["PING"]]), "size {size}");
+        assert_eq!(
+            fed.decoded.1,
+            Some(ProtocolError::TooBigRequest),
+            "size {size}"
+        );
+        // Once it passed `max_request`, bytes are left undecoded till the end.
+        let passed = input.len() - refused.len() + 4 * 206 + 25;
+        assert_eq!(fed.fed_at_error, Some(input.len()), "size {size}: {fed:?}");
+        assert!(!fed.at_eof, "size {size}");
+        let none_left = fed.none_left_at.iter().find(|&&at| at >= passed);
+        assert_eq!(none_left, None, "size {size}: all decoded before the end");
+    }
+}
+
+/// Over `max_discard` in all, declared so far, a refused request is refused at once: at the
+/// header of the bulk refused, or at a later header that passes it, its bytes not yet sent.
+#[test]
+fn a_request_declaring_too_much_is_refused_at_once() {
+    let limits = RespLimits {
+        max_discard: 3000,
+        ..LIMITS
+    };
+    let cases: &[(&[u8], ProtocolError)] = &[
+        (b"*1\r\n$3000\r\n", ProtocolError::InvalidBulkLength),
+        (
+            b"*1\r\n$9223372036854775807\r\n",
+            ProtocolError::InvalidBulkLength,
+        ),
+        // 4 + 10 + 2502 bytes, then a header and 480 + 2: 3004 declared, over 3000.
+        (b"*2\r\n$2500\r\n", ProtocolError::InvalidBulkLength),
+        // 5 + 208 per argument: over 1000 at the fifth, over 3000 at the 15th's header.
+        (b"*20\r\n", ProtocolError::TooBigRequest),
+    ];
+    for (header, error) in cases {
+        let mut input = header.to_vec();
+        if input.starts_with(b"*2\r") {
+            input.extend([b'v'; 2500]);
+            input.extend(b"\r\n$480\r\n");
+        }
+        if input.starts_with(b"*20") {
+            for _ in 0..14 {
+                input.extend(b"$200\r\n");
+                input.extend([b'v'; 200]);
+                input.extend(b"\r\n");
+            }
+            input.extend(b"$200\r\n");
+        }
+        let mut codec = RespCodec::new(limits);
+        let mut used_all = 0;
+        let mut got = None;
+        while let Some((batch, used)) = codec.decode(&input[used_all..]).unwrap() {
+            used_all += used;
+            if batch.error.is_some() {
+                got = batch.error;
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(header);
+        assert_eq!(got, Some(*error), "{text}");
+        assert_eq!(used_all, input.len(), "{text}");
+    }
+}
+
+/// A malformed header met while dropping: its own error, at once, as the parser gives it.
+#[test]
+fn a_malformed_header_while_dropping_is_refused_at_once() {
+    let cases: &[(&[u8], ProtocolError)] = &[
+        (b":5\r\n", ProtocolError::ExpectedDollar(b':')),
+        (b"\r\n", ProtocolError::ExpectedDollar(b'\r')),
+        (b"$-5\r\n", ProtocolError::InvalidBulkLength),
+        (b"$x\r\n", ProtocolError::InvalidBulkLength),
+        (b"$04\r\n", ProtocolError::InvalidBulkLength),
+        (
+            b"$99999999999999999999\r\n",
+            ProtocolError::InvalidBulkLength,
+        ),
+        (&[b'$'; 70], ProtocolError::TooBigBulkCount),
+    ];
+    for (header, error) in cases {
+        let mut input = b"*3\r\n$300\r\n".to_vec();
+        input.extend([b'v'; 300]);
+        input.extend(b"\r\n");
+        input.extend(*header);
+        let text = String::from_utf8_lossy(header);
+        for &size in SIZES {
+            let fed = feed(LIMITS, &input, size);
+            assert_eq!(fed.decoded.1, Some(*error), "{text}, size {size}");
+            // At once: with the piece that completes the header (or its 65th byte, for a
+            // header too long), not at end of file.
+            assert!(!fed.at_eof, "{text}, size {size}: {fed:?}");
+        }
+        // No end of file needed: the error comes from `decode`.
+        let mut codec = RespCodec::new(LIMITS);
+        let (first, used) = codec.decode(&input).unwrap().expect("dropped");
+        let got = match first.error {
+            Some(e) => Some(e),
+            None => codec
+                .decode(&input[used..])
+                .unwrap()
+                .and_then(|(b, _)| b.error),
+        };
+        assert_eq!(got, Some(*error), "{text}");
+    }
+}
+
+/// An invalid length (negative, not a number) is refused at once, as Redis does, even if the
+/// bytes after it would make a request.
+#[test]
+fn invalid_lengths_are_refused_at_once() {
+    for input in [
+        &b"*1\r\n$-5\r\n"[..],
+        b"*1\r\n$x\r\n",
+        b"*2\r\n$3\r\nGET\r\n$-1\r\nPING\r\n",
+        b"*1\r\n$1x\r\nPING\r\n",
+    ] {
+        let mut codec = RespCodec::new(LIMITS);
+        let (batch, used) = codec.decode(input).unwrap().expect("the error");
+        assert_eq!(batch.error, Some(ProtocolError::InvalidBulkLength));
+        assert_eq!((batch.len(), used), (0, input.len()));
+    }
+}
+
+/// Dropping a request of 100 MB declared (10 MB of it sent, in 64 KiB reads) holds nothing:
+/// the codec's memory and its batches' stay at 0, and the bytes left undecoded at 1.
+#[test]
+fn dropping_holds_no_memory() {
+    let limits = RespLimits {
+        max_discard: 1 << 30,
+        ..LIMITS
+    };
+    let mut input = b"*2\r\n$3\r\nSET\r\n$100000000\r\n".to_vec();
+    input.extend(vec![b'v'; 10 << 20]);
+    let fed = feed(limits, &input, 64 << 10);
+    // The first batch held SET a moment (72 bytes); the others are empty: no capacity.
+    assert!(fed.most_memory <= 128, "{fed:?}");
+    assert!(fed.most_undecoded <= 1, "{fed:?}");
+    // At end of file, the error.
+    assert_eq!(fed.decoded.1, Some(ProtocolError::InvalidBulkLength));
+    assert_eq!(fed.fed_at_error, Some(input.len()));
+    assert!(fed.at_eof);
+}
+
+/// At end of file in the middle of a dropped request, the error goes out (after the requests
+/// before it): the client half-closed. Wherever the input stops, a byte is left for
+/// `decode_eof` to be called with.
+#[test]
+fn end_of_file_while_dropping_gives_the_error() {
+    let mut full = b"PING\r\n".to_vec();
+    full.extend(request(&[b"SET", &[b'v'; 300], b"xyz"]));
+    // Every place the request could stop at, from just after the refused header (at 24).
+    let header_end = full.windows(6).position(|w| w == b"$300\r\n").unwrap() + 6;
+    for stop in header_end..full.len() {
+        for size in [1, 7, usize::MAX] {
+            let fed = feed(LIMITS, &full[..stop], size);
+            assert_eq!(
+                fed.decoded.0,
+                cmds(&[&["PING"]]),
+                "stop {stop}, size {size}"
+            );
+            assert_eq!(
+                fed.decoded.1,
+                Some(ProtocolError::InvalidBulkLength),
+                "stop {stop}, size {size}"
+            );
+        }
+    }
+    // A header cut short at the end: the error all the same.
+    let mut codec = RespCodec::new(LIMITS);
+    let mut input = b"*2\r\n$300\r\n".to_vec();
+    input.extend([b'v'; 300]);
+    input.extend(b"\r\n$1");
+    let (_, used) = codec.decode(&input).unwrap().expect("dropped");
+    let (batch, used_eof) = codec
+        .decode_eof(&input[used..])
+        .unwrap()
+        .expect("the error");
+    assert_eq!(batch.error, Some(ProtocolError::InvalidBulkLength));
+    assert_eq!(used + used_eof, input.len());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A request with a bulk over the limit, other arguments around it, in any pieces: the
+    /// requests before it, then its error once all of it is in, never before; nothing piles up.
+    #[test]
+    fn refused_requests_are_dropped_in_any_pieces(
+        before in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..3),
+        big in 201usize..3000,
+        after in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..4),
+        size in 1usize..600,
+    ) {
+        let mut input = request(&[b"PING"]);
+        let big = vec![b'v'; big];
+        let mut args: Vec<&[u8]> = before.iter().map(Vec::as_slice).collect();
+        args.push(&big);
+        args.extend(after.iter().map(Vec::as_slice));
+        input.extend(request(&args));
+        let fed = feed(LIMITS, &input, size);
+        prop_assert_eq!(fed.decoded.0, cmds(&[&["PING"]]));
+        prop_assert_eq!(fed.decoded.1, Some(ProtocolError::InvalidBulkLength));
+        prop_assert_eq!(fed.fed_at_error, Some(input.len()));
+        prop_assert!(!fed.at_eof);
+        // From the refused bulk's header on, bytes are left undecoded till the end, and no
+        // more than a piece (or a header and a byte).
+        let refused_from = input.len() - request(&args).len();
+        let none_left = fed.none_left_at.iter().find(|&&at| at > refused_from + 4);
+        prop_assert_eq!(none_left, None);
+        prop_assert!(fed.most_undecoded <= size.max(70) + 64);
     }
 }

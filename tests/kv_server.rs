@@ -2661,6 +2661,9 @@ fn protocol_errors_reply_and_close() {
     }
 }
 
+/// Each limit: a request over it is answered with Redis's error (kv_server's own for
+/// `--max-request`) and the connection closed; one over `--max-bulk` or `--max-request` once
+/// the bytes it declares have been read and dropped, one declaring more than 1 GiB at once.
 #[test]
 fn requests_over_the_limits_are_refused_and_closed() {
     let server = start(&[
@@ -2683,10 +2686,12 @@ fn requests_over_the_limits_are_refused_and_closed() {
     assert_eq!(c.read_reply().unwrap(), Bulk(Some(vec![b'x'; 1000])));
     let huge = [b'y'; 1000];
     let cases: &[(Vec<u8>, &str)] = &[
+        // Over --max-bulk: read to the end of the request, then refused.
         (
-            b"*2\r\n$3\r\nGET\r\n$1001\r\n".to_vec(),
+            resp_request(&[b"GET", &[b'z'; 1001]]),
             "invalid bulk length",
         ),
+        // Declaring over 1 GiB: refused from its header, the rest not even sent.
         (
             b"*2\r\n$3\r\nGET\r\n$99999999999\r\n".to_vec(),
             "invalid bulk length",
@@ -2701,12 +2706,147 @@ fn requests_over_the_limits_are_refused_and_closed() {
     ];
     for (input, why) in cases {
         let mut c = Client::new(&server);
-        // Refused from its header: the rest may not even be sent.
         let _ = c.conn.write_all(input);
         let got = c.read_to_close();
         let expected = format!("-ERR Protocol error: {why}\r\n");
         assert_eq!(String::from_utf8_lossy(&got), expected);
     }
+}
+
+// --- Requests over the size limits: read to their end, then refused --------------------------
+
+/// `redis-cli -x SET a` with 5 MB on its stdin, over `--max-bulk 100000`: redis-cli writes its
+/// whole request before reading; the server reads it to its end, drops it and answers, so
+/// redis-cli prints the error and exits 0 (it was reset before, dying of SIGPIPE, exit 141,
+/// printing nothing). Skipped if redis-cli is not installed.
+#[test]
+fn redis_cli_gets_the_error_for_a_value_over_max_bulk() {
+    use std::process::{Command, Stdio};
+    if !redis_cli_installed() {
+        return;
+    }
+    let server = start(&["--max-bulk", "100000"]);
+    let port = server.addr().port().to_string();
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "-x", "SET", "a"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run redis-cli");
+    let mut stdin = child.stdin.take().expect("redis-cli's stdin");
+    let writer = thread::spawn(move || stdin.write_all(&vec![b'a'; 5_000_000]));
+    // Bounded: redis-cli has no timeout of its own.
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().expect("wait for redis-cli").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redis-cli -x SET did not end");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("redis-cli's output");
+    writer
+        .join()
+        .expect("the stdin writer")
+        .expect("redis-cli read its stdin");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "redis-cli -x SET: {} (stdout {stdout:?}, stderr {stderr:?})",
+        out.status
+    );
+    assert_eq!(stdout.trim(), "ERR Protocol error: invalid bulk length");
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("EXISTS a"), Int(0), "nothing of it was stored");
+}
+
+/// Reads until the server closes; panics on a reset (the server closed with input unread) or
+/// after [`TIMEOUT`].
+#[track_caller]
+fn read_to_clean_close(c: &mut Client) -> Vec<u8> {
+    let mut got = std::mem::take(&mut c.buf);
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match c.conn.read(&mut chunk) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!(
+                "no clean end of file ({e}); received {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+/// A request of a 2 MB value over a 100 KB limit, written in one piece with a PING before it,
+/// then read: the PING's reply, the error, and a clean end of file, no reset. With an argument
+/// after the value and with a request over `--max-request`, the same.
+#[test]
+fn a_request_over_the_limits_is_read_before_it_is_refused() {
+    let server = start(&["--max-bulk", "100000", "--max-request", "1000000"]);
+    let value = vec![b'v'; 2_000_000];
+    let medium = vec![b'm'; 90_000];
+    let mut twelve: Vec<&[u8]> = vec![b"MSET"];
+    for _ in 0..12 {
+        twelve.extend([&b"k"[..], &medium]); // 12 values of 90 KB: over 1 MB at the last
+    }
+    let cases: &[(Vec<u8>, &str)] = &[
+        (resp_request(&[b"SET", b"a", &value]), "invalid bulk length"),
+        (resp_request(&[b"SET", &value, b"a"]), "invalid bulk length"),
+        (resp_request(&twelve), "too big request"),
+    ];
+    for (request, why) in cases {
+        let mut bytes = resp_request(&[b"PING"]);
+        bytes.extend(request);
+        let mut c = Client::new(&server);
+        c.send(&bytes);
+        let got = read_to_clean_close(&mut c);
+        let expected = format!("+PONG\r\n-ERR Protocol error: {why}\r\n");
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+    }
+    let mut c = Client::new(&server);
+    assert_eq!(c.cmd("EXISTS a k"), Int(0), "nothing of them ran");
+}
+
+/// A client that half-closes in the middle of a request being dropped gets its error.
+#[test]
+fn a_half_close_while_a_request_is_dropped_gets_the_error() {
+    let server = start(&["--max-bulk", "100000"]);
+    let mut c = Client::new(&server);
+    let mut bytes = resp_request(&[b"PING"]);
+    bytes.extend(b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$2000000\r\n");
+    bytes.extend(vec![b'v'; 300_000]);
+    c.send(&bytes);
+    c.conn.shutdown(Shutdown::Write).expect("half-close");
+    let got = read_to_clean_close(&mut c);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
+}
+
+/// A client that stops in the middle of a request being dropped is closed by the frame
+/// timeout, as a client that stops in the middle of any request (it sent nothing for that
+/// long: each read of the dropped bytes starts the clock again).
+#[test]
+fn a_client_silent_while_its_request_is_dropped_times_out() {
+    let server = start(&["--max-bulk", "100000", "--frame-timeout", "0.3"]);
+    let mut c = Client::new(&server);
+    let mut bytes = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$2000000\r\n".to_vec();
+    bytes.extend(vec![b'v'; 300_000]);
+    let sent = Instant::now();
+    c.send(&bytes);
+    let got = c.read_to_close();
+    assert_eq!(String::from_utf8_lossy(&got), "", "closed without a reply");
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
 }
 
 /// The resident memory of process `pid` (KiB), and its virtual size.

@@ -75,6 +75,11 @@
 //!
 //! A client cannot make the server allocate what it merely declares: every length is checked
 //! against its limit as its header arrives, and memory is taken only for bytes received.
+//! A request over `--max-bulk` or `--max-request` is read to its end and dropped, storing
+//! nothing, and then answered with its error, and the connection closed: a client that
+//! writes its whole request before reading (`redis-cli -x SET k < big`) gets the error,
+//! where closing at once would reset it mid-write (one declaring over 1 GiB is refused at
+//! once; see `resp.rs`).
 //! - `--max-bulk BYTES`: the longest argument (default 16 MiB; Redis: 512 MB);
 //! - `--max-args N`: the most arguments in a request (default 1 Mi, as Redis 6);
 //! - `--max-inline BYTES`: the longest inline request (default 64 KiB, Redis's);

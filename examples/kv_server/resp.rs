@@ -19,6 +19,19 @@
 //! (`-ERR Protocol error: invalid bulk length`, ...): the [`Batch`] carries the error after the
 //! requests that came before it, and the server replies and closes. Nothing here panics on any
 //! input.
+//!
+//! A request refused for its size only — a well-formed bulk header over `max_bulk`, or a
+//! request passing `max_request` — is not refused at once, but once its bytes have arrived:
+//! the rest of that bulk, then each argument still to come (its `$N` header parsed, its `N + 2`
+//! bytes dropped), are read and dropped, nothing stored (the codec holds a few counters
+//! meanwhile), and only then does the error come. A client that writes its whole request
+//! before reading (`redis-cli -x SET k < big`) would otherwise be reset in the middle of its
+//! write, the error unread. The complete requests before it go at once, each read's dropped
+//! bytes are consumed with an empty batch, and the last byte received is always left
+//! undecoded, so that the connection's frame timeout runs while the client is silent and
+//! `decode_eof` gives the error if it half-closes. Bounds: a request declaring more than
+//! [`RespLimits::max_discard`] bytes in all, or a header that is malformed on the way (its own
+//! error then), is refused at once, as before; an invalid length (`$-5`, `$x`) always is.
 
 use selectloop::Codec;
 use std::io;
@@ -37,6 +50,17 @@ pub struct RespLimits {
     /// The most bytes one request may take on the wire, all its arguments together (Redis has
     /// `client-query-buffer-limit`, 1 GiB).
     pub max_request: usize,
+    /// A request refused for a bulk over `max_bulk` or for passing `max_request` is read to its
+    /// end and dropped before the error is sent (see the module docs), if the bytes it declares
+    /// on the wire, all its arguments together, are at most this many; else, or if 0, it is
+    /// refused at once and the connection closed (a client still sending is then reset).
+    /// 1 GiB by default: Redis's `client-query-buffer-limit`, the most a Redis client can send
+    /// in one request and get an answer. Fixed rather than a multiple of `max_request`, as the
+    /// size of a client's value has nothing to do with our limits (a server with a 1 MiB limit
+    /// should answer a 100 MB SET as cleanly); and dropping costs no memory, only the
+    /// bandwidth the client itself spends, so its bound is on how long one request may keep
+    /// a connection busy.
+    pub max_discard: usize,
 }
 
 impl Default for RespLimits {
@@ -46,6 +70,7 @@ impl Default for RespLimits {
             max_args: 1 << 20,
             max_inline: 64 << 10,
             max_request: 64 << 20,
+            max_discard: 1 << 30,
         }
     }
 }
@@ -231,6 +256,37 @@ enum Step {
     /// Incomplete: where to go on from when more has arrived.
     Incomplete(Resume),
     Error(ProtocolError),
+    /// Refused for its size: the rest is dropped (`Discard`) from byte `at` of the request on
+    /// (the last byte of the header of the bulk refused).
+    Discard {
+        at: usize,
+        state: Discard,
+    },
+}
+
+/// A request refused for its size, being read and dropped before its error is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Discard {
+    /// The bytes to drop before the next header (the rest of a bulk and its `\r\n`).
+    skip: u64,
+    /// The arguments still to come after those.
+    left: usize,
+    /// The bytes the request declared so far, from its `*` on: at most `max_discard`.
+    declared: u64,
+    /// The error to return at its end.
+    error: ProtocolError,
+}
+
+/// What the codec is doing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mode {
+    /// Parsing requests.
+    #[default]
+    Parsing,
+    /// Dropping a request refused for its size.
+    Discarding(Discard),
+    /// A protocol error was returned: nothing more is decoded (the connection is closing).
+    Failed,
 }
 
 /// The RESP request codec: see the module docs.
@@ -241,8 +297,8 @@ pub struct RespCodec {
     resume: Resume,
     /// ...and its arguments so far (for a multibulk one).
     pending: Option<Batch>,
-    /// A protocol error was returned: nothing more is decoded (the connection is closing).
-    failed: bool,
+    /// Parsing, dropping a refused request, or done.
+    mode: Mode,
     /// The sizes of the last batch returned (capped), to start the next one with room for as
     /// much: a client's batches tend to look alike, and growing three vectors from empty on
     /// every read cost more than parsing (callgrind, `redis-benchmark -P 16`).
@@ -266,6 +322,83 @@ impl RespCodec {
     pub fn memory(&self) -> usize {
         self.pending.as_ref().map_or(0, Batch::memory)
     }
+
+    /// Drops what `buf` holds of the request refused in `d` (see the module docs): the bytes
+    /// used, and its error once it has all been dropped (or at once, when over a bound). Sets
+    /// the mode. The last byte of `buf` is never used but at the end (there is no header of
+    /// one byte): what is left undecoded keeps the frame clock running and brings
+    /// `decode_eof`.
+    #[cold]
+    #[inline(never)]
+    fn discard(&mut self, buf: &[u8], mut d: Discard) -> (usize, Option<ProtocolError>) {
+        let mut pos = 0;
+        let (used, error) = loop {
+            let rest = buf.len().saturating_sub(pos) as u64;
+            if d.skip > rest {
+                // All of it goes, but the last byte: dropped next time.
+                d.skip = d.skip - rest + 1;
+                break (buf.len().saturating_sub(1), None);
+            }
+            pos += d.skip as usize; // at most `rest`
+            d.skip = 0;
+            if d.left == 0 {
+                break (buf.len(), Some(d.error)); // the end of the request
+            }
+            let (line, next) = match header_line(buf, pos, ProtocolError::TooBigBulkCount) {
+                Ok(Some(line)) => line,
+                // The start of a header waits (maybe from the start: nothing used).
+                Ok(None) if pos < buf.len() => break (pos, None),
+                // Nothing of it yet: the last byte (a skipped one) is dropped next time.
+                Ok(None) => {
+                    d.skip = 1;
+                    break (pos.saturating_sub(1), None);
+                }
+                Err(e) => break (buf.len(), Some(e)),
+            };
+            let len = match line.split_first() {
+                Some((b'$', len)) => len,
+                Some((&other, _)) => break (buf.len(), Some(ProtocolError::ExpectedDollar(other))),
+                None => break (buf.len(), Some(ProtocolError::ExpectedDollar(b'\r'))),
+            };
+            let len = match parse_i64(len) {
+                Some(n) if n >= 0 => n as u64,
+                _ => break (buf.len(), Some(ProtocolError::InvalidBulkLength)),
+            };
+            let header = (next - pos) as u64;
+            d.declared = d.declared.saturating_add(header).saturating_add(len + 2);
+            if d.declared > self.limits.max_discard as u64 {
+                break (buf.len(), Some(d.error));
+            }
+            (d.skip, d.left, pos) = (len + 2, d.left - 1, next);
+        };
+        self.mode = match error {
+            Some(_) => Mode::Failed,
+            None => Mode::Discarding(d),
+        };
+        (used, error)
+    }
+
+    /// `decode` while not parsing: dropping a refused request, or done.
+    #[cold]
+    #[inline(never)]
+    fn decode_refused(&mut self, buf: &[u8]) -> Option<(Batch, usize)> {
+        let Mode::Discarding(d) = self.mode else {
+            return None;
+        };
+        if buf.is_empty() {
+            return None;
+        }
+        match self.discard(buf, d) {
+            (0, None) => None, // the start of a header: nothing used
+            (used, error) => Some((
+                Batch {
+                    error,
+                    ..Batch::default()
+                },
+                used,
+            )),
+        }
+    }
 }
 
 impl Codec for RespCodec {
@@ -274,8 +407,8 @@ impl Codec for RespCodec {
 
     /// Every complete request of `buf`, as one batch; `None` if there is none yet.
     fn decode(&mut self, buf: &[u8]) -> io::Result<Option<(Batch, usize)>> {
-        if self.failed || buf.is_empty() {
-            return Ok(None);
+        if !matches!(self.mode, Mode::Parsing) || buf.is_empty() {
+            return Ok(self.decode_refused(buf));
         }
         let mut batch = match self.pending.take() {
             Some(batch) => batch,
@@ -316,8 +449,17 @@ impl Codec for RespCodec {
                 Step::Error(e) => {
                     batch.truncate(args, data);
                     batch.error = Some(e);
-                    self.failed = true;
+                    self.mode = Mode::Failed;
                     pos = buf.len();
+                }
+                Step::Discard { at, state } => {
+                    // The requests before it go now, with what is here of it dropped.
+                    batch.truncate(args, data);
+                    let from = pos + at;
+                    let (used, error) = self.discard(&buf[from..], state);
+                    batch.error = error;
+                    pos = from + used;
+                    break;
                 }
             }
         }
@@ -330,9 +472,16 @@ impl Codec for RespCodec {
     }
 
     /// At end of file, an incomplete last request is dropped (as Redis drops it), after the
-    /// complete ones.
+    /// complete ones; the error of a refused one being dropped goes out (the client
+    /// half-closed: it reads).
     fn decode_eof(&mut self, buf: &[u8]) -> io::Result<Option<(Batch, usize)>> {
         let decoded = self.decode(buf)?;
+        if let Mode::Discarding(d) = self.mode {
+            self.mode = Mode::Failed;
+            let mut batch = decoded.map_or_else(Batch::default, |(batch, _)| batch);
+            batch.error = Some(d.error);
+            return Ok(Some((batch, buf.len())));
+        }
         if decoded.is_none() {
             (self.resume, self.pending) = (Resume::Start, None);
         }
@@ -354,6 +503,27 @@ fn parse(buf: &[u8], resume: Resume, limits: &RespLimits, batch: &mut Batch) -> 
         Resume::Start => parse_inline(buf, 0, limits, batch),
         Resume::Inline { scanned } => parse_inline(buf, scanned, limits, batch),
         Resume::Multi { left, pos } => parse_bulks(buf, left, pos, limits, batch),
+    }
+}
+
+/// A request refused with `error` at a bulk of `len` bytes whose header ends at `start`, `left`
+/// arguments to come with it: dropped (`Step::Discard`) if all it declared so far is at most
+/// `max_discard`, else refused at once.
+#[cold]
+#[inline(never)]
+fn refuse(error: ProtocolError, len: u64, start: usize, left: usize, limits: &RespLimits) -> Step {
+    let declared = (start as u64).saturating_add(len).saturating_add(2);
+    match start.checked_sub(1) {
+        Some(at) if declared <= limits.max_discard as u64 => Step::Discard {
+            at,
+            state: Discard {
+                skip: len + 3, // the header's last byte, the bulk and its `\r\n`
+                left: left.saturating_sub(1),
+                declared,
+                error,
+            },
+        },
+        _ => Step::Error(error),
     }
 }
 
@@ -417,12 +587,17 @@ fn parse_bulks(
         };
         let len = match parse_i64(len) {
             Some(n) if n >= 0 && n as u64 <= limits.max_bulk as u64 => n as usize,
+            Some(n) if n >= 0 => {
+                let error = ProtocolError::InvalidBulkLength;
+                return refuse(error, n as u64, start, left, limits);
+            }
             _ => return Step::Error(ProtocolError::InvalidBulkLength),
         };
         // The bulk and the two bytes after it (`\r\n`, skipped unseen, as Redis does).
         let end = start.saturating_add(len).saturating_add(2);
         if end > limits.max_request {
-            return Step::Error(ProtocolError::TooBigRequest);
+            let error = ProtocolError::TooBigRequest;
+            return refuse(error, len as u64, start, left, limits);
         }
         let Some(bulk) = buf.get(start..start + len).filter(|_| end <= buf.len()) else {
             return Step::Incomplete(Resume::Multi { left, pos });
