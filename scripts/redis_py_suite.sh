@@ -20,8 +20,8 @@
 #   one already running;
 # - runs the tests listed in scripts/redis_py/tests.txt (chosen by command, not by outcome:
 #   that file says how) with pytest from the unpacked sdist, against redis://127.0.0.1:PORT/0
-#   (db 0 is conftest's own default), and the client's own defaults otherwise: RESP3 asked for
-#   with HELLO 3, and redis-py's automatic fall back to RESP2 when the server answers NOPROTO;
+#   (db 0 is conftest's own default), and the client's own defaults otherwise (RESP3, asked for
+#   with HELLO 3; redis-py falls back to RESP2, with a warning, from a server answering NOPROTO);
 # - stops the server it started, and prints pytest's short summary (one line per failure)
 #   and then one line:
 #       redis-py 8.2.0: N passed, M failed, K skipped (selection: scripts/redis_py/tests.txt, against kv_server)

@@ -29,7 +29,7 @@ fn start(args: &[&str]) -> ExampleServer {
 
 // --- A small RESP client ---------------------------------------------------------------------
 
-/// A reply, as RESP2 has them.
+/// A reply, as RESP2 has them, and the three RESP3 types kv_server answers after `HELLO 3`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Reply {
     Status(String),
@@ -37,6 +37,12 @@ enum Reply {
     Int(i64),
     Bulk(Option<Vec<u8>>),
     Array(Vec<Reply>),
+    /// RESP3's `_`.
+    Null,
+    /// RESP3's `%n`: its keys and values in turn.
+    Map(Vec<Reply>),
+    /// RESP3's `=n`: its bytes, `txt:` included.
+    Verbatim(Vec<u8>),
 }
 
 use Reply::{Array, Bulk, Error, Int, Status};
@@ -160,7 +166,7 @@ impl Client {
             "+" => Status(rest.to_string()),
             "-" => Error(rest.to_string()),
             ":" => Int(number()?),
-            "$" => match number()? {
+            "$" | "=" => match number()? {
                 -1 => Bulk(None),
                 len => {
                     let len = len as usize;
@@ -169,14 +175,22 @@ impl Client {
                     }
                     let value = self.buf[..len].to_vec();
                     self.buf.drain(..len + 2);
-                    Bulk(Some(value))
+                    match kind {
+                        "$" => Bulk(Some(value)),
+                        _ => Reply::Verbatim(value),
+                    }
                 }
             },
-            "*" => {
-                let n = number()?;
+            "*" | "%" => {
+                let n = number()? * if kind == "%" { 2 } else { 1 };
                 let items = (0..n).map(|_| self.read_reply());
-                Array(items.collect::<io::Result<_>>()?)
+                let items = items.collect::<io::Result<_>>()?;
+                match kind {
+                    "*" => Array(items),
+                    _ => Reply::Map(items),
+                }
             }
+            "_" => Reply::Null,
             _ => return Err(bad("not a reply")),
         })
     }
@@ -783,14 +797,17 @@ fn masked(reply: Reply) -> Reply {
             assert!(id > 0, "an id is positive: {id}");
             Int(0)
         }
-        Array(mut items) if items.len() == 14 => {
+        Array(mut items) | Reply::Map(mut items) if items.len() == 14 => {
             assert_eq!(items[2], bulk("version"));
             assert!(matches!(items[3], Bulk(Some(_))), "version: {:?}", items[3]);
             items[3] = bulk("*");
             assert_eq!(items[6], bulk("id"));
             assert!(matches!(items[7], Int(id) if id > 0), "id: {:?}", items[7]);
             items[7] = Int(0);
-            Array(items)
+            match items[5] {
+                Int(3) => Reply::Map(items),
+                _ => Array(items),
+            }
         }
         other => other,
     }
@@ -815,6 +832,78 @@ fn hello_masked() -> Reply {
         Array(vec![]),
     ];
     Array(fields.to_vec())
+}
+
+/// HELLO's RESP3 reply (a map), masked (see [`masked`]).
+fn hello3_masked() -> Reply {
+    let Array(mut fields) = hello_masked() else {
+        unreachable!("an array")
+    };
+    fields[5] = Int(3);
+    Reply::Map(fields)
+}
+
+/// After `HELLO 3`, RESP3: nulls as `_`, HELLO's and CONFIG GET's maps, INFO's verbatim
+/// text; the other replies as in RESP2; `HELLO 2` goes back — as redis-server 7.0.15
+/// answers, byte for byte but for HELLO's id and version (see [`masked`]).
+#[test]
+fn resp3_replies_as_redis_does() {
+    use Reply::{Map, Null, Verbatim};
+    let cases: Vec<(&str, Reply)> = vec![
+        ("HELLO 3", hello3_masked()),
+        ("GET nope", Null),
+        ("SET a 1", ok()),
+        ("MGET nope a", arr(&[Null, bulk("1")])),
+        ("CLIENT GETNAME", Null),
+        ("SET x 1 GET", Null),
+        ("SET x 2 GET", bulk("1")),
+        ("SET a 1 NX", Null),
+        ("GETDEL nope", Null),
+        ("GETSET nope 1", Null),
+        ("CONFIG GET save", Map(vec![bulk("save"), bulk("")])),
+        ("CONFIG GET nothing", Map(vec![])),
+        ("FLUSHDB", ok()),
+        ("INFO keyspace", Verbatim(b"txt:# Keyspace\r\n".to_vec())),
+        ("SET a 1", ok()),
+        (
+            "INFO keyspace",
+            Verbatim(b"txt:# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n".to_vec()),
+        ),
+        ("MULTI", ok()),
+        ("GET nope", status("QUEUED")),
+        ("INCR a", status("QUEUED")),
+        ("EXEC", arr(&[Null, Int(2)])),
+        ("TTL nope", Int(-2)),
+        ("TYPE nope", status("none")),
+        ("SCAN 0 MATCH nope", arr(&[bulk("0"), arr(&[])])),
+        ("PING", status("PONG")),
+        ("HELLO", hello3_masked()),
+        (
+            "HELLO 3 SETNAME",
+            err("ERR Syntax error in HELLO option 'SETNAME'"),
+        ),
+        ("HELLO 4", err("NOPROTO unsupported protocol version")),
+        ("GET nope", Null),
+        ("HELLO 2", hello_masked()),
+        ("GET nope", Bulk(None)),
+        ("HELLO 3 SETNAME me", hello3_masked()),
+        ("CLIENT GETNAME", bulk("me")),
+        ("CLIENT SETNAME", wrong_args("client|setname")),
+    ];
+    let run = |c: &mut Client, who: &str| {
+        for (command, expected) in &cases {
+            let mut reply = c.cmd(command);
+            if command.starts_with("HELLO") {
+                reply = masked(reply);
+            }
+            assert_eq!(&reply, expected, "{who}: {command}");
+        }
+    };
+    let server = start(&[]);
+    run(&mut Client::new(&server), "kv_server");
+    if let Some(redis) = RedisServer::start() {
+        run(&mut redis.client(), "redis-server");
+    }
 }
 
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
@@ -910,8 +999,7 @@ fn client_and_hello_reply_as_redis_does() {
     let server = start(&[]);
     let mut c = Client::new(&server);
     run(&mut c, "kv_server");
-    // kv_server's own: HELLO's version is INFO's, its id CLIENT ID's; RESP3 is not spoken
-    // (redis-server speaks it).
+    // kv_server's own: HELLO's version is INFO's, its id CLIENT ID's.
     let id = client_id(&mut c);
     let Array(items) = c.cmd("HELLO") else {
         panic!("HELLO: not an array")
@@ -919,8 +1007,6 @@ fn client_and_hello_reply_as_redis_does() {
     assert_eq!(items[3], bulk("7.0.0"));
     assert_eq!(field_of(&info(&mut c, "server"), "redis_version"), "7.0.0");
     assert_eq!(items[7], Int(id), "HELLO's id is CLIENT ID's");
-    assert_eq!(c.cmd("HELLO 3"), no_proto());
-    assert_eq!(c.cmd("HELLO 3 SETNAME x"), no_proto());
     if let Some(redis) = RedisServer::start() {
         run(&mut redis.client(), "redis-server");
     }
@@ -1625,6 +1711,34 @@ assert r.type("a") == b"string" and r.type("nope") == b"none"
 seconds, micros = r.time()
 assert seconds > 1_600_000_000 and 0 <= micros < 1_000_000
 assert r0.dbsize() == 1
+"#,
+    );
+}
+
+/// redis-py 8 asks for RESP3 (`HELLO 3`) on every connection and, from a server that refuses
+/// it, falls back to RESP2 with a warning logged each time: kv_server speaks RESP3, so a
+/// client with redis-py's defaults connects with no warning, in RESP3, and its replies parse
+/// (a nil, INFO's text, CONFIG GET's map). Skipped if redis-py is not installed.
+#[test]
+fn redis_py_connects_in_resp3_without_a_warning() {
+    run_redis_py(
+        r#"
+import logging, sys, redis
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+logging.getLogger("redis").addHandler(Keep(level=logging.WARNING))
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), socket_timeout=10)
+assert r.ping()
+hello = r.execute_command("HELLO")
+assert hello[b"proto"] == 3, hello
+assert r.get("nope") is None
+assert r.set("a", "1") and r.get("a") == b"1"
+assert r.info("keyspace") == {"db0": {"keys": 1, "expires": 0, "avg_ttl": 0}}, r.info("keyspace")
+assert r.config_get("save") == {"save": ""}, r.config_get("save")
+warnings = [rec.getMessage() for rec in records]
+assert not warnings, warnings
 "#,
     );
 }

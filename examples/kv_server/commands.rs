@@ -14,7 +14,9 @@
 //! set smaller). Redis has no such limit for ordinary clients. GET, ECHO and PING reply with
 //! at most one argument's worth (`--max-bulk`), which `--max-output` must leave room for.
 
-use crate::resp::{self, array, bulk, error, integer, null, ok, parse_i64, Args, Batch, Sink};
+use crate::resp::{
+    self, array, bulk, error, integer, map, null, ok, parse_i64, Args, Batch, Resp3, Sink,
+};
 use crate::store::{Clock, Found, Locked, Session, Shard, DATABASES};
 use crate::{glob, info};
 
@@ -50,6 +52,8 @@ pub struct Client {
     multi: Option<Transaction>,
     /// The most bytes a transaction may queue (`--max-request`).
     max_queued: usize,
+    /// Replies in RESP3 (`HELLO 3`), not RESP2.
+    resp3: bool,
 }
 
 impl Client {
@@ -62,6 +66,7 @@ impl Client {
             db: 0,
             multi: None,
             max_queued,
+            resp3: false,
         }
     }
 
@@ -97,7 +102,11 @@ pub fn execute(
         queue(name, cmd, client, out);
         return Flow::Continue;
     }
-    match dispatch(name, cmd, db, out, client, max_reply) {
+    let ran = match client.resp3 {
+        false => dispatch(name, cmd, db, out, client, max_reply),
+        true => dispatch(name, cmd, db, &mut Resp3(out), client, max_reply),
+    };
+    match ran {
         Some(flow) => {
             db.count_command();
             flow
@@ -966,11 +975,11 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 /// `INFO [section ...]`: see `info.rs`.
 fn info(cmd: Args<'_>, db: &mut Session<'_>, out: &mut impl Sink, max_reply: usize) -> Flow {
     let text = info::render(cmd, db);
-    let size = resp::bulk_size(text.len());
+    let size = resp::text_size(out, text.len());
     if size > max_reply {
         return too_large(out, size, max_reply);
     }
-    bulk(out, text.as_bytes());
+    resp::text(out, text.as_bytes());
     Flow::Continue
 }
 
@@ -998,11 +1007,11 @@ fn config(cmd: Args<'_>, out: &mut impl Sink, max_reply: usize) -> Option<Flow> 
             size = size.saturating_add(resp::bulk_size(name.len()) + resp::bulk_size(value.len()));
         }
     }
-    let size = size.saturating_add(resp::array_size(2 * known));
+    let size = size.saturating_add(resp::array_size(2 * known)); // a map's header is no larger
     if size > max_reply {
         return Some(too_large(out, size, max_reply));
     }
-    array(out, 2 * known);
+    map(out, known);
     for name in cmd.iter(2) {
         if let Some(value) = value(name) {
             bulk(out, name);
@@ -1086,14 +1095,16 @@ fn set_name(client: &mut Client, name: &[u8], out: &mut impl Sink) -> bool {
     true
 }
 
-/// `HELLO [protover [AUTH username password] [SETNAME name]]`, RESP2 only: Redis 7.0's reply
-/// for protocol 2 (the id is `CLIENT ID`'s, the version `INFO`'s), and its errors; any other
-/// version is `-NOPROTO`, as Redis answers one it does not speak. The options are taken in
+/// `HELLO [protover [AUTH username password] [SETNAME name]]`: switches the connection to
+/// RESP2 or RESP3 and answers Redis 7.0's reply, a map (an array in RESP2) in the protocol
+/// asked for (the id is `CLIENT ID`'s, the version `INFO`'s), and its errors; without a
+/// version, the protocol stays; any other version is `-NOPROTO`, as Redis answers it. The options are taken in
 /// order, as Redis takes them, each acting at once (a name is set even if a later option is a
 /// syntax error); `AUTH` succeeds for the user `default`, with any password, as with Redis's
 /// default configuration (no password), and fails for any other user. The syntax error
 /// echoes the option whole, as Redis does, so it is sized first.
 fn hello(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink, max_reply: usize) -> Flow {
+    let mut resp3 = client.resp3;
     if cmd.len() >= 2 {
         match parse_i64(cmd.get(1)) {
             None => {
@@ -1103,7 +1114,7 @@ fn hello(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink, max_reply: usi
                 );
                 return Flow::Continue;
             }
-            Some(2) => {}
+            Some(version @ (2 | 3)) => resp3 = version == 3,
             Some(_) => {
                 error(out, "NOPROTO unsupported protocol version");
                 return Flow::Continue;
@@ -1140,13 +1151,15 @@ fn hello(cmd: Args<'_>, client: &mut Client, out: &mut impl Sink, max_reply: usi
             return Flow::Continue;
         }
     }
-    array(out, 14);
+    // The options were all right: the protocol asked for is the client's from this reply on.
+    client.resp3 = resp3;
+    out.put(if resp3 { b"%7\r\n" } else { b"*14\r\n" }); // a map
     bulk(out, b"server");
     bulk(out, b"redis");
     bulk(out, b"version");
     bulk(out, info::REDIS_VERSION.as_bytes());
     bulk(out, b"proto");
-    integer(out, 2);
+    integer(out, if resp3 { 3 } else { 2 });
     bulk(out, b"id");
     integer(out, client.id as i64);
     bulk(out, b"mode");

@@ -1,4 +1,5 @@
-//! A key-value server speaking the Redis protocol (RESP2), on selectloop: `redis-cli`,
+//! A key-value server speaking the Redis protocol (RESP2, and RESP3 after `HELLO 3`), on
+//! selectloop: `redis-cli`,
 //! `redis-benchmark` and Redis client libraries talk to it. Strings only, in memory, no
 //! persistence. Runs wherever selectloop does; Ctrl-C or SIGTERM stops it cleanly and reports
 //! how many connections it closed.
@@ -27,9 +28,11 @@
 //! 0 to 15, as Redis by default), `MULTI`, `EXEC`, `DISCARD` (see Transactions below),
 //! `TYPE key` (`string` or `none`), `TIME`, `INFO [section ...]`, `CLIENT SETNAME name` (the connection's; empty clears it; only bytes
 //! `!` to `~`), `CLIENT GETNAME`, `CLIENT ID` (unique, increasing across the loops of
-//! `--threads`), `HELLO [2 [AUTH user password] [SETNAME name]]` (Redis's RESP2 handshake
-//! reply, its `version` INFO's `7.0.0` and its `id` `CLIENT ID`'s; any other protocol version
-//! is `-NOPROTO unsupported protocol version`, RESP3 included; `AUTH` succeeds for the user
+//! `--threads`), `HELLO [2 | 3 [AUTH user password] [SETNAME name]]` (Redis's handshake
+//! reply, its `version` INFO's `7.0.0` and its `id` `CLIENT ID`'s; `HELLO 3` switches the
+//! connection to RESP3, as redis-py 8 asks on every connection: nulls are `_`, `HELLO`'s and
+//! `CONFIG GET`'s replies maps, `INFO`'s a verbatim text, the rest as in RESP2; any other
+//! version is `-NOPROTO unsupported protocol version`; `AUTH` succeeds for the user
 //! `default`, with any password, as in a Redis without a password),
 //! `QUIT` (replies `+OK`, then closes once the replies are written); and for the tools'
 //! start-up, `COMMAND` (an empty array: no command table) and `CONFIG GET` (`save` is empty

@@ -752,6 +752,27 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// `commands.rs` on replies too large).
 pub trait Sink {
     fn put(&mut self, bytes: &[u8]);
+
+    /// Whether the replies are RESP3's (the client said `HELLO 3`): a null, a map and a
+    /// verbatim string are written differently ([`null`], [`map`], [`text`]); everything else
+    /// is the same in both.
+    fn resp3(&self) -> bool {
+        false
+    }
+}
+
+/// A sink whose replies are RESP3's (see [`Sink::resp3`]).
+pub struct Resp3<'a, S>(pub &'a mut S);
+
+impl<S: Sink> Sink for Resp3<'_, S> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.put(bytes);
+    }
+
+    fn resp3(&self) -> bool {
+        true
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -822,9 +843,33 @@ pub fn bulk(out: &mut impl Sink, bytes: &[u8]) {
     out.put(b"\r\n");
 }
 
-/// `$-1`: no value.
+/// No value: `$-1` (RESP3: `_`).
 pub fn null(out: &mut impl Sink) {
-    out.put(b"$-1\r\n");
+    out.put(if out.resp3() { b"_\r\n" } else { b"$-1\r\n" });
+}
+
+/// A map of the `n` key-value pairs that follow: `%n` (RESP2: an array of `2n` replies).
+pub fn map(out: &mut impl Sink, n: usize) {
+    match out.resp3() {
+        true => header(out, b'%', n as i64),
+        false => array(out, 2 * n),
+    }
+}
+
+/// A text (`INFO`'s): a bulk string (RESP3: a verbatim string of format `txt`).
+pub fn text(out: &mut impl Sink, text: &[u8]) {
+    if !out.resp3() {
+        return bulk(out, text);
+    }
+    header(out, b'=', text.len() as i64 + 4);
+    out.put(b"txt:");
+    out.put(text);
+    out.put(b"\r\n");
+}
+
+/// The bytes of [`text`]'s reply for a text of `len` bytes.
+pub fn text_size(out: &impl Sink, len: usize) -> usize {
+    bulk_size(len.saturating_add(if out.resp3() { 4 } else { 0 }))
 }
 
 /// `*n`: an array of the `n` replies that follow.
