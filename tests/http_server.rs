@@ -6,7 +6,9 @@
 //! header and idle timeouts, several loops, clients that misbehave (garbage, half-close, reset,
 //! never reading), the descriptor limit, and `--status`: nginx's stub_status page, its counts,
 //! read by curl and compared with nginx's own; and file replies compared with nginx's (each
-//! when installed).
+//! when installed). The real `curl`, when installed, drives ranges, conditional requests by
+//! date and by ETag, `--path-as-is` paths, `https://` to the plain port, duplicate
+//! `Content-Length` and the header field limit too.
 //!
 //! Each example is built on first use (`common::example_binary`), so this file runs alone too:
 //! `cargo test --test http_server`.
@@ -1001,11 +1003,6 @@ fn ranges_get_206_or_416_and_stream_from_the_offset() {
 
 #[test]
 fn curl_resumes_a_partial_download() {
-    let curl = std::process::Command::new("curl").arg("--version").output();
-    if !curl.is_ok_and(|out| out.status.success()) {
-        eprintln!("skipped: curl is not installed");
-        return;
-    }
     let fx = Fixture::start(&[]);
     let whole = pattern(BIG);
     let dir = TempDir::new();
@@ -1013,22 +1010,17 @@ fn curl_resumes_a_partial_download() {
     let have = 3 * (1 << 20) + 12_345;
     fs::write(&file, &whole[..have]).unwrap();
     let url = format!("http://{}/static/big.bin", fx.server.addr());
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            &TIMEOUT.as_secs().to_string(),
-            "-C",
-            "-",
-            "-o",
-        ])
-        .arg(&file)
-        .arg(&url)
-        .arg("-w")
-        .arg("%{http_code} %{size_download}")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run curl");
+    let Some(out) = curl(&[
+        "-C",
+        "-",
+        "-o",
+        utf8(&file),
+        &url,
+        "-w",
+        "%{http_code} %{size_download}",
+    ]) else {
+        return;
+    };
     assert!(out.status.success(), "curl -C - {url}: {out:?}");
     let written = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -1039,6 +1031,316 @@ fn curl_resumes_a_partial_download() {
     let got = fs::read(&file).unwrap();
     assert_eq!(got.len(), BIG, "the resumed file's length");
     assert!(got == whole, "the resumed file differs from big.bin");
+}
+
+// --- Driven by the real curl -------------------------------------------------------------------
+
+/// Runs the real `curl` with `args` after `-sS --max-time <TIMEOUT>` (quiet but for errors,
+/// and bounded; a `--max-time` in `args` overrides it), its stdin null, and returns what it
+/// did; `None`, saying on stderr that the test is skipped, if curl is not installed.
+fn curl(args: &[&str]) -> Option<std::process::Output> {
+    let run = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", &TIMEOUT.as_secs().to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match run {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            eprintln!("skipped: curl is not installed");
+            None
+        }
+        Err(e) => panic!("run curl: {e}"),
+    }
+}
+
+/// `path` as an argument for curl (the temporary paths are UTF-8, as [`Fixture`] requires).
+fn utf8(path: &std::path::Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+/// What a curl run by [`fetch`] got: its HTTP status (`%{http_code}`), the head it received
+/// (`-D`), the body it wrote (`-o`; `None` if it wrote no file, as for a 304), and what it
+/// said on stderr (with `-v`, its trace).
+struct Fetched {
+    what: String,
+    status: u16,
+    head: String,
+    body: Option<Vec<u8>>,
+    stderr: String,
+}
+
+impl Fetched {
+    /// The value of the header `name` in the head received.
+    fn header(&self, name: &str) -> Option<&str> {
+        let mut lines = self.head.lines().skip(1); // the status line
+        lines.find_map(|line| {
+            let (n, value) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    /// The header lines curl says it sent (with `-v`, its trace's `> Name: value` lines).
+    fn sent_headers(&self) -> Vec<&str> {
+        let sent = self.stderr.lines().filter_map(|l| l.strip_prefix("> "));
+        sent.filter(|line| line.contains(": ")).collect()
+    }
+}
+
+/// Runs `curl -D HEAD -o BODY -w '%{http_code}' ARGS... URL`, HEAD and BODY files `name.head`
+/// and `name.body` in `dir` (any left by an earlier run removed first), and checks that curl
+/// succeeded (exit status 0: the HTTP status is not an error to curl without `-f`); `None` if
+/// curl is not installed.
+#[track_caller]
+fn fetch(dir: &TempDir, name: &str, url: &str, args: &[&str]) -> Option<Fetched> {
+    let head = dir.0.join(format!("{name}.head"));
+    let body = dir.0.join(format!("{name}.body"));
+    let _ = fs::remove_file(&head);
+    let _ = fs::remove_file(&body);
+    let mut all = vec!["-D", utf8(&head), "-o", utf8(&body), "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    all.push(url);
+    let what = format!("curl {}", args.join(" "));
+    let out = curl(&all)?;
+    assert!(out.status.success(), "{what} {url}: {out:?}");
+    let status = String::from_utf8_lossy(&out.stdout);
+    let status = status
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: not an HTTP status: {status:?}"));
+    Some(Fetched {
+        what,
+        status,
+        head: fs::read_to_string(&head).unwrap_or_default(),
+        body: fs::read(&body).ok(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `curl -r`: one range of big.bin gets a 206 with that range's bytes and its Content-Range,
+/// from the start and to the end; a range starting at the end is a 416 with the size. What
+/// `ranges_get_206_or_416_and_stream_from_the_offset` checks, seen by a real client.
+#[test]
+fn curl_gets_single_ranges() {
+    let fx = Fixture::start(&[]);
+    let dir = TempDir::new();
+    let url = format!("http://{}/static/big.bin", fx.server.addr());
+    let whole = pattern(BIG);
+    let Some(first) = fetch(&dir, "first", &url, &["-r", "0-9"]) else {
+        return;
+    };
+    assert_eq!(first.status, 206, "{}: {}", first.what, first.head);
+    let range = format!("bytes 0-9/{BIG}");
+    assert_eq!(first.header("content-range"), Some(range.as_str()));
+    assert_eq!(first.body.as_deref(), Some(&whole[..10]), "{}", first.what);
+
+    let tail = fetch(&dir, "tail", &url, &["-r", "5-"]).expect("curl");
+    assert_eq!(tail.status, 206, "{}: {}", tail.what, tail.head);
+    let range = format!("bytes 5-{}/{BIG}", BIG - 1);
+    assert_eq!(tail.header("content-range"), Some(range.as_str()));
+    let body = tail.body.expect("the tail written");
+    assert!(body[..] == whole[5..], "{}: the wrong bytes", tail.what);
+
+    let past = BIG.to_string() + "-";
+    let beyond = fetch(&dir, "beyond", &url, &["-r", &past]).expect("curl");
+    assert_eq!(beyond.status, 416, "{}: {}", beyond.what, beyond.head);
+    let range = format!("bytes */{BIG}");
+    assert_eq!(beyond.header("content-range"), Some(range.as_str()));
+    let body = beyond.body.unwrap_or_default();
+    assert!(body.len() < 1024, "{}: {} bytes", beyond.what, body.len());
+}
+
+/// `curl -R` gives the file it writes the server's `Last-Modified`; `curl -z FILE` sends that
+/// date as If-Modified-Since and gets a 304 (no body, no file written); `-z` with a date
+/// before the file's gets it (200). curl itself drops a 200 whose Last-Modified is not newer
+/// than the `-z` date: the status, not just the file, shows the 304.
+#[test]
+fn curl_conditional_requests_by_date() {
+    let fx = Fixture::start(&[]);
+    let dir = TempDir::new();
+    let url = format!("http://{}/static/small.txt", fx.server.addr());
+    let Some(first) = fetch(&dir, "first", &url, &["-R"]) else {
+        return;
+    };
+    assert_eq!(first.status, 200, "{}: {}", first.what, first.head);
+    assert_eq!(first.body.as_deref(), Some(SMALL_TEXT));
+    let saved = dir.0.join("first.body");
+    let mtime = fs::metadata(&saved).unwrap().modified().unwrap();
+    let expected = std::time::UNIX_EPOCH + Duration::from_secs(MTIME);
+    assert_eq!(mtime, expected, "curl -R: the file's time is Last-Modified");
+
+    let again = fetch(&dir, "again", &url, &["-z", utf8(&saved)]).expect("curl");
+    assert_eq!(again.status, 304, "{}: {}", again.what, again.head);
+    assert_eq!(again.header("last-modified"), Some(MTIME_DATE));
+    let body = again.body.unwrap_or_default();
+    assert!(body.is_empty(), "{}: a body: {body:?}", again.what);
+
+    let before = "Sat, 01 Jan 2000 00:00:00 GMT";
+    let older = fetch(&dir, "older", &url, &["-z", before]).expect("curl");
+    assert_eq!(older.status, 200, "{}: {}", older.what, older.head);
+    assert_eq!(older.body.as_deref(), Some(SMALL_TEXT), "{}", older.what);
+}
+
+/// `curl --etag-save` keeps the ETag, `--etag-compare` sends it as If-None-Match: a 304 while
+/// the file is the same; once it is rewritten (another size, so another ETag), a 200 with
+/// the new bytes.
+#[test]
+fn curl_etag_save_and_compare() {
+    let fx = Fixture::start(&[]);
+    let dir = TempDir::new();
+    let url = format!("http://{}/static/small.txt", fx.server.addr());
+    let etag = dir.0.join("etag");
+    let etag = utf8(&etag);
+    let Some(first) = fetch(&dir, "first", &url, &["--etag-save", etag]) else {
+        return;
+    };
+    assert_eq!(first.status, 200, "{}: {}", first.what, first.head);
+    assert_eq!(first.body.as_deref(), Some(SMALL_TEXT));
+    assert_eq!(fs::read_to_string(etag).unwrap().trim(), SMALL_ETAG);
+
+    let same = fetch(&dir, "same", &url, &["--etag-compare", etag]).expect("curl");
+    assert_eq!(same.status, 304, "{}: {}", same.what, same.head);
+    assert_eq!(same.header("etag"), Some(SMALL_ETAG));
+    let body = same.body.unwrap_or_default();
+    assert!(body.is_empty(), "{}: a body: {body:?}", same.what);
+
+    let changed = b"a small static file, rewritten longer\n";
+    fs::write(fx.root.join("small.txt"), changed).unwrap();
+    let new = fetch(&dir, "new", &url, &["--etag-compare", etag]).expect("curl");
+    assert_eq!(new.status, 200, "{}: {}", new.what, new.head);
+    assert_ne!(new.header("etag"), Some(SMALL_ETAG), "{}", new.what);
+    assert_eq!(new.body.as_deref(), Some(&changed[..]), "{}", new.what);
+}
+
+/// `curl --path-as-is` sends dot segments and double slashes unresolved (its trace shows the
+/// request line): the server resolves them as nginx does and serves big.bin whole; a path
+/// that climbs above the root is a 400, as in the raw test
+/// (`dot_segments_and_double_slashes_are_resolved_as_nginx_does`), and never a file's bytes.
+#[test]
+fn curl_path_as_is_is_normalised_as_nginx_does() {
+    let fx = Fixture::start(&[]);
+    let dir = TempDir::new();
+    let base = format!("http://{}", fx.server.addr());
+    let whole = pattern(BIG);
+    for (i, path) in [
+        "/static/big.bin",
+        "/static/./big.bin",
+        "/static//big.bin",
+        "/static/sub/../big.bin",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = format!("{base}{path}");
+        let args = ["--path-as-is", "-v"];
+        let Some(got) = fetch(&dir, &format!("ok{i}"), &url, &args) else {
+            return;
+        };
+        // Without --path-as-is, curl would resolve the dot segments itself.
+        let line = format!("> GET {path} HTTP/1.1");
+        assert!(
+            got.stderr.contains(&line),
+            "not sent as is:\n{}",
+            got.stderr
+        );
+        assert_eq!(got.status, 200, "{path}: {}", got.head);
+        let body = got.body.expect("the file written");
+        assert!(body == whole, "{path}: not big.bin's bytes");
+    }
+    for (i, path) in [
+        "/static/../../etc/passwd",
+        "/static/../../secret.txt",
+        "/static/sub/../../../secret.txt",
+        "/../static/big.bin",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = format!("{base}{path}");
+        let got = fetch(&dir, &format!("above{i}"), &url, &["--path-as-is"]).expect("curl");
+        assert_eq!(got.status, 400, "{path}: {}", got.head);
+        assert_eq!(got.header("connection"), Some("close"), "{path}");
+        let body = got.body.unwrap_or_default();
+        assert!(
+            body.len() < 1024 && !body.windows(SECRET.len()).any(|w| w == SECRET),
+            "{path}: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+    }
+}
+
+/// `curl https://` to the plain port: the server answers the ClientHello's first byte with a
+/// 400 and closes, so curl fails its TLS handshake (exit 35, or 56 where a TLS library reports
+/// the close as a receive failure) at once. The server waits 60 s for a head, curl 30 s: were
+/// the ClientHello left to the header timeout, curl would give up first (28) and fail the test.
+#[test]
+fn curl_https_to_the_plain_port_fails_at_once() {
+    let fx = Fixture::start(&["--header-timeout", "60"]);
+    let url = format!("https://{}/", fx.server.addr());
+    let Some(out) = curl(&["--max-time", "30", "-w", "%{http_code}", &url]) else {
+        return;
+    };
+    assert!(
+        matches!(out.status.code(), Some(35 | 56)),
+        "curl {url}: not a TLS failure: {out:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "000", "no HTTP reply");
+    let dir = TempDir::new();
+    let plain = format!("http://{}/", fx.server.addr());
+    let hello = fetch(&dir, "hello", &plain, &[]).expect("curl");
+    assert_eq!(
+        (hello.status, hello.body.as_deref()),
+        (200, Some(HELLO)),
+        "the server goes on"
+    );
+}
+
+/// Two `Content-Length: 0` lines (curl sends both, as its trace shows): a 400 that closes,
+/// against request smuggling, even though they agree.
+#[test]
+fn curl_duplicate_content_lengths_get_400() {
+    let fx = Fixture::start(&[]);
+    let dir = TempDir::new();
+    let url = format!("http://{}/", fx.server.addr());
+    let length = "Content-Length: 0";
+    let Some(got) = fetch(&dir, "twice", &url, &["-v", "-H", length, "-H", length]) else {
+        return;
+    };
+    let sent = got.sent_headers();
+    let lengths = sent.iter().filter(|&&h| h == length).count();
+    assert_eq!(lengths, 2, "curl merged the two: {sent:?}");
+    assert_eq!(got.status, 400, "{}", got.head);
+    assert_eq!(got.header("connection"), Some("close"), "{}", got.head);
+}
+
+/// Header fields counted (`request::MAX_HEADERS`, 100): curl's own `User-Agent` and `Accept`
+/// removed (`-H 'Name:'`), so that its `Host` and N `X-N: v` lines are the head's N + 1 fields
+/// (its trace shows them): 99 pass, 100 and 101 get a 431. With curl's defaults, 97 would be
+/// the most that pass.
+#[test]
+fn curl_with_too_many_header_fields_gets_431() {
+    let fx = Fixture::start(&[]);
+    let dir = TempDir::new();
+    let url = format!("http://{}/", fx.server.addr());
+    for (extra, status) in [(99, 200), (100, 431), (101, 431)] {
+        let mut args = vec!["-v", "-H", "User-Agent:", "-H", "Accept:"];
+        for _ in 0..extra {
+            args.extend(["-H", "X-N: v"]);
+        }
+        let Some(got) = fetch(&dir, &format!("fields{extra}"), &url, &args) else {
+            return;
+        };
+        let sent = got.sent_headers();
+        assert_eq!(
+            sent.len(),
+            extra + 1,
+            "{extra} X-N lines and Host: {sent:?}"
+        );
+        assert_eq!(got.status, status, "{} fields: {}", extra + 1, got.head);
+        match status {
+            200 => assert_eq!(got.body.as_deref(), Some(HELLO)),
+            _ => assert_eq!(got.header("connection"), Some("close"), "{}", got.head),
+        }
+    }
 }
 
 // --- Timeouts ----------------------------------------------------------------------------------
@@ -1616,18 +1918,11 @@ fn the_status_counts_cover_every_loop() {
 
 #[test]
 fn curl_reads_the_status_page() {
-    let curl = std::process::Command::new("curl").arg("--version").output();
-    if !curl.is_ok_and(|out| out.status.success()) {
-        eprintln!("skipped: curl is not installed");
-        return;
-    }
     let fx = Fixture::start(&["--status", STATUS]);
     let url = format!("http://{}{STATUS}", fx.server.addr());
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", &TIMEOUT.as_secs().to_string(), &url])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run curl");
+    let Some(out) = curl(&[&url]) else {
+        return;
+    };
     assert!(out.status.success(), "curl {url}: {out:?}");
     let page = parse_stub_status(&out.stdout).unwrap_or_else(|e| panic!("curl {url}: {e}"));
     assert_eq!(page, lone_client());
