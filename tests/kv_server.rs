@@ -759,29 +759,43 @@ fn new_commands_count_in_info_as_in_redis() {
         "INCRBY a",       // refused before it runs: not counted
         "EXPIRE a 1 FOO", // runs: counted
     ];
-    let counts = |c: &mut Client| {
-        for command in commands {
-            c.cmd(command);
-        }
-        let text = info(c, "stats");
-        [
-            "total_commands_processed",
-            "keyspace_hits",
-            "keyspace_misses",
-        ]
-        .map(|name| number_of(&text, name))
-    };
-    let server = start(&[]);
-    let got = counts(&mut Client::new(&server));
     // GETDEL b, GETSET c 2, STRLEN a, PTTL c, SET c 3 GET, SET d 4 NX GET: hits;
     // STRLEN nope2, GETDEL b, GETSET c 1, PTTL nope3, SET d 3 GET: misses.
+    let fields = [
+        "total_commands_processed",
+        "keyspace_hits",
+        "keyspace_misses",
+    ];
+    check_counts_against_redis(&commands.map(split), &fields, &[21, 6, 5]);
+}
+
+/// Runs `commands` on a fresh kv_server, then reads `fields` of its INFO stats, which must be
+/// `expected`; and, if redis-server is installed, the same on a fresh one, which must give the
+/// same figures: kv_server counts as Redis counts.
+#[track_caller]
+fn check_counts_against_redis(commands: &[Vec<&[u8]>], fields: &[&str], expected: &[u64]) {
+    let counts = |c: &mut Client| {
+        for args in commands {
+            c.cmd_args(args);
+        }
+        let text = info(c, "stats");
+        fields
+            .iter()
+            .map(|name| number_of(&text, name))
+            .collect::<Vec<_>>()
+    };
+    let server = start(&[]);
     assert_eq!(
-        got,
-        [21, 6, 5],
-        "total_commands_processed, keyspace_hits, _misses"
+        counts(&mut Client::new(&server)),
+        expected,
+        "kv_server: {fields:?}"
     );
     if let Some(redis) = RedisServer::start() {
-        assert_eq!(counts(&mut redis.client()), got, "redis-server's counts");
+        assert_eq!(
+            counts(&mut redis.client()),
+            expected,
+            "redis-server: {fields:?}"
+        );
     }
 }
 
@@ -1119,18 +1133,8 @@ fn client_and_hello_count_in_info_as_in_redis() {
         &[b"HELLO", b"2", b"FOO"],              // runs
         &[b"HELLO", b"2", b"AUTH", b"a", b"b"], // runs
     ];
-    let count = |c: &mut Client| {
-        for args in commands {
-            c.cmd_args(args);
-        }
-        number_of(&info(c, "stats"), "total_commands_processed")
-    };
-    let server = start(&[]);
-    let got = count(&mut Client::new(&server));
-    assert_eq!(got, 10, "total_commands_processed");
-    if let Some(redis) = RedisServer::start() {
-        assert_eq!(count(&mut redis.client()), got, "redis-server's count");
-    }
+    let commands: Vec<Vec<&[u8]>> = commands.iter().map(|args| args.to_vec()).collect();
+    check_counts_against_redis(&commands, &["total_commands_processed"], &[10]);
 }
 
 // --- Databases, transactions, KEYS and SCAN ---------------------------------------------------
@@ -1334,18 +1338,7 @@ fn transactions_count_in_info_as_in_redis() {
         "MULTI", "SET a 1", "INCR a", "GET", "EXEC", // refused GET: EXECABORT
         "MULTI", "SET a 1", "INCR a", "INCR a", "EXEC", "EXEC", "DISCARD", "MULTI", "DISCARD",
     ];
-    let count = |c: &mut Client| {
-        for command in commands {
-            c.cmd(command);
-        }
-        number_of(&info(c, "stats"), "total_commands_processed")
-    };
-    let server = start(&[]);
-    let got = count(&mut Client::new(&server));
-    assert_eq!(got, 11, "total_commands_processed");
-    if let Some(redis) = RedisServer::start() {
-        assert_eq!(count(&mut redis.client()), got, "redis-server's count");
-    }
+    check_counts_against_redis(&commands.map(split), &["total_commands_processed"], &[11]);
 }
 
 /// A transaction of `--max-request` bytes or more is refused (the command that would pass it
