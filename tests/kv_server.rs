@@ -1392,6 +1392,36 @@ fn an_exec_reply_over_max_output_is_refused_whole() {
     assert_eq!(c.cmd("EXEC"), arr(&[both.clone(), both]));
 }
 
+/// KEYS and SCAN replies are bounded as any reply: keys whose names together pass the limit
+/// get one error, not a cut array, and the client stays in step.
+#[test]
+fn keys_and_scan_replies_over_max_output_are_refused_whole() {
+    // A reply may take the cap less the 1 MiB high-water mark: 256 KiB here.
+    let server = start(&["--max-bulk", "100000", "--max-output", "1310720"]);
+    let mut c = Client::new(&server);
+    let names: Vec<String> = (0..3)
+        .map(|i| format!("{i}{}", "k".repeat(99_990)))
+        .collect();
+    for name in &names {
+        assert_eq!(c.cmd(&format!("SET {name} v")), ok());
+    }
+    for command in ["KEYS *", "SCAN 0 COUNT 10"] {
+        match c.cmd(command) {
+            Reply::Error(e) => assert!(e.contains("over the 262144-byte limit"), "{e}"),
+            other => panic!(
+                "{command}: a reply over the limit was sent: {}",
+                brief(&other)
+            ),
+        }
+    }
+    assert_eq!(c.cmd(&format!("DEL {}", names[2])), Int(1));
+    let Array(keys) = c.cmd("KEYS *") else {
+        panic!("KEYS: not an array");
+    };
+    assert_eq!(keys.len(), 2, "two keys fit");
+    assert_eq!(c.cmd("PING"), status("PONG"));
+}
+
 /// With two loops, a transaction is atomic: another client, on the other loop, never sees
 /// the store between two of its commands. The transaction increments eight keys (in
 /// different shards, most likely) in turn, many times; the other client's MGETs of them

@@ -773,36 +773,54 @@ fn exec(db: &mut Session<'_>, out: &mut impl Sink, client: &mut Client, max_repl
         );
         return Flow::Continue;
     }
-    let mut replies = Gathered {
-        bytes: Vec::new(),
-        size: resp::array_size(tx.queued.len()),
-        max: max_reply,
-    };
+    let mut replies = Gathered::new(max_reply);
     db.exclusive(|db| {
         for cmd in tx.queued.commands() {
             execute(cmd, db, &mut replies, client, max_reply);
         }
     });
-    if replies.size > max_reply {
+    let size = replies.array_size(tx.queued.len());
+    if size > max_reply {
         let text = format!(
-            "ERR EXEC ran, but its reply of {} bytes is over the {max_reply}-byte limit \
-             (--max-output less the high-water mark)",
-            replies.size
+            "ERR EXEC ran, but its reply of {size} bytes is over the {max_reply}-byte limit \
+             (--max-output less the high-water mark)"
         );
         error(out, &text);
-        return Flow::TooLarge { size: replies.size };
+        return Flow::TooLarge { size };
     }
-    array(out, tx.queued.len());
-    out.put(&replies.bytes);
+    replies.write_array(out, tx.queued.len());
     Flow::Continue
 }
 
-/// `EXEC`'s replies: kept while they fit in `max` bytes, only counted past it.
+/// Replies gathered to go out as one array (`EXEC`'s, and the keys of `KEYS` and `SCAN`), so
+/// that the whole is sized before any of it is written: kept while they fit in `max` bytes,
+/// only counted past it (the reply is then refused, and nothing of them sent).
 struct Gathered {
     bytes: Vec<u8>,
-    /// All of them, the array's header included.
+    /// The bytes of all of them.
     size: usize,
     max: usize,
+}
+
+impl Gathered {
+    fn new(max: usize) -> Gathered {
+        Gathered {
+            bytes: Vec::new(),
+            size: 0,
+            max,
+        }
+    }
+
+    /// The size of their array, if they are `n` replies.
+    fn array_size(&self, n: usize) -> usize {
+        resp::array_size(n).saturating_add(self.size)
+    }
+
+    /// Writes them as an array of `n` replies (its size must have been checked).
+    fn write_array(&self, out: &mut impl Sink, n: usize) {
+        array(out, n);
+        out.put(&self.bytes);
+    }
 }
 
 impl Sink for Gathered {
@@ -814,62 +832,27 @@ impl Sink for Gathered {
     }
 }
 
-/// Keys gathered for `KEYS` or `SCAN`'s reply: copied while the reply would fit in `max`
-/// bytes, only counted past it.
-struct Names {
-    keys: Vec<Vec<u8>>,
-    /// The keys' part of the reply.
-    size: usize,
-    max: usize,
-}
-
-impl Names {
-    fn new(max: usize) -> Names {
-        Names {
-            keys: Vec::new(),
-            size: 0,
-            max,
-        }
-    }
-
-    fn add(&mut self, key: &[u8]) {
-        self.size = self.size.saturating_add(resp::bulk_size(key.len()));
-        if self.size <= self.max {
-            self.keys.push(key.to_vec());
-        }
-    }
-
-    /// Writes them as an array (`size` must have been checked).
-    fn write(&self, out: &mut impl Sink) {
-        array(out, self.keys.len());
-        for key in &self.keys {
-            bulk(out, key);
-        }
-    }
-}
-
 /// `KEYS pattern`: the selected database's live keys matching the glob `pattern` (see
 /// `glob.rs`), in no particular order. The reply is sized first, as MGET's.
 fn keys(db: &mut Session<'_>, pattern: &[u8], out: &mut impl Sink, max_reply: usize) -> Flow {
-    let mut names = Names::new(max_reply);
+    let (mut keys, mut n) = (Gathered::new(max_reply), 0);
     let all = pattern == b"*";
     db.with_db(|locked, clock| {
         locked.each(|_, shard| {
             let mut left = usize::MAX;
             shard.scan(0, &mut left, clock, |key| {
                 if all || glob::matches(pattern, key) {
-                    names.add(key);
+                    bulk(&mut keys, key);
+                    n += 1;
                 }
             });
         })
     });
-    let size = names
-        .size
-        .saturating_add(resp::array_size(names.keys.len()));
+    let size = keys.array_size(n);
     if size > max_reply {
         return too_large(out, size, max_reply);
     }
-    names.write(out);
+    keys.write_array(out, n);
     Flow::Continue
 }
 
@@ -922,7 +905,7 @@ fn scan(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usi
     // The cursor is a shard of the database and a position in it (see `Shard::scan`).
     let per_db = db.store().shards_per_db() as u64;
     let (mut shard, mut bound) = ((cursor % per_db) as usize, cursor / per_db);
-    let mut names = Names::new(max_reply);
+    let (mut keys, mut n) = (Gathered::new(max_reply), 0);
     db.with_db(|locked, clock| {
         let mut i = 0;
         locked.each(|_, s| {
@@ -930,7 +913,8 @@ fn scan(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usi
                 let bound_in = usize::try_from(bound).unwrap_or(usize::MAX);
                 let end = s.scan(bound_in, &mut count, clock, |key| {
                     if strings && pattern.is_none_or(|p| glob::matches(p, key)) {
-                        names.add(key);
+                        bulk(&mut keys, key);
+                        n += 1;
                     }
                 });
                 if end == 0 {
@@ -950,15 +934,14 @@ fn scan(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usi
     };
     let next = next.to_string();
     let next = next.as_bytes();
-    let size = (resp::array_size(2) + resp::bulk_size(next.len()))
-        .saturating_add(resp::array_size(names.keys.len()))
-        .saturating_add(names.size);
+    let size =
+        (resp::array_size(2) + resp::bulk_size(next.len())).saturating_add(keys.array_size(n));
     if size > max_reply {
         return too_large(out, size, max_reply);
     }
     array(out, 2);
     bulk(out, next);
-    names.write(out);
+    keys.write_array(out, n);
     Flow::Continue
 }
 
