@@ -906,27 +906,22 @@ fn scan(db: &mut Session<'_>, cmd: Args<'_>, out: &mut impl Sink, max_reply: usi
     let per_db = db.store().shards_per_db() as u64;
     let (mut shard, mut bound) = ((cursor % per_db) as usize, cursor / per_db);
     let (mut keys, mut n) = (Gathered::new(max_reply), 0);
-    db.with_db(|locked, clock| {
-        let mut i = 0;
-        locked.each(|_, s| {
-            if i == shard && count > 0 {
-                let bound_in = usize::try_from(bound).unwrap_or(usize::MAX);
-                let end = s.scan(bound_in, &mut count, clock, |key| {
-                    if strings && pattern.is_none_or(|p| glob::matches(p, key)) {
-                        bulk(&mut keys, key);
-                        n += 1;
-                    }
-                });
-                if end == 0 {
-                    shard += 1; // from its top
-                    bound = 0;
-                } else {
-                    bound = end as u64;
-                }
+    while count > 0 && (shard as u64) < per_db {
+        let (s, clock) = db.shard_of_db(shard);
+        let bound_in = usize::try_from(bound).unwrap_or(usize::MAX);
+        let end = s.scan(bound_in, &mut count, clock, |key| {
+            if strings && pattern.is_none_or(|p| glob::matches(p, key)) {
+                bulk(&mut keys, key);
+                n += 1;
             }
-            i += 1;
-        })
-    });
+        });
+        if end == 0 {
+            shard += 1; // from its top
+            bound = 0;
+        } else {
+            bound = end as u64;
+        }
+    }
     let next = if shard as u64 >= per_db {
         0
     } else {

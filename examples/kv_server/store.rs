@@ -589,6 +589,12 @@ impl<'a> Session<'a> {
         self.shard_at(self.store.shard_of(self.db, key))
     }
 
+    /// Shard `i` of the selected database (below [`Store::shards_per_db`]), locked, and the
+    /// clock (`SCAN` walks them in turn).
+    pub fn shard_of_db(&mut self, i: usize) -> (&mut Shard, &mut Clock) {
+        self.shard_at(self.db * self.store.per_db + i % self.store.per_db)
+    }
+
     /// Runs `f` with every shard locked, so that what it does is atomic: no other loop sees
     /// the store between two of its commands (`EXEC`). Within, the session's calls use those
     /// locks.
